@@ -1,0 +1,75 @@
+//! Identifiers shared by every service.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// The organization that owns a piece of data; the first component of every
+/// storage key, so that tenancy is enforced by the key layout itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrgId(String);
+
+impl OrgId {
+    /// The organization every request belongs to while a service runs without
+    /// authentication (local development before tokens are required).
+    pub fn local() -> Self {
+        Self("local".to_owned())
+    }
+
+    /// Parses an organization id: 1 to 64 characters of `[A-Za-z0-9_-]`.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let ok = !raw.is_empty()
+            && raw.len() <= 64
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "org",
+                "must be 1-64 characters of letters, digits, '-' or '_'",
+            ))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for OrgId {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<OrgId> for String {
+    fn from(value: OrgId) -> Self {
+        value.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_ids_are_restricted_to_key_safe_characters() {
+        assert!(OrgId::parse("acme-01").is_ok());
+        assert_eq!(OrgId::parse("").map_err(|e| e.field), Err("org"));
+        assert!(OrgId::parse("a#b").is_err());
+        assert!(OrgId::parse(&"x".repeat(65)).is_err());
+    }
+}

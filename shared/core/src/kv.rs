@@ -1,0 +1,380 @@
+//! The key-value store's domain: namespaces, keys, entity tags and the
+//! preconditions a write may carry.
+//!
+//! The rules here are the public kv contract: a namespace matches
+//! `[a-z0-9][a-z0-9_-]{0,62}`; a key is 1-1024 bytes of UTF-8 without control
+//! characters; a value is at most [`MAX_VALUE_BYTES`].
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// The largest value the store accepts, in bytes (256 KiB).
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
+/// The longest key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The longest TTL a write may ask for (one year), in seconds.
+pub const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
+
+/// A namespace: `[a-z0-9][a-z0-9_-]{0,62}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Namespace(String);
+
+impl Namespace {
+    /// Parses a namespace name.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let bytes = raw.as_bytes();
+        let first_ok = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let rest_ok = bytes
+            .iter()
+            .skip(1)
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
+        if first_ok && rest_ok && bytes.len() <= 63 {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "namespace",
+                "must match [a-z0-9][a-z0-9_-]{0,62}",
+            ))
+        }
+    }
+
+    /// The namespace as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Namespace {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Namespace> for String {
+    fn from(value: Namespace) -> Self {
+        value.0
+    }
+}
+
+/// A key: 1-1024 bytes of UTF-8 with no control characters. `/` is allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Key(String);
+
+impl Key {
+    /// Parses a key.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        validate_key_text("key", raw, 1)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Key {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Key> for String {
+    fn from(value: Key) -> Self {
+        value.0
+    }
+}
+
+/// A key prefix for listing: like a key, but may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// Parses a listing prefix (0-1024 bytes, no control characters).
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        validate_key_text("prefix", raw, 0)?;
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// The prefix as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn validate_key_text(field: &'static str, raw: &str, min: usize) -> Result<(), ValidationError> {
+    if raw.len() < min {
+        return Err(ValidationError::new(field, "must not be empty"));
+    }
+    if raw.len() > MAX_KEY_BYTES {
+        return Err(ValidationError::new(
+            field,
+            format!("is {} bytes; at most {MAX_KEY_BYTES} are allowed", raw.len()),
+        ));
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// An opaque entity tag that changes on every write of a key.
+///
+/// On the wire it is quoted (`"3f2a..."`); inside it is 32 lowercase hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Etag(String);
+
+impl Etag {
+    /// Makes an etag from 16 bytes of entropy supplied by the caller (the core
+    /// has no random source of its own).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        let mut s = String::with_capacity(32);
+        for b in bytes {
+            s.push(char::from(HEX[usize::from(b >> 4)]));
+            s.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        Self(s)
+    }
+
+    /// Parses the unquoted form (as stored).
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        if raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new("etag", "must be 32 lowercase hex digits"))
+        }
+    }
+
+    /// The unquoted tag.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The quoted form used in `ETag` headers and response bodies.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl TryFrom<String> for Etag {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Etag> for String {
+    fn from(value: Etag) -> Self {
+        value.0
+    }
+}
+
+/// What a write requires of the current state of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// No requirement (`PUT` or `DELETE` without conditional headers).
+    None,
+    /// `If-None-Match: *`: the key must not exist.
+    Absent,
+    /// `If-Match: *`: the key must exist, whatever its tag.
+    Exists,
+    /// `If-Match: "a", "b"`: the current tag must be one of these.
+    Matches(Vec<Etag>),
+}
+
+impl Precondition {
+    /// Parses the conditional headers of a write. Both present is a client error,
+    /// as is anything but `*` in `If-None-Match` on a write.
+    pub fn from_headers(
+        if_match: Option<&str>,
+        if_none_match: Option<&str>,
+    ) -> Result<Self, ValidationError> {
+        match (if_match, if_none_match) {
+            (Some(_), Some(_)) => Err(ValidationError::new(
+                "If-Match",
+                "send either If-Match or If-None-Match, not both",
+            )),
+            (None, None) => Ok(Self::None),
+            (None, Some(inm)) => {
+                if inm.trim() == "*" {
+                    Ok(Self::Absent)
+                } else {
+                    Err(ValidationError::new(
+                        "If-None-Match",
+                        "on a write only `*` (create only) is supported",
+                    ))
+                }
+            }
+            (Some(im), None) => {
+                if im.trim() == "*" {
+                    Ok(Self::Exists)
+                } else {
+                    parse_etag_list("If-Match", im).map(Self::Matches)
+                }
+            }
+        }
+    }
+
+    /// Whether a key whose current tag is `current` (`None` when absent) satisfies this.
+    pub fn admits(&self, current: Option<&Etag>) -> bool {
+        match self {
+            Self::None => true,
+            Self::Absent => current.is_none(),
+            Self::Exists => current.is_some(),
+            Self::Matches(tags) => current.is_some_and(|c| tags.contains(c)),
+        }
+    }
+}
+
+/// Parses a comma-separated list of quoted entity tags (`"a", W/"b"` — weak tags
+/// compare by their opaque part, as RFC 9110 allows for `If-None-Match` on reads).
+pub fn parse_etag_list(field: &'static str, raw: &str) -> Result<Vec<Etag>, ValidationError> {
+    let mut tags = Vec::new();
+    for part in raw.split(',') {
+        let part = part.trim();
+        let part = part.strip_prefix("W/").unwrap_or(part);
+        let inner = part
+            .strip_prefix('"')
+            .and_then(|p| p.strip_suffix('"'))
+            .ok_or_else(|| {
+                ValidationError::new(field, "must be `*` or a list of quoted entity tags")
+            })?;
+        let tag = Etag::parse(inner)
+            .map_err(|_| ValidationError::new(field, "names an entity tag this store never issued"))?;
+        tags.push(tag);
+    }
+    Ok(tags)
+}
+
+/// A TTL given as `?ttl=<seconds>`: 1 second to one year.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl(u64);
+
+impl Ttl {
+    /// Parses the `ttl` query parameter.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let secs: u64 = raw
+            .parse()
+            .map_err(|_| ValidationError::new("ttl", "must be a whole number of seconds"))?;
+        if secs == 0 || secs > MAX_TTL_SECONDS {
+            return Err(ValidationError::new(
+                "ttl",
+                format!("must be between 1 and {MAX_TTL_SECONDS} seconds"),
+            ));
+        }
+        Ok(Self(secs))
+    }
+
+    /// The TTL in seconds.
+    pub fn seconds(self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_follow_the_contract_pattern() {
+        for ok in ["a", "0", "my-ns_1", &"a".repeat(63)] {
+            assert!(Namespace::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "_a", "A", "a b", "a/b", &"a".repeat(64)] {
+            assert_eq!(Namespace::parse(bad).map_err(|e| e.field), Err("namespace"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_are_bounded_utf8_without_control_characters() {
+        assert!(Key::parse("a/b c/ü").is_ok());
+        assert!(Key::parse(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        let too_long = Key::parse(&"k".repeat(MAX_KEY_BYTES + 1)).unwrap_err();
+        assert!(too_long.reason.contains("1025"));
+        assert!(Key::parse("").is_err());
+        assert!(Key::parse("a\nb").is_err());
+        assert!(Key::parse("a\u{7f}").is_err());
+        assert!(KeyPrefix::parse("").is_ok());
+    }
+
+    #[test]
+    fn etags_render_quoted_and_parse_back() {
+        let tag = Etag::from_bytes([0xab; 16]);
+        assert_eq!(tag.as_str(), "ab".repeat(16));
+        assert_eq!(parse_etag_list("If-Match", &tag.quoted()), Ok(vec![tag.clone()]));
+        assert_eq!(
+            parse_etag_list("If-Match", &format!("W/{}", tag.quoted())),
+            Ok(vec![tag])
+        );
+    }
+
+    #[test]
+    fn conditional_headers_parse_into_preconditions() {
+        let tag = Etag::from_bytes([1; 16]);
+        assert_eq!(Precondition::from_headers(None, None), Ok(Precondition::None));
+        assert_eq!(Precondition::from_headers(None, Some("*")), Ok(Precondition::Absent));
+        assert_eq!(Precondition::from_headers(Some("*"), None), Ok(Precondition::Exists));
+        assert_eq!(
+            Precondition::from_headers(Some(&tag.quoted()), None),
+            Ok(Precondition::Matches(vec![tag.clone()]))
+        );
+        for bad in ["abc", "\"abc\"", "\"", "\"0123\","] {
+            assert_eq!(
+                Precondition::from_headers(Some(bad), None).map_err(|e| e.field),
+                Err("If-Match"),
+                "{bad}"
+            );
+        }
+        assert!(Precondition::from_headers(Some("*"), Some("*")).is_err());
+        assert!(Precondition::from_headers(None, Some(&tag.quoted())).is_err());
+    }
+
+    #[test]
+    fn preconditions_admit_the_right_states() {
+        let a = Etag::from_bytes([1; 16]);
+        let b = Etag::from_bytes([2; 16]);
+        assert!(Precondition::Absent.admits(None));
+        assert!(!Precondition::Absent.admits(Some(&a)));
+        assert!(Precondition::Exists.admits(Some(&a)));
+        assert!(!Precondition::Exists.admits(None));
+        assert!(Precondition::Matches(vec![a.clone()]).admits(Some(&a)));
+        assert!(!Precondition::Matches(vec![a.clone()]).admits(Some(&b)));
+        assert!(!Precondition::Matches(vec![a]).admits(None));
+    }
+
+    #[test]
+    fn ttl_is_bounded() {
+        assert_eq!(Ttl::parse("60").map(Ttl::seconds), Ok(60));
+        for bad in ["0", "-1", "1.5", "x", "31536001"] {
+            assert_eq!(Ttl::parse(bad).map_err(|e| e.field), Err("ttl"), "{bad}");
+        }
+    }
+}

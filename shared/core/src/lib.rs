@@ -1,0 +1,14 @@
+//! Pure domain of Constellation: identifiers, validated newtypes and the
+//! errors their constructors return.
+//!
+//! Nothing in this crate does I/O, reads a clock or needs an async runtime, so
+//! it builds for `wasm32-unknown-unknown` and every rule here can be tested
+//! without a backend. Values are parsed once at the edge (HTTP, queue bodies)
+//! and travel inward only as these types.
+
+pub mod ids;
+pub mod kv;
+pub mod validation;
+
+pub use ids::OrgId;
+pub use validation::ValidationError;

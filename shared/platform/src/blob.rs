@@ -1,0 +1,104 @@
+//! The BlobStore port: object storage with presigned URLs.
+//!
+//! A presigned PUT pins the content type and the exact content length, so a
+//! client handed the URL can upload only what the service agreed to; both
+//! presigned forms expire.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use time::OffsetDateTime;
+
+/// What is known of a stored object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// The content type given when it was stored.
+    pub content_type: String,
+    /// Its size in bytes.
+    pub content_length: u64,
+}
+
+/// A request a client can make without credentials, until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedRequest {
+    /// `PUT` or `GET`.
+    pub method: String,
+    /// The full URL.
+    pub url: String,
+    /// Headers the client must send exactly as given.
+    pub headers: Vec<(String, String)>,
+    /// When the URL stops working.
+    pub expires_at: OffsetDateTime,
+}
+
+/// Why a blob operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The request is malformed (bad key, expiry out of range...).
+    #[error("invalid blob request: {0}")]
+    Invalid(String),
+    /// The backend is throttling or briefly unreachable.
+    #[error("blob storage temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything else from the backend.
+    #[error("blob storage backend error")]
+    Backend(#[source] anyhow::Error),
+}
+
+/// The longest a presigned URL may live (S3's own limit for SigV4).
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// An object store (one bucket).
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
+    /// Stores `body` under `key`, replacing what was there.
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), BlobError>;
+    /// Reads an object.
+    async fn get(&self, key: &str) -> Result<Option<(BlobMeta, Bytes)>, BlobError>;
+    /// Reads an object's metadata.
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError>;
+    /// Removes an object; removing a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<(), BlobError>;
+    /// A URL that accepts exactly one upload of `content_length` bytes of `content_type`.
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError>;
+    /// A URL that reads the object.
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError>;
+}
+
+/// Checks an object key: 1-1024 bytes, no control characters, no `..` segment,
+/// not starting with `/`. Both adapters apply it, so a key that works locally
+/// works on S3 and cannot escape the local blob directory.
+pub fn validate_blob_key(key: &str) -> Result<(), BlobError> {
+    let ok = !key.is_empty()
+        && key.len() <= 1024
+        && !key.starts_with('/')
+        && !key.chars().any(char::is_control)
+        && !key.split('/').any(|seg| seg == ".." || seg == "." || seg.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::Invalid(format!("bad object key {key:?}")))
+    }
+}
+
+/// Checks a presign expiry.
+pub fn validate_expiry(expires_in: Duration) -> Result<(), BlobError> {
+    if expires_in.is_zero() || expires_in > MAX_PRESIGN_EXPIRY {
+        Err(BlobError::Invalid(
+            "presigned URLs live between 1 second and 7 days".into(),
+        ))
+    } else {
+        Ok(())
+    }
+}
