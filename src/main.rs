@@ -1,1 +1,107 @@
-fn main() {}
+//! The `constellation` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use constellation::serve::{ServeConfig, Server, shutdown_signal};
+use constellation_platform::clock::SystemClock;
+use constellation_platform::config::{BackendKind, Platform};
+use constellation_platform::observe::init_tracing;
+
+#[derive(Debug, Parser)]
+#[command(name = "constellation", version, about = "Run and operate Constellation locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Backend {
+    /// SQLite and files in the data directory.
+    Local,
+    /// DynamoDB, S3, SQS and Secrets Manager (honours AWS_ENDPOINT_URL, e.g. for moto).
+    Aws,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service, worker and schedule in one process.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "CONSTELLATION_ADDR", default_value = "127.0.0.1:3000")]
+        addr: SocketAddr,
+        /// Where local data lives.
+        #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
+        data_dir: PathBuf,
+        /// Storage backend.
+        #[arg(long, env = "CONSTELLATION_BACKEND", value_enum, default_value = "local")]
+        backend: Backend,
+        /// With `--backend aws`: create missing tables, queues and secrets first.
+        #[arg(long)]
+        provision: bool,
+        /// Print CloudWatch EMF metric lines.
+        #[arg(long)]
+        emf: bool,
+    },
+    /// Print the OpenAPI 3.1 document of every service.
+    Openapi,
+    /// Inspect a local queue without consuming it.
+    Queue {
+        /// Queue name (e.g. constellation-kv-changes).
+        name: String,
+        /// How many messages to show.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// Where local data lives.
+        #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
+        data_dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            addr,
+            data_dir,
+            backend,
+            provision,
+            emf,
+        } => {
+            init_tracing();
+            let backend = match backend {
+                Backend::Local => BackendKind::Local,
+                Backend::Aws => BackendKind::Aws,
+            };
+            let config = ServeConfig {
+                addr,
+                backend,
+                data_dir,
+                provision,
+                emf,
+                relay_every: Duration::from_secs(10),
+            };
+            Server::bind(&config).await?.run(shutdown_signal()).await
+        }
+        Command::Openapi => {
+            println!("{}", constellation::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Queue {
+            name,
+            limit,
+            data_dir,
+        } => {
+            let platform = Platform::local(data_dir, String::new(), std::sync::Arc::new(SystemClock))?;
+            let local = platform.local_backend().context("a local data dir")?;
+            for m in local.peek(&name, limit).await? {
+                println!("{}", m.body);
+            }
+            Ok(())
+        }
+    }
+}

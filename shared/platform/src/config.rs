@@ -1,1 +1,264 @@
-//! placeholder
+//! Start-up configuration: which backend to use and how to reach it.
+//!
+//! Everything is read once, at cold start, from environment variables (the
+//! names template.yaml sets), and a missing variable fails fast with its name.
+//! [`Platform`] is the one object a service's `main` builds; it hands out the
+//! ports, already wired to the chosen backend.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::aws::AwsBackend;
+use crate::clock::{Clock, SystemClock};
+use crate::local::LocalBackend;
+use crate::queue::{Queue, QueueReceiver, QueueSpec};
+use crate::secrets::{CachedSecrets, SecretValue, Secrets};
+use crate::table::Table;
+use crate::blob::BlobStore;
+
+/// Environment variable selecting the backend: `local` or `aws`.
+pub const BACKEND_VAR: &str = "CONSTELLATION_BACKEND";
+/// Environment variable naming the local data directory.
+pub const DATA_DIR_VAR: &str = "CONSTELLATION_DATA_DIR";
+/// Environment variable with the base URL local presigned blob URLs point at.
+pub const PUBLIC_URL_VAR: &str = "CONSTELLATION_PUBLIC_URL";
+/// The local data directory when none is configured.
+pub const DEFAULT_DATA_DIR: &str = ".constellation";
+/// How long secrets stay cached in memory.
+pub const SECRETS_CACHE_TTL: time::Duration = time::Duration::minutes(5);
+/// The local secret holding the key that signs local presigned blob URLs.
+pub const LOCAL_BLOB_KEY_SECRET: &str = "constellation/local-blob-url-key";
+
+/// A configuration problem, naming the variable or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("missing environment variable {0}")]
+    Missing(&'static str),
+    /// A variable is set to something unusable.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Reads a required variable.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(ConfigError::Missing(name)),
+    }
+}
+
+/// Reads an optional variable, treating empty as unset.
+pub fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Which adapter set a process uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// SQLite and files in a data directory.
+    Local,
+    /// DynamoDB, S3, SQS, Secrets Manager.
+    Aws,
+}
+
+impl BackendKind {
+    /// `CONSTELLATION_BACKEND`, defaulting to `aws` inside Lambda and `local` elsewhere.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match optional(BACKEND_VAR).as_deref() {
+            Some("local") => Ok(Self::Local),
+            Some("aws") => Ok(Self::Aws),
+            Some(other) => Err(ConfigError::Invalid {
+                name: BACKEND_VAR,
+                reason: format!("`{other}` is neither `local` nor `aws`"),
+            }),
+            None if optional("AWS_LAMBDA_FUNCTION_NAME").is_some() => Ok(Self::Aws),
+            None => Ok(Self::Local),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Local {
+        backend: LocalBackend,
+        public_url: String,
+    },
+    Aws(AwsBackend),
+}
+
+/// The ports of one process, wired to one backend.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+    secrets: Arc<dyn Secrets>,
+}
+
+impl Platform {
+    /// Builds the platform the environment describes.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        match BackendKind::from_env()? {
+            BackendKind::Local => {
+                let dir = optional(DATA_DIR_VAR).unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
+                let public_url = optional(PUBLIC_URL_VAR)
+                    .unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
+                Self::local(PathBuf::from(dir), public_url, Arc::new(SystemClock))
+            }
+            BackendKind::Aws => Ok(Self::aws(AwsBackend::from_env().await, Arc::new(SystemClock))),
+        }
+    }
+
+    /// A local platform over `data_dir`; presigned blob URLs point at `public_url`.
+    pub fn local(
+        data_dir: PathBuf,
+        public_url: String,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let backend = LocalBackend::open(&data_dir, clock.clone())
+            .with_context(|| format!("open local data dir {}", data_dir.display()))?;
+        let secrets = Arc::new(CachedSecrets::new(
+            Arc::new(backend.secrets()),
+            clock.clone(),
+            SECRETS_CACHE_TTL,
+        ));
+        Ok(Self {
+            backend: Backend::Local {
+                backend,
+                public_url: public_url.trim_end_matches('/').to_owned(),
+            },
+            clock,
+            secrets,
+        })
+    }
+
+    /// An AWS platform.
+    pub fn aws(backend: AwsBackend, clock: Arc<dyn Clock>) -> Self {
+        let secrets = Arc::new(CachedSecrets::new(
+            Arc::new(backend.secrets()),
+            clock.clone(),
+            SECRETS_CACHE_TTL,
+        ));
+        Self {
+            backend: Backend::Aws(backend),
+            clock,
+            secrets,
+        }
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        match self.backend {
+            Backend::Local { .. } => BackendKind::Local,
+            Backend::Aws(_) => BackendKind::Aws,
+        }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    /// Secrets, cached for [`SECRETS_CACHE_TTL`].
+    pub fn secrets(&self) -> Arc<dyn Secrets> {
+        self.secrets.clone()
+    }
+
+    /// The local backend, when this is one (for `serve`'s blob routes and the CLI).
+    pub fn local_backend(&self) -> Option<&LocalBackend> {
+        match &self.backend {
+            Backend::Local { backend, .. } => Some(backend),
+            Backend::Aws(_) => None,
+        }
+    }
+
+    /// The AWS backend, when this is one.
+    pub fn aws_backend(&self) -> Option<&AwsBackend> {
+        match &self.backend {
+            Backend::Aws(b) => Some(b),
+            Backend::Local { .. } => None,
+        }
+    }
+
+    /// A 32-byte key derived from the secret `name`. Locally a missing secret is
+    /// generated (the first start of a data dir); in AWS it must exist.
+    pub async fn derived_key(&self, name: &str) -> anyhow::Result<[u8; 32]> {
+        let value = match self.secrets.get(name).await? {
+            Some(v) => v,
+            None if self.kind() == BackendKind::Local => {
+                let mut raw = [0_u8; 32];
+                rand::rng().fill_bytes(&mut raw);
+                let v = SecretValue::new(base64::engine::general_purpose::STANDARD.encode(raw));
+                self.secrets.put(name, &v).await?;
+                v
+            }
+            None => anyhow::bail!("secret {name} does not exist"),
+        };
+        Ok(Sha256::digest(value.expose().as_bytes()).into())
+    }
+
+    /// The table `name`, with cursors signed by a key derived from the secret `cursor_secret`.
+    pub async fn table(&self, name: &str, cursor_secret: &str) -> anyhow::Result<Arc<dyn Table>> {
+        let key = self.derived_key(cursor_secret).await?;
+        Ok(match &self.backend {
+            Backend::Local { backend, .. } => Arc::new(backend.table(name, key)),
+            Backend::Aws(b) => Arc::new(b.table(name, key, self.clock.clone())),
+        })
+    }
+
+    /// The queue `reference` (a queue URL in AWS, a queue name locally).
+    pub fn queue(&self, reference: &str) -> Arc<dyn Queue> {
+        match &self.backend {
+            Backend::Local { backend, .. } => Arc::new(backend.queue(reference)),
+            Backend::Aws(b) => Arc::new(b.queue(reference)),
+        }
+    }
+
+    /// The consuming side of a queue: `spec` shapes the local queue; in AWS
+    /// `reference` is the queue URL and the queue's own attributes apply.
+    pub async fn receiver(
+        &self,
+        spec: &QueueSpec,
+        reference: &str,
+    ) -> anyhow::Result<Arc<dyn QueueReceiver>> {
+        Ok(match &self.backend {
+            Backend::Local { backend, .. } => Arc::new(backend.receiver(spec)),
+            Backend::Aws(b) => Arc::new(b.receiver(reference).await?),
+        })
+    }
+
+    /// The bucket `name`.
+    pub async fn blob_store(&self, name: &str) -> anyhow::Result<Arc<dyn BlobStore>> {
+        Ok(match &self.backend {
+            Backend::Local {
+                backend,
+                public_url,
+            } => {
+                let key = self.derived_key(LOCAL_BLOB_KEY_SECRET).await?;
+                Arc::new(backend.blob_store(name, public_url, key))
+            }
+            Backend::Aws(b) => Arc::new(b.blob_store(name)),
+        })
+    }
+
+    /// The router serving local presigned blob URLs (`None` in AWS, where S3 serves them).
+    pub async fn local_blob_router(&self) -> anyhow::Result<Option<axum::Router>> {
+        match &self.backend {
+            Backend::Local { backend, .. } => {
+                let key = self.derived_key(LOCAL_BLOB_KEY_SECRET).await?;
+                Ok(Some(backend.blob_router(key)))
+            }
+            Backend::Aws(_) => Ok(None),
+        }
+    }
+}

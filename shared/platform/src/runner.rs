@@ -1,1 +1,90 @@
-//! placeholder
+//! The local stand-in for Lambda's SQS event source mapping.
+//!
+//! It receives from a [`QueueReceiver`], hands the messages to a worker's
+//! batch handler as the same `SqsEvent` Lambda would build, deletes the
+//! messages the handler did not report as failed, and leaves the failed ones
+//! to come back after the visibility timeout (and, past the max-receive
+//! count, to go to the dead-letter queue). A handler that errors as a whole
+//! fails the whole batch, as in Lambda.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use tokio::sync::watch;
+
+use crate::queue::{QueueReceiver, ReceivedMessage};
+
+/// Builds the `SqsEvent` Lambda would deliver for these messages.
+pub fn to_sqs_event(source_arn: &str, messages: &[ReceivedMessage]) -> SqsEvent {
+    let records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = Some(m.message_id.clone());
+            record.receipt_handle = Some(m.receipt_handle.clone());
+            record.body = Some(m.body.clone());
+            record.event_source = Some("aws:sqs".to_owned());
+            record.event_source_arn = Some(source_arn.to_owned());
+            record.aws_region = Some("local".to_owned());
+            record
+                .attributes
+                .insert("ApproximateReceiveCount".to_owned(), m.receive_count.to_string());
+            record.attributes.insert(
+                "SentTimestamp".to_owned(),
+                (m.sent_at.unix_timestamp_nanos() / 1_000_000).to_string(),
+            );
+            record
+        })
+        .collect();
+    let mut event = SqsEvent::default();
+    event.records = records;
+    event
+}
+
+/// Receives batches until `shutdown` turns true, feeding each to `handler`.
+/// A batch already handed to the handler is finished before returning.
+pub async fn run_consumer<H, F>(
+    receiver: Arc<dyn QueueReceiver>,
+    batch_size: u32,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    H: Fn(SqsEvent) -> F + Send + Sync,
+    F: Future<Output = Result<SqsBatchResponse, anyhow::Error>> + Send,
+{
+    let source = receiver.source_arn().to_owned();
+    while !*shutdown.borrow() {
+        let batch = tokio::select! {
+            r = receiver.receive(batch_size, Duration::from_secs(1)) => r,
+            _ = shutdown.changed() => break,
+        };
+        let messages = match batch {
+            Ok(m) if m.is_empty() => continue,
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(queue = %source, error = %e, "receive failed; backing off");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let failed: HashSet<String> = match handler(to_sqs_event(&source, &messages)).await {
+            Ok(response) => response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect(),
+            Err(e) => {
+                tracing::error!(queue = %source, error = format!("{e:#}"), "batch handler failed; the batch will be retried");
+                messages.iter().map(|m| m.message_id.clone()).collect()
+            }
+        };
+        for m in messages.iter().filter(|m| !failed.contains(&m.message_id)) {
+            if let Err(e) = receiver.delete(&m.receipt_handle).await {
+                tracing::warn!(queue = %source, message_id = %m.message_id, error = %e, "delete failed; the message will be redelivered");
+            }
+        }
+    }
+}

@@ -19,8 +19,17 @@ use time::OffsetDateTime;
 pub const MAX_TRANSACTION_WRITES: usize = 25;
 /// The most items one query page returns.
 pub const MAX_QUERY_LIMIT: u32 = 1000;
-/// Attribute names the adapters reserve for themselves.
-pub const RESERVED_ATTRIBUTES: &[&str] = &["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"];
+/// Attribute names the adapters reserve for themselves (`expires_at` is the
+/// DynamoDB table's TTL attribute).
+pub const RESERVED_ATTRIBUTES: &[&str] = &[
+    "pk",
+    "sk",
+    "gsi1pk",
+    "gsi1sk",
+    "gsi2pk",
+    "gsi2sk",
+    "expires_at",
+];
 
 /// The primary key of an item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

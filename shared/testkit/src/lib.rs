@@ -1,0 +1,7 @@
+//! Test fixtures shared by every crate's tests, and the storage conformance
+//! suite that both adapter sets (local and AWS) must pass with the same test
+//! bodies.
+
+pub mod s3_gate;
+pub mod conformance;
+pub mod fixtures;

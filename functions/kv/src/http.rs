@@ -1,0 +1,361 @@
+//! The kv HTTP contract, mapped onto [`KvStore`].
+//!
+//! Handlers are thin: parse the path, headers and query into domain types
+//! (answering 400 naming the input at fault), call one store method, and
+//! render the result. Every route is under `/v1/kv`, as API Gateway routes it.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use constellation_core::OrgId;
+use constellation_core::kv::{Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl, parse_etag_list};
+use constellation_web::error::ProblemType;
+use constellation_web::openapi::openapi_route;
+use constellation_web::pagination::RawPageParams;
+use constellation_web::{ApiError, LimitedBody, PageParams};
+use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::store::{Entry, EntryForPut, KvError, KvStore};
+
+/// The kv routes over `store` (without the shared layers; see [`crate::app`]).
+///
+/// The key is the rest of the path, so a key may contain `/` whether or not
+/// the client percent-encodes it: API Gateway decodes `%2F` before the
+/// function sees the path, and both spellings must name the same key.
+pub fn router(store: Arc<KvStore>) -> Router {
+    Router::new()
+        .route("/v1/kv/{namespace}", get(list_entries))
+        .route(
+            "/v1/kv/{namespace}/{*key}",
+            get(get_entry).put(put_entry).delete(delete_entry),
+        )
+        .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
+        .with_state(store)
+        .merge(openapi_route("/v1/kv/openapi.json", ApiDoc::openapi()))
+}
+
+/// The kv part of the OpenAPI document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Constellation kv", description = "Namespaced key-value store with versions, compare-and-swap, TTL and change events."),
+    paths(put_entry, get_entry, delete_entry, list_entries),
+    components(schemas(EntryView, EntryList))
+)]
+pub struct ApiDoc;
+
+/// The organization a request acts for. Until tokens are required every
+/// request acts for the local organization; the key layout already scopes
+/// every namespace to it.
+#[derive(Debug, Clone)]
+pub struct Caller(pub OrgId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(OrgId::local()))
+    }
+}
+
+/// `{namespace}/{key}` parsed into domain types.
+#[derive(Debug)]
+struct EntryPath(Namespace, Key);
+
+impl<S: Send + Sync> FromRequestParts<S> for EntryPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path((ns, key)) = Path::<(String, String)>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::invalid("key", "is not valid percent-encoded UTF-8"))?;
+        Ok(Self(Namespace::parse(&ns)?, Key::parse(&key)?))
+    }
+}
+
+/// Entry metadata as the API returns it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntryView {
+    /// Namespace.
+    pub namespace: String,
+    /// Key.
+    pub key: String,
+    /// Quoted entity tag; changes on every write.
+    pub etag: String,
+    /// 1 on creation, +1 on every write.
+    pub version: u64,
+    /// The stored media type.
+    pub content_type: String,
+    /// Value size in bytes.
+    pub size: u64,
+    /// Last write (RFC 3339).
+    pub updated_at: String,
+    /// Expiry (RFC 3339), or null without TTL.
+    pub expires_at: Option<String>,
+}
+
+impl From<&Entry> for EntryView {
+    fn from(e: &Entry) -> Self {
+        let fmt = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        Self {
+            namespace: e.namespace.to_string(),
+            key: e.key.to_string(),
+            etag: e.etag.quoted(),
+            version: e.version,
+            content_type: e.content_type.clone(),
+            size: e.size,
+            updated_at: fmt(e.updated_at),
+            expires_at: e.expires_at.map(fmt),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntryList {
+    /// Entries in ascending byte order of key.
+    pub items: Vec<EntryView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<KvError> for ApiError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::NotFound => ApiError::not_found("no such key"),
+            KvError::PreconditionFailed => ApiError::client(
+                ProblemType::PreconditionFailed,
+                "the key's current state does not match If-Match / If-None-Match",
+            ),
+            KvError::Contention => ApiError::client(
+                ProblemType::Conflict,
+                "the key is being written concurrently; retry",
+            ),
+            KvError::Store(e) => e.into(),
+        }
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| ApiError::invalid(name, "must be visible ASCII")))
+        .transpose()
+}
+
+fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(ct) = header_str(headers, "content-type")? else {
+        return Ok("application/octet-stream".to_owned());
+    };
+    let ct = ct.trim();
+    let ok = ct.len() <= 255
+        && ct.split(';').next().is_some_and(|m| {
+            let mut parts = m.trim().splitn(2, '/');
+            let token = |s: Option<&str>| {
+                s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
+            };
+            token(parts.next()) && token(parts.next())
+        });
+    if ok {
+        Ok(ct.to_owned())
+    } else {
+        Err(ApiError::invalid("Content-Type", "must be a media type such as application/json"))
+    }
+}
+
+fn params(q: Result<Query<Vec<(String, String)>>, QueryRejection>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(pairs) = q.map_err(|_| ApiError::invalid("query", "is not a valid query string"))?;
+    if let Some((name, _)) = pairs.iter().find(|(n, _)| !allowed.contains(&n.as_str())) {
+        return Err(ApiError::invalid(name.clone(), "is not a parameter of this route"));
+    }
+    Ok(pairs)
+}
+
+fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn http_date(t: OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    t.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_default()
+}
+
+fn etag_header(e: &Entry) -> (header::HeaderName, HeaderValue) {
+    (
+        header::ETAG,
+        HeaderValue::from_str(&e.etag.quoted()).unwrap_or_else(|_| HeaderValue::from_static("\"\"")),
+    )
+}
+
+/// Creates or replaces a value.
+#[utoipa::path(
+    put,
+    path = "/v1/kv/{namespace}/{key}",
+    params(
+        ("namespace" = String, Path, description = "[a-z0-9][a-z0-9_-]{0,62}"),
+        ("key" = String, Path, description = "1-1024 bytes of UTF-8, no control characters; may contain `/`"),
+        ("ttl" = Option<u64>, Query, description = "Seconds until the value expires"),
+        ("If-Match" = Option<String>, Header, description = "Compare-and-swap: `*` or quoted etags"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
+    ),
+    request_body(content = Vec<u8>, description = "The value, any media type, at most 256 KiB", content_type = "*/*"),
+    responses(
+        (status = 201, description = "Created", body = EntryView),
+        (status = 200, description = "Replaced", body = EntryView),
+        (status = 400, description = "Invalid namespace, key, ttl or header"),
+        (status = 412, description = "Precondition failed"),
+        (status = 413, description = "Value over 256 KiB"),
+    )
+)]
+async fn put_entry(
+    State(store): State<Arc<KvStore>>,
+    Caller(org): Caller,
+    EntryPath(ns, key): EntryPath,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<LimitedBody, ApiError>,
+) -> Result<Response, ApiError> {
+    let pairs = params(query, &["ttl"])?;
+    let ttl = param(&pairs, "ttl").map(Ttl::parse).transpose()?;
+    let precondition = Precondition::from_headers(
+        header_str(&headers, "if-match")?,
+        header_str(&headers, "if-none-match")?,
+    )?;
+    let content_type = content_type(&headers)?;
+    let LimitedBody(value) = body.map_err(|e| match e.problem() {
+        ProblemType::PayloadTooLarge => ApiError::Client {
+            problem: ProblemType::PayloadTooLarge,
+            detail: format!("value: is larger than {MAX_VALUE_BYTES} bytes"),
+            field: Some("value".into()),
+        },
+        _ => e,
+    })?;
+    let put = EntryForPut { value, content_type, ttl, precondition };
+    let (entry, created) = store.put(&org, &ns, &key, put).await?;
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, [etag_header(&entry)], axum::Json(EntryView::from(&entry))).into_response())
+}
+
+/// Reads a value.
+#[utoipa::path(
+    get,
+    path = "/v1/kv/{namespace}/{key}",
+    params(
+        ("namespace" = String, Path), ("key" = String, Path),
+        ("If-None-Match" = Option<String>, Header, description = "304 when the etag matches"),
+    ),
+    responses(
+        (status = 200, description = "The stored bytes with their Content-Type, ETag and Last-Modified"),
+        (status = 304, description = "Not modified"),
+        (status = 404, description = "Absent or expired"),
+    )
+)]
+async fn get_entry(
+    State(store): State<Arc<KvStore>>,
+    Caller(org): Caller,
+    EntryPath(ns, key): EntryPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let if_none_match = header_str(&headers, "if-none-match")?
+        .map(|v| {
+            if v.trim() == "*" {
+                Ok(None)
+            } else {
+                parse_etag_list("If-None-Match", v).map(Some)
+            }
+        })
+        .transpose()?;
+    let entry = store.get(&org, &ns, &key).await?;
+    let mut common = HeaderMap::new();
+    let (name, value) = etag_header(&entry);
+    common.insert(name, value);
+    common.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&http_date(entry.updated_at)) {
+        common.insert(header::LAST_MODIFIED, v);
+    }
+    let not_modified = match &if_none_match {
+        Some(None) => true,
+        Some(Some(tags)) => tags.contains(&entry.etag),
+        None => false,
+    };
+    if not_modified {
+        return Ok((StatusCode::NOT_MODIFIED, common).into_response());
+    }
+    if let Ok(v) = HeaderValue::from_str(&entry.content_type) {
+        common.insert(header::CONTENT_TYPE, v);
+    }
+    Ok((StatusCode::OK, common, entry.value.unwrap_or_default()).into_response())
+}
+
+/// Deletes a value.
+#[utoipa::path(
+    delete,
+    path = "/v1/kv/{namespace}/{key}",
+    params(
+        ("namespace" = String, Path), ("key" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the etag matches"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Absent"),
+        (status = 412, description = "Precondition failed"),
+    )
+)]
+async fn delete_entry(
+    State(store): State<Arc<KvStore>>,
+    Caller(org): Caller,
+    EntryPath(ns, key): EntryPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let precondition = Precondition::from_headers(
+        header_str(&headers, "if-match")?,
+        header_str(&headers, "if-none-match")?,
+    )?;
+    store.delete(&org, &ns, &key, &precondition).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Lists a namespace's keys with their metadata.
+#[utoipa::path(
+    get,
+    path = "/v1/kv/{namespace}",
+    params(
+        ("namespace" = String, Path),
+        ("prefix" = Option<String>, Query, description = "Only keys starting with this"),
+        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page", body = EntryList),
+        (status = 400, description = "Invalid namespace, prefix, limit or cursor"),
+    )
+)]
+async fn list_entries(
+    State(store): State<Arc<KvStore>>,
+    Caller(org): Caller,
+    Path(ns): Path<String>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<EntryList>, ApiError> {
+    let ns = Namespace::parse(&ns)?;
+    let pairs = params(query, &["prefix", "limit", "cursor"])?;
+    let prefix = KeyPrefix::parse(param(&pairs, "prefix").unwrap_or(""))?;
+    let page = PageParams::parse(RawPageParams {
+        limit: param(&pairs, "limit").map(str::to_owned),
+        cursor: param(&pairs, "cursor").map(str::to_owned),
+    })?;
+    let (entries, next_cursor) = store.list(&org, &ns, &prefix, page.limit, page.cursor).await?;
+    Ok(axum::Json(EntryList {
+        items: entries.iter().map(EntryView::from).collect(),
+        next_cursor,
+    }))
+}

@@ -1,0 +1,357 @@
+//! The kv rules over the Table and Queue ports.
+//!
+//! Layout: one partition per (organization, namespace), `pk =
+//! NS#<org>#<namespace>`, and the key itself as sort key, so a listing is
+//! one partition query in byte order and no request can reach another
+//! organization's keys. The value travels as the item's binary payload.
+//!
+//! Writes are optimistic: read the current version, check the client's
+//! precondition against it, then write conditioned on that version; a lost
+//! race re-reads and re-checks. Each write commits, in the same transaction,
+//! an outbox record of its change event; the event is then published and the
+//! record removed. If publishing fails the record stays, and
+//! [`KvStore::relay_outbox`] sends it later — an acknowledged write never
+//! loses its event.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use constellation_core::OrgId;
+use constellation_core::kv::{Etag, Key, KeyPrefix, Namespace, Precondition, Ttl};
+use constellation_platform::table::{Condition, Item, ItemKey, Query, SortKey, Write};
+use constellation_platform::{Clock, Queue, StoreError, Table};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::events::{ChangeEvent, ChangeOp};
+
+/// How often a write retries after losing a race before answering 409.
+const MAX_ATTEMPTS: usize = 8;
+/// Outbox records are spread over this many partitions.
+const OUTBOX_SHARDS: u32 = 8;
+
+/// A stored entry's metadata, and its value when read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Namespace.
+    pub namespace: Namespace,
+    /// Key.
+    pub key: Key,
+    /// Changes on every write.
+    pub etag: Etag,
+    /// 1 on creation, +1 on every write.
+    pub version: u64,
+    /// The media type given on write.
+    pub content_type: String,
+    /// Value size in bytes.
+    pub size: u64,
+    /// Last write.
+    pub updated_at: OffsetDateTime,
+    /// When it expires, if it has a TTL.
+    pub expires_at: Option<OffsetDateTime>,
+    /// The value (absent in listings).
+    pub value: Option<Bytes>,
+}
+
+/// A write as the client asked for it.
+#[derive(Debug, Clone)]
+pub struct EntryForPut {
+    /// The bytes to store.
+    pub value: Bytes,
+    /// Their media type.
+    pub content_type: String,
+    /// Optional time to live.
+    pub ttl: Option<Ttl>,
+    /// What must hold of the current entry.
+    pub precondition: Precondition,
+}
+
+/// Why a kv operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// No live entry with this key.
+    #[error("no such key")]
+    NotFound,
+    /// The client's precondition did not hold.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// Too many concurrent writers; the client should retry.
+    #[error("too much contention on this key")]
+    Contention,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The kv store of every organization.
+#[derive(Debug, Clone)]
+pub struct KvStore {
+    table: Arc<dyn Table>,
+    changes: Arc<dyn Queue>,
+    clock: Arc<dyn Clock>,
+}
+
+fn partition(org: &OrgId, ns: &Namespace) -> String {
+    format!("NS#{org}#{ns}")
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// A fixed-width, sortable timestamp for outbox sort keys.
+fn outbox_stamp(t: OffsetDateTime) -> String {
+    format!("{:020}", t.unix_timestamp_nanos().max(0))
+}
+
+fn random_etag() -> Etag {
+    Etag::from_bytes(*uuid::Uuid::new_v4().as_bytes())
+}
+
+impl KvStore {
+    /// A store over `table`, publishing changes to `changes`.
+    pub fn new(table: Arc<dyn Table>, changes: Arc<dyn Queue>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            table,
+            changes,
+            clock,
+        }
+    }
+
+    /// Reads one entry with its value.
+    #[tracing::instrument(skip(self), fields(%org, %ns))]
+    pub async fn get(&self, org: &OrgId, ns: &Namespace, key: &Key) -> Result<Entry, KvError> {
+        let item = self
+            .table
+            .get(&ItemKey::new(partition(org, ns), key.as_str()))
+            .await?
+            .ok_or(KvError::NotFound)?;
+        entry_from_item(ns, &item, true)
+    }
+
+    /// Creates or replaces an entry; returns it and whether it was created.
+    #[tracing::instrument(skip(self, put), fields(%org, %ns, size = put.value.len()))]
+    pub async fn put(
+        &self,
+        org: &OrgId,
+        ns: &Namespace,
+        key: &Key,
+        put: EntryForPut,
+    ) -> Result<(Entry, bool), KvError> {
+        let item_key = ItemKey::new(partition(org, ns), key.as_str());
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.table.get(&item_key).await?;
+            let current_tag = current.as_ref().map(|i| stored_etag(i)).transpose()?;
+            if !put.precondition.admits(current_tag.as_ref()) {
+                return Err(KvError::PreconditionFailed);
+            }
+            let now = self.clock.now();
+            let version = current.as_ref().map_or(1, |i| i.version + 1);
+            let etag = random_etag();
+            let mut item = Item::new(item_key.clone())
+                .with("content_type", put.content_type.as_str())
+                .with("etag", etag.as_str())
+                .with("updated_at", rfc3339(now));
+            item.version = version;
+            item.bytes = Some(put.value.clone());
+            item.expires_at = put
+                .ttl
+                .map(|t| now + time::Duration::seconds(i64::try_from(t.seconds()).unwrap_or(i64::MAX)));
+            let condition = match &current {
+                Some(c) => Condition::VersionEquals(c.version),
+                None => Condition::NotExists,
+            };
+            let event = self.event(org, ns, key, version, ChangeOp::Put, now);
+            match self.commit(Write::Put { item: item.clone(), condition }, event).await {
+                Ok(()) => return Ok((entry_from_item(ns, &item, false)?, current.is_none())),
+                Err(StoreError::ConditionFailed { index: Some(0) | None }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KvError::Contention)
+    }
+
+    /// Deletes an entry if it exists and the precondition holds; returns what was deleted.
+    #[tracing::instrument(skip(self), fields(%org, %ns))]
+    pub async fn delete(
+        &self,
+        org: &OrgId,
+        ns: &Namespace,
+        key: &Key,
+        precondition: &Precondition,
+    ) -> Result<Entry, KvError> {
+        let item_key = ItemKey::new(partition(org, ns), key.as_str());
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.table.get(&item_key).await?.ok_or(KvError::NotFound)?;
+            if !precondition.admits(Some(&stored_etag(&current)?)) {
+                return Err(KvError::PreconditionFailed);
+            }
+            let now = self.clock.now();
+            let event = self.event(org, ns, key, current.version, ChangeOp::Delete, now);
+            let write = Write::Delete {
+                key: item_key.clone(),
+                condition: Condition::VersionEquals(current.version),
+            };
+            match self.commit(write, event).await {
+                Ok(()) => return entry_from_item(ns, &current, false),
+                Err(StoreError::ConditionFailed { index: Some(0) | None }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KvError::Contention)
+    }
+
+    /// One page of the namespace's keys starting with `prefix`, in byte order.
+    #[tracing::instrument(skip(self, cursor), fields(%org, %ns))]
+    pub async fn list(
+        &self,
+        org: &OrgId,
+        ns: &Namespace,
+        prefix: &KeyPrefix,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<Entry>, Option<String>), KvError> {
+        let query = Query {
+            index: None,
+            pk: partition(org, ns),
+            sort: if prefix.as_str().is_empty() {
+                SortKey::All
+            } else {
+                SortKey::Prefix(prefix.as_str().to_owned())
+            },
+            descending: false,
+            limit,
+            cursor,
+        };
+        let page = self.table.query(&query).await?;
+        let entries = page
+            .items
+            .iter()
+            .map(|i| entry_from_item(ns, i, false))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((entries, page.next_cursor))
+    }
+
+    fn event(
+        &self,
+        org: &OrgId,
+        ns: &Namespace,
+        key: &Key,
+        version: u64,
+        op: ChangeOp,
+        at: OffsetDateTime,
+    ) -> ChangeEvent {
+        ChangeEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            org: org.to_string(),
+            namespace: ns.to_string(),
+            key: key.to_string(),
+            version,
+            op,
+            time: rfc3339(at),
+        }
+    }
+
+    /// Commits `write` with its outbox record, then publishes the event.
+    async fn commit(&self, write: Write, event: ChangeEvent) -> Result<(), StoreError> {
+        let body = serde_json::to_string(&event)
+            .map_err(|e| StoreError::Invalid(format!("event does not serialize: {e}")))?;
+        let shard = uuid::Uuid::new_v4().as_u128() % u128::from(OUTBOX_SHARDS);
+        let outbox_key = ItemKey::new(
+            format!("OUTBOX#{shard}"),
+            format!("{}#{}", outbox_stamp(self.clock.now()), event.event_id),
+        );
+        let outbox = Item::new(outbox_key.clone()).with("body", body.as_str());
+        self.table
+            .transact(&[
+                write,
+                Write::Put {
+                    item: outbox,
+                    condition: Condition::NotExists,
+                },
+            ])
+            .await?;
+        self.publish(&outbox_key, body).await;
+        Ok(())
+    }
+
+    async fn publish(&self, outbox_key: &ItemKey, body: String) {
+        match self.changes.send_batch(&[body]).await {
+            Ok(()) => {
+                if let Err(e) = self.table.delete(outbox_key, Condition::None).await {
+                    tracing::warn!(error = %e, "published change event left in the outbox; it will be sent again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "change event not published; the outbox relay will send it");
+            }
+        }
+    }
+
+    /// Publishes outbox records older than `min_age` (those whose inline
+    /// publish failed) and removes them; returns how many were sent.
+    #[tracing::instrument(skip(self))]
+    pub async fn relay_outbox(&self, min_age: time::Duration) -> Result<usize, StoreError> {
+        let cutoff = outbox_stamp(self.clock.now() - min_age);
+        let mut sent = 0;
+        for shard in 0..OUTBOX_SHARDS {
+            let mut query = Query::partition(format!("OUTBOX#{shard}"));
+            query.sort = SortKey::AtMost(format!("{cutoff}#~"));
+            loop {
+                let page = self.table.query(&query).await?;
+                for item in &page.items {
+                    let Some(body) = item.str("body") else {
+                        continue;
+                    };
+                    if let Err(e) = self.changes.send_batch(&[body.to_owned()]).await {
+                        tracing::warn!(error = %e, "outbox relay could not publish; will retry");
+                        return Ok(sent);
+                    }
+                    self.table.delete(&item.key, Condition::None).await?;
+                    sent += 1;
+                }
+                match page.next_cursor {
+                    Some(c) => query.cursor = Some(c),
+                    None => break,
+                }
+            }
+        }
+        Ok(sent)
+    }
+}
+
+fn stored_etag(item: &Item) -> Result<Etag, StoreError> {
+    item.str("etag")
+        .and_then(|s| Etag::parse(s).ok())
+        .ok_or_else(|| StoreError::Backend(anyhow::anyhow!("kv item without a valid etag")))
+}
+
+fn entry_from_item(ns: &Namespace, item: &Item, with_value: bool) -> Result<Entry, KvError> {
+    let corrupt = |what: &str| {
+        KvError::Store(StoreError::Backend(anyhow::anyhow!(
+            "kv item {}/{} has no valid {what}",
+            item.key.pk,
+            item.key.sk
+        )))
+    };
+    let key = Key::parse(&item.key.sk).map_err(|_| corrupt("key"))?;
+    let updated_at = item
+        .str("updated_at")
+        .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+        .ok_or_else(|| corrupt("updated_at"))?;
+    let value = item.bytes.clone().unwrap_or_default();
+    Ok(Entry {
+        namespace: ns.clone(),
+        key,
+        etag: stored_etag(item)?,
+        version: item.version,
+        content_type: item
+            .str("content_type")
+            .ok_or_else(|| corrupt("content_type"))?
+            .to_owned(),
+        size: value.len() as u64,
+        updated_at,
+        expires_at: item.expires_at,
+        value: with_value.then_some(value),
+    })
+}

@@ -1,0 +1,862 @@
+//! The Table port over DynamoDB.
+//!
+//! Attribute layout (the SAM template and [`super::provision`] depend on it):
+//! `pk`, `sk`, `gsi1pk`, `gsi1sk`, `gsi2pk`, `gsi2sk` (S) for the keys, `_v`
+//! (N) for the version, `expires_at` (N, unix seconds; the table's TTL
+//! attribute), `_b` (B) for [`Item::bytes`], and every entry of
+//! [`Item::attrs`] as a top-level attribute converted by `serde_dynamo`.
+//!
+//! DynamoDB removes expired items lazily (up to days later), so expiry is
+//! judged here against the injected clock: an expired item is filtered out of
+//! reads and counts as absent in every condition expression. Every attribute
+//! name goes through `ExpressionAttributeNames`, and only placeholders that
+//! an expression uses are sent (DynamoDB rejects unused ones).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::{classify, error_code};
+use crate::clock::Clock;
+use crate::cursor::{CursorSealer, Position};
+use crate::table::{
+    Add, Condition, Index, IndexKey, Item, ItemKey, Page, Query, RESERVED_ATTRIBUTES, SortKey,
+    StoreError, Table, Write, validate_item, validate_query, validate_transaction,
+};
+
+const PK: &str = "pk";
+const SK: &str = "sk";
+const VERSION: &str = "_v";
+const EXPIRES: &str = "expires_at";
+const BYTES: &str = "_b";
+
+/// How often [`Table::add`] retries when other writers keep changing the item
+/// between its steps.
+const MAX_ADD_ATTEMPTS: usize = 8;
+
+type Record = HashMap<String, AttributeValue>;
+
+/// A DynamoDB table shaped as [`super::provision`] creates it.
+#[derive(Clone, Debug)]
+pub struct DynamoTable {
+    client: aws_sdk_dynamodb::Client,
+    name: String,
+    sealer: CursorSealer,
+    clock: Arc<dyn Clock>,
+}
+
+impl DynamoTable {
+    pub(crate) fn new(
+        client: aws_sdk_dynamodb::Client,
+        name: &str,
+        cursor_key: [u8; 32],
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client,
+            name: name.to_owned(),
+            sealer: CursorSealer::new(cursor_key, name),
+            clock,
+        }
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Maps an SDK failure of `op`: a failed condition, a transient failure,
+    /// or a backend error naming the operation and table.
+    fn fail<E>(&self, op: &str, err: SdkError<E>) -> StoreError
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        if error_code(&err) == Some("ConditionalCheckFailedException") {
+            return StoreError::condition_failed();
+        }
+        let (transient, err) = classify(err, format!("DynamoDB {op} on table {}", self.name));
+        if transient {
+            StoreError::Unavailable(err)
+        } else {
+            StoreError::Backend(err)
+        }
+    }
+
+    fn malformed(&self, what: impl std::fmt::Display) -> StoreError {
+        StoreError::Backend(anyhow!("malformed item in table {}: {what}", self.name))
+    }
+
+    /// Stores a fresh item holding only `add.field = add.delta`, in place of an
+    /// absent item (`replacing: None`) or of an expired one with that version.
+    /// `Ok(false)` when the item changed meanwhile.
+    async fn create_for_add(
+        &self,
+        add: &Add,
+        replacing: Option<u64>,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut item = Item::new(add.key.clone());
+        item.expires_at = add.expires_at;
+        item.attrs.insert(add.field.clone(), Value::from(add.delta));
+        let mut e = Expr::default();
+        let condition = match replacing {
+            None => format!("attribute_not_exists({})", e.name(PK)),
+            Some(version) => format!(
+                "{v} = {old} AND {exp} <= {now}",
+                v = e.name(VERSION),
+                old = e.number(version),
+                exp = e.name(EXPIRES),
+                now = e.number(now.unix_timestamp()),
+            ),
+        };
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(to_record(&item)?))
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(err) => match self.fail("PutItem (add)", err) {
+                StoreError::ConditionFailed { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Adds to a live item. On a failed condition, says why from the old item.
+    async fn add_to_live(&self, add: &Add, now: OffsetDateTime) -> Result<AddStep, StoreError> {
+        let mut e = Expr::default();
+        let f = e.name(&add.field);
+        let v = e.name(VERSION);
+        let update = format!(
+            "SET {f} = if_not_exists({f}, {zero}) + {d} ADD {v} {one}",
+            zero = e.number(0),
+            d = e.number(add.delta),
+            one = e.number(1),
+        );
+        let mut condition = live_expr(&mut e, now);
+        if let Some(floor) = add.floor {
+            // new = old + delta >= floor  <=>  old >= floor - delta (in i128: no overflow).
+            let bound = e.number(i128::from(floor) - i128::from(add.delta));
+            let absent_ok = if add.delta >= floor {
+                format!(" OR attribute_not_exists({f})")
+            } else {
+                String::new()
+            };
+            condition = format!("{condition} AND ({f} >= {bound}{absent_ok})");
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key_record(&add.key)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let value = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&add.field))
+                    .ok_or_else(|| self.malformed("add returned no value"))?;
+                let n = match value {
+                    AttributeValue::N(n) => n.parse::<i64>().ok(),
+                    _ => None,
+                };
+                n.map(AddStep::Done)
+                    .ok_or_else(|| self.malformed(format!("`{}` is not an integer", add.field)))
+            }
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                let old = match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(ccf) => ccf.item(),
+                    _ => None,
+                };
+                match old.filter(|o| !o.is_empty()) {
+                    None => Ok(AddStep::Absent),
+                    Some(old) => {
+                        let expires = read_expiry(old).map_err(|e| self.malformed(e))?;
+                        if expires.is_some_and(|at| at <= now) {
+                            let version = read_version(old).map_err(|e| self.malformed(e))?;
+                            Ok(AddStep::Expired(version))
+                        } else {
+                            Ok(AddStep::FloorViolated)
+                        }
+                    }
+                }
+            }
+            Err(err) => Err(self.fail("UpdateItem (add)", err)),
+        }
+    }
+
+    fn decode(&self, record: Record) -> Result<Item, StoreError> {
+        from_record(record).map_err(|e| self.malformed(e))
+    }
+
+    fn position(&self, index: Option<Index>, item: &Item) -> Result<Position, StoreError> {
+        let (ipk, isk) = match index {
+            None => (None, None),
+            Some(i) => {
+                let key = index_key(item, i).ok_or_else(|| {
+                    self.malformed(format!("item in {} without its index key", i.name()))
+                })?;
+                (Some(key.pk.clone()), Some(key.sk.clone()))
+            }
+        };
+        Ok(Position {
+            pk: item.key.pk.clone(),
+            sk: item.key.sk.clone(),
+            ipk,
+            isk,
+        })
+    }
+}
+
+/// What one attempt of [`Table::add`] found.
+enum AddStep {
+    /// Added; the new value.
+    Done(i64),
+    /// No item: create one.
+    Absent,
+    /// An expired item with this version: replace it.
+    Expired(u64),
+    /// A live item whose value would go below the floor.
+    FloorViolated,
+}
+
+#[async_trait]
+impl Table for DynamoTable {
+    #[tracing::instrument(skip(self, key), fields(table = %self.name, pk = %key.pk, sk = %key.sk))]
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key_record(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.fail("GetItem", e))?;
+        let now = self.clock.now();
+        match out.item.filter(|r| !r.is_empty()) {
+            None => Ok(None),
+            Some(record) => Ok(Some(self.decode(record)?).filter(|i| !i.is_expired(now))),
+        }
+    }
+
+    #[tracing::instrument(
+        skip(self, item),
+        fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk, ?condition)
+    )]
+    async fn put(&self, item: &Item, condition: Condition) -> Result<(), StoreError> {
+        validate_item(item)?;
+        let mut e = Expr::default();
+        let cond = condition_expr(&mut e, condition, self.clock.now());
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(to_record(item)?))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await
+            .map_err(|e| self.fail("PutItem", e))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(
+        skip(self, key),
+        fields(table = %self.name, pk = %key.pk, sk = %key.sk, ?condition)
+    )]
+    async fn delete(
+        &self,
+        key: &ItemKey,
+        condition: Condition,
+    ) -> Result<Option<Item>, StoreError> {
+        let now = self.clock.now();
+        let mut e = Expr::default();
+        let cond = condition_expr(&mut e, condition, now);
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .set_key(Some(key_record(key)))
+            .set_condition_expression(cond)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| self.fail("DeleteItem", e))?;
+        match out.attributes.filter(|r| !r.is_empty()) {
+            None => Ok(None),
+            Some(record) => Ok(Some(self.decode(record)?).filter(|i| !i.is_expired(now))),
+        }
+    }
+
+    #[tracing::instrument(
+        skip(self, query),
+        fields(table = %self.name, index = ?query.index.map(Index::name), pk = %query.pk, limit = query.limit)
+    )]
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        validate_query(query)?;
+        let start = match &query.cursor {
+            Some(cursor) => Some(self.sealer.open(query, cursor)?),
+            None => None,
+        };
+        let (pk_attr, sk_attr) = key_attributes(query.index);
+        let Some(range) = SortRange::of(&query.sort) else {
+            return Ok(Page {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        };
+
+        let now = self.clock.now();
+        let mut e = Expr::default();
+        let mut key_condition = format!("{} = {}", e.name(pk_attr), e.string(&query.pk));
+        let range_condition = match range {
+            SortRange::All => None,
+            SortRange::Prefix(p) => {
+                Some(format!("begins_with({}, {})", e.name(sk_attr), e.string(p)))
+            }
+            SortRange::Between(from, to) => Some(format!(
+                "{} BETWEEN {} AND {}",
+                e.name(sk_attr),
+                e.string(from),
+                e.string(to)
+            )),
+            SortRange::AtLeast(from) => Some(format!("{} >= {}", e.name(sk_attr), e.string(from))),
+            SortRange::AtMost(to) => Some(format!("{} <= {}", e.name(sk_attr), e.string(to))),
+        };
+        if let Some(range_condition) = range_condition {
+            key_condition = format!("{key_condition} AND {range_condition}");
+        }
+        // Saves reading expired items back; correctness rests on the check below.
+        let filter = format!(
+            "attribute_not_exists({exp}) OR {exp} > {now}",
+            exp = e.name(EXPIRES),
+            now = e.number(now.unix_timestamp()),
+        );
+
+        let limit = query.limit as usize;
+        let wanted = limit + 1;
+        let mut start_key = start.map(|p| start_record(query.index, p));
+        let mut live = Vec::with_capacity(wanted);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .set_index_name(query.index.map(|i| i.name().to_owned()))
+                .key_condition_expression(&key_condition)
+                .filter_expression(&filter)
+                .set_expression_attribute_names(e.names())
+                .set_expression_attribute_values(e.values())
+                .scan_index_forward(!query.descending)
+                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
+                .set_consistent_read(query.index.is_none().then_some(true))
+                .set_exclusive_start_key(start_key.take())
+                .send()
+                .await
+                .map_err(|e| self.fail("Query", e))?;
+            for record in out.items.unwrap_or_default() {
+                let item = self.decode(record)?;
+                if !item.is_expired(now) {
+                    live.push(item);
+                }
+            }
+            match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+                Some(key) if live.len() < wanted => start_key = Some(key),
+                _ => break,
+            }
+        }
+
+        let more = live.len() > limit;
+        live.truncate(limit);
+        let next_cursor = match live.last() {
+            Some(last) if more => Some(self.sealer.seal(query, &self.position(query.index, last)?)),
+            _ => None,
+        };
+        Ok(Page {
+            items: live,
+            next_cursor,
+        })
+    }
+
+    #[tracing::instrument(
+        skip(self, add),
+        fields(table = %self.name, pk = %add.key.pk, sk = %add.key.sk, field = %add.field, delta = add.delta)
+    )]
+    async fn add(&self, add: &Add) -> Result<i64, StoreError> {
+        if add.key.pk.is_empty() || add.key.sk.is_empty() {
+            return Err(StoreError::Invalid("empty partition or sort key".into()));
+        }
+        if add.field.is_empty()
+            || add.field.starts_with('_')
+            || RESERVED_ATTRIBUTES.contains(&add.field.as_str())
+        {
+            return Err(StoreError::Invalid(format!(
+                "attribute name `{}` is reserved",
+                add.field
+            )));
+        }
+        let below_floor_from_zero = add.floor.is_some_and(|floor| add.delta < floor);
+        for _ in 0..MAX_ADD_ATTEMPTS {
+            let now = self.clock.now();
+            let replacing = match self.add_to_live(add, now).await? {
+                AddStep::Done(value) => return Ok(value),
+                AddStep::FloorViolated => return Err(StoreError::condition_failed()),
+                AddStep::Absent => None,
+                AddStep::Expired(version) => Some(version),
+            };
+            if below_floor_from_zero {
+                return Err(StoreError::condition_failed());
+            }
+            if self.create_for_add(add, replacing, now).await? {
+                return Ok(add.delta);
+            }
+        }
+        Err(StoreError::Unavailable(anyhow!(
+            "add on table {} kept racing with other writers",
+            self.name
+        )))
+    }
+
+    #[tracing::instrument(skip(self, writes), fields(table = %self.name, writes = writes.len()))]
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+        validate_transaction(writes)?;
+        let now = self.clock.now();
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Backend(anyhow::Error::new(e).context("building a transaction"))
+        };
+        let mut items = Vec::with_capacity(writes.len());
+        for write in writes {
+            let mut e = Expr::default();
+            let item = match write {
+                Write::Put { item, condition } => {
+                    let cond = condition_expr(&mut e, *condition, now);
+                    let put = Put::builder()
+                        .table_name(&self.name)
+                        .set_item(Some(to_record(item)?))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(build)?;
+                    TransactWriteItem::builder().put(put).build()
+                }
+                Write::Delete { key, condition } => {
+                    let cond = condition_expr(&mut e, *condition, now);
+                    let delete = Delete::builder()
+                        .table_name(&self.name)
+                        .set_key(Some(key_record(key)))
+                        .set_condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(build)?;
+                    TransactWriteItem::builder().delete(delete).build()
+                }
+                Write::Check { key, condition } => {
+                    // A check must carry an expression; `None` gets one that always holds.
+                    let cond = condition_expr(&mut e, *condition, now).unwrap_or_else(|| {
+                        let pk = e.name(PK);
+                        format!("attribute_exists({pk}) OR attribute_not_exists({pk})")
+                    });
+                    let check = ConditionCheck::builder()
+                        .table_name(&self.name)
+                        .set_key(Some(key_record(key)))
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(e.names())
+                        .set_expression_attribute_values(e.values())
+                        .build()
+                        .map_err(build)?;
+                    TransactWriteItem::builder().condition_check(check).build()
+                }
+            };
+            items.push(item);
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+            err.as_service_error()
+        {
+            let reasons = cancel.cancellation_reasons();
+            let code_is = |wanted: &[&str]| {
+                reasons
+                    .iter()
+                    .position(|r| r.code().is_some_and(|c| wanted.contains(&c)))
+            };
+            if let Some(index) = code_is(&["ConditionalCheckFailed"]) {
+                return Err(StoreError::ConditionFailed { index: Some(index) });
+            }
+            if code_is(&[
+                "TransactionConflict",
+                "ThrottlingError",
+                "ProvisionedThroughputExceeded",
+                "RequestLimitExceeded",
+            ])
+            .is_some()
+            {
+                return Err(StoreError::Unavailable(anyhow::Error::new(err).context(
+                    format!("DynamoDB TransactWriteItems on table {}", self.name),
+                )));
+            }
+        }
+        Err(self.fail("TransactWriteItems", err))
+    }
+}
+
+/// Collects expression placeholders, handing out only those that are used.
+#[derive(Default)]
+struct Expr {
+    names: HashMap<String, String>,
+    values: Record,
+}
+
+impl Expr {
+    /// The placeholder for attribute `attr` (the same one each time).
+    fn name(&mut self, attr: &str) -> String {
+        if let Some((placeholder, _)) = self.names.iter().find(|(_, a)| a.as_str() == attr) {
+            return placeholder.clone();
+        }
+        let placeholder = format!("#n{}", self.names.len());
+        self.names.insert(placeholder.clone(), attr.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, value: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    fn number(&mut self, n: impl ToString) -> String {
+        self.value(AttributeValue::N(n.to_string()))
+    }
+
+    fn string(&mut self, s: &str) -> String {
+        self.value(AttributeValue::S(s.to_owned()))
+    }
+
+    fn names(&self) -> Option<HashMap<String, String>> {
+        (!self.names.is_empty()).then(|| self.names.clone())
+    }
+
+    fn values(&self) -> Option<Record> {
+        (!self.values.is_empty()).then(|| self.values.clone())
+    }
+}
+
+/// "A live item has this key": present and not expired at `now`.
+fn live_expr(e: &mut Expr, now: OffsetDateTime) -> String {
+    format!(
+        "(attribute_exists({pk}) AND (attribute_not_exists({exp}) OR {exp} > {now}))",
+        pk = e.name(PK),
+        exp = e.name(EXPIRES),
+        now = e.number(now.unix_timestamp()),
+    )
+}
+
+/// The condition expression for `condition`, expired items counting as absent.
+fn condition_expr(e: &mut Expr, condition: Condition, now: OffsetDateTime) -> Option<String> {
+    match condition {
+        Condition::None => None,
+        Condition::NotExists => Some(format!(
+            "attribute_not_exists({pk}) OR {exp} <= {now}",
+            pk = e.name(PK),
+            exp = e.name(EXPIRES),
+            now = e.number(now.unix_timestamp()),
+        )),
+        Condition::Exists => Some(live_expr(e, now)),
+        Condition::VersionEquals(version) => {
+            let live = live_expr(e, now);
+            Some(format!(
+                "{live} AND {} = {}",
+                e.name(VERSION),
+                e.number(version)
+            ))
+        }
+    }
+}
+
+/// A sort-key condition DynamoDB accepts (no empty strings, no inverted range),
+/// or `None` when nothing can match.
+enum SortRange<'a> {
+    All,
+    Prefix(&'a str),
+    Between(&'a str, &'a str),
+    AtLeast(&'a str),
+    AtMost(&'a str),
+}
+
+impl<'a> SortRange<'a> {
+    fn of(sort: &'a SortKey) -> Option<Self> {
+        Some(match sort {
+            SortKey::All => Self::All,
+            SortKey::Prefix(p) if p.is_empty() => Self::All,
+            SortKey::Prefix(p) => Self::Prefix(p),
+            SortKey::AtLeast(from) if from.is_empty() => Self::All,
+            SortKey::AtLeast(from) => Self::AtLeast(from),
+            // Sort keys are never empty, so nothing is `<= ""`.
+            SortKey::AtMost(to) if to.is_empty() => return None,
+            SortKey::AtMost(to) => Self::AtMost(to),
+            SortKey::Between { from, to } if from > to || to.is_empty() => return None,
+            SortKey::Between { from, to } if from.is_empty() => Self::AtMost(to),
+            SortKey::Between { from, to } => Self::Between(from, to),
+        })
+    }
+}
+
+fn key_attributes(index: Option<Index>) -> (&'static str, &'static str) {
+    match index {
+        None => (PK, SK),
+        Some(Index::Gsi1) => ("gsi1pk", "gsi1sk"),
+        Some(Index::Gsi2) => ("gsi2pk", "gsi2sk"),
+    }
+}
+
+fn index_key(item: &Item, index: Index) -> Option<&IndexKey> {
+    match index {
+        Index::Gsi1 => item.gsi1.as_ref(),
+        Index::Gsi2 => item.gsi2.as_ref(),
+    }
+}
+
+fn key_record(key: &ItemKey) -> Record {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(key.pk.clone())),
+        (SK.to_owned(), AttributeValue::S(key.sk.clone())),
+    ])
+}
+
+/// The `ExclusiveStartKey` that continues after `position`.
+fn start_record(index: Option<Index>, position: Position) -> Record {
+    let mut record = key_record(&ItemKey::new(position.pk, position.sk));
+    if let Some(index) = index {
+        let (ipk, isk) = key_attributes(Some(index));
+        record.insert(
+            ipk.to_owned(),
+            AttributeValue::S(position.ipk.unwrap_or_default()),
+        );
+        record.insert(
+            isk.to_owned(),
+            AttributeValue::S(position.isk.unwrap_or_default()),
+        );
+    }
+    record
+}
+
+/// An item as DynamoDB stores it (see the module docs for the layout).
+fn to_record(item: &Item) -> Result<Record, StoreError> {
+    let mut record: Record = serde_dynamo::to_item(&item.attrs)
+        .map_err(|e| StoreError::Invalid(format!("attributes not storable: {e}")))?;
+    record.extend(key_record(&item.key));
+    for (index, key) in [(Index::Gsi1, &item.gsi1), (Index::Gsi2, &item.gsi2)] {
+        if let Some(key) = key {
+            if key.pk.is_empty() || key.sk.is_empty() {
+                return Err(StoreError::Invalid(format!(
+                    "empty key for index {}",
+                    index.name()
+                )));
+            }
+            let (ipk, isk) = key_attributes(Some(index));
+            record.insert(ipk.to_owned(), AttributeValue::S(key.pk.clone()));
+            record.insert(isk.to_owned(), AttributeValue::S(key.sk.clone()));
+        }
+    }
+    record.insert(
+        VERSION.to_owned(),
+        AttributeValue::N(item.version.to_string()),
+    );
+    if let Some(at) = item.expires_at {
+        record.insert(
+            EXPIRES.to_owned(),
+            AttributeValue::N(at.unix_timestamp().to_string()),
+        );
+    }
+    if let Some(bytes) = &item.bytes {
+        record.insert(
+            BYTES.to_owned(),
+            AttributeValue::B(Blob::new(bytes.to_vec())),
+        );
+    }
+    Ok(record)
+}
+
+fn take_string(record: &mut Record, name: &str) -> Result<Option<String>, String> {
+    match record.remove(name) {
+        None => Ok(None),
+        Some(AttributeValue::S(s)) => Ok(Some(s)),
+        Some(_) => Err(format!("`{name}` is not a string")),
+    }
+}
+
+fn read_version(record: &Record) -> Result<u64, String> {
+    match record.get(VERSION) {
+        None => Ok(0),
+        Some(AttributeValue::N(n)) => n.parse().map_err(|_| format!("bad version {n:?}")),
+        Some(_) => Err("`_v` is not a number".into()),
+    }
+}
+
+fn read_expiry(record: &Record) -> Result<Option<OffsetDateTime>, String> {
+    match record.get(EXPIRES) {
+        None => Ok(None),
+        Some(AttributeValue::N(n)) => n
+            .parse::<i64>()
+            .ok()
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .map(Some)
+            .ok_or_else(|| format!("bad expiry {n:?}")),
+        Some(_) => Err("`expires_at` is not a number".into()),
+    }
+}
+
+/// An item from DynamoDB's representation.
+fn from_record(mut record: Record) -> Result<Item, String> {
+    let pk = take_string(&mut record, PK)?.ok_or("no `pk`")?;
+    let sk = take_string(&mut record, SK)?.ok_or("no `sk`")?;
+    let mut index_keys = Vec::with_capacity(2);
+    for index in [Index::Gsi1, Index::Gsi2] {
+        let (ipk, isk) = key_attributes(Some(index));
+        let key = match (
+            take_string(&mut record, ipk)?,
+            take_string(&mut record, isk)?,
+        ) {
+            (Some(pk), Some(sk)) => Some(IndexKey { pk, sk }),
+            _ => None,
+        };
+        index_keys.push(key);
+    }
+    let gsi2 = index_keys.pop().flatten();
+    let gsi1 = index_keys.pop().flatten();
+    let version = read_version(&record)?;
+    let expires_at = read_expiry(&record)?;
+    let bytes = match record.remove(BYTES) {
+        None => None,
+        Some(AttributeValue::B(blob)) => Some(Bytes::from(blob.into_inner())),
+        Some(_) => return Err("`_b` is not binary".into()),
+    };
+    let mut attrs = Map::new();
+    for (name, value) in record {
+        if name.starts_with('_') || name == EXPIRES {
+            continue;
+        }
+        let value: Value = serde_dynamo::from_attribute_value(value)
+            .map_err(|e| format!("attribute `{name}`: {e}"))?;
+        attrs.insert(name, value);
+    }
+    Ok(Item {
+        key: ItemKey { pk, sk },
+        gsi1,
+        gsi2,
+        version,
+        expires_at,
+        attrs,
+        bytes,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_through_the_attribute_layout() {
+        let mut item = Item::new(ItemKey::new("org#1", "expense#9"))
+            .with("amount", 1250)
+            .with("note", "lunch")
+            .with("tags", serde_json::json!(["a", {"b": null}]))
+            .with("ok", true);
+        item.version = 7;
+        item.gsi1 = Some(IndexKey::new("cat#x", "2026-01-01"));
+        item.expires_at = Some(OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap());
+        item.bytes = Some(Bytes::from_static(b"\x00\x01"));
+        let record = to_record(&item).unwrap();
+        assert_eq!(record.get("_v"), Some(&AttributeValue::N("7".into())));
+        assert_eq!(
+            record.get("expires_at"),
+            Some(&AttributeValue::N("1900000000".into()))
+        );
+        assert_eq!(
+            record.get("gsi1pk"),
+            Some(&AttributeValue::S("cat#x".into()))
+        );
+        assert!(!record.contains_key("gsi2pk"));
+        assert_eq!(from_record(record).unwrap(), item);
+    }
+
+    #[test]
+    fn expressions_name_every_attribute_and_send_only_used_placeholders() {
+        let mut e = Expr::default();
+        let now = OffsetDateTime::from_unix_timestamp(100).unwrap();
+        let cond = condition_expr(&mut e, Condition::VersionEquals(3), now).unwrap();
+        assert_eq!(
+            cond,
+            "(attribute_exists(#n0) AND (attribute_not_exists(#n1) OR #n1 > :v0)) AND #n2 = :v1"
+        );
+        assert_eq!(e.names().unwrap().len(), 3);
+        assert_eq!(e.values().unwrap().len(), 2);
+        let mut none = Expr::default();
+        assert!(condition_expr(&mut none, Condition::None, now).is_none());
+        assert!(none.names().is_none() && none.values().is_none());
+    }
+
+    #[test]
+    fn sort_ranges_avoid_what_dynamodb_rejects() {
+        assert!(matches!(
+            SortRange::of(&SortKey::Prefix(String::new())),
+            Some(SortRange::All)
+        ));
+        assert!(SortRange::of(&SortKey::AtMost(String::new())).is_none());
+        let inverted = SortKey::Between {
+            from: "b".into(),
+            to: "a".into(),
+        };
+        assert!(SortRange::of(&inverted).is_none());
+    }
+}

@@ -1,0 +1,282 @@
+//! Creates the AWS resources the adapters expect, when they are missing.
+//!
+//! In a deployment `template.yaml` creates them; these calls serve the tests
+//! (against the emulator) and `serve --backend aws` against a bare account.
+//! Each is idempotent: a resource that already exists is left as it is
+//! (queues get their attributes brought in line with the spec).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus,
+};
+use aws_sdk_s3::operation::create_bucket::CreateBucketError;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_sqs::operation::create_queue::CreateQueueError;
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use super::{AwsBackend, error_code, sqs};
+use crate::queue::QueueSpec;
+use crate::secrets::SecretValue;
+
+/// The table's TTL attribute (see the DynamoDB adapter's layout).
+const TTL_ATTRIBUTE: &str = "expires_at";
+/// How long to wait for a new table to become usable.
+const TABLE_READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a dead-letter queue keeps messages: SQS's maximum, 14 days.
+const DLQ_RETENTION_SECONDS: u32 = 14 * 24 * 3600;
+
+fn key(name: &str, key_type: KeyType) -> anyhow::Result<KeySchemaElement> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(key_type)
+        .build()?)
+}
+
+fn string_attribute(name: &str) -> anyhow::Result<AttributeDefinition> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+fn index(name: &str, pk: &str, sk: &str) -> anyhow::Result<GlobalSecondaryIndex> {
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(pk, KeyType::Hash)?)
+        .key_schema(key(sk, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()?)
+}
+
+impl AwsBackend {
+    /// Creates the table `name` in the shape every service uses (keys
+    /// `pk`/`sk`, indexes `gsi1` and `gsi2`, on-demand billing, TTL on
+    /// `expires_at`) unless it exists, and waits until it is active.
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure_table(&self, name: &str) -> anyhow::Result<()> {
+        let mut create = self
+            .inner
+            .dynamodb
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(index("gsi1", "gsi1pk", "gsi1sk")?)
+            .global_secondary_indexes(index("gsi2", "gsi2pk", "gsi2sk")?);
+        for attribute in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+            create = create.attribute_definitions(string_attribute(attribute)?);
+        }
+        match create.send().await {
+            Ok(_) => tracing::info!(table = name, "created table"),
+            Err(err) if error_code(&err) == Some("ResourceInUseException") => {
+                tracing::debug!(table = name, "table exists");
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!("creating table {name}")));
+            }
+        }
+        self.wait_for_table(name).await?;
+        self.ensure_ttl(name).await;
+        Ok(())
+    }
+
+    async fn wait_for_table(&self, name: &str) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + TABLE_READY_TIMEOUT;
+        loop {
+            let out = self
+                .inner
+                .dynamodb
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .with_context(|| format!("describing table {name}"))?;
+            let table = out
+                .table
+                .ok_or_else(|| anyhow!("table {name} not described"))?;
+            let indexes_ready = table
+                .global_secondary_indexes()
+                .iter()
+                .all(|i| i.index_status().is_none_or(|s| *s == IndexStatus::Active));
+            if table.table_status() == Some(&TableStatus::Active) && indexes_ready {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("table {name} not active after {TABLE_READY_TIMEOUT:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Turns TTL on for `expires_at`. Failing here is not fatal: the adapter
+    /// hides expired items itself, TTL only reclaims their space.
+    async fn ensure_ttl(&self, name: &str) {
+        let current = self
+            .inner
+            .dynamodb
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
+            .await
+            .ok()
+            .and_then(|out| out.time_to_live_description);
+        if let Some(ttl) = current {
+            let on = matches!(
+                ttl.time_to_live_status(),
+                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+            );
+            if on && ttl.attribute_name() == Some(TTL_ATTRIBUTE) {
+                return;
+            }
+        }
+        let spec = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(TTL_ATTRIBUTE)
+            .build();
+        let result = match spec {
+            Ok(spec) => self
+                .inner
+                .dynamodb
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(anyhow::Error::new),
+            Err(err) => Err(anyhow::Error::new(err)),
+        };
+        if let Err(err) = result {
+            tracing::warn!(
+                table = name,
+                error = format!("{err:#}"),
+                "could not enable TTL"
+            );
+        }
+    }
+
+    /// Creates the queue of `spec` (its dead-letter queue first, then the
+    /// queue with its visibility timeout and redrive policy) unless it exists;
+    /// returns the queue's URL.
+    #[tracing::instrument(skip(self), fields(queue = %spec.name))]
+    pub async fn ensure_queue(&self, spec: &QueueSpec) -> anyhow::Result<String> {
+        let mut attributes = HashMap::from([(
+            QueueAttributeName::VisibilityTimeout,
+            spec.visibility_timeout.as_secs().to_string(),
+        )]);
+        if let Some(dlq) = &spec.dead_letter {
+            let dlq_attributes = HashMap::from([(
+                QueueAttributeName::MessageRetentionPeriod,
+                DLQ_RETENTION_SECONDS.to_string(),
+            )]);
+            let dlq_url = self.create_queue(dlq, dlq_attributes).await?;
+            let arn = sqs::queue_arn(&self.inner.sqs, &dlq_url)
+                .await
+                .with_context(|| format!("ARN of dead-letter queue {dlq}"))?;
+            let policy = serde_json::json!({
+                "deadLetterTargetArn": arn,
+                "maxReceiveCount": spec.max_receives.clamp(1, 1000),
+            });
+            attributes.insert(QueueAttributeName::RedrivePolicy, policy.to_string());
+        }
+        self.create_queue(&spec.name, attributes).await
+    }
+
+    async fn create_queue(
+        &self,
+        name: &str,
+        attributes: HashMap<QueueAttributeName, String>,
+    ) -> anyhow::Result<String> {
+        let created = self
+            .inner
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .set_attributes(Some(attributes.clone()))
+            .send()
+            .await;
+        match created {
+            Ok(out) => {
+                tracing::info!(queue = name, "created queue");
+                out.queue_url
+                    .ok_or_else(|| anyhow!("CreateQueue of {name} returned no URL"))
+            }
+            // It exists with other attributes: bring them in line.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(CreateQueueError::QueueNameExists(_))
+                ) =>
+            {
+                let url = sqs::queue_url(&self.inner.sqs, name).await?;
+                self.inner
+                    .sqs
+                    .set_queue_attributes()
+                    .queue_url(&url)
+                    .set_attributes(Some(attributes))
+                    .send()
+                    .await
+                    .with_context(|| format!("updating attributes of queue {name}"))?;
+                Ok(url)
+            }
+            Err(err) => Err(anyhow::Error::new(err).context(format!("creating queue {name}"))),
+        }
+    }
+
+    /// Creates the bucket `name` in the configured region unless this
+    /// account already owns it.
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure_bucket(&self, name: &str) -> anyhow::Result<()> {
+        let mut create = self.inner.s3.create_bucket().bucket(name);
+        if let Some(region) = self.inner.config.region().map(|r| r.as_ref().to_owned())
+            && region != "us-east-1"
+        {
+            create = create.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region.as_str()))
+                    .build(),
+            );
+        }
+        match create.send().await {
+            Ok(_) => {
+                tracing::info!(bucket = name, "created bucket");
+                Ok(())
+            }
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(CreateBucketError::BucketAlreadyOwnedByYou(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(anyhow::Error::new(err).context(format!("creating bucket {name}"))),
+        }
+    }
+
+    /// Creates the secret `name` holding `initial` unless it exists; an
+    /// existing secret keeps its value.
+    #[tracing::instrument(skip(self, initial))]
+    pub async fn ensure_secret(&self, name: &str, initial: &SecretValue) -> anyhow::Result<()> {
+        crate::secrets::validate_secret_name(name)?;
+        let created = self
+            .secrets()
+            .create(name, initial)
+            .await
+            .with_context(|| format!("creating secret {name}"))?;
+        if created {
+            tracing::info!(secret = name, "created secret");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! The Queue port over SQS, and the receiving side the runner uses for
+//! `serve --backend aws` and the tests.
+//!
+//! Sending goes out in `SendMessageBatch` calls of at most
+//! [`SEND_BATCH_SIZE`] messages and [`MAX_MESSAGE_BYTES`] in total (SQS's
+//! limits per call). SQS can accept a batch but refuse some of its entries;
+//! those are retried a few times, and the send fails if any remain.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use aws_sdk_sqs::error::SdkError;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
+use time::OffsetDateTime;
+
+use super::classify;
+use crate::queue::{
+    MAX_MESSAGE_BYTES, Queue, QueueError, QueueReceiver, ReceivedMessage, SEND_BATCH_SIZE,
+};
+
+/// Retries of entries SQS refused within an accepted batch.
+const MAX_ENTRY_RETRIES: u32 = 3;
+
+fn fail<E>(what: String, err: SdkError<E>) -> QueueError
+where
+    E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (transient, err) = classify(err, what);
+    if transient {
+        QueueError::Unavailable(err)
+    } else {
+        QueueError::Backend(err)
+    }
+}
+
+/// The URL of the queue named `name`.
+pub(crate) async fn queue_url(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<String, QueueError> {
+    let out = client
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| fail(format!("SQS GetQueueUrl of {name}"), e))?;
+    out.queue_url
+        .ok_or_else(|| QueueError::Backend(anyhow!("SQS GetQueueUrl of {name} returned no URL")))
+}
+
+/// The ARN of the queue at `url`.
+pub(crate) async fn queue_arn(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+) -> Result<String, QueueError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| fail(format!("SQS GetQueueAttributes of {url}"), e))?;
+    out.attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn))
+        .ok_or_else(|| QueueError::Backend(anyhow!("SQS queue {url} has no QueueArn")))
+}
+
+/// Checks a body against what SQS accepts: 1 to [`MAX_MESSAGE_BYTES`] bytes
+/// of the XML character set.
+fn validate_body(body: &str) -> Result<(), QueueError> {
+    if body.is_empty() || body.len() > MAX_MESSAGE_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "message bodies are 1 to {MAX_MESSAGE_BYTES} bytes, not {}",
+            body.len()
+        )));
+    }
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+    };
+    if body.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(QueueError::Invalid(
+            "message body holds characters SQS refuses".into(),
+        ))
+    }
+}
+
+/// Splits `bodies` into batches SQS accepts in one call.
+fn batches(bodies: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        if i > start && (i - start == SEND_BATCH_SIZE || bytes + body.len() > MAX_MESSAGE_BYTES) {
+            out.push(&bodies[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += body.len();
+    }
+    if start < bodies.len() {
+        out.push(&bodies[start..]);
+    }
+    out
+}
+
+/// An SQS queue to send to.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub(crate) fn new(client: aws_sdk_sqs::Client, url: &str) -> Self {
+        Self {
+            client,
+            url: url.to_owned(),
+        }
+    }
+
+    /// The queue's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends one batch, retrying the entries SQS refused.
+    async fn send_one_batch(&self, batch: &[String]) -> Result<(), QueueError> {
+        // Entry ids are the bodies' positions in the batch.
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut attempt = 0;
+        loop {
+            let entries = pending
+                .iter()
+                .map(|&i| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&batch[i])
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    QueueError::Backend(anyhow::Error::new(e).context("building a batch"))
+                })?;
+            let out = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| fail(format!("SQS SendMessageBatch to {}", self.url), e))?;
+            let failed = out.failed();
+            if failed.is_empty() {
+                return Ok(());
+            }
+            let permanent = failed.iter().find(|f| f.sender_fault());
+            if permanent.is_some() || attempt >= MAX_ENTRY_RETRIES {
+                let first = permanent.unwrap_or(&failed[0]);
+                let err = anyhow!(
+                    "SQS refused {} of {} messages sent to {} ({}: {})",
+                    failed.len(),
+                    pending.len(),
+                    self.url,
+                    first.code(),
+                    first.message().unwrap_or_default()
+                );
+                return Err(if permanent.is_some() {
+                    QueueError::Backend(err)
+                } else {
+                    QueueError::Unavailable(err)
+                });
+            }
+            pending = failed.iter().filter_map(|f| f.id().parse().ok()).collect();
+            attempt += 1;
+            tracing::debug!(
+                attempt,
+                failed = pending.len(),
+                "retrying refused queue entries"
+            );
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    #[tracing::instrument(skip(self, bodies), fields(queue = %self.url, count = bodies.len()))]
+    async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
+        for body in bodies {
+            validate_body(body)?;
+        }
+        for batch in batches(bodies) {
+            self.send_one_batch(batch).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The consuming side of an SQS queue.
+#[derive(Clone, Debug)]
+pub struct SqsReceiver {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    arn: String,
+}
+
+impl SqsReceiver {
+    pub(crate) async fn connect(
+        client: aws_sdk_sqs::Client,
+        url: &str,
+    ) -> Result<Self, QueueError> {
+        let arn = queue_arn(&client, url).await?;
+        Ok(Self {
+            client,
+            url: url.to_owned(),
+            arn,
+        })
+    }
+
+    /// The queue's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+fn received(message: aws_sdk_sqs::types::Message) -> Result<ReceivedMessage, QueueError> {
+    let attrs = message.attributes.unwrap_or_default();
+    let receive_count = attrs
+        .get(&MessageSystemAttributeName::ApproximateReceiveCount)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    let sent_at = attrs
+        .get(&MessageSystemAttributeName::SentTimestamp)
+        .and_then(|ms| ms.parse::<i128>().ok())
+        .and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000).ok())
+        .ok_or_else(|| QueueError::Backend(anyhow!("SQS message without a SentTimestamp")))?;
+    match (message.message_id, message.receipt_handle) {
+        (Some(message_id), Some(receipt_handle)) => Ok(ReceivedMessage {
+            message_id,
+            receipt_handle,
+            body: message.body.unwrap_or_default(),
+            receive_count,
+            sent_at,
+        }),
+        _ => Err(QueueError::Backend(anyhow!(
+            "SQS message without an id or receipt handle"
+        ))),
+    }
+}
+
+#[async_trait]
+impl QueueReceiver for SqsReceiver {
+    fn source_arn(&self) -> &str {
+        &self.arn
+    }
+
+    #[tracing::instrument(skip(self), fields(queue = %self.url))]
+    async fn receive(&self, max: u32, wait: Duration) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let max = i32::try_from(max.clamp(1, 10)).unwrap_or(10);
+        // SQS waits whole seconds, at most 20.
+        let wait = wait.as_secs_f64().round().min(20.0) as i32;
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(wait)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .send()
+            .await
+            .map_err(|e| fail(format!("SQS ReceiveMessage from {}", self.url), e))?;
+        out.messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(received)
+            .collect()
+    }
+
+    #[tracing::instrument(skip(self, receipt_handle), fields(queue = %self.url))]
+    async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(|e| fail(format!("SQS DeleteMessage from {}", self.url), e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_count_and_total_size() {
+        let small: Vec<String> = (0..23).map(|i| i.to_string()).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [10, 10, 3]);
+
+        let big = "x".repeat(100 * 1024);
+        let large = vec![big.clone(), big.clone(), big.clone(), "y".into()];
+        let sizes: Vec<usize> = batches(&large).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [2, 2]);
+        assert!(batches(&[]).is_empty());
+    }
+
+    #[test]
+    fn bodies_are_checked_like_sqs_does() {
+        assert!(validate_body("{\"a\":1}\n").is_ok());
+        assert!(matches!(validate_body(""), Err(QueueError::Invalid(_))));
+        assert!(matches!(
+            validate_body("a\u{0}b"),
+            Err(QueueError::Invalid(_))
+        ));
+        let huge = "x".repeat(MAX_MESSAGE_BYTES + 1);
+        assert!(matches!(validate_body(&huge), Err(QueueError::Invalid(_))));
+    }
+}

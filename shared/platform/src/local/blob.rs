@@ -1,0 +1,638 @@
+//! The BlobStore port over files, plus the HTTP endpoint that honours its
+//! presigned URLs.
+//!
+//! Object bytes live at `<data_dir>/blobs/<bucket>/<key>`; their content type
+//! and length live in the `blobs` table, which is the commit point: bytes are
+//! written to a temporary file, then renamed into place inside the same
+//! `BEGIN IMMEDIATE` transaction that records the metadata, so an object is
+//! either wholly there or not there, also across processes.
+//!
+//! Presigned URLs imitate S3's: they carry the method, the pinned content
+//! type and length and a wall-clock expiry, all covered by an HMAC-SHA256
+//! signature that [`router`] checks before it reads the body.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::put;
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use rusqlite::{OptionalExtension as _, params};
+use serde::Deserialize;
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use super::{Fail, LocalBackend, write_tx};
+use crate::blob::{
+    BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_expiry,
+};
+
+/// Characters escaped in a key's URL path: all but unreserved ones and `/`.
+const KEY_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+/// Characters escaped in a query-string value.
+const QUERY_ESCAPES: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A key that signs presigned URLs; its `Debug` does not print it.
+#[derive(Clone)]
+struct SigningKey([u8; 32]);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(**redacted**)")
+    }
+}
+
+impl SigningKey {
+    /// The MAC over everything a presigned URL pins.
+    fn mac(&self, grant: &Grant<'_>) -> Hmac<Sha256> {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.0) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("HMAC takes keys of any length"),
+        };
+        let length = grant
+            .content_length
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        // Keys, buckets and content types hold no control characters, so `\n` separates unambiguously.
+        for part in [
+            grant.method,
+            grant.bucket,
+            grant.key,
+            grant.content_type.unwrap_or_default(),
+            &length,
+            &grant.expires.to_string(),
+        ] {
+            mac.update(part.as_bytes());
+            mac.update(b"\n");
+        }
+        mac
+    }
+}
+
+/// What one presigned URL allows.
+struct Grant<'a> {
+    method: &'a str,
+    bucket: &'a str,
+    key: &'a str,
+    content_type: Option<&'a str>,
+    content_length: Option<u64>,
+    /// Unix seconds.
+    expires: i64,
+}
+
+/// A [`BlobStore`] over files in the local data directory.
+#[derive(Debug, Clone)]
+pub struct FileBlobStore {
+    backend: LocalBackend,
+    bucket: String,
+    base_url: String,
+    signing_key: SigningKey,
+}
+
+fn validate_bucket(bucket: &str) -> Result<(), BlobError> {
+    let ok = !bucket.is_empty()
+        && bucket.len() <= 255
+        && !bucket.starts_with('.')
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::Invalid(format!("bad bucket name {bucket:?}")))
+    }
+}
+
+fn validate_content_type(content_type: &str) -> Result<(), BlobError> {
+    let ok = !content_type.is_empty()
+        && content_type.len() <= 255
+        && content_type
+            .chars()
+            .all(|c| c.is_ascii_graphic() || c == ' ');
+    if ok {
+        Ok(())
+    } else {
+        Err(BlobError::Invalid(format!(
+            "bad content type {content_type:?}"
+        )))
+    }
+}
+
+impl FileBlobStore {
+    pub(super) fn new(
+        backend: LocalBackend,
+        bucket: &str,
+        base_url: &str,
+        signing_key: [u8; 32],
+    ) -> Self {
+        Self {
+            backend,
+            bucket: bucket.to_owned(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            signing_key: SigningKey(signing_key),
+        }
+    }
+
+    fn presign(&self, grant: &Grant<'_>) -> PresignedRequest {
+        let mut url = format!(
+            "{}/_local/blobs/{}/{}?X-Method={}",
+            self.base_url,
+            grant.bucket,
+            utf8_percent_encode(grant.key, KEY_ESCAPES),
+            grant.method
+        );
+        let mut headers = Vec::new();
+        if let Some(ct) = grant.content_type {
+            let _ = write!(
+                url,
+                "&X-Content-Type={}",
+                utf8_percent_encode(ct, QUERY_ESCAPES)
+            );
+            headers.push(("content-type".to_owned(), ct.to_owned()));
+        }
+        if let Some(length) = grant.content_length {
+            let _ = write!(url, "&X-Content-Length={length}");
+        }
+        let signature = hex::encode(self.signing_key.mac(grant).finalize().into_bytes());
+        let _ = write!(url, "&X-Expires={}&X-Signature={signature}", grant.expires);
+        PresignedRequest {
+            method: grant.method.to_owned(),
+            url,
+            headers,
+            expires_at: OffsetDateTime::from_unix_timestamp(grant.expires)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        }
+    }
+}
+
+/// When a URL presigned now for `expires_in` stops working, in whole unix
+/// seconds (truncated, as S3's `X-Amz-Date` is). Wall-clock time, as S3
+/// uses: the URL leaves this process, and with it any test clock.
+fn expiry(expires_in: Duration) -> Result<i64, BlobError> {
+    validate_expiry(expires_in)?;
+    Ok((OffsetDateTime::now_utc() + expires_in).unix_timestamp())
+}
+
+/// Reads and writes objects of any bucket under one data directory.
+#[derive(Debug, Clone)]
+struct Objects {
+    backend: LocalBackend,
+}
+
+impl Objects {
+    fn path(&self, bucket: &str, key: &str) -> Result<PathBuf, BlobError> {
+        validate_bucket(bucket)?;
+        validate_blob_key(key)?;
+        Ok(self.backend.blob_dir().join(bucket).join(key))
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), BlobError> {
+        let path = self.path(bucket, key)?;
+        validate_content_type(content_type)?;
+        let tmp_dir = self.backend.blob_dir().join(".tmp");
+        let (bucket, key, content_type) =
+            (bucket.to_owned(), key.to_owned(), content_type.to_owned());
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        self.backend
+            .run("put blob", move |conn| {
+                std::fs::create_dir_all(&tmp_dir)?;
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
+                let write_tmp = || {
+                    let mut file = std::fs::File::create(&tmp)?;
+                    file.write_all(&body)?;
+                    file.sync_all()
+                };
+                let written: Result<(), Fail<BlobError>> =
+                    write_tmp().map_err(Fail::from).and_then(|()| {
+                        write_tx(conn, |tx| {
+                            tx.prepare_cached(
+                                "INSERT OR REPLACE INTO blobs (bucket, key, content_type, length, updated_at) \
+                                 VALUES (?, ?, ?, ?, ?)",
+                            )?
+                            .execute(params![bucket, key, content_type, body.len() as i64, now])?;
+                            std::fs::rename(&tmp, &path)?;
+                            Ok(())
+                        })
+                    });
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                written
+            })
+            .await
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
+        self.path(bucket, key)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.backend
+            .run("head blob", move |conn| {
+                let meta = conn
+                    .prepare_cached(
+                        "SELECT content_type, length FROM blobs WHERE bucket = ? AND key = ?",
+                    )?
+                    .query_row(params![bucket, key], |row| {
+                        Ok(BlobMeta {
+                            content_type: row.get(0)?,
+                            content_length: row.get::<_, i64>(1)?.try_into().unwrap_or_default(),
+                        })
+                    })
+                    .optional()?;
+                Ok(meta)
+            })
+            .await
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<(BlobMeta, Bytes)>, BlobError> {
+        let Some(mut meta) = self.head(bucket, key).await? else {
+            return Ok(None);
+        };
+        let path = self.path(bucket, key)?;
+        match tokio::task::spawn_blocking(move || std::fs::read(path)).await {
+            Ok(Ok(body)) => {
+                meta.content_length = body.len() as u64;
+                Ok(Some((meta, Bytes::from(body))))
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Ok(Err(e)) => Err(BlobError::Backend(
+                anyhow::Error::new(e).context("read blob"),
+            )),
+            Err(e) => Err(BlobError::Backend(
+                anyhow::Error::new(e).context("read blob"),
+            )),
+        }
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), BlobError> {
+        let path = self.path(bucket, key)?;
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        self.backend
+            .run("delete blob", move |conn| {
+                write_tx(conn, |tx| {
+                    tx.prepare_cached("DELETE FROM blobs WHERE bucket = ? AND key = ?")?
+                        .execute(params![bucket, key])?;
+                    match std::fs::remove_file(&path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                        _ => Ok(()),
+                    }
+                })
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl BlobStore for FileBlobStore {
+    #[tracing::instrument(skip(self, body), fields(bucket = %self.bucket, len = body.len()))]
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), BlobError> {
+        self.objects()
+            .put(&self.bucket, key, body, content_type)
+            .await
+    }
+
+    #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn get(&self, key: &str) -> Result<Option<(BlobMeta, Bytes)>, BlobError> {
+        self.objects().get(&self.bucket, key).await
+    }
+
+    #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
+        self.objects().head(&self.bucket, key).await
+    }
+
+    #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn delete(&self, key: &str) -> Result<(), BlobError> {
+        self.objects().delete(&self.bucket, key).await
+    }
+
+    #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        content_length: u64,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
+        validate_bucket(&self.bucket)?;
+        validate_blob_key(key)?;
+        validate_content_type(content_type)?;
+        Ok(self.presign(&Grant {
+            method: "PUT",
+            bucket: &self.bucket,
+            key,
+            content_type: Some(content_type),
+            content_length: Some(content_length),
+            expires: expiry(expires_in)?,
+        }))
+    }
+
+    #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
+    async fn presign_get(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, BlobError> {
+        validate_bucket(&self.bucket)?;
+        validate_blob_key(key)?;
+        Ok(self.presign(&Grant {
+            method: "GET",
+            bucket: &self.bucket,
+            key,
+            content_type: None,
+            content_length: None,
+            expires: expiry(expires_in)?,
+        }))
+    }
+}
+
+impl FileBlobStore {
+    fn objects(&self) -> Objects {
+        Objects {
+            backend: self.backend.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RouterState {
+    objects: Objects,
+    signing_key: SigningKey,
+}
+
+/// The query string of a presigned URL.
+#[derive(Debug, Deserialize)]
+struct Signed {
+    #[serde(rename = "X-Method")]
+    method: String,
+    #[serde(rename = "X-Content-Type")]
+    content_type: Option<String>,
+    #[serde(rename = "X-Content-Length")]
+    content_length: Option<u64>,
+    #[serde(rename = "X-Expires")]
+    expires: i64,
+    #[serde(rename = "X-Signature")]
+    signature: String,
+}
+
+pub(super) fn router(backend: LocalBackend, signing_key: [u8; 32]) -> axum::Router {
+    let state = RouterState {
+        objects: Objects { backend },
+        signing_key: SigningKey(signing_key),
+    };
+    axum::Router::new()
+        .route(
+            "/_local/blobs/{bucket}/{*key}",
+            put(put_object).get(get_object),
+        )
+        .with_state(state)
+}
+
+fn reject(status: StatusCode, message: &'static str) -> Response {
+    (status, message).into_response()
+}
+
+/// Checks the signature, expiry and method; `Err` says why the request is forbidden.
+fn authorize(
+    state: &RouterState,
+    method: &Method,
+    bucket: &str,
+    key: &str,
+    signed: &Signed,
+) -> Result<(), &'static str> {
+    let grant = Grant {
+        method: &signed.method,
+        bucket,
+        key,
+        content_type: signed.content_type.as_deref(),
+        content_length: signed.content_length,
+        expires: signed.expires,
+    };
+    let signature = hex::decode(&signed.signature).unwrap_or_default();
+    if state
+        .signing_key
+        .mac(&grant)
+        .verify_slice(&signature)
+        .is_err()
+    {
+        return Err("signature does not match");
+    }
+    if OffsetDateTime::now_utc().unix_timestamp() >= signed.expires {
+        return Err("request has expired");
+    }
+    if signed.method != method.as_str() {
+        return Err("URL was signed for another method");
+    }
+    Ok(())
+}
+
+fn internal(e: &BlobError) -> Response {
+    tracing::error!(error = ?e, "local blob endpoint failed");
+    reject(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+}
+
+#[tracing::instrument(skip_all, fields(bucket = %bucket, key = %key))]
+async fn put_object(
+    State(state): State<RouterState>,
+    Path((bucket, key)): Path<(String, String)>,
+    signed: Result<Query<Signed>, QueryRejection>,
+    request: Request,
+) -> Response {
+    let Ok(Query(signed)) = signed else {
+        return reject(StatusCode::FORBIDDEN, "missing signature parameters");
+    };
+    if let Err(why) = authorize(&state, request.method(), &bucket, &key, &signed) {
+        return reject(StatusCode::FORBIDDEN, why);
+    }
+    let (Some(content_type), Some(length)) =
+        (signed.content_type.as_deref(), signed.content_length)
+    else {
+        return reject(StatusCode::FORBIDDEN, "URL does not pin type and length");
+    };
+    let headers: &HeaderMap = request.headers();
+    let header = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if header(header::CONTENT_TYPE) != Some(content_type) {
+        return reject(
+            StatusCode::FORBIDDEN,
+            "content type differs from the signed one",
+        );
+    }
+    if header(header::CONTENT_LENGTH).is_some_and(|n| n.parse() != Ok(length)) {
+        return reject(
+            StatusCode::FORBIDDEN,
+            "content length differs from the signed one",
+        );
+    }
+    let Ok(limit) = usize::try_from(length) else {
+        return reject(StatusCode::FORBIDDEN, "content length too large");
+    };
+    // Reads at most `limit` bytes: a longer body fails here, before anything is stored.
+    let body = match axum::body::to_bytes(request.into_body(), limit).await {
+        Ok(body) if body.len() == limit => body,
+        _ => {
+            return reject(
+                StatusCode::FORBIDDEN,
+                "body length differs from the signed one",
+            );
+        }
+    };
+    match state.objects.put(&bucket, &key, body, content_type).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(BlobError::Invalid(_)) => reject(StatusCode::BAD_REQUEST, "invalid object key"),
+        Err(e) => internal(&e),
+    }
+}
+
+#[tracing::instrument(skip_all, fields(bucket = %bucket, key = %key))]
+async fn get_object(
+    State(state): State<RouterState>,
+    Path((bucket, key)): Path<(String, String)>,
+    signed: Result<Query<Signed>, QueryRejection>,
+    method: Method,
+) -> Response {
+    let Ok(Query(signed)) = signed else {
+        return reject(StatusCode::FORBIDDEN, "missing signature parameters");
+    };
+    // axum answers HEAD with the GET handler; a GET URL is good for both, as on S3.
+    let method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method
+    };
+    if let Err(why) = authorize(&state, &method, &bucket, &key, &signed) {
+        return reject(StatusCode::FORBIDDEN, why);
+    }
+    match state.objects.get(&bucket, &key).await {
+        Ok(Some((meta, body))) => (
+            [(header::CONTENT_TYPE, meta.content_type)],
+            Body::from(body),
+        )
+            .into_response(),
+        Ok(None) => reject(StatusCode::NOT_FOUND, "no such key"),
+        Err(BlobError::Invalid(_)) => reject(StatusCode::BAD_REQUEST, "invalid object key"),
+        Err(e) => internal(&e),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    async fn fx_server() -> (
+        tempfile::TempDir,
+        FileBlobStore,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let router = backend.blob_router([9; 32]);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        (dir, backend.blob_store("media", &base_url, [9; 32]), server)
+    }
+
+    async fn send_put(url: &str, content_type: &str, body: &'static [u8]) -> StatusCode {
+        let response = reqwest::Client::new()
+            .put(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        StatusCode::from_u16(response.status().as_u16()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn presigned_put_is_checked_before_anything_is_stored() {
+        let (_dir, store, server) = fx_server().await;
+        let key = "up loads/ü+1.png";
+        let req = store
+            .presign_put(key, "image/png", 4, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            req.headers,
+            [("content-type".to_owned(), "image/png".to_owned())]
+        );
+
+        assert_eq!(
+            send_put(&req.url, "image/png", b"12345").await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            send_put(&req.url, "image/png", b"123").await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            send_put(&req.url, "text/html", b"1234").await,
+            StatusCode::FORBIDDEN
+        );
+        let tampered = req.url.replace("X-Content-Length=4", "X-Content-Length=5");
+        assert_eq!(
+            send_put(&tampered, "image/png", b"12345").await,
+            StatusCode::FORBIDDEN
+        );
+        let mut flipped = req.url.clone();
+        let last = flipped.pop().unwrap();
+        flipped.push(if last == '0' { '1' } else { '0' });
+        assert_eq!(
+            send_put(&flipped, "image/png", b"1234").await,
+            StatusCode::FORBIDDEN
+        );
+        assert!(store.head(key).await.unwrap().is_none());
+
+        let short = store
+            .presign_put(key, "image/png", 4, Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            send_put(&short.url, "image/png", b"1234").await,
+            StatusCode::FORBIDDEN
+        );
+
+        assert_eq!(
+            send_put(&req.url, "image/png", b"1234").await,
+            StatusCode::OK
+        );
+        let (meta, body) = store.get(key).await.unwrap().unwrap();
+        assert_eq!(
+            (meta.content_type.as_str(), body.as_ref()),
+            ("image/png", b"1234".as_ref())
+        );
+        server.abort();
+    }
+}

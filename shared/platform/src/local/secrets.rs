@@ -1,0 +1,58 @@
+//! The Secrets port over a `secrets` table in the local database. Values are
+//! stored as given (the data directory is the trust boundary locally) and
+//! never logged: only names reach spans and errors.
+
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{LocalBackend, write_tx};
+use crate::secrets::{SecretValue, Secrets, SecretsError, validate_secret_name};
+
+/// Named secrets in the local database.
+#[derive(Debug, Clone)]
+pub struct SqliteSecrets {
+    backend: LocalBackend,
+}
+
+impl SqliteSecrets {
+    pub(super) fn new(backend: LocalBackend) -> Self {
+        Self { backend }
+    }
+}
+
+#[async_trait]
+impl Secrets for SqliteSecrets {
+    #[tracing::instrument(skip(self))]
+    async fn get(&self, name: &str) -> Result<Option<SecretValue>, SecretsError> {
+        validate_secret_name(name)?;
+        let name = name.to_owned();
+        self.backend
+            .run("get secret", move |conn| {
+                let value = conn
+                    .prepare_cached("SELECT value FROM secrets WHERE name = ?")?
+                    .query_row(params![name], |row| row.get::<_, String>(0))
+                    .optional()?;
+                Ok(value.map(SecretValue::new))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip(self, value))]
+    async fn put(&self, name: &str, value: &SecretValue) -> Result<(), SecretsError> {
+        validate_secret_name(name)?;
+        let (name, value) = (name.to_owned(), value.clone());
+        let now = self.backend.now().unix_timestamp();
+        self.backend
+            .run("put secret", move |conn| {
+                write_tx(conn, |tx| {
+                    tx.prepare_cached(
+                        "INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?) \
+                         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    )?
+                    .execute(params![name, value.expose(), now])?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,419 @@
+//! The Table port over SQLite: every logical table is a `tbl` slice of one
+//! `items` table, with partial indexes standing in for `gsi1` and `gsi2`.
+//!
+//! TTL is decided by the injected [`Clock`](crate::Clock) at read time, so an
+//! expired row is invisible at once even though nothing removes it until it
+//! is overwritten or deleted. Sort keys are TEXT under SQLite's BINARY
+//! collation, which compares UTF-8 bytes exactly as DynamoDB does; prefixes are
+//! ranges, never `LIKE`, so `%` and `_` stay literal.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params, params_from_iter};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::{Fail, LocalBackend, write_tx};
+use crate::cursor::{CursorSealer, Position};
+use crate::table::{
+    Add, Condition, Index, IndexKey, Item, ItemKey, Page, Query, SortKey, StoreError, Table, Write,
+    validate_item, validate_query, validate_transaction,
+};
+
+const COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, version, expires_at, attrs, bytes";
+const LIVE: &str = "(expires_at IS NULL OR expires_at > ?)";
+
+/// A [`Table`] stored in the local SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteTable {
+    backend: LocalBackend,
+    name: String,
+    sealer: CursorSealer,
+}
+
+impl SqliteTable {
+    pub(super) fn new(backend: LocalBackend, name: &str, cursor_key: [u8; 32]) -> Self {
+        Self {
+            backend,
+            name: name.to_owned(),
+            sealer: CursorSealer::new(cursor_key, name),
+        }
+    }
+
+    /// Now as the unix second TTLs are compared with.
+    fn now(&self) -> i64 {
+        self.backend.now().unix_timestamp()
+    }
+}
+
+type Result<T, E = Fail<StoreError>> = std::result::Result<T, E>;
+
+fn invalid<T>(message: impl Into<String>) -> Result<T> {
+    Err(Fail::Port(StoreError::Invalid(message.into())))
+}
+
+fn read_item(row: &Row<'_>) -> rusqlite::Result<(Item, String)> {
+    let index = |pk: Option<String>, sk: Option<String>| Some(IndexKey::new(pk?, sk?));
+    let version: i64 = row.get(6)?;
+    let expires_at: Option<i64> = row.get(7)?;
+    let item = Item {
+        key: ItemKey::new(row.get::<_, String>(0)?, row.get::<_, String>(1)?),
+        gsi1: index(row.get(2)?, row.get(3)?),
+        gsi2: index(row.get(4)?, row.get(5)?),
+        version: version.try_into().unwrap_or_default(),
+        expires_at: expires_at.and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok()),
+        attrs: Map::new(),
+        bytes: row.get::<_, Option<Vec<u8>>>(9)?.map(Bytes::from),
+    };
+    Ok((item, row.get(8)?))
+}
+
+fn decode((mut item, attrs): (Item, String)) -> Result<Item> {
+    item.attrs = serde_json::from_str(&attrs)?;
+    Ok(item)
+}
+
+/// The live item stored under `key`, if any.
+fn load(conn: &Connection, tbl: &str, key: &ItemKey, now: i64) -> Result<Option<Item>> {
+    let sql = format!("SELECT {COLUMNS} FROM items WHERE tbl = ? AND pk = ? AND sk = ? AND {LIVE}");
+    let row = conn
+        .prepare_cached(&sql)?
+        .query_row(params![tbl, key.pk, key.sk, now], read_item)
+        .optional()?;
+    row.map(decode).transpose()
+}
+
+fn holds(condition: Condition, live: Option<&Item>) -> bool {
+    match condition {
+        Condition::None => true,
+        Condition::NotExists => live.is_none(),
+        Condition::Exists => live.is_some(),
+        Condition::VersionEquals(v) => live.is_some_and(|i| i.version == v),
+    }
+}
+
+/// Checks `condition` against the stored item, failing with `ConditionFailed { index }`.
+fn require(
+    tx: &Transaction<'_>,
+    tbl: &str,
+    key: &ItemKey,
+    condition: Condition,
+    now: i64,
+    index: Option<usize>,
+) -> Result<Option<Item>> {
+    let live = load(tx, tbl, key, now)?;
+    if holds(condition, live.as_ref()) {
+        Ok(live)
+    } else {
+        Err(Fail::Port(StoreError::ConditionFailed { index }))
+    }
+}
+
+fn store(tx: &Transaction<'_>, tbl: &str, item: &Item) -> Result<()> {
+    let Ok(version) = i64::try_from(item.version) else {
+        return invalid("version out of range");
+    };
+    let (g1pk, g1sk) = item.gsi1.as_ref().map(|k| (&k.pk, &k.sk)).unzip();
+    let (g2pk, g2sk) = item.gsi2.as_ref().map(|k| (&k.pk, &k.sk)).unzip();
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO items (tbl, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))?
+    .execute(params![
+        tbl,
+        item.key.pk,
+        item.key.sk,
+        g1pk,
+        g1sk,
+        g2pk,
+        g2sk,
+        version,
+        item.expires_at.map(OffsetDateTime::unix_timestamp),
+        serde_json::to_string(&item.attrs)?,
+        item.bytes.as_deref(),
+    ])?;
+    Ok(())
+}
+
+fn remove(tx: &Transaction<'_>, tbl: &str, key: &ItemKey) -> Result<()> {
+    tx.prepare_cached("DELETE FROM items WHERE tbl = ? AND pk = ? AND sk = ?")?
+        .execute(params![tbl, key.pk, key.sk])?;
+    Ok(())
+}
+
+/// The smallest string greater than every string that starts with `prefix`,
+/// in code-point (= UTF-8 byte) order; `None` if there is none.
+fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// The SQL and parameters for one page of `query`, starting after `after`.
+fn page_sql(
+    tbl: &str,
+    query: &Query,
+    after: Option<&Position>,
+    now: i64,
+) -> Result<(String, Vec<SqlValue>)> {
+    let text = |s: &str| SqlValue::Text(s.to_owned());
+    let (part, sort) = match query.index {
+        None => ("pk", "sk"),
+        Some(Index::Gsi1) => ("gsi1pk", "gsi1sk"),
+        Some(Index::Gsi2) => ("gsi2pk", "gsi2sk"),
+    };
+    let (cmp, dir) = if query.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    let mut sql = format!("SELECT {COLUMNS} FROM items WHERE tbl = ? AND {part} = ? AND {LIVE}");
+    let mut args = vec![text(tbl), text(&query.pk), SqlValue::Integer(now)];
+    let mut bound = |op: &str, value: &str| {
+        sql.push_str(&format!(" AND {sort} {op} ?"));
+        args.push(text(value));
+    };
+    match &query.sort {
+        SortKey::All => {}
+        SortKey::Prefix(p) => {
+            bound(">=", p);
+            if let Some(end) = prefix_successor(p) {
+                bound("<", &end);
+            }
+        }
+        SortKey::Between { from, to } => {
+            bound(">=", from);
+            bound("<=", to);
+        }
+        SortKey::AtLeast(from) => bound(">=", from),
+        SortKey::AtMost(to) => bound("<=", to),
+    }
+    match (query.index, after) {
+        (_, None) => {}
+        (None, Some(pos)) => bound(cmp, &pos.sk),
+        (Some(_), Some(pos)) => {
+            let Some(isk) = &pos.isk else {
+                return Err(Fail::Port(StoreError::InvalidCursor));
+            };
+            sql.push_str(&format!(" AND ({sort}, pk, sk) {cmp} (?, ?, ?)"));
+            args.extend([text(isk), text(&pos.pk), text(&pos.sk)]);
+        }
+    }
+    sql.push_str(&format!(
+        " ORDER BY {sort} {dir}, pk {dir}, sk {dir} LIMIT ?"
+    ));
+    args.push(SqlValue::Integer(i64::from(query.limit) + 1));
+    Ok((sql, args))
+}
+
+fn position(query: &Query, item: &Item) -> Position {
+    let index_key = query.index.and_then(|i| match i {
+        Index::Gsi1 => item.gsi1.as_ref(),
+        Index::Gsi2 => item.gsi2.as_ref(),
+    });
+    Position {
+        pk: item.key.pk.clone(),
+        sk: item.key.sk.clone(),
+        ipk: index_key.map(|k| k.pk.clone()),
+        isk: index_key.map(|k| k.sk.clone()),
+    }
+}
+
+#[async_trait]
+impl Table for SqliteTable {
+    #[tracing::instrument(skip(self, key), fields(table = %self.name, pk = %key.pk, sk = %key.sk))]
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
+        let (tbl, key, now) = (self.name.clone(), key.clone(), self.now());
+        self.backend
+            .run("get item", move |conn| load(conn, &tbl, &key, now))
+            .await
+    }
+
+    #[tracing::instrument(skip(self, item), fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk))]
+    async fn put(&self, item: &Item, condition: Condition) -> Result<(), StoreError> {
+        validate_item(item)?;
+        let (tbl, item, now) = (self.name.clone(), item.clone(), self.now());
+        self.backend
+            .run("put item", move |conn| {
+                write_tx(conn, |tx| {
+                    require(tx, &tbl, &item.key, condition, now, None)?;
+                    store(tx, &tbl, &item)
+                })
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip(self, key), fields(table = %self.name, pk = %key.pk, sk = %key.sk))]
+    async fn delete(
+        &self,
+        key: &ItemKey,
+        condition: Condition,
+    ) -> Result<Option<Item>, StoreError> {
+        let (tbl, key, now) = (self.name.clone(), key.clone(), self.now());
+        self.backend
+            .run("delete item", move |conn| {
+                write_tx(conn, |tx| {
+                    let live = require(tx, &tbl, &key, condition, now, None)?;
+                    remove(tx, &tbl, &key)?;
+                    Ok(live)
+                })
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip(self, query), fields(table = %self.name, index = ?query.index, pk = %query.pk))]
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        validate_query(query)?;
+        let after = match &query.cursor {
+            Some(cursor) => Some(self.sealer.open(query, cursor)?),
+            None => None,
+        };
+        let (sql, args) = page_sql(&self.name, query, after.as_ref(), self.now())
+            .map_err(|f| f.into_port("query"))?;
+        let mut items = self
+            .backend
+            .run("query", move |conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), read_item)?;
+                rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        let more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(self.sealer.seal(query, &position(query, last))),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    #[tracing::instrument(skip(self, add), fields(table = %self.name, pk = %add.key.pk, sk = %add.key.sk, field = %add.field))]
+    async fn add(&self, add: &Add) -> Result<i64, StoreError> {
+        let (tbl, add, now) = (self.name.clone(), add.clone(), self.now());
+        self.backend
+            .run("add to item", move |conn| {
+                write_tx(conn, |tx| {
+                    let mut item = match load(tx, &tbl, &add.key, now)? {
+                        Some(item) => item,
+                        None => Item {
+                            version: 0,
+                            expires_at: add.expires_at,
+                            ..Item::new(add.key.clone())
+                        },
+                    };
+                    let current = match item.attrs.get(&add.field) {
+                        None => 0,
+                        Some(value) => match value.as_i64() {
+                            Some(n) => n,
+                            None => return invalid(format!("`{}` is not an integer", add.field)),
+                        },
+                    };
+                    let Some(next) = current.checked_add(add.delta) else {
+                        return invalid(format!("`{}` would overflow", add.field));
+                    };
+                    if add.floor.is_some_and(|floor| next < floor) {
+                        return Err(Fail::Port(StoreError::condition_failed()));
+                    }
+                    item.attrs.insert(add.field.clone(), Value::from(next));
+                    item.version += 1;
+                    validate_item(&item).map_err(Fail::Port)?;
+                    store(tx, &tbl, &item)?;
+                    Ok(next)
+                })
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip(self, writes), fields(table = %self.name, writes = writes.len()))]
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+        validate_transaction(writes)?;
+        let (tbl, writes, now) = (self.name.clone(), writes.to_vec(), self.now());
+        self.backend
+            .run("transact", move |conn| {
+                write_tx(conn, |tx| {
+                    for (i, write) in writes.iter().enumerate() {
+                        match write {
+                            Write::Put { item, condition } => {
+                                require(tx, &tbl, &item.key, *condition, now, Some(i))?;
+                                store(tx, &tbl, item)?;
+                            }
+                            Write::Delete { key, condition } => {
+                                require(tx, &tbl, key, *condition, now, Some(i))?;
+                                remove(tx, &tbl, key)?;
+                            }
+                            Write::Check { key, condition } => {
+                                require(tx, &tbl, key, *condition, now, Some(i))?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    #[test]
+    fn prefix_successor_is_the_least_upper_bound() {
+        assert_eq!(prefix_successor("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_successor("a%").as_deref(), Some("a&"));
+        assert_eq!(prefix_successor("a\u{d7ff}").as_deref(), Some("a\u{e000}"));
+        assert_eq!(prefix_successor("a\u{10ffff}").as_deref(), Some("b"));
+        assert_eq!(prefix_successor("\u{10ffff}"), None);
+        assert_eq!(prefix_successor(""), None);
+    }
+
+    /// Two backends on one file stand in for two processes (`cargo lambda watch`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_adds_across_handles_never_cross_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let b = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let key = ItemKey::new("stock", "sku-1");
+        let tables = [a.table("t", [1; 32]), b.table("t", [1; 32])];
+        tables[0]
+            .put(
+                &Item::new(key.clone()).with("on_hand", 10),
+                Condition::NotExists,
+            )
+            .await
+            .unwrap();
+        let add = Add {
+            key: key.clone(),
+            field: "on_hand".into(),
+            delta: -1,
+            floor: Some(0),
+            expires_at: None,
+        };
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let (t, add) = (tables[i % 2].clone(), add.clone());
+                tokio::spawn(async move { t.add(&add).await })
+            })
+            .collect();
+        let (mut ok, mut refused) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::ConditionFailed { .. }) => refused += 1,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!((ok, refused), (10, 40));
+        let item = tables[1].get(&key).await.unwrap().unwrap();
+        assert_eq!((item.int("on_hand"), item.version), (Some(0), 11));
+    }
+}

@@ -1,0 +1,129 @@
+//! Extractors that turn rejections into problem+json.
+//!
+//! [`Json`] parses a body into a DTO (declare DTOs with
+//! `#[serde(deny_unknown_fields)]`) and names the field at fault, for unknown
+//! fields as for wrong types. [`LimitedBody`] reads a raw body and answers
+//! 413 past the route's limit.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ProblemType};
+
+/// A JSON body parsed strictly.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+fn body_rejection(e: BytesRejection) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::client(ProblemType::PayloadTooLarge, "the body is larger than this route accepts")
+    } else {
+        ApiError::client(ProblemType::MalformedBody, "the body could not be read")
+    }
+}
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim();
+                m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::client(
+                ProblemType::UnsupportedMediaType,
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses JSON, naming the path of the field at fault.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = inner.to_string();
+        // serde names an unknown field in its message; surface it as the field.
+        let field = match message.strip_prefix("unknown field `") {
+            Some(rest) => rest.split('`').next().map(str::to_owned),
+            None if path != "." => Some(path),
+            None => None,
+        };
+        // Strip serde's " at line N column M" so the detail reads as a sentence.
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        ApiError::Client {
+            problem: ProblemType::MalformedBody,
+            detail: match &field {
+                Some(f) => format!("{f}: {message}"),
+                None => message,
+            },
+            field,
+        }
+    })
+}
+
+/// A raw body, refused with 413 past the limit set on the route with
+/// `axum::extract::DefaultBodyLimit`.
+#[derive(Debug, Clone)]
+pub struct LimitedBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(LimitedBody)
+            .map_err(body_rejection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct ThingForCreate {
+        name: String,
+        size: u32,
+    }
+
+    fn field_of(body: &str) -> Option<String> {
+        match parse_json::<ThingForCreate>(body.as_bytes()) {
+            Err(ApiError::Client { field, .. }) => field,
+            other => panic!("expected a client error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(field_of(r#"{"name":"a","size":1,"colour":"red"}"#).as_deref(), Some("colour"));
+        assert_eq!(field_of(r#"{"name":"a","size":"big"}"#).as_deref(), Some("size"));
+        assert_eq!(field_of(r#"{"name":"a"}"#), None);
+        assert!(parse_json::<ThingForCreate>(br#"{"name":"a","size":2}"#).is_ok());
+    }
+}

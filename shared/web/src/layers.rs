@@ -1,0 +1,160 @@
+//! The layers every service router gets: request ids, one log line and one
+//! EMF record per request, the health route, problem+json for unknown routes,
+//! wrong methods and panics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use constellation_platform::observe::{Metric, MetricsSink};
+use serde_json::{Value, json};
+use tower_http::catch_panic::CatchPanicLayer;
+use tracing::Instrument as _;
+
+use crate::error::{ProblemType, problem_response};
+
+/// The header carrying the request id, in and out.
+pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// The CloudWatch namespace of every service metric.
+pub const METRICS_NAMESPACE: &str = "Constellation";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// What the shared layers need to know about a service.
+#[derive(Debug, Clone)]
+pub struct ServiceInfo {
+    /// The service name (`kv`), which is also its path prefix `/v1/<name>`.
+    pub name: &'static str,
+    /// Where metrics go.
+    pub metrics: MetricsSink,
+}
+
+static COLD: AtomicBool = AtomicBool::new(true);
+
+/// Wraps a service router in the shared layers and adds `GET /v1/<name>/health`.
+pub fn service(info: ServiceInfo, router: Router) -> Router {
+    let info = Arc::new(info);
+    let health_info = info.clone();
+    router
+        .route(
+            &format!("/v1/{}/health", info.name),
+            get(move || {
+                let name = health_info.name;
+                async move {
+                    axum::Json(json!({
+                        "status": "ok",
+                        "service": name,
+                        "version": env!("CARGO_PKG_VERSION"),
+                    }))
+                }
+            }),
+        )
+        .fallback(|| async {
+            problem_response(ProblemType::NotFound, Some("no such route"), None)
+        })
+        .method_not_allowed_fallback(|| async {
+            problem_response(
+                ProblemType::MethodNotAllowed,
+                Some("this route does not take that method"),
+                None,
+            )
+        })
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            tracing::error!("handler panicked");
+            problem_response(ProblemType::Internal, None, None)
+        }))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            observe(info.clone(), req, next)
+        }))
+}
+
+fn request_id_from(req: &Request) -> String {
+    req.headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+async fn observe(info: Arc<ServiceInfo>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request_id_from(&req);
+    let method: Method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let trace_id = req
+        .headers()
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "request",
+        service = info.name,
+        request_id = %request_id,
+        trace_id = %trace_id,
+        method = %method,
+        route = %route,
+    );
+
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), next.run(req))
+        .instrument(span.clone())
+        .await
+        .into_response();
+
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(status, latency_ms, "{method} {route} {status}");
+    });
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER.clone(), v);
+    }
+
+    let route_label = format!("{method} {route}");
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    info.metrics.emit(
+        METRICS_NAMESPACE,
+        &[("Service", info.name), ("Route", &route_label)],
+        &[
+            Metric { name: "Requests", value: 1.0, unit: "Count" },
+            Metric { name: "Latency", value: latency_ms, unit: "Milliseconds" },
+            Metric { name: "ClientErrors", value: flag((400..500).contains(&status)), unit: "Count" },
+            Metric { name: "Errors", value: flag(status >= 500), unit: "Count" },
+        ],
+        &[("request_id", Value::from(request_id.clone())), ("status", Value::from(status))],
+    );
+    if COLD.swap(false, Ordering::Relaxed) {
+        info.metrics.emit(
+            METRICS_NAMESPACE,
+            &[("Service", info.name)],
+            &[Metric { name: "ColdStart", value: 1.0, unit: "Count" }],
+            &[("request_id", Value::from(request_id))],
+        );
+    }
+    response
+}
