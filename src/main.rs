@@ -12,7 +12,11 @@ use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::init_tracing;
 
 #[derive(Debug, Parser)]
-#[command(name = "constellation", version, about = "Run and operate Constellation locally")]
+#[command(
+    name = "constellation",
+    version,
+    about = "Run and operate Constellation locally"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -37,7 +41,12 @@ enum Command {
         #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
         data_dir: PathBuf,
         /// Storage backend.
-        #[arg(long, env = "CONSTELLATION_BACKEND", value_enum, default_value = "local")]
+        #[arg(
+            long,
+            env = "CONSTELLATION_BACKEND",
+            value_enum,
+            default_value = "local"
+        )]
         backend: Backend,
         /// With `--backend aws`: create missing tables, queues and secrets first.
         #[arg(long)]
@@ -96,7 +105,8 @@ async fn main() -> anyhow::Result<()> {
             limit,
             data_dir,
         } => {
-            let platform = Platform::local(data_dir, String::new(), std::sync::Arc::new(SystemClock))?;
+            let platform =
+                Platform::local(data_dir, String::new(), std::sync::Arc::new(SystemClock))?;
             let local = platform.local_backend().context("a local data dir")?;
             for m in local.peek(&name, limit).await? {
                 println!("{}", m.body);

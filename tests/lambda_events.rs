@@ -23,20 +23,42 @@ struct Invoked {
 
 async fn fx_kv() -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let platform = Platform::local(dir.path().to_path_buf(), "http://127.0.0.1:9".into(), Arc::new(SystemClock)).unwrap();
-    let app = constellation_kv::app(&platform, &KvResources::local(), MetricsSink::discard()).await.unwrap();
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        "http://127.0.0.1:9".into(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let app = constellation_kv::app(&platform, &KvResources::local(), MetricsSink::discard())
+        .await
+        .unwrap();
     (app, dir)
 }
 
 async fn invoke(app: &axum::Router, event_file: &str) -> Invoked {
     let path = format!("{}/events/{event_file}", env!("CARGO_MANIFEST_DIR"));
     let raw = std::fs::read_to_string(&path).unwrap();
-    let request = lambda_http::request::from_str(&raw).unwrap_or_else(|e| panic!("{event_file}: {e}"));
-    let response = app.clone().oneshot(request.map(axum::body::Body::new)).await.unwrap();
+    let request =
+        lambda_http::request::from_str(&raw).unwrap_or_else(|e| panic!("{event_file}: {e}"));
+    let response = app
+        .clone()
+        .oneshot(request.map(axum::body::Body::new))
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Invoked { status, headers, body }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Invoked {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn json(body: &[u8]) -> Value {
@@ -57,18 +79,32 @@ async fn put_get_list_delete_events_round_trip() {
     let put = invoke(&app, "kv-put.json").await;
     assert_eq!(put.status, 201, "{}", String::from_utf8_lossy(&put.body));
     let meta = json(&put.body);
-    assert_eq!((meta["namespace"].as_str(), meta["key"].as_str()), (Some("settings"), Some("theme")));
-    assert!(meta["expires_at"].is_string(), "the event's ?ttl=3600 is honoured");
+    assert_eq!(
+        (meta["namespace"].as_str(), meta["key"].as_str()),
+        (Some("settings"), Some("theme"))
+    );
+    assert!(
+        meta["expires_at"].is_string(),
+        "the event's ?ttl=3600 is honoured"
+    );
 
     let get = invoke(&app, "kv-get.json").await;
     assert_eq!(get.status, 200);
     assert_eq!(json(&get.body), serde_json::json!({"mode": "dark"}));
     assert_eq!(get.headers.get("content-type").unwrap(), "application/json");
-    assert_eq!(get.headers.get("etag").unwrap(), meta["etag"].as_str().unwrap());
+    assert_eq!(
+        get.headers.get("etag").unwrap(),
+        meta["etag"].as_str().unwrap()
+    );
 
     let list = invoke(&app, "kv-list.json").await;
     assert_eq!(list.status, 200);
-    let keys: Vec<_> = json(&list.body)["items"].as_array().unwrap().iter().map(|i| i["key"].clone()).collect();
+    let keys: Vec<_> = json(&list.body)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].clone())
+        .collect();
     assert_eq!(keys, ["theme"]);
 
     assert_eq!(invoke(&app, "kv-delete.json").await.status, 204);
@@ -79,13 +115,22 @@ async fn put_get_list_delete_events_round_trip() {
 #[tokio::test]
 async fn binary_put_event_keeps_bytes_and_the_encoded_slash() {
     let (app, _dir) = fx_kv().await;
-    let raw: Value = serde_json::from_str(&std::fs::read_to_string(format!("{}/events/kv-put-binary.json", env!("CARGO_MANIFEST_DIR"))).unwrap()).unwrap();
+    let raw: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/events/kv-put-binary.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
     let put = invoke(&app, "kv-put-binary.json").await;
     assert_eq!(put.status, 201, "{}", String::from_utf8_lossy(&put.body));
     let meta = json(&put.body);
     assert_eq!(meta["key"], "logo/small");
     assert_eq!(meta["content_type"], "image/png");
     use base64::Engine as _;
-    let sent = base64::engine::general_purpose::STANDARD.decode(raw["body"].as_str().unwrap()).unwrap();
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(raw["body"].as_str().unwrap())
+        .unwrap();
     assert_eq!(meta["size"].as_u64(), Some(sent.len() as u64));
 }

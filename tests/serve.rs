@@ -40,7 +40,11 @@ async fn spawn_serve(data_dir: &Path) -> Running {
 impl Running {
     async fn shutdown(self) {
         self.stop.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.done).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.done)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 }
 
@@ -59,33 +63,73 @@ async fn serve_round_trip_survives_restart_and_publishes_changes() {
         .unwrap();
     assert_eq!(put.status(), 201);
     let etag = put.headers()["etag"].to_str().unwrap().to_owned();
-    let put2 = http.put(format!("{}/v1/kv/app/other", first.base)).body("x").send().await.unwrap();
+    let put2 = http
+        .put(format!("{}/v1/kv/app/other", first.base))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(put2.status(), 201);
-    let del = http.delete(format!("{}/v1/kv/app/other", first.base)).send().await.unwrap();
+    let del = http
+        .delete(format!("{}/v1/kv/app/other", first.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status(), 204);
     first.shutdown().await;
 
     let second = spawn_serve(dir.path()).await;
-    let got = http.get(format!("{}/v1/kv/app/greeting", second.base)).send().await.unwrap();
+    let got = http
+        .get(format!("{}/v1/kv/app/greeting", second.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.headers()["etag"].to_str().unwrap(), etag);
     assert_eq!(got.text().await.unwrap(), "hello");
-    let list: serde_json::Value = serde_json::from_str(&http.get(format!("{}/v1/kv/app", second.base)).send().await.unwrap().text().await.unwrap()).unwrap();
+    let list: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{}/v1/kv/app", second.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     second.shutdown().await;
 
-    let platform = Platform::local(dir.path().to_path_buf(), String::new(), std::sync::Arc::new(SystemClock)).unwrap();
-    let events = platform.local_backend().unwrap().peek("constellation-kv-changes", 10).await.unwrap();
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        String::new(),
+        std::sync::Arc::new(SystemClock),
+    )
+    .unwrap();
+    let events = platform
+        .local_backend()
+        .unwrap()
+        .peek("constellation-kv-changes", 10)
+        .await
+        .unwrap();
     let ops: Vec<(String, String)> = events
         .iter()
         .map(|m| {
             let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
-            (v["op"].as_str().unwrap().to_owned(), v["key"].as_str().unwrap().to_owned())
+            (
+                v["op"].as_str().unwrap().to_owned(),
+                v["key"].as_str().unwrap().to_owned(),
+            )
         })
         .collect();
     assert_eq!(
         ops,
-        [("put".into(), "greeting".into()), ("put".into(), "other".into()), ("delete".into(), "other".into())]
+        [
+            ("put".into(), "greeting".into()),
+            ("put".into(), "other".into()),
+            ("delete".into(), "other".into())
+        ]
     );
 }
 
@@ -98,7 +142,13 @@ async fn shutdown_finishes_acknowledged_writes() {
         .map(|i| {
             let http = http.clone();
             let url = format!("{}/v1/kv/load/k{i}", running.base);
-            tokio::spawn(async move { http.put(url).body(vec![b'x'; 1024]).send().await.map(|r| r.status().as_u16()) })
+            tokio::spawn(async move {
+                http.put(url)
+                    .body(vec![b'x'; 1024])
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -111,7 +161,11 @@ async fn shutdown_finishes_acknowledged_writes() {
     }
     let again = spawn_serve(dir.path()).await;
     for key in &acknowledged {
-        let r = http.get(format!("{}/v1/kv/load/{key}", again.base)).send().await.unwrap();
+        let r = http
+            .get(format!("{}/v1/kv/load/{key}", again.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "acknowledged write {key} was lost");
     }
     again.shutdown().await;

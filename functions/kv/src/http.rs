@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use constellation_core::OrgId;
-use constellation_core::kv::{Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl, parse_etag_list};
+use constellation_core::kv::{
+    Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl, parse_etag_list,
+};
 use constellation_web::error::ProblemType;
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
@@ -46,7 +48,10 @@ pub fn router(store: Arc<KvStore>) -> Router {
 /// The kv part of the OpenAPI document.
 #[derive(Debug, OpenApi)]
 #[openapi(
-    info(title = "Constellation kv", description = "Namespaced key-value store with versions, compare-and-swap, TTL and change events."),
+    info(
+        title = "Constellation kv",
+        description = "Namespaced key-value store with versions, compare-and-swap, TTL and change events."
+    ),
     paths(put_entry, get_entry, delete_entry, list_entries),
     components(schemas(EntryView, EntryList))
 )]
@@ -147,7 +152,10 @@ impl From<KvError> for ApiError {
 fn header_str<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, ApiError> {
     headers
         .get(name)
-        .map(|v| v.to_str().map_err(|_| ApiError::invalid(name, "must be visible ASCII")))
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::invalid(name, "must be visible ASCII"))
+        })
         .transpose()
 }
 
@@ -160,40 +168,59 @@ fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
         && ct.split(';').next().is_some_and(|m| {
             let mut parts = m.trim().splitn(2, '/');
             let token = |s: Option<&str>| {
-                s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
+                s.is_some_and(|s| {
+                    !s.is_empty()
+                        && s.bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+                })
             };
             token(parts.next()) && token(parts.next())
         });
     if ok {
         Ok(ct.to_owned())
     } else {
-        Err(ApiError::invalid("Content-Type", "must be a media type such as application/json"))
+        Err(ApiError::invalid(
+            "Content-Type",
+            "must be a media type such as application/json",
+        ))
     }
 }
 
-fn params(q: Result<Query<Vec<(String, String)>>, QueryRejection>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
+fn params(
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
     let Query(pairs) = q.map_err(|_| ApiError::invalid("query", "is not a valid query string"))?;
     if let Some((name, _)) = pairs.iter().find(|(n, _)| !allowed.contains(&n.as_str())) {
-        return Err(ApiError::invalid(name.clone(), "is not a parameter of this route"));
+        return Err(ApiError::invalid(
+            name.clone(),
+            "is not a parameter of this route",
+        ));
     }
     Ok(pairs)
 }
 
 fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 fn http_date(t: OffsetDateTime) -> String {
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
     );
-    t.to_offset(time::UtcOffset::UTC).format(&fmt).unwrap_or_default()
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&fmt)
+        .unwrap_or_default()
 }
 
 fn etag_header(e: &Entry) -> (header::HeaderName, HeaderValue) {
     (
         header::ETAG,
-        HeaderValue::from_str(&e.etag.quoted()).unwrap_or_else(|_| HeaderValue::from_static("\"\"")),
+        HeaderValue::from_str(&e.etag.quoted())
+            .unwrap_or_else(|_| HeaderValue::from_static("\"\"")),
     )
 }
 
@@ -240,10 +267,24 @@ async fn put_entry(
         },
         _ => e,
     })?;
-    let put = EntryForPut { value, content_type, ttl, precondition };
+    let put = EntryForPut {
+        value,
+        content_type,
+        ttl,
+        precondition,
+    };
     let (entry, created) = store.put(&org, &ns, &key, put).await?;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, [etag_header(&entry)], axum::Json(EntryView::from(&entry))).into_response())
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        [etag_header(&entry)],
+        axum::Json(EntryView::from(&entry)),
+    )
+        .into_response())
 }
 
 /// Reads a value.
@@ -279,7 +320,10 @@ async fn get_entry(
     let mut common = HeaderMap::new();
     let (name, value) = etag_header(&entry);
     common.insert(name, value);
-    common.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+    common.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
     if let Ok(v) = HeaderValue::from_str(&http_date(entry.updated_at)) {
         common.insert(header::LAST_MODIFIED, v);
     }
@@ -353,7 +397,9 @@ async fn list_entries(
         limit: param(&pairs, "limit").map(str::to_owned),
         cursor: param(&pairs, "cursor").map(str::to_owned),
     })?;
-    let (entries, next_cursor) = store.list(&org, &ns, &prefix, page.limit, page.cursor).await?;
+    let (entries, next_cursor) = store
+        .list(&org, &ns, &prefix, page.limit, page.cursor)
+        .await?;
     Ok(axum::Json(EntryList {
         items: entries.iter().map(EntryView::from).collect(),
         next_cursor,

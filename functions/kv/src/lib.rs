@@ -39,7 +39,10 @@ pub async fn app(
     resources: &KvResources,
     metrics: MetricsSink,
 ) -> anyhow::Result<axum::Router> {
-    Ok(app_with(Arc::new(store(platform, resources).await?), metrics))
+    Ok(app_with(
+        Arc::new(store(platform, resources).await?),
+        metrics,
+    ))
 }
 
 /// The complete kv HTTP application over an existing store.

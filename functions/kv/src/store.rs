@@ -141,7 +141,7 @@ impl KvStore {
         let item_key = ItemKey::new(partition(org, ns), key.as_str());
         for _ in 0..MAX_ATTEMPTS {
             let current = self.table.get(&item_key).await?;
-            let current_tag = current.as_ref().map(|i| stored_etag(i)).transpose()?;
+            let current_tag = current.as_ref().map(stored_etag).transpose()?;
             if !put.precondition.admits(current_tag.as_ref()) {
                 return Err(KvError::PreconditionFailed);
             }
@@ -154,17 +154,28 @@ impl KvStore {
                 .with("updated_at", rfc3339(now));
             item.version = version;
             item.bytes = Some(put.value.clone());
-            item.expires_at = put
-                .ttl
-                .map(|t| now + time::Duration::seconds(i64::try_from(t.seconds()).unwrap_or(i64::MAX)));
+            item.expires_at = put.ttl.map(|t| {
+                now + time::Duration::seconds(i64::try_from(t.seconds()).unwrap_or(i64::MAX))
+            });
             let condition = match &current {
                 Some(c) => Condition::VersionEquals(c.version),
                 None => Condition::NotExists,
             };
             let event = self.event(org, ns, key, version, ChangeOp::Put, now);
-            match self.commit(Write::Put { item: item.clone(), condition }, event).await {
+            match self
+                .commit(
+                    Write::Put {
+                        item: item.clone(),
+                        condition,
+                    },
+                    event,
+                )
+                .await
+            {
                 Ok(()) => return Ok((entry_from_item(ns, &item, false)?, current.is_none())),
-                Err(StoreError::ConditionFailed { index: Some(0) | None }) => continue,
+                Err(StoreError::ConditionFailed {
+                    index: Some(0) | None,
+                }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -194,7 +205,9 @@ impl KvStore {
             };
             match self.commit(write, event).await {
                 Ok(()) => return entry_from_item(ns, &current, false),
-                Err(StoreError::ConditionFailed { index: Some(0) | None }) => continue,
+                Err(StoreError::ConditionFailed {
+                    index: Some(0) | None,
+                }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }

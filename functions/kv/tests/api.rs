@@ -38,7 +38,10 @@ async fn spawn_app() -> TestApp {
     let res = KvResources::local();
     let store = Arc::new(constellation_kv::store(&platform, &res).await.unwrap());
     let changes = platform
-        .receiver(&KvResources::changes_queue_spec(&res.changes_queue), &res.changes_queue)
+        .receiver(
+            &KvResources::changes_queue_spec(&res.changes_queue),
+            &res.changes_queue,
+        )
         .await
         .unwrap();
     TestApp {
@@ -59,14 +62,20 @@ struct Reply {
 impl Reply {
     fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
     fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
     fn problem(&self) -> Value {
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         let p = self.json();
         assert_eq!(p["status"].as_u64(), Some(u64::from(self.status.as_u16())));
         p
@@ -79,18 +88,26 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
     async fn put(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Reply {
         let mut req = Request::put(path);
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             req = req.header("content-type", "application/json");
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        self.call(req.body(Body::from(body.to_vec())).unwrap()).await
+        self.call(req.body(Body::from(body.to_vec())).unwrap())
+            .await
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
@@ -112,7 +129,11 @@ impl TestApp {
     async fn change_events(&self) -> Vec<Value> {
         let mut events = Vec::new();
         loop {
-            let batch = self.changes.receive(10, Duration::from_millis(100)).await.unwrap();
+            let batch = self
+                .changes
+                .receive(10, Duration::from_millis(100))
+                .await
+                .unwrap();
             if batch.is_empty() {
                 return events;
             }
@@ -127,7 +148,9 @@ impl TestApp {
 #[tokio::test]
 async fn put_creates_then_replaces_and_get_returns_the_stored_bytes() {
     let app = spawn_app().await;
-    let created = app.put("/v1/kv/settings/theme", br#"{"mode":"dark"}"#, &[]).await;
+    let created = app
+        .put("/v1/kv/settings/theme", br#"{"mode":"dark"}"#, &[])
+        .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let meta = created.json();
     assert_eq!(meta["namespace"], "settings");
@@ -142,7 +165,11 @@ async fn put_creates_then_replaces_and_get_returns_the_stored_bytes() {
     assert!(etag1.starts_with('"') && etag1.ends_with('"'));
 
     let replaced = app
-        .put("/v1/kv/settings/theme", b"light", &[("content-type", "text/plain")])
+        .put(
+            "/v1/kv/settings/theme",
+            b"light",
+            &[("content-type", "text/plain")],
+        )
         .await;
     assert_eq!(replaced.status, StatusCode::OK);
     assert_eq!(replaced.json()["version"], 2);
@@ -156,20 +183,37 @@ async fn put_creates_then_replaces_and_get_returns_the_stored_bytes() {
     assert_eq!(got.header("etag"), Some(etag2.as_str()));
     assert!(got.header("last-modified").unwrap().ends_with(" GMT"));
 
-    let same = app.put("/v1/kv/settings/theme", b"light", &[("content-type", "text/plain")]).await;
-    assert_ne!(same.header("etag"), Some(etag2.as_str()), "even an identical write changes the etag");
+    let same = app
+        .put(
+            "/v1/kv/settings/theme",
+            b"light",
+            &[("content-type", "text/plain")],
+        )
+        .await;
+    assert_ne!(
+        same.header("etag"),
+        Some(etag2.as_str()),
+        "even an identical write changes the etag"
+    );
 }
 
 #[tokio::test]
 async fn conditional_reads_and_writes() {
     let app = spawn_app().await;
-    let first = app.put("/v1/kv/ns/k", b"1", &[("if-none-match", "*")]).await;
+    let first = app
+        .put("/v1/kv/ns/k", b"1", &[("if-none-match", "*")])
+        .await;
     assert_eq!(first.status, StatusCode::CREATED);
     let etag = first.header("etag").unwrap().to_owned();
 
-    let again = app.put("/v1/kv/ns/k", b"2", &[("if-none-match", "*")]).await;
+    let again = app
+        .put("/v1/kv/ns/k", b"2", &[("if-none-match", "*")])
+        .await;
     assert_eq!(again.status, StatusCode::PRECONDITION_FAILED);
-    assert_eq!(again.problem()["type"], "urn:constellation:problem:precondition-failed");
+    assert_eq!(
+        again.problem()["type"],
+        "urn:constellation:problem:precondition-failed"
+    );
 
     let cached = app.get("/v1/kv/ns/k", &[("if-none-match", &etag)]).await;
     assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
@@ -179,7 +223,11 @@ async fn conditional_reads_and_writes() {
     assert_eq!(swapped.status, StatusCode::OK);
     let stale = app.put("/v1/kv/ns/k", b"4", &[("if-match", &etag)]).await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
-    assert_eq!(app.get("/v1/kv/ns/k", &[]).await.body, b"3", "a failed CAS writes nothing");
+    assert_eq!(
+        app.get("/v1/kv/ns/k", &[]).await.body,
+        b"3",
+        "a failed CAS writes nothing"
+    );
 
     let new_tag = swapped.header("etag").unwrap().to_owned();
     let wrong_delete = app.delete("/v1/kv/ns/k", &[("if-match", &etag)]).await;
@@ -187,8 +235,14 @@ async fn conditional_reads_and_writes() {
     assert_eq!(app.get("/v1/kv/ns/k", &[]).await.status, StatusCode::OK);
     let deleted = app.delete("/v1/kv/ns/k", &[("if-match", &new_tag)]).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.get("/v1/kv/ns/k", &[]).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.delete("/v1/kv/ns/k", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/kv/ns/k", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.delete("/v1/kv/ns/k", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
 
     let must_exist = app.put("/v1/kv/ns/k", b"5", &[("if-match", "*")]).await;
     assert_eq!(must_exist.status, StatusCode::PRECONDITION_FAILED);
@@ -197,7 +251,12 @@ async fn conditional_reads_and_writes() {
 #[tokio::test]
 async fn concurrent_compare_and_swap_has_one_winner() {
     let app = spawn_app().await;
-    let etag = app.put("/v1/kv/ns/counter", b"0", &[]).await.header("etag").unwrap().to_owned();
+    let etag = app
+        .put("/v1/kv/ns/counter", b"0", &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
     let attempts = (0..10).map(|i| {
         let app_router = app.router.clone();
         let etag = etag.clone();
@@ -211,7 +270,10 @@ async fn concurrent_compare_and_swap_has_one_winner() {
     });
     let statuses = futures::future::join_all(attempts).await;
     let wins = statuses.iter().filter(|s| **s == StatusCode::OK).count();
-    let lost = statuses.iter().filter(|s| **s == StatusCode::PRECONDITION_FAILED).count();
+    let lost = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::PRECONDITION_FAILED)
+        .count();
     assert_eq!((wins, lost), (1, 9), "{statuses:?}");
 }
 
@@ -221,18 +283,28 @@ async fn ttl_expires_values() {
     let put = app.put("/v1/kv/sessions/abc?ttl=60", b"{}", &[]).await;
     assert_eq!(put.status, StatusCode::CREATED);
     assert!(put.json()["expires_at"].is_string());
-    assert_eq!(app.get("/v1/kv/sessions/abc", &[]).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/kv/sessions/abc", &[]).await.status,
+        StatusCode::OK
+    );
     app.clock.advance(time::Duration::seconds(61));
-    assert_eq!(app.get("/v1/kv/sessions/abc", &[]).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/v1/kv/sessions/abc", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
     let listed = app.get("/v1/kv/sessions", &[]).await.json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 0);
     // An expired key can be created again with a create-only write.
-    let again = app.put("/v1/kv/sessions/abc", b"{}", &[("if-none-match", "*")]).await;
+    let again = app
+        .put("/v1/kv/sessions/abc", b"{}", &[("if-none-match", "*")])
+        .await;
     assert_eq!(again.status, StatusCode::CREATED);
     assert_eq!(again.json()["version"], 1);
 
     for bad in ["0", "-5", "soon", "31536001"] {
-        let r = app.put(&format!("/v1/kv/sessions/x?ttl={bad}"), b"{}", &[]).await;
+        let r = app
+            .put(&format!("/v1/kv/sessions/x?ttl={bad}"), b"{}", &[])
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "ttl={bad}");
         assert_eq!(r.problem()["field"], "ttl");
     }
@@ -245,7 +317,11 @@ async fn listing_pages_through_keys_in_byte_order() {
     keys.push("other".into());
     for k in &keys {
         let path = format!("/v1/kv/ns/{}", k.replace('/', "%2F"));
-        assert_eq!(app.put(&path, b"v", &[]).await.status, StatusCode::CREATED, "{k}");
+        assert_eq!(
+            app.put(&path, b"v", &[]).await.status,
+            StatusCode::CREATED,
+            "{k}"
+        );
     }
     let mut seen = Vec::new();
     let mut url = "/v1/kv/ns?prefix=user%2F&limit=10".to_owned();
@@ -277,30 +353,103 @@ async fn listing_pages_through_keys_in_byte_order() {
 async fn bad_input_is_a_problem_naming_the_field_and_writes_nothing() {
     let app = spawn_app().await;
     let cases: Vec<(Reply, StatusCode, &str)> = vec![
-        (app.put("/v1/kv/Bad_NS/k", b"v", &[]).await, StatusCode::BAD_REQUEST, "namespace"),
-        (app.put(&format!("/v1/kv/ns/{}", "k".repeat(1025)), b"v", &[]).await, StatusCode::BAD_REQUEST, "key"),
-        (app.put("/v1/kv/ns/a%0Ab", b"v", &[]).await, StatusCode::BAD_REQUEST, "key"),
-        (app.put("/v1/kv/ns/a%FFb", b"v", &[]).await, StatusCode::BAD_REQUEST, "key"),
-        (app.put("/v1/kv/ns/k", b"v", &[("if-match", "not-an-etag")]).await, StatusCode::BAD_REQUEST, "If-Match"),
-        (app.put("/v1/kv/ns/k", b"v", &[("if-match", "\"abc\"")]).await, StatusCode::BAD_REQUEST, "If-Match"),
-        (app.put("/v1/kv/ns/k", b"v", &[("content-type", "nonsense")]).await, StatusCode::BAD_REQUEST, "Content-Type"),
-        (app.put("/v1/kv/ns/k?color=red", b"v", &[]).await, StatusCode::BAD_REQUEST, "color"),
-        (app.put("/v1/kv/ns/k", &vec![b'x'; 256 * 1024 + 1], &[]).await, StatusCode::PAYLOAD_TOO_LARGE, "value"),
-        (app.get("/v1/kv/ns?limit=1001", &[]).await, StatusCode::BAD_REQUEST, "limit"),
-        (app.get("/v1/kv/ns?cursor=forged", &[]).await, StatusCode::BAD_REQUEST, "cursor"),
-        (app.get("/v1/kv/ns?prefix=%07", &[]).await, StatusCode::BAD_REQUEST, "prefix"),
-        (app.get("/v1/kv/ns/k", &[("if-none-match", "garbage")]).await, StatusCode::BAD_REQUEST, "If-None-Match"),
+        (
+            app.put("/v1/kv/Bad_NS/k", b"v", &[]).await,
+            StatusCode::BAD_REQUEST,
+            "namespace",
+        ),
+        (
+            app.put(&format!("/v1/kv/ns/{}", "k".repeat(1025)), b"v", &[])
+                .await,
+            StatusCode::BAD_REQUEST,
+            "key",
+        ),
+        (
+            app.put("/v1/kv/ns/a%0Ab", b"v", &[]).await,
+            StatusCode::BAD_REQUEST,
+            "key",
+        ),
+        (
+            app.put("/v1/kv/ns/a%FFb", b"v", &[]).await,
+            StatusCode::BAD_REQUEST,
+            "key",
+        ),
+        (
+            app.put("/v1/kv/ns/k", b"v", &[("if-match", "not-an-etag")])
+                .await,
+            StatusCode::BAD_REQUEST,
+            "If-Match",
+        ),
+        (
+            app.put("/v1/kv/ns/k", b"v", &[("if-match", "\"abc\"")])
+                .await,
+            StatusCode::BAD_REQUEST,
+            "If-Match",
+        ),
+        (
+            app.put("/v1/kv/ns/k", b"v", &[("content-type", "nonsense")])
+                .await,
+            StatusCode::BAD_REQUEST,
+            "Content-Type",
+        ),
+        (
+            app.put("/v1/kv/ns/k?color=red", b"v", &[]).await,
+            StatusCode::BAD_REQUEST,
+            "color",
+        ),
+        (
+            app.put("/v1/kv/ns/k", &vec![b'x'; 256 * 1024 + 1], &[])
+                .await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value",
+        ),
+        (
+            app.get("/v1/kv/ns?limit=1001", &[]).await,
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        (
+            app.get("/v1/kv/ns?cursor=forged", &[]).await,
+            StatusCode::BAD_REQUEST,
+            "cursor",
+        ),
+        (
+            app.get("/v1/kv/ns?prefix=%07", &[]).await,
+            StatusCode::BAD_REQUEST,
+            "prefix",
+        ),
+        (
+            app.get("/v1/kv/ns/k", &[("if-none-match", "garbage")])
+                .await,
+            StatusCode::BAD_REQUEST,
+            "If-None-Match",
+        ),
     ];
     for (i, (reply, status, field)) in cases.iter().enumerate() {
-        assert_eq!(reply.status, *status, "case {i}: {}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(
+            reply.status,
+            *status,
+            "case {i}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
         let p = reply.problem();
         assert_eq!(p["field"], *field, "case {i}: {p}");
-        assert!(p["detail"].as_str().unwrap().contains(field), "case {i}: {p}");
+        assert!(
+            p["detail"].as_str().unwrap().contains(field),
+            "case {i}: {p}"
+        );
         assert!(p["request_id"].is_string(), "case {i}");
     }
     let listed = app.get("/v1/kv/ns", &[]).await.json();
-    assert_eq!(listed["items"], Value::Array(vec![]), "no bad request wrote anything");
-    assert!(app.change_events().await.is_empty(), "no bad request published an event");
+    assert_eq!(
+        listed["items"],
+        Value::Array(vec![]),
+        "no bad request wrote anything"
+    );
+    assert!(
+        app.change_events().await.is_empty(),
+        "no bad request published an event"
+    );
 
     // Exactly at the limit is fine.
     let max = app.put("/v1/kv/ns/big", &vec![b'x'; 256 * 1024], &[]).await;
@@ -310,7 +459,13 @@ async fn bad_input_is_a_problem_naming_the_field_and_writes_nothing() {
 #[tokio::test]
 async fn keys_may_hold_encoded_slashes_and_unicode() {
     let app = spawn_app().await;
-    let put = app.put("/v1/kv/files/logo%2Fsmall%20%C3%BC.png", b"png", &[("content-type", "image/png")]).await;
+    let put = app
+        .put(
+            "/v1/kv/files/logo%2Fsmall%20%C3%BC.png",
+            b"png",
+            &[("content-type", "image/png")],
+        )
+        .await;
     assert_eq!(put.status, StatusCode::CREATED);
     assert_eq!(put.json()["key"], "logo/small ü.png");
     let got = app.get("/v1/kv/files/logo%2Fsmall%20%C3%BC.png", &[]).await;
@@ -327,27 +482,51 @@ async fn every_write_and_delete_publishes_a_change_event() {
     app.put("/v1/kv/ns/a", b"1", &[]).await;
     app.put("/v1/kv/ns/a", b"2", &[]).await;
     app.delete("/v1/kv/ns/a", &[]).await;
-    app.put("/v1/kv/ns/a", b"bad", &[("if-match", "\"00000000000000000000000000000000\"")]).await;
+    app.put(
+        "/v1/kv/ns/a",
+        b"bad",
+        &[("if-match", "\"00000000000000000000000000000000\"")],
+    )
+    .await;
     let mut events = app.change_events().await;
-    events.sort_by_key(|e| (e["time"].as_str().unwrap_or_default().to_owned(), e["version"].as_u64()));
+    events.sort_by_key(|e| {
+        (
+            e["time"].as_str().unwrap_or_default().to_owned(),
+            e["version"].as_u64(),
+        )
+    });
     let summary: Vec<(String, u64)> = events
         .iter()
-        .map(|e| (e["op"].as_str().unwrap().to_owned(), e["version"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["op"].as_str().unwrap().to_owned(),
+                e["version"].as_u64().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(summary, [("put".into(), 1), ("put".into(), 2), ("delete".into(), 2)]);
+    assert_eq!(
+        summary,
+        [("put".into(), 1), ("put".into(), 2), ("delete".into(), 2)]
+    );
     for e in &events {
         assert_eq!(e["namespace"], "ns");
         assert_eq!(e["key"], "a");
         assert_eq!(e["org"], "local");
         assert!(e["event_id"].is_string());
     }
-    assert_eq!(app.store.relay_outbox(time::Duration::ZERO).await.unwrap(), 0, "published events leave the outbox");
+    assert_eq!(
+        app.store.relay_outbox(time::Duration::ZERO).await.unwrap(),
+        0,
+        "published events leave the outbox"
+    );
 }
 
 #[tokio::test]
 async fn health_openapi_request_ids_and_unknown_routes() {
     let app = spawn_app().await;
-    let health = app.get("/v1/kv/health", &[("x-request-id", "req-123")]).await;
+    let health = app
+        .get("/v1/kv/health", &[("x-request-id", "req-123")])
+        .await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(health.json()["service"], "kv");
     assert_eq!(health.header("x-request-id"), Some("req-123"));
@@ -361,7 +540,9 @@ async fn health_openapi_request_ids_and_unknown_routes() {
     let missing = app.get("/v1/nowhere", &[("x-request-id", "req-9")]).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     assert_eq!(missing.problem()["request_id"], "req-9");
-    let wrong_method = app.call(Request::post("/v1/kv/ns/k").body(Body::empty()).unwrap()).await;
+    let wrong_method = app
+        .call(Request::post("/v1/kv/ns/k").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     wrong_method.problem();
 }

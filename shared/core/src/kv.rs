@@ -130,7 +130,10 @@ fn validate_key_text(field: &'static str, raw: &str, min: usize) -> Result<(), V
     if raw.len() > MAX_KEY_BYTES {
         return Err(ValidationError::new(
             field,
-            format!("is {} bytes; at most {MAX_KEY_BYTES} are allowed", raw.len()),
+            format!(
+                "is {} bytes; at most {MAX_KEY_BYTES} are allowed",
+                raw.len()
+            ),
         ));
     }
     if raw.chars().any(char::is_control) {
@@ -163,11 +166,17 @@ impl Etag {
 
     /// Parses the unquoted form (as stored).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if raw.len() == 32 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        if raw.len() == 32
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ValidationError::new("etag", "must be 32 lowercase hex digits"))
+            Err(ValidationError::new(
+                "etag",
+                "must be 32 lowercase hex digits",
+            ))
         }
     }
 
@@ -267,8 +276,9 @@ pub fn parse_etag_list(field: &'static str, raw: &str) -> Result<Vec<Etag>, Vali
             .ok_or_else(|| {
                 ValidationError::new(field, "must be `*` or a list of quoted entity tags")
             })?;
-        let tag = Etag::parse(inner)
-            .map_err(|_| ValidationError::new(field, "names an entity tag this store never issued"))?;
+        let tag = Etag::parse(inner).map_err(|_| {
+            ValidationError::new(field, "names an entity tag this store never issued")
+        })?;
         tags.push(tag);
     }
     Ok(tags)
@@ -309,7 +319,11 @@ mod tests {
             assert!(Namespace::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", "-a", "_a", "A", "a b", "a/b", &"a".repeat(64)] {
-            assert_eq!(Namespace::parse(bad).map_err(|e| e.field), Err("namespace"), "{bad}");
+            assert_eq!(
+                Namespace::parse(bad).map_err(|e| e.field),
+                Err("namespace"),
+                "{bad}"
+            );
         }
     }
 
@@ -329,7 +343,10 @@ mod tests {
     fn etags_render_quoted_and_parse_back() {
         let tag = Etag::from_bytes([0xab; 16]);
         assert_eq!(tag.as_str(), "ab".repeat(16));
-        assert_eq!(parse_etag_list("If-Match", &tag.quoted()), Ok(vec![tag.clone()]));
+        assert_eq!(
+            parse_etag_list("If-Match", &tag.quoted()),
+            Ok(vec![tag.clone()])
+        );
         assert_eq!(
             parse_etag_list("If-Match", &format!("W/{}", tag.quoted())),
             Ok(vec![tag])
@@ -339,9 +356,18 @@ mod tests {
     #[test]
     fn conditional_headers_parse_into_preconditions() {
         let tag = Etag::from_bytes([1; 16]);
-        assert_eq!(Precondition::from_headers(None, None), Ok(Precondition::None));
-        assert_eq!(Precondition::from_headers(None, Some("*")), Ok(Precondition::Absent));
-        assert_eq!(Precondition::from_headers(Some("*"), None), Ok(Precondition::Exists));
+        assert_eq!(
+            Precondition::from_headers(None, None),
+            Ok(Precondition::None)
+        );
+        assert_eq!(
+            Precondition::from_headers(None, Some("*")),
+            Ok(Precondition::Absent)
+        );
+        assert_eq!(
+            Precondition::from_headers(Some("*"), None),
+            Ok(Precondition::Exists)
+        );
         assert_eq!(
             Precondition::from_headers(Some(&tag.quoted()), None),
             Ok(Precondition::Matches(vec![tag.clone()]))

@@ -84,7 +84,9 @@ pub fn validate_blob_key(key: &str) -> Result<(), BlobError> {
         && key.len() <= 1024
         && !key.starts_with('/')
         && !key.chars().any(char::is_control)
-        && !key.split('/').any(|seg| seg == ".." || seg == "." || seg.is_empty());
+        && !key
+            .split('/')
+            .any(|seg| seg == ".." || seg == "." || seg.is_empty());
     if ok {
         Ok(())
     } else {

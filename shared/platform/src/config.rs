@@ -14,12 +14,12 @@ use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::aws::AwsBackend;
+use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock};
 use crate::local::LocalBackend;
 use crate::queue::{Queue, QueueReceiver, QueueSpec};
 use crate::secrets::{CachedSecrets, SecretValue, Secrets};
 use crate::table::Table;
-use crate::blob::BlobStore;
 
 /// Environment variable selecting the backend: `local` or `aws`.
 pub const BACKEND_VAR: &str = "CONSTELLATION_BACKEND";
@@ -111,11 +111,14 @@ impl Platform {
         match BackendKind::from_env()? {
             BackendKind::Local => {
                 let dir = optional(DATA_DIR_VAR).unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
-                let public_url = optional(PUBLIC_URL_VAR)
-                    .unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
+                let public_url =
+                    optional(PUBLIC_URL_VAR).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
                 Self::local(PathBuf::from(dir), public_url, Arc::new(SystemClock))
             }
-            BackendKind::Aws => Ok(Self::aws(AwsBackend::from_env().await, Arc::new(SystemClock))),
+            BackendKind::Aws => Ok(Self::aws(
+                AwsBackend::from_env().await,
+                Arc::new(SystemClock),
+            )),
         }
     }
 

@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(sealer.open(&q, &c).ok(), Some(pos));
 
         let other_partition = fx_query("p2");
-        assert!(matches!(sealer.open(&other_partition, &c), Err(StoreError::InvalidCursor)));
+        assert!(matches!(
+            sealer.open(&other_partition, &c),
+            Err(StoreError::InvalidCursor)
+        ));
         let mut other_sort = fx_query("p1");
         other_sort.sort = SortKey::Prefix("x".into());
         assert!(sealer.open(&other_sort, &c).is_err());
@@ -176,7 +179,10 @@ mod tests {
         }
         let tampered = URL_SAFE_NO_PAD.encode(raw);
         for bad in [tampered.as_str(), "", "!!", "abc", &"A".repeat(9000)] {
-            assert!(matches!(sealer.open(&q, bad), Err(StoreError::InvalidCursor)), "{bad}");
+            assert!(
+                matches!(sealer.open(&q, bad), Err(StoreError::InvalidCursor)),
+                "{bad}"
+            );
         }
     }
 }

@@ -153,7 +153,10 @@ mod tests {
         let decl = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(decl["Namespace"], "Constellation");
         assert_eq!(decl["Dimensions"][0], json!(["Service", "Route"]));
-        assert_eq!(decl["Metrics"][0], json!({"Name": "Latency", "Unit": "Milliseconds"}));
+        assert_eq!(
+            decl["Metrics"][0],
+            json!({"Name": "Latency", "Unit": "Milliseconds"})
+        );
         assert_eq!(v["Latency"], 1.5);
         assert_eq!(v["Route"], "GET /v1/kv/health");
         assert_eq!(v["request_id"], "r-1");

@@ -29,9 +29,10 @@ pub fn to_sqs_event(source_arn: &str, messages: &[ReceivedMessage]) -> SqsEvent 
             record.event_source = Some("aws:sqs".to_owned());
             record.event_source_arn = Some(source_arn.to_owned());
             record.aws_region = Some("local".to_owned());
-            record
-                .attributes
-                .insert("ApproximateReceiveCount".to_owned(), m.receive_count.to_string());
+            record.attributes.insert(
+                "ApproximateReceiveCount".to_owned(),
+                m.receive_count.to_string(),
+            );
             record.attributes.insert(
                 "SentTimestamp".to_owned(),
                 (m.sent_at.unix_timestamp_nanos() / 1_000_000).to_string(),
@@ -86,5 +87,91 @@ pub async fn run_consumer<H, F>(
                 tracing::warn!(queue = %source, message_id = %m.message_id, error = %e, "delete failed; the message will be redelivered");
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Mutex;
+
+    use aws_lambda_events::event::sqs::BatchItemFailure;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::local::LocalBackend;
+    use crate::queue::{Queue as _, QueueSpec};
+
+    #[tokio::test]
+    async fn failed_items_come_back_and_the_rest_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let spec = QueueSpec::with_dlq("work", Duration::from_millis(300), 5);
+        backend
+            .queue("work")
+            .send_batch(&["ok-1".into(), "fail".into(), "ok-2".into()])
+            .await
+            .unwrap();
+
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let (stop, stopped) = watch::channel(false);
+        let receiver: Arc<dyn QueueReceiver> = Arc::new(backend.receiver(&spec));
+        let log = seen.clone();
+        let task = tokio::spawn(run_consumer(
+            receiver,
+            10,
+            move |event: SqsEvent| {
+                let log = log.clone();
+                async move {
+                    let mut failures = Vec::new();
+                    for r in event.records {
+                        let body = r.body.unwrap_or_default();
+                        let count = r
+                            .attributes
+                            .get("ApproximateReceiveCount")
+                            .cloned()
+                            .unwrap_or_default();
+                        assert_eq!(
+                            r.event_source_arn.as_deref(),
+                            Some("arn:constellation:sqs:local:000000000000:work")
+                        );
+                        if body == "fail" && count == "1" {
+                            let mut f = BatchItemFailure::default();
+                            f.item_identifier = r.message_id.unwrap_or_default();
+                            failures.push(f);
+                        }
+                        log.lock().unwrap().push((body, count));
+                    }
+                    let mut response = SqsBatchResponse::default();
+                    response.batch_item_failures = failures;
+                    Ok(response)
+                }
+            },
+            stopped,
+        ));
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.lock().unwrap().len() < 4 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.send(true).unwrap();
+        task.await.unwrap();
+
+        let mut seen = seen.lock().unwrap().clone();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("fail".to_owned(), "1".to_owned()),
+                ("fail".to_owned(), "2".to_owned()),
+                ("ok-1".to_owned(), "1".to_owned()),
+                ("ok-2".to_owned(), "1".to_owned()),
+            ],
+            "only the failed message is redelivered"
+        );
+        assert!(
+            backend.peek("work", 10).await.unwrap().is_empty(),
+            "handled messages are deleted"
+        );
     }
 }

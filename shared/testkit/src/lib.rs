@@ -2,6 +2,6 @@
 //! suite that both adapter sets (local and AWS) must pass with the same test
 //! bodies.
 
-pub mod s3_gate;
 pub mod conformance;
 pub mod fixtures;
+pub mod s3_gate;

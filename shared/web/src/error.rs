@@ -220,7 +220,11 @@ struct Problem<'a> {
 }
 
 /// Renders a problem response.
-pub fn problem_response(problem: ProblemType, detail: Option<&str>, field: Option<&str>) -> Response {
+pub fn problem_response(
+    problem: ProblemType,
+    detail: Option<&str>,
+    field: Option<&str>,
+) -> Response {
     let status = problem.status();
     let body = Problem {
         kind: problem.uri(),

@@ -19,7 +19,10 @@ pub struct Json<T>(pub T);
 
 fn body_rejection(e: BytesRejection) -> ApiError {
     if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::client(ProblemType::PayloadTooLarge, "the body is larger than this route accepts")
+        ApiError::client(
+            ProblemType::PayloadTooLarge,
+            "the body is larger than this route accepts",
+        )
     } else {
         ApiError::client(ProblemType::MalformedBody, "the body could not be read")
     }
@@ -48,7 +51,9 @@ where
                 "send the body as application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -121,8 +126,14 @@ mod tests {
 
     #[test]
     fn json_errors_name_the_field() {
-        assert_eq!(field_of(r#"{"name":"a","size":1,"colour":"red"}"#).as_deref(), Some("colour"));
-        assert_eq!(field_of(r#"{"name":"a","size":"big"}"#).as_deref(), Some("size"));
+        assert_eq!(
+            field_of(r#"{"name":"a","size":1,"colour":"red"}"#).as_deref(),
+            Some("colour")
+        );
+        assert_eq!(
+            field_of(r#"{"name":"a","size":"big"}"#).as_deref(),
+            Some("size")
+        );
         assert_eq!(field_of(r#"{"name":"a"}"#), None);
         assert!(parse_json::<ThingForCreate>(br#"{"name":"a","size":2}"#).is_ok());
     }

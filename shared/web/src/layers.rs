@@ -42,12 +42,13 @@ pub struct ServiceInfo {
     pub metrics: MetricsSink,
 }
 
-static COLD: AtomicBool = AtomicBool::new(true);
-
 /// Wraps a service router in the shared layers and adds `GET /v1/<name>/health`.
 pub fn service(info: ServiceInfo, router: Router) -> Router {
     let info = Arc::new(info);
     let health_info = info.clone();
+    // One router is built per process (per Lambda execution environment), so
+    // its first request is the cold start.
+    let cold = Arc::new(AtomicBool::new(true));
     router
         .route(
             &format!("/v1/{}/health", info.name),
@@ -62,9 +63,7 @@ pub fn service(info: ServiceInfo, router: Router) -> Router {
                 }
             }),
         )
-        .fallback(|| async {
-            problem_response(ProblemType::NotFound, Some("no such route"), None)
-        })
+        .fallback(|| async { problem_response(ProblemType::NotFound, Some("no such route"), None) })
         .method_not_allowed_fallback(|| async {
             problem_response(
                 ProblemType::MethodNotAllowed,
@@ -72,12 +71,14 @@ pub fn service(info: ServiceInfo, router: Router) -> Router {
                 None,
             )
         })
-        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            tracing::error!("handler panicked");
-            problem_response(ProblemType::Internal, None, None)
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                tracing::error!("handler panicked");
+                problem_response(ProblemType::Internal, None, None)
+            },
+        ))
         .layer(middleware::from_fn(move |req: Request, next: Next| {
-            observe(info.clone(), req, next)
+            observe(info.clone(), cold.clone(), req, next)
         }))
 }
 
@@ -95,7 +96,12 @@ fn request_id_from(req: &Request) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
-async fn observe(info: Arc<ServiceInfo>, req: Request, next: Next) -> Response {
+async fn observe(
+    info: Arc<ServiceInfo>,
+    cold: Arc<AtomicBool>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = request_id_from(&req);
     let method: Method = req.method().clone();
@@ -141,18 +147,41 @@ async fn observe(info: Arc<ServiceInfo>, req: Request, next: Next) -> Response {
         METRICS_NAMESPACE,
         &[("Service", info.name), ("Route", &route_label)],
         &[
-            Metric { name: "Requests", value: 1.0, unit: "Count" },
-            Metric { name: "Latency", value: latency_ms, unit: "Milliseconds" },
-            Metric { name: "ClientErrors", value: flag((400..500).contains(&status)), unit: "Count" },
-            Metric { name: "Errors", value: flag(status >= 500), unit: "Count" },
+            Metric {
+                name: "Requests",
+                value: 1.0,
+                unit: "Count",
+            },
+            Metric {
+                name: "Latency",
+                value: latency_ms,
+                unit: "Milliseconds",
+            },
+            Metric {
+                name: "ClientErrors",
+                value: flag((400..500).contains(&status)),
+                unit: "Count",
+            },
+            Metric {
+                name: "Errors",
+                value: flag(status >= 500),
+                unit: "Count",
+            },
         ],
-        &[("request_id", Value::from(request_id.clone())), ("status", Value::from(status))],
+        &[
+            ("request_id", Value::from(request_id.clone())),
+            ("status", Value::from(status)),
+        ],
     );
-    if COLD.swap(false, Ordering::Relaxed) {
+    if cold.swap(false, Ordering::Relaxed) {
         info.metrics.emit(
             METRICS_NAMESPACE,
             &[("Service", info.name)],
-            &[Metric { name: "ColdStart", value: 1.0, unit: "Count" }],
+            &[Metric {
+                name: "ColdStart",
+                value: 1.0,
+                unit: "Count",
+            }],
             &[("request_id", Value::from(request_id))],
         );
     }

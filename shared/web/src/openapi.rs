@@ -11,7 +11,12 @@ pub fn openapi_route<S: Clone + Send + Sync + 'static>(path: &str, doc: OpenApi)
         path,
         get(move || {
             let json = json.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], json) }
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    json,
+                )
+            }
         }),
     )
 }

@@ -200,6 +200,37 @@ impl QueueReceiver for SqliteReceiver {
     }
 }
 
+impl LocalBackend {
+    /// Up to `limit` messages waiting in queue `name`, oldest first, without
+    /// receiving them (no receive count, no visibility change): for operators
+    /// inspecting a local queue.
+    pub async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let name = name.to_owned();
+        self.run("peek messages", move |conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT id, body, sent_at, receive_count FROM messages \
+                 WHERE queue = ? ORDER BY seq LIMIT ?",
+            )?;
+            let rows = select
+                .query_map(params![name, i64::from(limit)], |row| {
+                    Ok(ReceivedMessage {
+                        message_id: row.get(0)?,
+                        receipt_handle: String::new(),
+                        body: row.get(1)?,
+                        sent_at: OffsetDateTime::from_unix_timestamp_nanos(
+                            i128::from(row.get::<_, i64>(2)?) * 1_000_000,
+                        )
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                        receive_count: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -269,36 +300,5 @@ mod tests {
         );
         dead.delete(&dead_letters[0].receipt_handle).await.unwrap();
         assert!(dead.receive(10, Duration::ZERO).await.unwrap().is_empty());
-    }
-}
-
-impl LocalBackend {
-    /// Up to `limit` messages waiting in queue `name`, oldest first, without
-    /// receiving them (no receive count, no visibility change): for operators
-    /// inspecting a local queue.
-    pub async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
-        let name = name.to_owned();
-        self.run("peek messages", move |conn| {
-            let mut select = conn.prepare_cached(
-                "SELECT id, body, sent_at, receive_count FROM messages \
-                 WHERE queue = ? ORDER BY seq LIMIT ?",
-            )?;
-            let rows = select
-                .query_map(params![name, i64::from(limit)], |row| {
-                    Ok(ReceivedMessage {
-                        message_id: row.get(0)?,
-                        receipt_handle: String::new(),
-                        body: row.get(1)?,
-                        sent_at: OffsetDateTime::from_unix_timestamp_nanos(
-                            i128::from(row.get::<_, i64>(2)?) * 1_000_000,
-                        )
-                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                        receive_count: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(rows)
-        })
-        .await
     }
 }
