@@ -147,10 +147,11 @@ async fn relay_outbox(kv: Arc<KvStore>, every: Duration, mut stop: watch::Receiv
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        match kv.relay_outbox(time::Duration::seconds(30)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(sent = n, "relayed unsent kv change events"),
-            Err(e) => tracing::warn!(error = %e, "kv outbox relay failed; will retry"),
+        if let Err(e) = constellation_kv::relay::relay(&kv).await {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "kv outbox relay failed; will retry"
+            );
         }
     }
 }

@@ -134,3 +134,96 @@ async fn binary_put_event_keeps_bytes_and_the_encoded_slash() {
         .unwrap();
     assert_eq!(meta["size"].as_u64(), Some(sent.len() as u64));
 }
+
+/// A queue that is down: stands in for an SQS outage in this one test.
+#[derive(Debug)]
+struct DownQueue;
+
+#[async_trait::async_trait]
+impl constellation_platform::Queue for DownQueue {
+    async fn send_batch(&self, _: &[String]) -> Result<(), constellation_platform::QueueError> {
+        Err(constellation_platform::QueueError::Unavailable(
+            anyhow::anyhow!("queue is down"),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn outbox_schedule_event_relays_events_stranded_by_a_queue_outage() {
+    use constellation_core::OrgId;
+    use constellation_core::kv::{Key, Namespace, Precondition};
+    use constellation_kv::store::EntryForPut;
+    use constellation_platform::{Clock, ManualClock};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::starting_now());
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        String::new(),
+        clock.clone() as Arc<dyn Clock>,
+    )
+    .unwrap();
+    let res = KvResources::local();
+    let table = platform
+        .table(&res.table, &res.cursor_secret)
+        .await
+        .unwrap();
+    let during_outage =
+        constellation_kv::KvStore::new(table, Arc::new(DownQueue), platform.clock());
+    let put = EntryForPut {
+        value: bytes::Bytes::from_static(b"v"),
+        content_type: "text/plain".into(),
+        ttl: None,
+        precondition: Precondition::None,
+    };
+    let ns = Namespace::parse("ns").unwrap();
+    let key = Key::parse("k").unwrap();
+    during_outage
+        .put(&OrgId::local(), &ns, &key, put)
+        .await
+        .expect("the write succeeds although its event could not be sent");
+    let queue = platform.local_backend().unwrap();
+    assert!(queue.peek(&res.changes_queue, 10).await.unwrap().is_empty());
+
+    let store = constellation_kv::store(&platform, &res).await.unwrap();
+    let raw = std::fs::read_to_string(format!(
+        "{}/events/kv-outbox-schedule.json",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let event = serde_json::from_str(&raw).unwrap();
+    let young = constellation_kv::relay::handle_schedule(&store, event)
+        .await
+        .unwrap();
+    assert_eq!(
+        young.sent, 0,
+        "a record the writer may still publish is left alone"
+    );
+
+    clock.advance(time::Duration::seconds(31));
+    let event = serde_json::from_str(&raw).unwrap();
+    let report = constellation_kv::relay::handle_schedule(&store, event)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1);
+    let events = queue.peek(&res.changes_queue, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let body: Value = serde_json::from_str(&events[0].body).unwrap();
+    assert_eq!(
+        (
+            body["op"].as_str(),
+            body["key"].as_str(),
+            body["version"].as_u64()
+        ),
+        (Some("put"), Some("k"), Some(1))
+    );
+    let event = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        constellation_kv::relay::handle_schedule(&store, event)
+            .await
+            .unwrap()
+            .sent,
+        0,
+        "sent once"
+    );
+}

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod events;
 pub mod http;
+pub mod relay;
 pub mod store;
 
 use std::sync::Arc;
