@@ -51,6 +51,10 @@ enum Command {
         /// With `--backend aws`: create missing tables, queues and secrets first.
         #[arg(long)]
         provision: bool,
+        /// With `--backend aws`: the endpoint of an emulator such as moto or
+        /// LocalStack (the SDK also reads AWS_ENDPOINT_URL).
+        #[arg(long)]
+        aws_endpoint_url: Option<String>,
         /// Print CloudWatch EMF metric lines.
         #[arg(long)]
         emf: bool,
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             backend,
             provision,
+            aws_endpoint_url,
             emf,
         } => {
             init_tracing();
@@ -91,6 +96,7 @@ async fn main() -> anyhow::Result<()> {
                 backend,
                 data_dir,
                 provision,
+                aws_endpoint: aws_endpoint_url,
                 emf,
                 relay_every: Duration::from_secs(10),
             };

@@ -28,6 +28,8 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// Create missing AWS resources first (`--backend aws` only).
     pub provision: bool,
+    /// Talk to this AWS endpoint (an emulator) instead of the configured one.
+    pub aws_endpoint: Option<String>,
     /// Print CloudWatch EMF metric lines to stdout.
     pub emf: bool,
     /// How often the kv outbox relay looks for unsent change events.
@@ -87,7 +89,15 @@ impl Server {
                 (platform, res)
             }
             BackendKind::Aws => {
-                let aws = AwsBackend::from_env().await;
+                let aws = match &config.aws_endpoint {
+                    Some(url) => AwsBackend::from_sdk_config(
+                        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+                            .endpoint_url(url)
+                            .load()
+                            .await,
+                    ),
+                    None => AwsBackend::from_env().await,
+                };
                 let res = if config.provision {
                     let wanted = KvResources::from_env(BackendKind::Local)?;
                     provision_kv(&aws, &wanted).await?

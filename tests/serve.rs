@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use constellation::serve::{ServeConfig, Server};
+use constellation_platform::QueueReceiver as _;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use tokio::sync::oneshot;
@@ -20,14 +21,19 @@ struct Running {
 }
 
 async fn spawn_serve(data_dir: &Path) -> Running {
-    let config = ServeConfig {
+    spawn_with(ServeConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backend: BackendKind::Local,
         data_dir: data_dir.to_path_buf(),
         provision: false,
+        aws_endpoint: None,
         emf: false,
         relay_every: Duration::from_millis(200),
-    };
+    })
+    .await
+}
+
+async fn spawn_with(config: ServeConfig) -> Running {
     let server = Server::bind(&config).await.unwrap();
     let base = format!("http://{}", server.local_addr);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -178,4 +184,68 @@ fn openapi_document_covers_every_service() {
     assert!(json["openapi"].as_str().unwrap().starts_with("3.1"));
     assert!(json["paths"]["/v1/kv/{namespace}"]["get"].is_object());
     assert!(json["components"]["schemas"]["EntryView"].is_object());
+}
+
+/// `serve --backend aws --provision` against moto: the same process creates
+/// its table, queue (with DLQ) and secret, then serves kv from DynamoDB and
+/// publishes change events to SQS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_provisions_and_runs_on_the_aws_backend() {
+    let endpoint = constellation_testkit::fixtures::aws_endpoint().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let running = spawn_with(ServeConfig {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        backend: BackendKind::Aws,
+        data_dir: dir.path().to_path_buf(),
+        provision: true,
+        aws_endpoint: Some(endpoint.clone()),
+        emf: false,
+        relay_every: Duration::from_secs(1),
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let key = format!("k-{}", uuid::Uuid::new_v4().simple());
+    let url = format!("{}/v1/kv/aws-e2e/{key}", running.base);
+    let put = http
+        .put(&url)
+        .header("content-type", "text/plain")
+        .body("on dynamodb")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let got = http.get(&url).send().await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.text().await.unwrap(), "on dynamodb");
+    assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 404);
+    running.shutdown().await;
+
+    let aws = constellation_platform::aws::AwsBackend::from_sdk_config(
+        &constellation_testkit::fixtures::emulator_sdk_config(&endpoint).await,
+    );
+    let queue_url = aws
+        .queue_url(constellation_kv::config::DEFAULT_CHANGES_QUEUE)
+        .await
+        .unwrap();
+    let receiver = aws.receiver(&queue_url).await.unwrap();
+    let mut ops = Vec::new();
+    for _ in 0..10 {
+        for m in receiver
+            .receive(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+            if v["key"] == key.as_str() {
+                ops.push(v["op"].as_str().unwrap().to_owned());
+            }
+            receiver.delete(&m.receipt_handle).await.unwrap();
+        }
+        if ops.len() == 2 {
+            break;
+        }
+    }
+    ops.sort();
+    assert_eq!(ops, ["delete", "put"]);
 }
