@@ -17,6 +17,7 @@ use constellation_core::OrgId;
 use constellation_core::kv::{
     Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl, parse_etag_list,
 };
+use constellation_core::media::MediaType;
 use constellation_web::error::ProblemType;
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
@@ -159,30 +160,13 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&
         .transpose()
 }
 
-fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
-    let Some(ct) = header_str(headers, "content-type")? else {
-        return Ok("application/octet-stream".to_owned());
-    };
-    let ct = ct.trim();
-    let ok = ct.len() <= 255
-        && ct.split(';').next().is_some_and(|m| {
-            let mut parts = m.trim().splitn(2, '/');
-            let token = |s: Option<&str>| {
-                s.is_some_and(|s| {
-                    !s.is_empty()
-                        && s.bytes()
-                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-                })
-            };
-            token(parts.next()) && token(parts.next())
-        });
-    if ok {
-        Ok(ct.to_owned())
-    } else {
-        Err(ApiError::invalid(
+fn content_type(headers: &HeaderMap) -> Result<MediaType, ApiError> {
+    match header_str(headers, "content-type")? {
+        None => Ok(MediaType::parse(
             "Content-Type",
-            "must be a media type such as application/json",
-        ))
+            "application/octet-stream",
+        )?),
+        Some(ct) => Ok(MediaType::parse("Content-Type", ct)?),
     }
 }
 
@@ -269,7 +253,7 @@ async fn put_entry(
     })?;
     let put = EntryForPut {
         value,
-        content_type,
+        content_type: content_type.to_string(),
         ttl,
         precondition,
     };

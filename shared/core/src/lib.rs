@@ -8,6 +8,7 @@
 
 pub mod ids;
 pub mod kv;
+pub mod media;
 pub mod validation;
 
 pub use ids::OrgId;

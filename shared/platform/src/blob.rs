@@ -104,3 +104,11 @@ pub fn validate_expiry(expires_in: Duration) -> Result<(), BlobError> {
         Ok(())
     }
 }
+
+/// Checks a content type with the same rule the HTTP edge applies
+/// ([`constellation_core::media::MediaType`]), so both backends accept the same types.
+pub fn validate_content_type(content_type: &str) -> Result<(), BlobError> {
+    constellation_core::media::MediaType::parse("content_type", content_type)
+        .map(drop)
+        .map_err(|e| BlobError::Invalid(e.to_string()))
+}

@@ -2,20 +2,23 @@
 //!
 //! A cursor carries the position after which the next page starts (the key of
 //! the last item returned) and is bound to the query it came from: table,
-//! index, partition, sort condition and direction. It is signed with
-//! HMAC-SHA256 under a key that only the service holds, so a client can
-//! neither forge a position nor carry a cursor over to another partition.
-//! Anything that fails to decode or verify is [`StoreError::InvalidCursor`].
+//! index, partition, sort condition and direction. It is sealed with
+//! ChaCha20-Poly1305 under a key only the service holds, with that query
+//! shape as associated data: a client can neither read the position (keys
+//! of the partition stay private), nor forge one, nor carry a cursor over to
+//! another partition or query. Anything that fails to open is
+//! [`StoreError::InvalidCursor`].
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::table::{Query, StoreError};
 
-type HmacSha256 = Hmac<Sha256>;
+const NONCE_LEN: usize = 12;
 
 /// Where a page ended: the primary key of its last item and, for index
 /// queries, that item's index key.
@@ -71,25 +74,30 @@ impl CursorSealer {
         .into_bytes()
     }
 
-    fn mac(&self, query: &Query, payload: &[u8]) -> HmacSha256 {
-        // HMAC accepts keys of any length; a 32-byte key cannot fail.
-        let mut mac = match HmacSha256::new_from_slice(&self.key) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
-        mac.update(&self.scope(query));
-        mac.update(&[0]);
-        mac.update(payload);
-        mac
+    fn cipher(&self) -> ChaCha20Poly1305 {
+        ChaCha20Poly1305::new(Key::from_slice(&self.key))
     }
 
     /// Seals the position after which `query` continues.
     pub fn seal(&self, query: &Query, position: &Position) -> String {
         let payload = serde_json::to_vec(position).unwrap_or_default();
-        let tag = self.mac(query, &payload).finalize().into_bytes();
-        let mut raw = Vec::with_capacity(payload.len() + tag.len());
-        raw.extend_from_slice(&tag);
-        raw.extend_from_slice(&payload);
+        let mut nonce = [0_u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let aad = self.scope(query);
+        // Encryption with a valid key and nonce only fails past 256 GiB of input.
+        let sealed = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &payload,
+                    aad: &aad,
+                },
+            )
+            .unwrap_or_default();
+        let mut raw = Vec::with_capacity(NONCE_LEN + sealed.len());
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&sealed);
         URL_SAFE_NO_PAD.encode(raw)
     }
 
@@ -101,15 +109,23 @@ impl CursorSealer {
         let raw = URL_SAFE_NO_PAD
             .decode(cursor)
             .map_err(|_| StoreError::InvalidCursor)?;
-        if raw.len() < 32 {
+        if raw.len() <= NONCE_LEN {
             return Err(StoreError::InvalidCursor);
         }
-        let (tag, payload) = raw.split_at(32);
-        self.mac(query, payload)
-            .verify_slice(tag)
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let aad = self.scope(query);
+        let payload = self
+            .cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| StoreError::InvalidCursor)?;
         let position: Position =
-            serde_json::from_slice(payload).map_err(|_| StoreError::InvalidCursor)?;
+            serde_json::from_slice(&payload).map_err(|_| StoreError::InvalidCursor)?;
         // Belt and braces: the position must lie in the queried partition.
         let in_partition = match query.index {
             None => position.pk == query.pk,
@@ -158,6 +174,40 @@ mod tests {
         assert!(sealer.open(&other_index, &c).is_err());
         let other_key = CursorSealer::new([8; 32], "t");
         assert!(other_key.open(&q, &c).is_err());
+    }
+
+    #[test]
+    fn cursors_do_not_reveal_the_position() {
+        let sealer = CursorSealer::new([7; 32], "t");
+        let q = fx_query("NS#acme#secret-partition");
+        let c = sealer.seal(
+            &q,
+            &Position {
+                pk: "NS#acme#secret-partition".into(),
+                sk: "private-key-name".into(),
+                ipk: None,
+                isk: None,
+            },
+        );
+        let raw = URL_SAFE_NO_PAD.decode(&c).unwrap_or_default();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            !text.contains("private-key-name") && !text.contains("acme"),
+            "{text}"
+        );
+        assert_ne!(
+            c,
+            sealer.seal(
+                &q,
+                &Position {
+                    pk: "NS#acme#secret-partition".into(),
+                    sk: "private-key-name".into(),
+                    ipk: None,
+                    isk: None
+                }
+            ),
+            "nonces differ"
+        );
     }
 
     #[test]

@@ -599,6 +599,10 @@ pub async fn blob_put_get_head_delete(fx: &Fixture) -> anyhow::Result<()> {
         .await
         .context("deleting twice is fine")?;
     ensure!(b.head("receipts/2026/a.pdf").await?.is_none());
+    for bad_type in ["", "pdf", "text/pl ain"] {
+        let r = b.put("receipts/typed", Bytes::new(), bad_type).await;
+        ensure!(r.is_err(), "content type {bad_type:?} accepted");
+    }
     for bad in ["", "/abs", "a/../b", "a//b"] {
         ensure!(
             b.put(bad, Bytes::new(), "text/plain").await.is_err(),

@@ -26,6 +26,13 @@
 //!
 //! Use [`S3Gate::endpoint`] as the SDK endpoint (path-style addressing), so
 //! that presigned URLs name the gate.
+//!
+//! The gate mends one more gap of moto's, for DynamoDB: moto checks a write's
+//! condition and applies the write without holding a lock across its request
+//! threads, so two concurrent conditional updates of one item can both pass
+//! (50 concurrent decrements of 10 with a floor of 0 let 11 through). DynamoDB
+//! itself applies each conditional write atomically, so the gate forwards
+//! DynamoDB writes one at a time.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -118,6 +125,7 @@ impl S3Gate {
             },
             upstream: upstream.trim_end_matches('/').to_owned(),
             client,
+            dynamodb_writes: tokio::sync::Mutex::new(()),
         });
         let app = Router::new().fallback(handle).with_state(state);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
@@ -151,6 +159,22 @@ struct GateState {
     /// Upstream base URL without a trailing slash.
     upstream: String,
     client: reqwest::Client,
+    /// Held while a DynamoDB write is with the upstream (see the module docs).
+    dynamodb_writes: tokio::sync::Mutex<()>,
+}
+
+/// Whether a request is a DynamoDB write, which DynamoDB applies atomically.
+fn is_dynamodb_write(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
+        .is_some_and(|op| {
+            matches!(
+                op,
+                "PutItem" | "UpdateItem" | "DeleteItem" | "TransactWriteItems" | "BatchWriteItem"
+            )
+        })
 }
 
 async fn handle(State(gate): State<Arc<GateState>>, request: Request) -> Response {
@@ -262,6 +286,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 }
 
 async fn forward(gate: &GateState, parts: http::request::Parts, body: Bytes) -> Response {
+    let _one_write_at_a_time = if is_dynamodb_write(&parts.headers) {
+        Some(gate.dynamodb_writes.lock().await)
+    } else {
+        None
+    };
     let path_and_query = parts
         .uri
         .path_and_query()

@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 
 use super::{classify, http_status};
 use crate::blob::{
-    BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_expiry,
+    BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_content_type,
+    validate_expiry,
 };
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -88,6 +89,7 @@ impl BlobStore for S3BlobStore {
     #[tracing::instrument(skip(self, body), fields(bucket = %self.bucket, len = body.len()))]
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), BlobError> {
         validate_blob_key(key)?;
+        validate_content_type(content_type)?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -177,6 +179,7 @@ impl BlobStore for S3BlobStore {
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError> {
         validate_blob_key(key)?;
+        validate_content_type(content_type)?;
         validate_expiry(expires_in)?;
         let length = i64::try_from(content_length)
             .map_err(|_| BlobError::Invalid("content length out of range".into()))?;

@@ -33,7 +33,8 @@ use time::OffsetDateTime;
 
 use super::{Fail, LocalBackend, write_tx};
 use crate::blob::{
-    BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_expiry,
+    BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_content_type,
+    validate_expiry,
 };
 
 /// Characters escaped in a key's URL path: all but unreserved ones and `/`.
@@ -118,21 +119,6 @@ fn validate_bucket(bucket: &str) -> Result<(), BlobError> {
         Ok(())
     } else {
         Err(BlobError::Invalid(format!("bad bucket name {bucket:?}")))
-    }
-}
-
-fn validate_content_type(content_type: &str) -> Result<(), BlobError> {
-    let ok = !content_type.is_empty()
-        && content_type.len() <= 255
-        && content_type
-            .chars()
-            .all(|c| c.is_ascii_graphic() || c == ' ');
-    if ok {
-        Ok(())
-    } else {
-        Err(BlobError::Invalid(format!(
-            "bad content type {content_type:?}"
-        )))
     }
 }
 

@@ -103,8 +103,14 @@ impl LocalBackend {
     /// Opens (creating if needed) the data directory and its
     /// `constellation.db`, and brings the schema up to date.
     pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let fresh = !data_dir.exists();
         std::fs::create_dir_all(data_dir.join("blobs"))
             .with_context(|| format!("create data directory {}", data_dir.display()))?;
+        if fresh {
+            // The database holds generated keys (cursor and blob-URL signing):
+            // a new data directory is readable by its owner only.
+            restrict_to_owner(data_dir)?;
+        }
         let db = data_dir.join("constellation.db");
         let pool = (0..POOL_SIZE)
             .map(|_| connect(&db).map(Mutex::new))
@@ -202,6 +208,18 @@ impl Inner {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
         self.pool[i].lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+#[cfg(unix)]
+fn restrict_to_owner(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restrict {} to its owner", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn restrict_to_owner(_dir: &Path) -> anyhow::Result<()> {
+    Ok(())
 }
 
 fn connect(db: &Path) -> anyhow::Result<Connection> {
