@@ -6,6 +6,7 @@
 //! without a backend. Values are parsed once at the edge (HTTP, queue bodies)
 //! and travel inward only as these types.
 
+pub mod auth;
 pub mod ids;
 pub mod kv;
 pub mod media;
