@@ -12,6 +12,7 @@ use constellation_platform::aws::AwsBackend;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::tokens::{self, TokenConfig};
 use rand::RngCore as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,8 +48,9 @@ pub struct Server {
     pub local_addr: SocketAddr,
 }
 
-/// Provisions kv's AWS resources with the shape template.yaml gives them,
-/// and returns the resource references to use.
+/// Provisions kv's AWS resources with the shape template.yaml gives them
+/// (and a first token signing key if there is none), and returns the
+/// resource references to use.
 async fn provision_kv(aws: &AwsBackend, wanted: &KvResources) -> anyhow::Result<KvResources> {
     aws.ensure_table(&wanted.table).await?;
     let queue_name = wanted
@@ -64,6 +66,7 @@ async fn provision_kv(aws: &AwsBackend, wanted: &KvResources) -> anyhow::Result<
     rand::rng().fill_bytes(&mut raw);
     aws.ensure_secret(&wanted.cursor_secret, &SecretValue::new(hex::encode(raw)))
         .await?;
+    tokens::ensure_keys(&aws.secrets(), &TokenConfig::from_env()?, &SystemClock).await?;
     Ok(KvResources {
         changes_queue: url,
         ..wanted.clone()
@@ -114,7 +117,13 @@ impl Server {
             MetricsSink::discard()
         };
         let kv = Arc::new(constellation_kv::store(&platform, &kv_resources).await?);
-        let mut app = axum::Router::new().merge(constellation_kv::app_with(kv.clone(), metrics));
+        // One verifier for every service in the process, as one Lambda has one.
+        let verifier = tokens::load_verifier(&platform, &TokenConfig::from_env()?).await?;
+        let mut app = axum::Router::new().merge(constellation_kv::app_with(
+            kv.clone(),
+            verifier.clone(),
+            metrics.clone(),
+        ));
         if let Some(blobs) = platform.local_blob_router().await? {
             app = app.merge(blobs);
         }

@@ -7,10 +7,13 @@
 
 use std::sync::Arc;
 
+use constellation_core::OrgId;
+use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_kv::KvResources;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::tokens::{TokenConfig, load_issuer};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -21,7 +24,14 @@ struct Invoked {
     body: Vec<u8>,
 }
 
-async fn fx_kv() -> (axum::Router, tempfile::TempDir) {
+/// The kv app on a fresh local platform, and a staff token for it.
+struct FxKv {
+    app: axum::Router,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn fx_kv() -> FxKv {
     let dir = tempfile::tempdir().unwrap();
     let platform = Platform::local(
         dir.path().to_path_buf(),
@@ -32,12 +42,33 @@ async fn fx_kv() -> (axum::Router, tempfile::TempDir) {
     let app = constellation_kv::app(&platform, &KvResources::local(), MetricsSink::discard())
         .await
         .unwrap();
-    (app, dir)
+    let issuer = load_issuer(&platform, &TokenConfig::default())
+        .await
+        .unwrap();
+    let principal = Principal {
+        account: AccountId::from_bytes([7; 16]),
+        org: OrgId::parse("org-events").unwrap(),
+        role: Role::Staff,
+    };
+    let token = issuer
+        .issue(&principal, time::OffsetDateTime::now_utc())
+        .token;
+    FxKv {
+        app,
+        token,
+        _dir: dir,
+    }
 }
 
-async fn invoke(app: &axum::Router, event_file: &str) -> Invoked {
+/// Feeds `events/<event_file>` to the app. Events carry the placeholder
+/// `Bearer REPLACED-BY-TEST` (a token cannot be fixed in a file: it expires);
+/// it is replaced with a token issued now.
+async fn invoke(fx: &FxKv, event_file: &str) -> Invoked {
+    let app = &fx.app;
     let path = format!("{}/events/{event_file}", env!("CARGO_MANIFEST_DIR"));
-    let raw = std::fs::read_to_string(&path).unwrap();
+    let raw = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("REPLACED-BY-TEST", &fx.token);
     let request =
         lambda_http::request::from_str(&raw).unwrap_or_else(|e| panic!("{event_file}: {e}"));
     let response = app
@@ -67,7 +98,7 @@ fn json(body: &[u8]) -> Value {
 
 #[tokio::test]
 async fn health_event() {
-    let (app, _dir) = fx_kv().await;
+    let app = fx_kv().await;
     let r = invoke(&app, "kv-health.json").await;
     assert_eq!(r.status, 200);
     assert_eq!(json(&r.body)["service"], "kv");
@@ -75,7 +106,7 @@ async fn health_event() {
 
 #[tokio::test]
 async fn put_get_list_delete_events_round_trip() {
-    let (app, _dir) = fx_kv().await;
+    let app = fx_kv().await;
     let put = invoke(&app, "kv-put.json").await;
     assert_eq!(put.status, 201, "{}", String::from_utf8_lossy(&put.body));
     let meta = json(&put.body);
@@ -114,7 +145,7 @@ async fn put_get_list_delete_events_round_trip() {
 
 #[tokio::test]
 async fn binary_put_event_keeps_bytes_and_the_encoded_slash() {
-    let (app, _dir) = fx_kv().await;
+    let app = fx_kv().await;
     let raw: Value = serde_json::from_str(
         &std::fs::read_to_string(format!(
             "{}/events/kv-put-binary.json",

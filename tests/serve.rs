@@ -9,13 +9,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use constellation::serve::{ServeConfig, Server};
+use constellation_core::OrgId;
+use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_platform::QueueReceiver as _;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
+use constellation_platform::tokens::{TokenConfig, load_issuer};
 use tokio::sync::oneshot;
 
 struct Running {
     base: String,
+    /// A staff token, issued with the keys the server verifies with.
+    bearer: String,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -35,15 +40,61 @@ async fn spawn_serve(data_dir: &Path) -> Running {
 
 async fn spawn_with(config: ServeConfig) -> Running {
     let server = Server::bind(&config).await.unwrap();
+    let platform = match config.backend {
+        BackendKind::Local => Platform::local(
+            config.data_dir.clone(),
+            String::new(),
+            std::sync::Arc::new(SystemClock),
+        )
+        .unwrap(),
+        BackendKind::Aws => Platform::aws(
+            constellation_platform::aws::AwsBackend::from_sdk_config(
+                &constellation_testkit::fixtures::emulator_sdk_config(
+                    config.aws_endpoint.as_deref().unwrap(),
+                )
+                .await,
+            ),
+            std::sync::Arc::new(SystemClock),
+        ),
+    };
+    let issuer = load_issuer(&platform, &TokenConfig::default())
+        .await
+        .unwrap();
+    let principal = Principal {
+        account: AccountId::from_bytes([1; 16]),
+        org: OrgId::parse("org-serve").unwrap(),
+        role: Role::Staff,
+    };
+    let bearer = format!(
+        "Bearer {}",
+        issuer
+            .issue(&principal, time::OffsetDateTime::now_utc())
+            .token
+    );
     let base = format!("http://{}", server.local_addr);
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    Running { base, stop, done }
+    Running {
+        base,
+        bearer,
+        stop,
+        done,
+    }
 }
 
 impl Running {
+    /// A client that sends this server's staff token with every request.
+    fn http(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", self.bearer.parse().unwrap());
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
     async fn shutdown(self) {
         self.stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), self.done)
@@ -57,9 +108,9 @@ impl Running {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_round_trip_survives_restart_and_publishes_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
-
     let first = spawn_serve(dir.path()).await;
+    // The token stays good across the restart: the keys live in the data dir.
+    let http = first.http();
     let put = http
         .put(format!("{}/v1/kv/app/greeting", first.base))
         .header("content-type", "text/plain")
@@ -142,8 +193,8 @@ async fn serve_round_trip_survives_restart_and_publishes_changes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let http = reqwest::Client::new();
     let running = spawn_serve(dir.path()).await;
+    let http = running.http();
     let writes: Vec<_> = (0..20)
         .map(|i| {
             let http = http.clone();
@@ -203,7 +254,7 @@ async fn serve_provisions_and_runs_on_the_aws_backend() {
         relay_every: Duration::from_secs(1),
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = running.http();
     let key = format!("k-{}", uuid::Uuid::new_v4().simple());
     let url = format!("{}/v1/kv/aws-e2e/{key}", running.base);
     let put = http

@@ -1,8 +1,11 @@
 //! The kv HTTP contract, mapped onto [`KvStore`].
 //!
-//! Handlers are thin: parse the path, headers and query into domain types
-//! (answering 400 naming the input at fault), call one store method, and
-//! render the result. Every route is under `/v1/kv`, as API Gateway routes it.
+//! Handlers are thin: check the caller's token and role, parse the path,
+//! headers and query into domain types (answering 400 naming the input at
+//! fault), call one store method with the caller's organization, and render
+//! the result. Every route is under `/v1/kv`, as API Gateway routes it.
+//! Namespaces belong to organizations: the same name in two organizations is
+//! two stores, and another organization's keys answer 404.
 
 use std::sync::Arc;
 
@@ -13,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use constellation_core::OrgId;
+use constellation_core::auth::Role;
 use constellation_core::kv::{
     Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl, parse_etag_list,
 };
@@ -21,7 +24,7 @@ use constellation_core::media::MediaType;
 use constellation_web::error::ProblemType;
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
-use constellation_web::{ApiError, LimitedBody, PageParams};
+use constellation_web::{ApiError, Authenticated, LimitedBody, PageParams};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -58,19 +61,10 @@ pub fn router(store: Arc<KvStore>) -> Router {
 )]
 pub struct ApiDoc;
 
-/// The organization a request acts for. Until tokens are required every
-/// request acts for the local organization; the key layout already scopes
-/// every namespace to it.
-#[derive(Debug, Clone)]
-pub struct Caller(pub OrgId);
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(OrgId::local()))
-    }
-}
+/// Members read; staff and above write.
+const READ: Role = Role::Member;
+/// See [`READ`].
+const WRITE: Role = Role::Staff;
 
 /// `{namespace}/{key}` parsed into domain types.
 #[derive(Debug)]
@@ -230,12 +224,13 @@ fn etag_header(e: &Entry) -> (header::HeaderName, HeaderValue) {
 )]
 async fn put_entry(
     State(store): State<Arc<KvStore>>,
-    Caller(org): Caller,
+    auth: Authenticated,
     EntryPath(ns, key): EntryPath,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     headers: HeaderMap,
     body: Result<LimitedBody, ApiError>,
 ) -> Result<Response, ApiError> {
+    let org = &auth.require(WRITE)?.org;
     let pairs = params(query, &["ttl"])?;
     let ttl = param(&pairs, "ttl").map(Ttl::parse).transpose()?;
     let precondition = Precondition::from_headers(
@@ -257,7 +252,7 @@ async fn put_entry(
         ttl,
         precondition,
     };
-    let (entry, created) = store.put(&org, &ns, &key, put).await?;
+    let (entry, created) = store.put(org, &ns, &key, put).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -287,10 +282,11 @@ async fn put_entry(
 )]
 async fn get_entry(
     State(store): State<Arc<KvStore>>,
-    Caller(org): Caller,
+    auth: Authenticated,
     EntryPath(ns, key): EntryPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let org = &auth.require(READ)?.org;
     let if_none_match = header_str(&headers, "if-none-match")?
         .map(|v| {
             if v.trim() == "*" {
@@ -300,7 +296,7 @@ async fn get_entry(
             }
         })
         .transpose()?;
-    let entry = store.get(&org, &ns, &key).await?;
+    let entry = store.get(org, &ns, &key).await?;
     let mut common = HeaderMap::new();
     let (name, value) = etag_header(&entry);
     common.insert(name, value);
@@ -341,15 +337,16 @@ async fn get_entry(
 )]
 async fn delete_entry(
     State(store): State<Arc<KvStore>>,
-    Caller(org): Caller,
+    auth: Authenticated,
     EntryPath(ns, key): EntryPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let org = &auth.require(WRITE)?.org;
     let precondition = Precondition::from_headers(
         header_str(&headers, "if-match")?,
         header_str(&headers, "if-none-match")?,
     )?;
-    store.delete(&org, &ns, &key, &precondition).await?;
+    store.delete(org, &ns, &key, &precondition).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -370,10 +367,11 @@ async fn delete_entry(
 )]
 async fn list_entries(
     State(store): State<Arc<KvStore>>,
-    Caller(org): Caller,
+    auth: Authenticated,
     Path(ns): Path<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<axum::Json<EntryList>, ApiError> {
+    let org = &auth.require(READ)?.org;
     let ns = Namespace::parse(&ns)?;
     let pairs = params(query, &["prefix", "limit", "cursor"])?;
     let prefix = KeyPrefix::parse(param(&pairs, "prefix").unwrap_or(""))?;
@@ -382,7 +380,7 @@ async fn list_entries(
         cursor: param(&pairs, "cursor").map(str::to_owned),
     })?;
     let (entries, next_cursor) = store
-        .list(&org, &ns, &prefix, page.limit, page.cursor)
+        .list(org, &ns, &prefix, page.limit, page.cursor)
         .await?;
     Ok(axum::Json(EntryList {
         items: entries.iter().map(EntryView::from).collect(),

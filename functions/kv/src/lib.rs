@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
-use constellation_web::ServiceInfo;
+use constellation_platform::tokens::{TokenConfig, TokenVerifier, load_verifier};
+use constellation_web::{ServiceInfo, with_auth};
 
 pub use config::KvResources;
 pub use http::router;
@@ -40,19 +41,23 @@ pub async fn app(
     resources: &KvResources,
     metrics: MetricsSink,
 ) -> anyhow::Result<axum::Router> {
-    Ok(app_with(
-        Arc::new(store(platform, resources).await?),
-        metrics,
-    ))
+    let verifier = load_verifier(platform, &TokenConfig::from_env()?).await?;
+    let store = Arc::new(store(platform, resources).await?);
+    Ok(app_with(store, verifier, metrics))
 }
 
-/// The complete kv HTTP application over an existing store.
-pub fn app_with(store: Arc<KvStore>, metrics: MetricsSink) -> axum::Router {
+/// The complete kv HTTP application over an existing store, verifying
+/// tokens with `verifier`.
+pub fn app_with(
+    store: Arc<KvStore>,
+    verifier: Arc<TokenVerifier>,
+    metrics: MetricsSink,
+) -> axum::Router {
     constellation_web::service(
         ServiceInfo {
             name: SERVICE,
             metrics,
         },
-        router(store),
+        with_auth(router(store), verifier),
     )
 }

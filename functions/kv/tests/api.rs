@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use constellation_core::OrgId;
+use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_kv::{KvResources, KvStore};
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::tokens::{TokenConfig, TokenIssuer, load_issuer, load_verifier};
 use constellation_platform::{Clock, ManualClock, QueueReceiver};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
@@ -23,6 +26,9 @@ struct TestApp {
     clock: Arc<ManualClock>,
     changes: Arc<dyn QueueReceiver>,
     store: Arc<KvStore>,
+    issuer: TokenIssuer,
+    /// A staff member of `org-a`, used by requests that bring no token of their own.
+    token: String,
     _dir: tempfile::TempDir,
 }
 
@@ -37,6 +43,9 @@ async fn spawn_app() -> TestApp {
     .unwrap();
     let res = KvResources::local();
     let store = Arc::new(constellation_kv::store(&platform, &res).await.unwrap());
+    let config = TokenConfig::default();
+    let issuer = load_issuer(&platform, &config).await.unwrap();
+    let verifier = load_verifier(&platform, &config).await.unwrap();
     let changes = platform
         .receiver(
             &KvResources::changes_queue_spec(&res.changes_queue),
@@ -44,13 +53,25 @@ async fn spawn_app() -> TestApp {
         )
         .await
         .unwrap();
+    let token = fx_token(&issuer, &clock, "org-a", Role::Staff);
     TestApp {
-        router: constellation_kv::app_with(store.clone(), MetricsSink::discard()),
+        router: constellation_kv::app_with(store.clone(), verifier, MetricsSink::discard()),
         clock,
         changes,
         store,
+        issuer,
+        token,
         _dir: dir,
     }
+}
+
+fn fx_token(issuer: &TokenIssuer, clock: &ManualClock, org: &str, role: Role) -> String {
+    let principal = Principal {
+        account: AccountId::from_bytes(*uuid::Uuid::new_v4().as_bytes()),
+        org: OrgId::parse(org).unwrap(),
+        role,
+    };
+    issuer.issue(&principal, clock.now()).token
 }
 
 struct Reply {
@@ -83,7 +104,24 @@ impl Reply {
 }
 
 impl TestApp {
-    async fn call(&self, req: Request<Body>) -> Reply {
+    fn token_for(&self, org: &str, role: Role) -> String {
+        fx_token(&self.issuer, &self.clock, org, role)
+    }
+
+    /// Sends `req`, as the default staff member unless it carries its own
+    /// `authorization` (an empty one means: send no token at all).
+    async fn call(&self, mut req: Request<Body>) -> Reply {
+        let headers = req.headers_mut();
+        match headers.get("authorization").map(|v| v.is_empty()) {
+            None => {
+                let bearer = format!("Bearer {}", self.token);
+                headers.insert("authorization", bearer.parse().unwrap());
+            }
+            Some(true) => {
+                headers.remove("authorization");
+            }
+            Some(false) => {}
+        }
         let res: Response<Body> = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
@@ -260,8 +298,10 @@ async fn concurrent_compare_and_swap_has_one_winner() {
     let attempts = (0..10).map(|i| {
         let app_router = app.router.clone();
         let etag = etag.clone();
+        let token = app.token.clone();
         async move {
             let req = Request::put("/v1/kv/ns/counter")
+                .header("authorization", format!("Bearer {token}"))
                 .header("if-match", etag)
                 .body(Body::from(format!("{i}")))
                 .unwrap();
@@ -511,7 +551,7 @@ async fn every_write_and_delete_publishes_a_change_event() {
     for e in &events {
         assert_eq!(e["namespace"], "ns");
         assert_eq!(e["key"], "a");
-        assert_eq!(e["org"], "local");
+        assert_eq!(e["org"], "org-a");
         assert!(e["event_id"].is_string());
     }
     assert_eq!(
@@ -545,4 +585,144 @@ async fn health_openapi_request_ids_and_unknown_routes() {
         .await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     wrong_method.problem();
+}
+
+#[tokio::test]
+async fn every_kv_route_requires_a_valid_token() {
+    let app = spawn_app().await;
+    for (method, path) in [
+        ("GET", "/v1/kv/ns/k"),
+        ("PUT", "/v1/kv/ns/k"),
+        ("DELETE", "/v1/kv/ns/k"),
+        ("GET", "/v1/kv/ns"),
+    ] {
+        for auth in ["", "Bearer not-a-jwt", "Basic dXNlcjpwdw=="] {
+            let req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", auth)
+                .body(Body::empty())
+                .unwrap();
+            let r = app.call(req).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} with {auth:?}"
+            );
+            assert!(
+                r.header("www-authenticate").unwrap().starts_with("Bearer"),
+                "{method} {path}"
+            );
+            r.problem();
+        }
+    }
+    assert_eq!(
+        app.get("/v1/kv/health", &[("authorization", "")])
+            .await
+            .status,
+        StatusCode::OK,
+        "health is public"
+    );
+}
+
+#[tokio::test]
+async fn members_read_and_staff_write() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.put("/v1/kv/ns/k", b"v", &[]).await.status,
+        StatusCode::CREATED
+    );
+    let member = format!("Bearer {}", app.token_for("org-a", Role::Member));
+    assert_eq!(
+        app.get("/v1/kv/ns/k", &[("authorization", &member)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/v1/kv/ns", &[("authorization", &member)])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let denied = app
+        .put("/v1/kv/ns/k", b"w", &[("authorization", &member)])
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        denied.problem()["type"],
+        "urn:constellation:problem:forbidden"
+    );
+    assert_eq!(
+        app.delete("/v1/kv/ns/k", &[("authorization", &member)])
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get("/v1/kv/ns/k", &[]).await.body,
+        b"v",
+        "a refused write changed nothing"
+    );
+    for role in [Role::Admin, Role::Owner] {
+        let bearer = format!("Bearer {}", app.token_for("org-a", role));
+        assert_eq!(
+            app.put("/v1/kv/ns/k", b"x", &[("authorization", &bearer)])
+                .await
+                .status,
+            StatusCode::OK,
+            "{role}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn another_organizations_keys_answer_404() {
+    let app = spawn_app().await;
+    app.put("/v1/kv/shared/secret", b"org-a's", &[]).await;
+    let b = format!("Bearer {}", app.token_for("org-b", Role::Owner));
+    let as_b = [("authorization", b.as_str())];
+    assert_eq!(
+        app.get("/v1/kv/shared/secret", &as_b).await.status,
+        StatusCode::NOT_FOUND,
+        "read"
+    );
+    assert_eq!(
+        app.delete("/v1/kv/shared/secret", &as_b).await.status,
+        StatusCode::NOT_FOUND,
+        "delete"
+    );
+    let listed = app.get("/v1/kv/shared", &as_b).await.json();
+    assert_eq!(listed["items"], Value::Array(vec![]), "list");
+    let etag_a = app
+        .get("/v1/kv/shared/secret", &[])
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let cas = app
+        .put(
+            "/v1/kv/shared/secret",
+            b"hijack",
+            &[("authorization", b.as_str()), ("if-match", &etag_a)],
+        )
+        .await;
+    assert_eq!(
+        cas.status,
+        StatusCode::PRECONDITION_FAILED,
+        "CAS against another org's etag"
+    );
+    // The same namespace name in org B is a different store.
+    assert_eq!(
+        app.put("/v1/kv/shared/secret", b"org-b's", &as_b)
+            .await
+            .status,
+        StatusCode::CREATED,
+        "write"
+    );
+    assert_eq!(app.get("/v1/kv/shared/secret", &[]).await.body, b"org-a's");
+    assert_eq!(
+        app.get("/v1/kv/shared/secret", &as_b).await.body,
+        b"org-b's"
+    );
 }

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod runner;
 pub mod secrets;
 pub mod table;
+pub mod tokens;
 
 pub use blob::{BlobError, BlobMeta, BlobStore, PresignedRequest};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -123,6 +123,14 @@ pub enum ApiError {
         /// The input at fault, when there is one.
         field: Option<String>,
     },
+    /// 401 with `WWW-Authenticate: Bearer realm="constellation"`: no token was
+    /// presented (`description` is `None`), or the one presented was rejected
+    /// (then also `error="invalid_token", error_description="<description>"`).
+    #[error("unauthenticated")]
+    Unauthenticated {
+        /// Why the token was rejected, safe to show the client; `None` when there was no token.
+        description: Option<String>,
+    },
     /// 429, with `Retry-After` seconds.
     #[error("too many requests")]
     TooManyRequests {
@@ -171,6 +179,7 @@ impl ApiError {
     pub fn problem(&self) -> ProblemType {
         match self {
             Self::Client { problem, .. } => *problem,
+            Self::Unauthenticated { .. } => ProblemType::Unauthorized,
             Self::TooManyRequests { .. } => ProblemType::TooManyRequests,
             Self::Unavailable(_) => ProblemType::Unavailable,
             Self::Internal(_) => ProblemType::Internal,
@@ -238,7 +247,30 @@ pub fn problem_response(
     let mut res = (status, bytes).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    if problem == ProblemType::Unauthorized {
+        // RFC 9110: every 401 names a scheme the client can answer.
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(BEARER_CHALLENGE),
+        );
+    }
     res
+}
+
+/// The challenge of a 401 without a token.
+pub const BEARER_CHALLENGE: &str = r#"Bearer realm="constellation""#;
+
+/// The challenge of a 401 for a rejected token (RFC 6750 section 3); the
+/// description is reduced to the characters a quoted `error_description` allows.
+pub fn invalid_token_challenge(description: &str) -> HeaderValue {
+    let safe: String = description
+        .chars()
+        .filter(|c| matches!(c, ' '..='~') && *c != '"' && *c != '\\')
+        .collect();
+    HeaderValue::from_str(&format!(
+        r#"{BEARER_CHALLENGE}, error="invalid_token", error_description="{safe}""#
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(BEARER_CHALLENGE))
 }
 
 impl IntoResponse for ApiError {
@@ -249,6 +281,21 @@ impl IntoResponse for ApiError {
                 detail,
                 field,
             } => problem_response(*problem, Some(detail), field.as_deref()),
+            Self::Unauthenticated { description: None } => problem_response(
+                ProblemType::Unauthorized,
+                Some("a bearer access token is required"),
+                None,
+            ),
+            Self::Unauthenticated {
+                description: Some(description),
+            } => {
+                let mut res = problem_response(ProblemType::Unauthorized, Some(description), None);
+                res.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    invalid_token_challenge(description),
+                );
+                res
+            }
             Self::TooManyRequests { retry_after } => {
                 let mut res = problem_response(
                     ProblemType::TooManyRequests,

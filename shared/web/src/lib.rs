@@ -7,12 +7,15 @@
 //! `Result<_, ApiError>` and then calls [`service`] to wrap it in the shared
 //! layers, so every service answers errors, ids and metrics the same way.
 
+pub mod auth;
+pub mod authorizer;
 pub mod error;
 pub mod extract;
 pub mod layers;
 pub mod openapi;
 pub mod pagination;
 
+pub use auth::{Authenticated, with_auth};
 pub use error::{ApiError, ProblemType};
 pub use extract::{Json, LimitedBody};
 pub use layers::{ServiceInfo, current_request_id, service};
