@@ -7,9 +7,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use constellation::serve::{ServeConfig, Server, shutdown_signal};
+use constellation_platform::aws::AwsBackend;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::init_tracing;
+use constellation_platform::tokens::{TokenConfig, rotate_keys};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,6 +63,11 @@ enum Command {
     },
     /// Print the OpenAPI 3.1 document of every service.
     Openapi,
+    /// Manage the access-token signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Inspect a local queue without consuming it.
     Queue {
         /// Queue name (e.g. constellation-kv-changes).
@@ -71,6 +78,28 @@ enum Command {
         /// Where local data lives.
         #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
         data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// Add a new current signing key; the previous public key stays valid
+    /// until the tokens it signed have expired.
+    Rotate {
+        /// Where the keys live.
+        #[arg(
+            long,
+            env = "CONSTELLATION_BACKEND",
+            value_enum,
+            default_value = "local"
+        )]
+        backend: Backend,
+        /// Where local data lives.
+        #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
+        data_dir: PathBuf,
+        /// With `--backend aws`: an emulator endpoint (the SDK also reads AWS_ENDPOINT_URL).
+        #[arg(long)]
+        aws_endpoint_url: Option<String>,
     },
 }
 
@@ -101,6 +130,36 @@ async fn main() -> anyhow::Result<()> {
                 relay_every: Duration::from_secs(10),
             };
             Server::bind(&config).await?.run(shutdown_signal()).await
+        }
+        Command::Keys {
+            action:
+                KeysAction::Rotate {
+                    backend,
+                    data_dir,
+                    aws_endpoint_url,
+                },
+        } => {
+            init_tracing();
+            let clock = std::sync::Arc::new(SystemClock);
+            let platform = match backend {
+                Backend::Local => Platform::local(data_dir, String::new(), clock)?,
+                Backend::Aws => {
+                    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+                    if let Some(url) = aws_endpoint_url {
+                        loader = loader.endpoint_url(url);
+                    }
+                    Platform::aws(AwsBackend::from_sdk_config(&loader.load().await), clock)
+                }
+            };
+            let config = TokenConfig::from_env()?;
+            let kid = rotate_keys(
+                platform.secrets().as_ref(),
+                &config,
+                platform.clock().as_ref(),
+            )
+            .await?;
+            println!("{kid}");
+            Ok(())
         }
         Command::Openapi => {
             println!("{}", constellation::openapi().to_pretty_json()?);
