@@ -11,5 +11,8 @@ pub mod serve;
 /// The merged OpenAPI document of every service.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi as _;
-    constellation_web::openapi::merge([constellation_kv::http::ApiDoc::openapi()])
+    constellation_web::openapi::merge([
+        constellation_auth::http::ApiDoc::openapi(),
+        constellation_kv::http::ApiDoc::openapi(),
+    ])
 }

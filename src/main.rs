@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use constellation::serve::{ServeConfig, Server, shutdown_signal};
+use constellation_auth::{AuditAction, AuditEvent, AuthResources, record_audit};
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
@@ -156,6 +157,14 @@ async fn main() -> anyhow::Result<()> {
                 platform.secrets().as_ref(),
                 &config,
                 platform.clock().as_ref(),
+            )
+            .await?;
+            let resources = AuthResources::from_env(platform.kind())?;
+            record_audit(
+                &platform,
+                &resources,
+                None,
+                AuditEvent::new(AuditAction::KeyRotated).detail(&kid),
             )
             .await?;
             println!("{kid}");

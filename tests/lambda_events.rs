@@ -24,7 +24,7 @@ struct Invoked {
     body: Vec<u8>,
 }
 
-/// The kv app on a fresh local platform, and a staff token for it.
+/// An app on a fresh local platform, and a staff token for it (kv events).
 struct FxKv {
     app: axum::Router,
     token: String,
@@ -256,5 +256,57 @@ async fn outbox_schedule_event_relays_events_stranded_by_a_queue_outage() {
             .sent,
         0,
         "sent once"
+    );
+}
+
+/// The `auth` function's events: register, log in, fetch the JWKS, through
+/// the Lambda request conversion into the auth app (production hashing).
+#[tokio::test]
+async fn auth_events_register_login_and_publish_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        String::new(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let app = constellation_auth::app(
+        &platform,
+        &constellation_auth::AuthResources::local(),
+        MetricsSink::discard(),
+    )
+    .await
+    .unwrap();
+    let fx = FxKv {
+        app,
+        token: String::new(),
+        _dir: dir,
+    };
+    let registered = invoke(&fx, "auth-register.json").await;
+    assert_eq!(
+        registered.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&registered.body)
+    );
+    assert_eq!(json(&registered.body)["account"]["role"], "owner");
+    let again = invoke(&fx, "auth-register.json").await;
+    assert_eq!(again.status, 409, "one email, one account");
+
+    let login = invoke(&fx, "auth-login.json").await;
+    assert_eq!(login.status, 200);
+    let token = json(&login.body)["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    let jwks = invoke(&fx, "auth-jwks.json").await;
+    assert_eq!(jwks.status, 200);
+    let keys = json(&jwks.body);
+    assert_eq!(keys["keys"][0]["alg"], "EdDSA");
+    assert!(
+        keys["keys"][0].get("d").is_none(),
+        "no private key material in the JWKS"
     );
 }

@@ -300,3 +300,131 @@ async fn serve_provisions_and_runs_on_the_aws_backend() {
     ops.sort();
     assert_eq!(ops, ["delete", "put"]);
 }
+
+/// The flow a new user follows with curl: register, log in, use the access
+/// token on kv, refresh, log out; all against `serve` over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_login_use_kv_refresh_logout() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = spawn_serve(dir.path()).await;
+    let http = reqwest::Client::new();
+    let base = &running.base;
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let json = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+        (status, v)
+    };
+
+    let (status, registered) = json(
+        post("/v1/auth/register", serde_json::json!({"organization": "Acme", "email": "Ada@Example.com", "password": "correct horse battery"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{registered}");
+    assert_eq!(registered["token_type"], "Bearer");
+    assert_eq!(registered["account"]["email"], "ada@example.com");
+    assert_eq!(registered["account"]["role"], "owner");
+
+    let (status, login) = json(
+        post(
+            "/v1/auth/login",
+            serde_json::json!({"email": "ada@example.com", "password": "correct horse battery"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let refresh = login["refresh_token"].as_str().unwrap().to_owned();
+
+    let put = http
+        .put(format!("{base}/v1/kv/notes/first"))
+        .bearer_auth(&access)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let anonymous = http
+        .get(format!("{base}/v1/kv/notes/first"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+
+    let (status, me) = json(
+        http.get(format!("{base}/v1/auth/me"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(me["org"], registered["account"]["org"]);
+
+    let (status, refreshed) = json(
+        post(
+            "/v1/auth/refresh",
+            serde_json::json!({"refresh_token": refresh}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{refreshed}");
+    let new_refresh = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(new_refresh, refresh);
+    let got = http
+        .get(format!("{base}/v1/kv/notes/first"))
+        .bearer_auth(refreshed["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.text().await.unwrap(), "hello");
+
+    let logout = http
+        .post(format!("{base}/v1/auth/logout"))
+        .bearer_auth(&access)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"refresh_token": new_refresh}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), 204);
+    let (status, _) = json(
+        post(
+            "/v1/auth/refresh",
+            serde_json::json!({"refresh_token": new_refresh}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401, "a logged-out session cannot refresh");
+
+    let jwks: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{base}/v1/auth/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    running.shutdown().await;
+}

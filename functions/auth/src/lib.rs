@@ -1,0 +1,106 @@
+//! The auth service: organizations, accounts and roles, sessions (access
+//! tokens plus rotating refresh tokens), invites, brute-force protection, a
+//! security audit log, and the public key set.
+//!
+//! [`mod@store`] holds the rules and speaks only to platform ports; [`http`] maps
+//! the HTTP contract onto it; [`app`] wires both to a [`Platform`]. The same
+//! router runs under Lambda (`src/bin/auth.rs`), `constellation serve`, and
+//! the tests. Signing keys are read through `constellation_platform::tokens`;
+//! only this service loads the private one.
+
+pub mod config;
+pub mod http;
+pub mod password;
+pub mod secret;
+pub mod store;
+
+use std::sync::Arc;
+
+use constellation_core::OrgId;
+use constellation_platform::config::Platform;
+use constellation_platform::observe::MetricsSink;
+use constellation_platform::tokens::{self, TokenVerifier};
+use constellation_web::ServiceInfo;
+use constellation_web::auth::with_auth;
+
+pub use config::AuthResources;
+pub use http::{AuthState, router};
+pub use password::PasswordHasherParams;
+pub use store::{AuditAction, AuditEvent, AuthStore};
+
+/// The service name: its path prefix is `/v1/auth`.
+pub const SERVICE: &str = "auth";
+
+/// Builds the auth store from the platform: its table, the token issuer
+/// (the private signing key), and password hashing with `params`.
+pub async fn store(
+    platform: &Platform,
+    resources: &AuthResources,
+    params: PasswordHasherParams,
+    metrics: MetricsSink,
+) -> anyhow::Result<AuthStore> {
+    let table = platform
+        .table(&resources.table, &resources.cursor_secret)
+        .await?;
+    let issuer = tokens::load_issuer(platform, &resources.tokens).await?;
+    Ok(AuthStore::new(
+        table,
+        platform.clock(),
+        Arc::new(issuer),
+        params,
+        metrics,
+    ))
+}
+
+/// The complete auth HTTP application over the platform, with the shared
+/// layers, production password hashing and token verification.
+pub async fn app(
+    platform: &Platform,
+    resources: &AuthResources,
+    metrics: MetricsSink,
+) -> anyhow::Result<axum::Router> {
+    let store = store(
+        platform,
+        resources,
+        PasswordHasherParams::owasp(),
+        metrics.clone(),
+    )
+    .await?;
+    let verifier = tokens::load_verifier(platform, &resources.tokens).await?;
+    Ok(app_with(Arc::new(store), verifier, metrics))
+}
+
+/// The complete auth HTTP application over an existing store and verifier.
+pub fn app_with(
+    store: Arc<AuthStore>,
+    verifier: Arc<TokenVerifier>,
+    metrics: MetricsSink,
+) -> axum::Router {
+    let routes = router(AuthState {
+        store,
+        verifier: verifier.clone(),
+    });
+    constellation_web::service(
+        ServiceInfo {
+            name: SERVICE,
+            metrics,
+        },
+        with_auth(routes, verifier),
+    )
+}
+
+/// Records a security event in `org`'s audit log, or the installation's
+/// when `org` is `None` — for callers outside the service, such as
+/// `constellation keys rotate` recording [`AuditAction::KeyRotated`].
+pub async fn record_audit(
+    platform: &Platform,
+    resources: &AuthResources,
+    org: Option<&OrgId>,
+    event: AuditEvent,
+) -> anyhow::Result<()> {
+    let table = platform
+        .table(&resources.table, &resources.cursor_secret)
+        .await?;
+    store::append_audit(table.as_ref(), platform.clock().now(), org, event).await?;
+    Ok(())
+}
