@@ -21,6 +21,7 @@ use constellation_core::auth::{AccountId, Email, Password, Role};
 use constellation_platform::tokens::TokenVerifier;
 use constellation_web::auth::Authenticated;
 use constellation_web::error::ProblemType;
+use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{ApiError, Json, PageParams};
@@ -164,33 +165,13 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-fn query_pairs(
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    allowed: &[&str],
-) -> Result<Vec<(String, String)>, ApiError> {
-    let Query(pairs) = q.map_err(|_| ApiError::invalid("query", "is not a valid query string"))?;
-    if let Some((name, _)) = pairs.iter().find(|(n, _)| !allowed.contains(&n.as_str())) {
-        return Err(ApiError::invalid(
-            name.clone(),
-            "is not a parameter of this route",
-        ));
-    }
-    Ok(pairs)
-}
-
 fn page_params(
     q: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<PageParams, ApiError> {
-    let pairs = query_pairs(q, &["limit", "cursor"])?;
-    let get = |name: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let pairs = query_params(q, &["limit", "cursor"])?;
     PageParams::parse(RawPageParams {
-        limit: get("limit"),
-        cursor: get("cursor"),
+        limit: query_param(&pairs, "limit").map(str::to_owned),
+        cursor: query_param(&pairs, "cursor").map(str::to_owned),
     })
 }
 

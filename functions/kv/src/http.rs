@@ -22,6 +22,7 @@ use constellation_core::kv::{
 };
 use constellation_core::media::MediaType;
 use constellation_web::error::ProblemType;
+use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{ApiError, Authenticated, LimitedBody, PageParams};
@@ -164,27 +165,6 @@ fn content_type(headers: &HeaderMap) -> Result<MediaType, ApiError> {
     }
 }
 
-fn params(
-    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    allowed: &[&str],
-) -> Result<Vec<(String, String)>, ApiError> {
-    let Query(pairs) = q.map_err(|_| ApiError::invalid("query", "is not a valid query string"))?;
-    if let Some((name, _)) = pairs.iter().find(|(n, _)| !allowed.contains(&n.as_str())) {
-        return Err(ApiError::invalid(
-            name.clone(),
-            "is not a parameter of this route",
-        ));
-    }
-    Ok(pairs)
-}
-
-fn param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
 fn http_date(t: OffsetDateTime) -> String {
     let fmt = time::macros::format_description!(
         "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
@@ -231,8 +211,8 @@ async fn put_entry(
     body: Result<LimitedBody, ApiError>,
 ) -> Result<Response, ApiError> {
     let org = &auth.require(WRITE)?.org;
-    let pairs = params(query, &["ttl"])?;
-    let ttl = param(&pairs, "ttl").map(Ttl::parse).transpose()?;
+    let pairs = query_params(query, &["ttl"])?;
+    let ttl = query_param(&pairs, "ttl").map(Ttl::parse).transpose()?;
     let precondition = Precondition::from_headers(
         header_str(&headers, "if-match")?,
         header_str(&headers, "if-none-match")?,
@@ -373,11 +353,11 @@ async fn list_entries(
 ) -> Result<axum::Json<EntryList>, ApiError> {
     let org = &auth.require(READ)?.org;
     let ns = Namespace::parse(&ns)?;
-    let pairs = params(query, &["prefix", "limit", "cursor"])?;
-    let prefix = KeyPrefix::parse(param(&pairs, "prefix").unwrap_or(""))?;
+    let pairs = query_params(query, &["prefix", "limit", "cursor"])?;
+    let prefix = KeyPrefix::parse(query_param(&pairs, "prefix").unwrap_or(""))?;
     let page = PageParams::parse(RawPageParams {
-        limit: param(&pairs, "limit").map(str::to_owned),
-        cursor: param(&pairs, "cursor").map(str::to_owned),
+        limit: query_param(&pairs, "limit").map(str::to_owned),
+        cursor: query_param(&pairs, "cursor").map(str::to_owned),
     })?;
     let (entries, next_cursor) = store
         .list(org, &ns, &prefix, page.limit, page.cursor)

@@ -5,8 +5,8 @@
 //! fields as for wrong types. [`LimitedBody`] reads a raw body and answers
 //! 413 past the route's limit.
 
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequest, Query, Request};
 use axum::http::header;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -86,6 +86,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             field,
         }
     })
+}
+
+/// A query string parsed strictly: a parameter the route does not take is a
+/// 400 naming it. Handlers take `Result<Query<Vec<(String, String)>>,
+/// QueryRejection>` and pass it here with the names they accept.
+pub fn query_params(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    allowed: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let Query(pairs) =
+        query.map_err(|_| ApiError::invalid("query", "is not a valid query string"))?;
+    if let Some((name, _)) = pairs.iter().find(|(n, _)| !allowed.contains(&n.as_str())) {
+        return Err(ApiError::invalid(
+            name.clone(),
+            "is not a parameter of this route",
+        ));
+    }
+    Ok(pairs)
+}
+
+/// The value of query parameter `name`, if present.
+pub fn query_param<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A raw body, refused with 413 past the limit set on the route with
