@@ -99,9 +99,12 @@ impl PasswordHasher {
     /// the same work is done against the dummy hash and the answer is false.
     pub async fn verify(&self, password: &Password, phc: Option<&str>) -> Result<bool, HashError> {
         let known = phc.is_some();
+        // Made before branching, so that its one-time cost falls on the first
+        // login of either kind and never tells known from unknown emails.
+        let dummy = self.dummy_hash().await?;
         let phc = match phc {
             Some(p) => p.to_owned(),
-            None => self.dummy_hash().await?.to_owned(),
+            None => dummy.to_owned(),
         };
         let secret = password.expose().to_owned();
         let matches = tokio::task::spawn_blocking(move || {
