@@ -102,6 +102,13 @@ async fn no_secret_reaches_the_logs() {
         .assert_unauthorized();
 
     secrets.push(member_password.to_owned());
+    // The private signing key, in every form it is stored in.
+    let keys: serde_json::Value = serde_json::from_str(&app.signing_keys).unwrap();
+    let private = keys["d"]
+        .as_str()
+        .expect("the signing secret holds the private key as `d`");
+    assert!(private.len() >= 40, "an Ed25519 seed in base64url");
+    secrets.push(private.to_owned());
     secrets.push(invite);
     for t in [&owner, &session, &rotated, &member] {
         secrets.push(access(t).to_owned());

@@ -50,6 +50,9 @@ pub struct TestApp {
     pub router: Router,
     pub clock: Arc<ManualClock>,
     pub metrics: Arc<Mutex<Vec<String>>>,
+    /// The stored signing-key secret (private key material), for checking
+    /// that it never reaches a log.
+    pub signing_keys: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -129,10 +132,19 @@ async fn build(
         .await
         .unwrap();
     let verifier = tokens::load_verifier(platform, &res.tokens).await.unwrap();
+    let signing_keys = platform
+        .secrets()
+        .get(&res.tokens.signing_keys_secret)
+        .await
+        .unwrap()
+        .expect("the store created the signing keys")
+        .expose()
+        .to_owned();
     TestApp {
         router: constellation_auth::app_with(Arc::new(store), verifier, sink),
         clock,
         metrics,
+        signing_keys,
         _dir: dir,
     }
 }
