@@ -7,7 +7,8 @@
 //! cargo run --release --example kv_load -- http://127.0.0.1:3000 10 32
 //! ```
 //! Arguments: base URL, seconds (at most 60), concurrent clients (at most 256).
-//! Each client writes one key in four requests and reads in the other three.
+//! It registers a throwaway organization for its access token, then each
+//! client writes one key in four requests and reads in the other three.
 
 use std::time::{Duration, Instant};
 
@@ -55,8 +56,33 @@ async fn main() -> anyhow::Result<()> {
         bail!("refusing to load anything but a loopback address, not {host}");
     }
 
+    let registration = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/register"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({
+                "organization": "load test",
+                "email": format!("load-{}@example.com", uuid::Uuid::new_v4().simple()),
+                "password": "a long load-test passphrase",
+            })
+            .to_string(),
+        )
+        .send()
+        .await?;
+    anyhow::ensure!(
+        registration.status().is_success(),
+        "register: {}",
+        registration.status()
+    );
+    let session: serde_json::Value = serde_json::from_str(&registration.text().await?)?;
+    let token = session["access_token"]
+        .as_str()
+        .context("no access token")?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {token}").parse()?);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
+        .default_headers(headers)
         .build()?;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
