@@ -144,13 +144,10 @@ async fn main() -> anyhow::Result<()> {
             let clock = std::sync::Arc::new(SystemClock);
             let platform = match backend {
                 Backend::Local => Platform::local(data_dir, String::new(), clock)?,
-                Backend::Aws => {
-                    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-                    if let Some(url) = aws_endpoint_url {
-                        loader = loader.endpoint_url(url);
-                    }
-                    Platform::aws(AwsBackend::from_sdk_config(&loader.load().await), clock)
-                }
+                Backend::Aws => Platform::aws(
+                    AwsBackend::connect(aws_endpoint_url.as_deref()).await,
+                    clock,
+                ),
             };
             let config = TokenConfig::from_env()?;
             let kid = rotate_keys(

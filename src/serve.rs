@@ -103,15 +103,7 @@ impl Server {
                 (platform, kv, auth)
             }
             BackendKind::Aws => {
-                let aws = match &config.aws_endpoint {
-                    Some(url) => AwsBackend::from_sdk_config(
-                        &aws_config::defaults(aws_config::BehaviorVersion::latest())
-                            .endpoint_url(url)
-                            .load()
-                            .await,
-                    ),
-                    None => AwsBackend::from_env().await,
-                };
+                let aws = AwsBackend::connect(config.aws_endpoint.as_deref()).await;
                 let (kv, auth) = if config.provision {
                     provision(&aws).await?
                 } else {

@@ -210,7 +210,7 @@ async fn outbox_schedule_event_relays_events_stranded_by_a_queue_outage() {
     let ns = Namespace::parse("ns").unwrap();
     let key = Key::parse("k").unwrap();
     during_outage
-        .put(&OrgId::local(), &ns, &key, put)
+        .put(&OrgId::parse("org-events").unwrap(), &ns, &key, put)
         .await
         .expect("the write succeeds although its event could not be sent");
     let queue = platform.local_backend().unwrap();

@@ -59,6 +59,8 @@ pub async fn app(
     resources: &AuthResources,
     metrics: MetricsSink,
 ) -> anyhow::Result<axum::Router> {
+    // In order, not at once: on a fresh local data dir the issuer creates
+    // the first key pair, which the verifier must then read.
     let store = store(
         platform,
         resources,

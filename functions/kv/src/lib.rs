@@ -41,9 +41,11 @@ pub async fn app(
     resources: &KvResources,
     metrics: MetricsSink,
 ) -> anyhow::Result<axum::Router> {
-    let verifier = load_verifier(platform, &TokenConfig::from_env()?).await?;
-    let store = Arc::new(store(platform, resources).await?);
-    Ok(app_with(store, verifier, metrics))
+    let tokens = TokenConfig::from_env()?;
+    // Independent secret reads: at cold start, do them at once.
+    let (verifier, store) =
+        tokio::try_join!(load_verifier(platform, &tokens), store(platform, resources))?;
+    Ok(app_with(Arc::new(store), verifier, metrics))
 }
 
 /// The complete kv HTTP application over an existing store, verifying

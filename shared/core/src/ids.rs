@@ -13,12 +13,6 @@ use crate::ValidationError;
 pub struct OrgId(String);
 
 impl OrgId {
-    /// The organization every request belongs to while a service runs without
-    /// authentication (local development before tokens are required).
-    pub fn local() -> Self {
-        Self("local".to_owned())
-    }
-
     /// Parses an organization id: 1 to 64 characters of `[A-Za-z0-9_-]`.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let ok = !raw.is_empty()

@@ -177,19 +177,20 @@ impl Platform {
         self.secrets.clone()
     }
 
+    /// Secrets read straight from the backend, for the rare reader that must
+    /// see a change at once (the token verifier after a key rotation).
+    pub fn uncached_secrets(&self) -> Arc<dyn Secrets> {
+        match &self.backend {
+            Backend::Local { backend, .. } => Arc::new(backend.secrets()),
+            Backend::Aws(b) => Arc::new(b.secrets()),
+        }
+    }
+
     /// The local backend, when this is one (for `serve`'s blob routes and the CLI).
     pub fn local_backend(&self) -> Option<&LocalBackend> {
         match &self.backend {
             Backend::Local { backend, .. } => Some(backend),
             Backend::Aws(_) => None,
-        }
-    }
-
-    /// The AWS backend, when this is one.
-    pub fn aws_backend(&self) -> Option<&AwsBackend> {
-        match &self.backend {
-            Backend::Aws(b) => Some(b),
-            Backend::Local { .. } => None,
         }
     }
 

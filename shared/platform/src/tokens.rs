@@ -866,11 +866,7 @@ pub async fn load_verifier(
     cfg: &TokenConfig,
 ) -> anyhow::Result<Arc<TokenVerifier>> {
     let clock = platform.clock();
-    let source: Arc<dyn Secrets> = match (platform.local_backend(), platform.aws_backend()) {
-        (Some(local), _) => Arc::new(local.secrets()),
-        (None, Some(aws)) => Arc::new(aws.secrets()),
-        (None, None) => platform.secrets(),
-    };
+    let source = platform.uncached_secrets();
     let now = clock.now();
     let mut doc = read_public(source.as_ref(), &cfg.public_keys_secret).await?;
     if platform.kind() == BackendKind::Local && doc.as_ref().is_none_or(|d| d.keys.is_empty()) {

@@ -1,15 +1,16 @@
-//! Token keys on Secrets Manager (a moto server, as in `aws_smoke.rs`): in AWS
+//! Token keys on Secrets Manager (a moto server, see `common/mod.rs`): in AWS
 //! the key secrets must exist before the auth function starts; once created
 //! (`ensure_keys`, as `serve --provision` does) tokens issue and verify, and a
 //! rotation reaches an already running verifier at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
-use constellation_platform::aws::AwsBackend;
 use constellation_platform::config::{Platform, SECRETS_CACHE_TTL};
 use constellation_platform::tokens::{
     ACCESS_TOKEN_TTL, CLOCK_LEEWAY, TokenConfig, TokenError, ensure_keys, load_issuer,
@@ -17,32 +18,15 @@ use constellation_platform::tokens::{
 };
 use constellation_platform::{Clock, ManualClock, SecretValue};
 
-const ENDPOINT_VAR: &str = "CONSTELLATION_TEST_AWS_ENDPOINT";
-
 async fn fx_platform(clock: Arc<ManualClock>) -> Platform {
-    let endpoint = std::env::var(ENDPOINT_VAR).unwrap_or_else(|_| {
-        panic!(
-            "{ENDPOINT_VAR} is not set: this test needs a moto server \
-             (run it through scripts/test, or start `moto_server -p PORT` and set \
-             {ENDPOINT_VAR}=http://127.0.0.1:PORT)"
-        )
-    });
-    let credentials =
-        aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tokens");
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(credentials)
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    Platform::aws(AwsBackend::from_sdk_config(&config), clock)
+    Platform::aws(common::fx_backend().await, clock)
 }
 
 fn fx_config() -> TokenConfig {
-    let id = uuid::Uuid::new_v4().simple().to_string();
+    let id = common::unique("tokens");
     TokenConfig {
-        signing_keys_secret: format!("tokens-{id}/signing-keys"),
-        public_keys_secret: format!("tokens-{id}/public-keys"),
+        signing_keys_secret: format!("{id}/signing-keys"),
+        public_keys_secret: format!("{id}/public-keys"),
         ..TokenConfig::default()
     }
 }

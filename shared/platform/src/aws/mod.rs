@@ -50,8 +50,17 @@ impl AwsBackend {
     /// Loads the configuration the way every AWS SDK does (environment,
     /// profile, Lambda's role), honouring `AWS_ENDPOINT_URL` for emulators.
     pub async fn from_env() -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::from_sdk_config(&config)
+        Self::connect(None).await
+    }
+
+    /// Like [`AwsBackend::from_env`], but talking to `endpoint` (an emulator
+    /// such as moto or LocalStack) when one is given.
+    pub async fn connect(endpoint: Option<&str>) -> Self {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(url) = endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        Self::from_sdk_config(&loader.load().await)
     }
 
     /// Clients for an already loaded configuration. With an endpoint override
