@@ -1,7 +1,5 @@
 //! Identifiers shared by every service.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
@@ -36,24 +34,7 @@ impl OrgId {
     }
 }
 
-impl fmt::Display for OrgId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for OrgId {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<OrgId> for String {
-    fn from(value: OrgId) -> Self {
-        value.0
-    }
-}
+crate::validation::text_newtype!(OrgId);
 
 #[cfg(test)]
 mod tests {

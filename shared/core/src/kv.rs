@@ -5,8 +5,6 @@
 //! `[a-z0-9][a-z0-9_-]{0,62}`; a key is 1-1024 bytes of UTF-8 without control
 //! characters; a value is at most [`MAX_VALUE_BYTES`].
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
@@ -50,24 +48,7 @@ impl Namespace {
     }
 }
 
-impl fmt::Display for Namespace {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Namespace {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<Namespace> for String {
-    fn from(value: Namespace) -> Self {
-        value.0
-    }
-}
+crate::validation::text_newtype!(Namespace);
 
 /// A key: 1-1024 bytes of UTF-8 with no control characters. `/` is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -87,24 +68,7 @@ impl Key {
     }
 }
 
-impl fmt::Display for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Key {
-    type Error = ValidationError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<Key> for String {
-    fn from(value: Key) -> Self {
-        value.0
-    }
-}
+crate::validation::text_newtype!(Key);
 
 /// A key prefix for listing: like a key, but may be empty.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

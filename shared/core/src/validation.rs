@@ -31,3 +31,32 @@ impl fmt::Display for ValidationError {
 }
 
 impl std::error::Error for ValidationError {}
+
+/// The conversions every validated text newtype shares: `Display` shows the
+/// value, `TryFrom<String>` runs the type's own `parse` (so serde's
+/// `try_from = "String"` validates on the way in), and `From<_> for String`
+/// gives the value back.
+macro_rules! text_newtype {
+    ($name:ident) => {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $crate::ValidationError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
+pub(crate) use text_newtype;
