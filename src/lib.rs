@@ -7,12 +7,11 @@
 //! gracefully, finishing in-flight requests first.
 
 pub mod serve;
+pub mod services;
+
+pub use services::SERVICES;
 
 /// The merged OpenAPI document of every service.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi as _;
-    constellation_web::openapi::merge([
-        constellation_auth::http::ApiDoc::openapi(),
-        constellation_kv::http::ApiDoc::openapi(),
-    ])
+    constellation_web::openapi::merge(SERVICES.iter().map(|s| (s.openapi)()))
 }

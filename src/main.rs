@@ -2,17 +2,17 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
-use constellation::serve::{ServeConfig, Server, shutdown_signal};
+use clap::{Args, Parser, Subcommand};
+use constellation::serve::{self, ServeConfig, Server, shutdown_signal};
+use constellation::services::SERVICES;
 use constellation_auth::{AuditAction, AuditEvent, AuthResources, record_audit};
-use constellation_platform::aws::AwsBackend;
-use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
-use constellation_platform::observe::init_tracing;
+use constellation_platform::observe::{MetricsSink, init_tracing};
+use constellation_platform::schedule::ScheduledEvent;
 use constellation_platform::tokens::{TokenConfig, rotate_keys};
+use constellation_web::host::Context;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,12 +25,37 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Backend {
-    /// SQLite and files in the data directory.
-    Local,
-    /// DynamoDB, S3, SQS and Secrets Manager (honours AWS_ENDPOINT_URL, e.g. for moto).
-    Aws,
+/// Where the data lives: the flags every command that touches it shares.
+#[derive(Debug, Clone, Args)]
+struct BackendArgs {
+    /// Storage backend: `local` (SQLite and files in the data directory) or
+    /// `aws` (DynamoDB, S3, SQS, EventBridge, Secrets Manager; honours AWS_ENDPOINT_URL).
+    #[arg(long, env = "CONSTELLATION_BACKEND", default_value = "local")]
+    backend: BackendKind,
+    /// Where local data lives.
+    #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
+    data_dir: PathBuf,
+    /// With `--backend aws`: the endpoint of an emulator such as moto or
+    /// LocalStack (the SDK also reads AWS_ENDPOINT_URL).
+    #[arg(long)]
+    aws_endpoint_url: Option<String>,
+}
+
+impl BackendArgs {
+    fn serve_config(&self) -> ServeConfig {
+        ServeConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            backend: self.backend,
+            data_dir: self.data_dir.clone(),
+            provision: false,
+            aws_endpoint: self.aws_endpoint_url.clone(),
+            emf: false,
+        }
+    }
+
+    async fn platform(&self) -> anyhow::Result<Platform> {
+        serve::platform(&self.serve_config(), String::new()).await
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,45 +65,63 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "CONSTELLATION_ADDR", default_value = "127.0.0.1:3000")]
         addr: SocketAddr,
-        /// Where local data lives.
-        #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
-        data_dir: PathBuf,
-        /// Storage backend.
-        #[arg(
-            long,
-            env = "CONSTELLATION_BACKEND",
-            value_enum,
-            default_value = "local"
-        )]
-        backend: Backend,
-        /// With `--backend aws`: create missing tables, queues and secrets first.
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// With `--backend aws`: create missing tables, queues, the bus and its rules, and secrets first.
         #[arg(long)]
         provision: bool,
-        /// With `--backend aws`: the endpoint of an emulator such as moto or
-        /// LocalStack (the SDK also reads AWS_ENDPOINT_URL).
-        #[arg(long)]
-        aws_endpoint_url: Option<String>,
         /// Print CloudWatch EMF metric lines.
         #[arg(long)]
         emf: bool,
     },
     /// Print the OpenAPI 3.1 document of every service.
     Openapi,
+    /// Run one schedule now, as its timer would (e.g. `kv-outbox`).
+    Run {
+        /// The schedule's name.
+        schedule: String,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Inspect queues and redrive dead letters.
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
     /// Manage the access-token signing keys.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
-    /// Inspect a local queue without consuming it.
-    Queue {
+}
+
+#[derive(Debug, Subcommand)]
+enum QueueAction {
+    /// Every queue with its depth.
+    List,
+    /// Show messages of a queue. Locally nothing changes; SQS has no peek, so
+    /// in AWS each shown message counts as one receive.
+    Peek {
         /// Queue name (e.g. constellation-kv-changes).
         name: String,
         /// How many messages to show.
         #[arg(long, default_value_t = 10)]
         limit: u32,
-        /// Where local data lives.
-        #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
-        data_dir: PathBuf,
+    },
+    /// Move messages from a dead-letter queue back to its source queue.
+    Redrive {
+        /// The dead-letter queue (e.g. constellation-kv-changes-dlq).
+        dlq: String,
+        /// The queue to move them to (default: the DLQ's name without `-dlq`).
+        #[arg(long)]
+        to: Option<String>,
+        /// The most messages to move.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
     },
 }
 
@@ -86,69 +129,39 @@ enum Command {
 enum KeysAction {
     /// Add a new current signing key; the previous public key stays valid
     /// until the tokens it signed have expired.
-    Rotate {
-        /// Where the keys live.
-        #[arg(
-            long,
-            env = "CONSTELLATION_BACKEND",
-            value_enum,
-            default_value = "local"
-        )]
-        backend: Backend,
-        /// Where local data lives.
-        #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
-        data_dir: PathBuf,
-        /// With `--backend aws`: an emulator endpoint (the SDK also reads AWS_ENDPOINT_URL).
-        #[arg(long)]
-        aws_endpoint_url: Option<String>,
-    },
+    Rotate,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    init_tracing();
     match cli.command {
         Command::Serve {
             addr,
-            data_dir,
             backend,
             provision,
-            aws_endpoint_url,
             emf,
         } => {
-            init_tracing();
-            let backend = match backend {
-                Backend::Local => BackendKind::Local,
-                Backend::Aws => BackendKind::Aws,
-            };
             let config = ServeConfig {
                 addr,
-                backend,
-                data_dir,
                 provision,
-                aws_endpoint: aws_endpoint_url,
                 emf,
-                relay_every: Duration::from_secs(10),
+                ..backend.serve_config()
             };
             Server::bind(&config).await?.run(shutdown_signal()).await
         }
+        Command::Openapi => {
+            println!("{}", constellation::openapi().to_pretty_json()?);
+            Ok(())
+        }
+        Command::Run { schedule, backend } => run_schedule(&schedule, &backend).await,
+        Command::Queue { action, backend } => queue(action, &backend).await,
         Command::Keys {
-            action:
-                KeysAction::Rotate {
-                    backend,
-                    data_dir,
-                    aws_endpoint_url,
-                },
+            action: KeysAction::Rotate,
+            backend,
         } => {
-            init_tracing();
-            let clock = std::sync::Arc::new(SystemClock);
-            let platform = match backend {
-                Backend::Local => Platform::local(data_dir, String::new(), clock)?,
-                Backend::Aws => Platform::aws(
-                    AwsBackend::connect(aws_endpoint_url.as_deref()).await,
-                    clock,
-                ),
-            };
+            let platform = backend.platform().await?;
             let config = TokenConfig::from_env()?;
             let kid = rotate_keys(
                 platform.secrets().as_ref(),
@@ -167,22 +180,78 @@ async fn main() -> anyhow::Result<()> {
             println!("{kid}");
             Ok(())
         }
-        Command::Openapi => {
-            println!("{}", constellation::openapi().to_pretty_json()?);
-            Ok(())
+    }
+}
+
+/// Runs the schedule `name` once and prints its report.
+async fn run_schedule(name: &str, backend: &BackendArgs) -> anyhow::Result<()> {
+    let (service, schedule) = SERVICES
+        .iter()
+        .find_map(|s| s.schedule(name).map(|sch| (s, sch)))
+        .with_context(|| {
+            let known: Vec<_> = SERVICES
+                .iter()
+                .flat_map(|s| s.schedules.iter().map(|sch| sch.name))
+                .collect();
+            format!(
+                "no schedule `{name}`; the schedules are: {}",
+                known.join(", ")
+            )
+        })?;
+    let platform = backend.platform().await?;
+    let resources = serve::resources(&platform, service, None).await?;
+    let ctx = Context::new(
+        platform,
+        resources,
+        MetricsSink::discard(),
+        TokenConfig::from_env()?,
+    );
+    let handler = (schedule.handler)(&ctx).await?;
+    let report = handler
+        .run(ScheduledEvent {
+            schedule: name.to_owned(),
+            scheduled_time: None,
+            execution_id: Some(format!("manual-{}", uuid_like())),
+        })
+        .await?;
+    println!("{report}");
+    Ok(())
+}
+
+fn uuid_like() -> String {
+    use rand::RngCore as _;
+    let mut raw = [0_u8; 8];
+    rand::rng().fill_bytes(&mut raw);
+    hex::encode(raw)
+}
+
+async fn queue(action: QueueAction, backend: &BackendArgs) -> anyhow::Result<()> {
+    let admin = backend.platform().await?.queue_admin();
+    match action {
+        QueueAction::List => {
+            println!("{:<48} {:>10} {:>10}", "queue", "visible", "in flight");
+            for q in admin.list().await? {
+                println!("{:<48} {:>10} {:>10}", q.name, q.visible, q.in_flight);
+            }
         }
-        Command::Queue {
-            name,
-            limit,
-            data_dir,
-        } => {
-            let platform =
-                Platform::local(data_dir, String::new(), std::sync::Arc::new(SystemClock))?;
-            let local = platform.local_backend().context("a local data dir")?;
-            for m in local.peek(&name, limit).await? {
+        QueueAction::Peek { name, limit } => {
+            for m in admin.peek(&name, limit).await? {
                 println!("{}", m.body);
             }
-            Ok(())
+        }
+        QueueAction::Redrive { dlq, to, limit } => {
+            let to = match to {
+                Some(to) => to,
+                None => dlq
+                    .strip_suffix("-dlq")
+                    .with_context(|| {
+                        format!("`{dlq}` does not end in -dlq: name the source queue with --to")
+                    })?
+                    .to_owned(),
+            };
+            let moved = admin.redrive(&dlq, &to, limit).await?;
+            println!("moved {moved} messages from {dlq} to {to}");
         }
     }
+    Ok(())
 }

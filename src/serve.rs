@@ -1,22 +1,28 @@
 //! `constellation serve`: the whole system in one process.
+//!
+//! Everything here loops over the one list of services ([`crate::SERVICES`]):
+//! each service's resources are resolved (or provisioned), its app is mounted
+//! at `/v1/<name>` as API Gateway routes `/v1/<name>/{proxy+}` to its
+//! function, the bus routes its subscriptions, each consumer runs over its
+//! queue with the same batch handler Lambda calls, and each schedule runs at
+//! the expression template.yaml gives EventBridge Scheduler.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use constellation_auth::{AuthResources, PasswordHasherParams};
-use constellation_kv::{KvResources, KvStore};
-use constellation_platform::SecretValue;
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
+use constellation_platform::events::Route;
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::runner::{run_consumer, run_schedule};
+use constellation_platform::schedule::ScheduleExpr;
 use constellation_platform::tokens::{self, TokenConfig};
+use constellation_web::ServiceDef;
 use constellation_web::error::{ProblemType, problem_response};
-
-use rand::RngCore as _;
+use constellation_web::host::{self, Context, EVENT_BUS_VAR, Resources};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -37,8 +43,6 @@ pub struct ServeConfig {
     pub aws_endpoint: Option<String>,
     /// Print CloudWatch EMF metric lines to stdout.
     pub emf: bool,
-    /// How often the kv outbox relay looks for unsent change events.
-    pub relay_every: Duration,
 }
 
 /// A bound, ready server.
@@ -52,102 +56,142 @@ pub struct Server {
     pub local_addr: SocketAddr,
 }
 
-/// Provisions every service's AWS resources with the shape template.yaml
-/// gives them (and a first token signing key if there is none), under the
-/// local default names, and returns the resource references to use.
-async fn provision(aws: &AwsBackend) -> anyhow::Result<(KvResources, AuthResources)> {
-    let kv = KvResources::from_env(BackendKind::Local)?;
-    let auth = AuthResources::from_env(BackendKind::Local)?;
-    aws.ensure_table(&kv.table).await?;
-    aws.ensure_table(&auth.table).await?;
-    let queue_name = kv
-        .changes_queue
-        .rsplit('/')
-        .next()
-        .unwrap_or(&kv.changes_queue)
-        .to_owned();
-    let url = aws
-        .ensure_queue(&KvResources::changes_queue_spec(&queue_name))
-        .await?;
-    let mut raw = [0_u8; 32];
-    rand::rng().fill_bytes(&mut raw);
-    aws.ensure_secret(&kv.cursor_secret, &SecretValue::new(hex::encode(raw)))
-        .await?;
-    tokens::ensure_keys(&aws.secrets(), &auth.tokens, &SystemClock).await?;
-    Ok((
-        KvResources {
-            changes_queue: url,
-            ..kv
-        },
-        auth,
-    ))
+/// The platform `config` asks for; `public_url` is where local presigned
+/// blob URLs point.
+pub async fn platform(config: &ServeConfig, public_url: String) -> anyhow::Result<Platform> {
+    let clock = Arc::new(SystemClock);
+    Ok(match config.backend {
+        BackendKind::Local => Platform::local(config.data_dir.clone(), public_url, clock)?,
+        BackendKind::Aws => Platform::aws(
+            AwsBackend::connect(config.aws_endpoint.as_deref()).await,
+            clock,
+        ),
+    })
+}
+
+/// The resources of `service`: provisioned under their default names with
+/// `provision` (AWS), else from the environment (defaults locally).
+pub async fn resources(
+    platform: &Platform,
+    service: &ServiceDef,
+    provision: Option<&AwsBackend>,
+) -> anyhow::Result<Resources> {
+    match provision {
+        Some(aws) => host::provision(aws, service.resources)
+            .await
+            .with_context(|| format!("provisioning {}", service.name)),
+        None => Ok(Resources::from_env(service.resources, platform.kind())?),
+    }
 }
 
 impl Server {
     /// Opens the backend, builds every service and binds the listener.
     pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        Self::bind_services(config, crate::SERVICES).await
+    }
+
+    /// [`Server::bind`] over another list of services (tests add sample ones).
+    pub async fn bind_services(
+        config: &ServeConfig,
+        services: &[&ServiceDef],
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("bind {}", config.addr))?;
         let local_addr = listener.local_addr()?;
-        let clock = Arc::new(SystemClock);
-        let (platform, kv_resources, auth_resources) = match config.backend {
-            BackendKind::Local => {
-                let platform = Platform::local(
-                    config.data_dir.clone(),
-                    format!("http://{local_addr}"),
-                    clock,
-                )?;
-                let kv = KvResources::from_env(BackendKind::Local)?;
-                let auth = AuthResources::from_env(BackendKind::Local)?;
-                (platform, kv, auth)
+        let platform = platform(config, format!("http://{local_addr}")).await?;
+        let aws = match config.backend {
+            BackendKind::Aws if config.provision => {
+                Some(AwsBackend::connect(config.aws_endpoint.as_deref()).await)
             }
-            BackendKind::Aws => {
-                let aws = AwsBackend::connect(config.aws_endpoint.as_deref()).await;
-                let (kv, auth) = if config.provision {
-                    provision(&aws).await?
-                } else {
-                    (
-                        KvResources::from_env(BackendKind::Aws)?,
-                        AuthResources::from_env(BackendKind::Aws)?,
-                    )
-                };
-                (Platform::aws(aws, clock), kv, auth)
-            }
+            _ => None,
         };
-
+        let token_config = TokenConfig::from_env()?;
+        if let Some(aws) = &aws {
+            tokens::ensure_keys(&aws.secrets(), &token_config, &SystemClock).await?;
+        }
         let metrics = if config.emf {
             MetricsSink::stdout()
         } else {
             MetricsSink::discard()
         };
-        let kv = Arc::new(constellation_kv::store(&platform, &kv_resources).await?);
-        // One verifier for every service in the process, as one Lambda has one.
-        let verifier = tokens::load_verifier(&platform, &TokenConfig::from_env()?).await?;
-        let auth = constellation_auth::store(
-            &platform,
-            &auth_resources,
-            PasswordHasherParams::owasp(),
-            metrics.clone(),
-        )
-        .await?;
-        let mut app = mount([
-            (
-                constellation_auth::SERVICE,
-                constellation_auth::app_with(Arc::new(auth), verifier.clone(), metrics.clone()),
-            ),
-            (
-                constellation_kv::SERVICE,
-                constellation_kv::app_with(kv.clone(), verifier.clone(), metrics.clone()),
-            ),
-        ]);
+        let base = Context::new(
+            platform.clone(),
+            Resources::default(),
+            metrics,
+            token_config,
+        );
+
+        let mut contexts = Vec::with_capacity(services.len());
+        let mut routes: Vec<Route> = Vec::new();
+        let mut bus = None;
+        for service in services {
+            service.validate()?;
+            let ctx = base.for_service(resources(&platform, service, aws.as_ref()).await?);
+            routes.extend(service.routes(&ctx.resources)?);
+            if let Ok(name) = ctx.resources.get(EVENT_BUS_VAR) {
+                bus = Some(name.to_owned());
+            }
+            contexts.push((*service, ctx));
+        }
+        if let Some(bus) = &bus {
+            if let Some(local) = platform.local_backend() {
+                local.set_routes(bus, &routes).await?;
+            } else if let Some(aws) = &aws {
+                aws.ensure_routes(bus, &routes).await?;
+            }
+        }
+
+        let mut apps = Vec::with_capacity(contexts.len());
+        for (service, ctx) in &contexts {
+            let app = (service.app)(ctx)
+                .await
+                .with_context(|| format!("building {}", service.name))?;
+            apps.push((service.name, app));
+        }
+        let mut app = mount(apps);
         if let Some(blobs) = platform.local_blob_router().await? {
             app = app.merge(blobs);
         }
 
         let (stop, stopped) = watch::channel(false);
         let mut background = JoinSet::new();
-        background.spawn(relay_outbox(kv, config.relay_every, stopped));
+        for (service, ctx) in &contexts {
+            for consumer in service.consumers {
+                let worker = ctx.worker(consumer).await?;
+                let queue = ctx.resource(consumer.queue)?;
+                let spec = service
+                    .resources
+                    .iter()
+                    .find(|r| r.var == consumer.queue)
+                    .and_then(|r| {
+                        r.queue_spec(ctx.resources.queue_name(consumer.queue).unwrap_or(queue))
+                    })
+                    .with_context(|| {
+                        format!("{}: {} is not a queue", service.name, consumer.queue)
+                    })?;
+                let receiver = platform.receiver(&spec, queue).await?;
+                background.spawn(run_consumer(
+                    receiver,
+                    consumer.batch_size,
+                    move |event| {
+                        let worker = worker.clone();
+                        async move { Ok(worker.handle_batch(event).await) }
+                    },
+                    stopped.clone(),
+                ));
+            }
+            for schedule in service.schedules {
+                let expr: ScheduleExpr = schedule.expression.parse()?;
+                let handler = (schedule.handler)(ctx).await?;
+                background.spawn(run_schedule(
+                    schedule.name.to_owned(),
+                    expr,
+                    handler,
+                    stopped.clone(),
+                ));
+            }
+        }
 
         Ok(Self {
             listener,
@@ -209,22 +253,6 @@ fn mount(services: impl IntoIterator<Item = (&'static str, axum::Router)>) -> ax
         }
     });
     axum::Router::new().fallback_service(dispatch)
-}
-
-/// Sends change events whose inline publish failed, until told to stop.
-async fn relay_outbox(kv: Arc<KvStore>, every: Duration, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        if let Err(e) = constellation_kv::relay::relay(&kv).await {
-            tracing::warn!(
-                error = format!("{e:#}"),
-                "kv outbox relay failed; will retry"
-            );
-        }
-    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

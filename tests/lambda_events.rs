@@ -11,9 +11,12 @@ use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_kv::KvResources;
 use constellation_platform::clock::SystemClock;
-use constellation_platform::config::Platform;
+use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::schedule::ScheduledEvent;
 use constellation_platform::tokens::{TokenConfig, load_issuer};
+use constellation_web::ServiceDef;
+use constellation_web::host::{Context, DEFAULT_EVENT_BUS, Resources};
 use http_body_util::BodyExt as _;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -22,6 +25,24 @@ struct Invoked {
     status: u16,
     headers: http::HeaderMap,
     body: Vec<u8>,
+}
+
+/// A service's context on a local platform, with its bus routes stored as
+/// `serve` stores them.
+async fn fx_context(platform: &Platform, service: &ServiceDef) -> Context {
+    let resources = Resources::from_env(service.resources, BackendKind::Local).unwrap();
+    platform
+        .local_backend()
+        .unwrap()
+        .set_routes(DEFAULT_EVENT_BUS, &service.routes(&resources).unwrap())
+        .await
+        .unwrap();
+    Context::new(
+        platform.clone(),
+        resources,
+        MetricsSink::discard(),
+        TokenConfig::default(),
+    )
 }
 
 /// An app on a fresh local platform, and a staff token for it (kv events).
@@ -39,9 +60,10 @@ async fn fx_kv() -> FxKv {
         Arc::new(SystemClock),
     )
     .unwrap();
-    let app = constellation_kv::app(&platform, &KvResources::local(), MetricsSink::discard())
-        .await
-        .unwrap();
+    let app =
+        (constellation_kv::SERVICE.app)(&fx_context(&platform, &constellation_kv::SERVICE).await)
+            .await
+            .unwrap();
     let issuer = load_issuer(&platform, &TokenConfig::default())
         .await
         .unwrap();
@@ -166,17 +188,30 @@ async fn binary_put_event_keeps_bytes_and_the_encoded_slash() {
     assert_eq!(meta["size"].as_u64(), Some(sent.len() as u64));
 }
 
-/// A queue that is down: stands in for an SQS outage in this one test.
+/// A bus that is down: stands in for an EventBridge outage in this one test.
 #[derive(Debug)]
-struct DownQueue;
+struct DownBus;
 
 #[async_trait::async_trait]
-impl constellation_platform::Queue for DownQueue {
-    async fn send_batch(&self, _: &[String]) -> Result<(), constellation_platform::QueueError> {
-        Err(constellation_platform::QueueError::Unavailable(
-            anyhow::anyhow!("queue is down"),
+impl constellation_platform::EventBus for DownBus {
+    async fn publish(
+        &self,
+        _: &[constellation_platform::DomainEvent],
+    ) -> Result<(), constellation_platform::EventsError> {
+        Err(constellation_platform::EventsError::Unavailable(
+            anyhow::anyhow!("bus is down"),
         ))
     }
+}
+
+/// Runs the `kv-outbox` schedule's handler (what its Lambda function runs)
+/// with the sample Scheduler event; returns how many events it sent.
+async fn run_outbox(ctx: &Context, raw: &str) -> u64 {
+    let schedule = constellation_kv::SERVICE.schedule("kv-outbox").unwrap();
+    let handler = (schedule.handler)(ctx).await.unwrap();
+    let event: ScheduledEvent = serde_json::from_str(raw).unwrap();
+    assert_eq!(event.schedule, "kv-outbox");
+    handler.run(event).await.unwrap()["sent"].as_u64().unwrap()
 }
 
 #[tokio::test]
@@ -199,8 +234,8 @@ async fn outbox_schedule_event_relays_events_stranded_by_a_queue_outage() {
         .table(&res.table, &res.cursor_secret)
         .await
         .unwrap();
-    let during_outage =
-        constellation_kv::KvStore::new(table, Arc::new(DownQueue), platform.clock());
+    let ctx = fx_context(&platform, &constellation_kv::SERVICE).await;
+    let during_outage = constellation_kv::KvStore::new(table, Arc::new(DownBus), platform.clock());
     let put = EntryForPut {
         value: bytes::Bytes::from_static(b"v"),
         content_type: "text/plain".into(),
@@ -216,47 +251,34 @@ async fn outbox_schedule_event_relays_events_stranded_by_a_queue_outage() {
     let queue = platform.local_backend().unwrap();
     assert!(queue.peek(&res.changes_queue, 10).await.unwrap().is_empty());
 
-    let store = constellation_kv::store(&platform, &res).await.unwrap();
     let raw = std::fs::read_to_string(format!(
         "{}/events/kv-outbox-schedule.json",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    let event = serde_json::from_str(&raw).unwrap();
-    let young = constellation_kv::relay::handle_schedule(&store, event)
-        .await
-        .unwrap();
     assert_eq!(
-        young.sent, 0,
+        run_outbox(&ctx, &raw).await,
+        0,
         "a record the writer may still publish is left alone"
     );
 
     clock.advance(time::Duration::seconds(31));
-    let event = serde_json::from_str(&raw).unwrap();
-    let report = constellation_kv::relay::handle_schedule(&store, event)
-        .await
-        .unwrap();
-    assert_eq!(report.sent, 1);
+    assert_eq!(run_outbox(&ctx, &raw).await, 1);
     let events = queue.peek(&res.changes_queue, 10).await.unwrap();
     assert_eq!(events.len(), 1);
     let body: Value = serde_json::from_str(&events[0].body).unwrap();
+    assert_eq!(body["detail-type"], "kv.changed", "EventBridge's envelope");
+    let data = &body["detail"]["data"];
     assert_eq!(
         (
-            body["op"].as_str(),
-            body["key"].as_str(),
-            body["version"].as_u64()
+            data["op"].as_str(),
+            data["key"].as_str(),
+            data["version"].as_u64()
         ),
         (Some("put"), Some("k"), Some(1))
     );
-    let event = serde_json::from_str(&raw).unwrap();
-    assert_eq!(
-        constellation_kv::relay::handle_schedule(&store, event)
-            .await
-            .unwrap()
-            .sent,
-        0,
-        "sent once"
-    );
+    assert_eq!(body["detail"]["org"], "org-events");
+    assert_eq!(run_outbox(&ctx, &raw).await, 0, "sent once");
 }
 
 /// The `auth` function's events: register, log in, fetch the JWKS, through
@@ -270,10 +292,8 @@ async fn auth_events_register_login_and_publish_keys() {
         Arc::new(SystemClock),
     )
     .unwrap();
-    let app = constellation_auth::app(
-        &platform,
-        &constellation_auth::AuthResources::local(),
-        MetricsSink::discard(),
+    let app = (constellation_auth::SERVICE.app)(
+        &fx_context(&platform, &constellation_auth::SERVICE).await,
     )
     .await
     .unwrap();

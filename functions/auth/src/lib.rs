@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod password;
 pub mod secret;
+pub mod service;
 pub mod store;
 
 use std::sync::Arc;
@@ -26,10 +27,11 @@ use constellation_web::auth::with_auth;
 pub use config::AuthResources;
 pub use http::{AuthState, router};
 pub use password::PasswordHasherParams;
+pub use service::SERVICE;
 pub use store::{AuditAction, AuditEvent, AuthStore};
 
 /// The service name: its path prefix is `/v1/auth`.
-pub const SERVICE: &str = "auth";
+pub const NAME: &str = "auth";
 
 /// Builds the auth store from the platform: its table, the token issuer
 /// (the private signing key), and password hashing with `params`.
@@ -84,7 +86,7 @@ pub fn app_with(
     });
     constellation_web::service(
         ServiceInfo {
-            name: SERVICE,
+            name: NAME,
             metrics,
         },
         with_auth(routes, verifier),

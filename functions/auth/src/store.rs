@@ -838,7 +838,7 @@ impl AuthStore {
     fn count_failed_login(&self) {
         self.metrics.emit(
             METRICS_NAMESPACE,
-            &[("Service", crate::SERVICE)],
+            &[("Service", crate::NAME)],
             &[Metric {
                 name: "FailedLogin",
                 value: 1.0,

@@ -1,8 +1,8 @@
-//! The resources kv uses, from the environment template.yaml sets.
+//! The resources kv uses, named by the environment variables template.yaml sets.
 
-use constellation_platform::config::{BackendKind, ConfigError, optional, required};
+use constellation_platform::config::{BackendKind, ConfigError};
 use constellation_platform::queue::QueueSpec;
-use std::time::Duration;
+use constellation_web::host::{EVENT_BUS, EVENT_BUS_VAR, ResourceDef, ResourceKind, Resources};
 
 /// The variable naming the kv table.
 pub const TABLE_VAR: &str = "KV_TABLE_NAME";
@@ -18,6 +18,31 @@ pub const DEFAULT_CHANGES_QUEUE: &str = "constellation-kv-changes";
 /// The cursor secret's default name.
 pub const DEFAULT_CURSOR_SECRET: &str = "constellation/cursor-key";
 
+/// Every resource kv uses.
+pub const RESOURCES: &[ResourceDef] = &[
+    ResourceDef {
+        var: TABLE_VAR,
+        default: DEFAULT_TABLE,
+        kind: ResourceKind::Table,
+    },
+    // Not consumed by a worker of ours: the feed of changes for users' own
+    // consumers, fed by the bus's `kv.changed` rule.
+    ResourceDef {
+        var: CHANGES_QUEUE_VAR,
+        default: DEFAULT_CHANGES_QUEUE,
+        kind: ResourceKind::Queue {
+            visibility_timeout_secs: 60,
+            max_receives: 5,
+        },
+    },
+    ResourceDef {
+        var: CURSOR_SECRET_VAR,
+        default: DEFAULT_CURSOR_SECRET,
+        kind: ResourceKind::GeneratedSecret,
+    },
+    EVENT_BUS,
+];
+
 /// Where kv keeps its data and sends its events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvResources {
@@ -27,6 +52,8 @@ pub struct KvResources {
     pub changes_queue: String,
     /// Secret id of the cursor-signing key.
     pub cursor_secret: String,
+    /// The event bus change events are published on.
+    pub event_bus: String,
 }
 
 impl KvResources {
@@ -36,32 +63,33 @@ impl KvResources {
             table: DEFAULT_TABLE.to_owned(),
             changes_queue: DEFAULT_CHANGES_QUEUE.to_owned(),
             cursor_secret: DEFAULT_CURSOR_SECRET.to_owned(),
+            event_bus: constellation_web::host::DEFAULT_EVENT_BUS.to_owned(),
         }
     }
 
     /// Reads the resources: in AWS every variable is required; locally each
     /// falls back to its default.
     pub fn from_env(kind: BackendKind) -> Result<Self, ConfigError> {
-        match kind {
-            BackendKind::Aws => Ok(Self {
-                table: required(TABLE_VAR)?,
-                changes_queue: required(CHANGES_QUEUE_VAR)?,
-                cursor_secret: required(CURSOR_SECRET_VAR)?,
-            }),
-            BackendKind::Local => {
-                let d = Self::local();
-                Ok(Self {
-                    table: optional(TABLE_VAR).unwrap_or(d.table),
-                    changes_queue: optional(CHANGES_QUEUE_VAR).unwrap_or(d.changes_queue),
-                    cursor_secret: optional(CURSOR_SECRET_VAR).unwrap_or(d.cursor_secret),
-                })
-            }
-        }
+        Self::from_resources(&Resources::from_env(RESOURCES, kind)?)
+    }
+
+    /// The typed view of resolved resources.
+    pub fn from_resources(r: &Resources) -> Result<Self, ConfigError> {
+        Ok(Self {
+            table: r.get(TABLE_VAR)?.to_owned(),
+            changes_queue: r.get(CHANGES_QUEUE_VAR)?.to_owned(),
+            cursor_secret: r.get(CURSOR_SECRET_VAR)?.to_owned(),
+            event_bus: r.get(EVENT_BUS_VAR)?.to_owned(),
+        })
     }
 
     /// The change queue's shape (as template.yaml gives it): 60 s visibility,
     /// dead-lettered after 5 receives.
     pub fn changes_queue_spec(name: &str) -> QueueSpec {
-        QueueSpec::with_dlq(name, Duration::from_secs(60), 5)
+        RESOURCES
+            .iter()
+            .find(|r| r.var == CHANGES_QUEUE_VAR)
+            .and_then(|r| r.queue_spec(name))
+            .unwrap_or_else(|| QueueSpec::with_dlq(name, std::time::Duration::from_secs(60), 5))
     }
 }

@@ -2,9 +2,8 @@
 //! TTL, and a change event for every write.
 //!
 //! [`store`] holds the rules and speaks only to platform ports; [`http`] maps
-//! the HTTP contract onto it; [`app`] wires both to a [`Platform`]. The same
-//! router runs under Lambda (`src/bin/kv.rs`), `constellation serve`, and the
-//! tests.
+//! the HTTP contract onto it; [`SERVICE`] describes the service to every host
+//! (`serve`, the Lambda mains in `src/bin/`, the tests).
 
 pub mod config;
 pub mod events;
@@ -16,7 +15,9 @@ use std::sync::Arc;
 
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::tokens::{TokenConfig, TokenVerifier, load_verifier};
+use constellation_platform::schedule::ScheduledHandler;
+use constellation_platform::tokens::TokenVerifier;
+use constellation_web::host::{BoxFuture, Context, ScheduleDef, ServiceDef, SubscriptionDef};
 use constellation_web::{ServiceInfo, with_auth};
 
 pub use config::KvResources;
@@ -24,28 +25,57 @@ pub use http::router;
 pub use store::KvStore;
 
 /// The service name: its path prefix is `/v1/kv`.
-pub const SERVICE: &str = "kv";
+pub const NAME: &str = "kv";
+
+/// kv as every host sees it.
+pub const SERVICE: ServiceDef = ServiceDef {
+    name: NAME,
+    resources: config::RESOURCES,
+    app: build_app,
+    consumers: &[],
+    schedules: &[ScheduleDef {
+        name: relay::SCHEDULE,
+        expression: relay::EXPRESSION,
+        handler: build_relay,
+    }],
+    subscriptions: &[SubscriptionDef {
+        queue: config::CHANGES_QUEUE_VAR,
+        events: &[events::CHANGED],
+    }],
+    openapi: openapi,
+};
+
+fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    http::ApiDoc::openapi()
+}
 
 /// Builds the kv store from the platform and the resources it should use.
 pub async fn store(platform: &Platform, resources: &KvResources) -> anyhow::Result<KvStore> {
     let table = platform
         .table(&resources.table, &resources.cursor_secret)
         .await?;
-    let changes = platform.queue(&resources.changes_queue);
-    Ok(KvStore::new(table, changes, platform.clock()))
+    let bus = platform.event_bus(&resources.event_bus);
+    Ok(KvStore::new(table, bus, platform.clock()))
 }
 
-/// The complete kv HTTP application over the platform, with the shared layers.
-pub async fn app(
-    platform: &Platform,
-    resources: &KvResources,
-    metrics: MetricsSink,
-) -> anyhow::Result<axum::Router> {
-    let tokens = TokenConfig::from_env()?;
-    // Independent secret reads: at cold start, do them at once.
-    let (verifier, store) =
-        tokio::try_join!(load_verifier(platform, &tokens), store(platform, resources))?;
-    Ok(app_with(Arc::new(store), verifier, metrics))
+async fn context_store(ctx: &Context) -> anyhow::Result<KvStore> {
+    store(&ctx.platform, &KvResources::from_resources(&ctx.resources)?).await
+}
+
+fn build_app(ctx: &Context) -> BoxFuture<'_, anyhow::Result<axum::Router>> {
+    Box::pin(async move {
+        // Independent secret reads: at cold start, do them at once.
+        let (verifier, store) = tokio::try_join!(ctx.verifier(), context_store(ctx))?;
+        Ok(app_with(Arc::new(store), verifier, ctx.metrics.clone()))
+    })
+}
+
+fn build_relay(ctx: &Context) -> BoxFuture<'_, anyhow::Result<Arc<dyn ScheduledHandler>>> {
+    Box::pin(async move {
+        let store = context_store(ctx).await?;
+        Ok(Arc::new(relay::Relay(Arc::new(store))) as Arc<dyn ScheduledHandler>)
+    })
 }
 
 /// The complete kv HTTP application over an existing store, verifying
@@ -57,7 +87,7 @@ pub fn app_with(
 ) -> axum::Router {
     constellation_web::service(
         ServiceInfo {
-            name: SERVICE,
+            name: NAME,
             metrics,
         },
         with_auth(router(store), verifier),

@@ -1,38 +1,30 @@
-//! The scheduled outbox relay: the `kv-outbox` Lambda function (an
-//! EventBridge schedule, every minute) and `serve`'s background task both
-//! call [`relay`], which publishes change events whose inline publish failed.
+//! The `kv-outbox` schedule: publishes change events whose inline publish
+//! failed. EventBridge Scheduler runs it every minute in AWS (the
+//! `kv-outbox` function); `serve` runs it from the same expression.
 
-use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use serde::Serialize;
-use serde_json::Value;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use constellation_platform::outbox::RELAY_MIN_AGE;
+use constellation_platform::schedule::{ScheduledEvent, ScheduledHandler};
+use serde_json::{Value, json};
 
 use crate::store::KvStore;
 
-/// An outbox record younger than this may still be published by the request
-/// that wrote it, so the relay leaves it alone.
-pub const MIN_AGE: time::Duration = time::Duration::seconds(30);
+/// The schedule's name (and its Lambda binary).
+pub const SCHEDULE: &str = "kv-outbox";
+/// How often it runs: the `ScheduleExpression` of template.yaml's `KvOutboxFunction`.
+pub const EXPRESSION: &str = "rate(1 minute)";
 
-/// What one relay run did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RelayReport {
-    /// Events published.
-    pub sent: usize,
-}
+/// Relays the kv outbox.
+#[derive(Debug, Clone)]
+pub struct Relay(pub Arc<KvStore>);
 
-/// Publishes every stranded change event.
-pub async fn relay(store: &KvStore) -> anyhow::Result<RelayReport> {
-    let sent = store.relay_outbox(MIN_AGE).await?;
-    if sent > 0 {
-        tracing::info!(sent, "relayed stranded kv change events");
+#[async_trait]
+impl ScheduledHandler for Relay {
+    async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
+        tracing::debug!(schedule = %event.schedule, "outbox relay triggered");
+        let sent = self.0.relay_outbox(RELAY_MIN_AGE).await?;
+        Ok(json!({ "sent": sent }))
     }
-    Ok(RelayReport { sent })
-}
-
-/// The Lambda handler for the schedule's event.
-pub async fn handle_schedule(
-    store: &KvStore,
-    event: EventBridgeEvent<Value>,
-) -> anyhow::Result<RelayReport> {
-    tracing::debug!(source = %event.source, "outbox relay triggered");
-    relay(store).await
 }

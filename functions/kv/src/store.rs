@@ -7,28 +7,26 @@
 //!
 //! Writes are optimistic: read the current version, check the client's
 //! precondition against it, then write conditioned on that version; a lost
-//! race re-reads and re-checks. Each write commits, in the same transaction,
-//! an outbox record of its change event; the event is then published and the
-//! record removed. If publishing fails the record stays, and
-//! [`KvStore::relay_outbox`] sends it later — an acknowledged write never
-//! loses its event.
+//! race re-reads and re-checks. Each write commits its `kv.changed` event
+//! through the platform's [`Outbox`] (same transaction), so an acknowledged
+//! write never loses its event; [`KvStore::relay_outbox`] (the `kv-outbox`
+//! schedule) sends what an inline publish could not.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use constellation_core::OrgId;
 use constellation_core::kv::{Etag, Key, KeyPrefix, Namespace, Precondition, Ttl};
+use constellation_platform::outbox::{Outbox, RelayReport};
 use constellation_platform::table::{Condition, Item, ItemKey, Query, SortKey, Write};
-use constellation_platform::{Clock, Queue, StoreError, Table};
+use constellation_platform::{Clock, DomainEvent, EventBus, StoreError, Table};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::events::{ChangeEvent, ChangeOp};
+use crate::events::{CHANGED, ChangeEvent, ChangeOp};
 
 /// How often a write retries after losing a race before answering 409.
 const MAX_ATTEMPTS: usize = 8;
-/// Outbox records are spread over this many partitions.
-const OUTBOX_SHARDS: u32 = 8;
 
 /// A stored entry's metadata, and its value when read.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +85,7 @@ pub enum KvError {
 #[derive(Debug, Clone)]
 pub struct KvStore {
     table: Arc<dyn Table>,
-    changes: Arc<dyn Queue>,
+    outbox: Outbox,
     clock: Arc<dyn Clock>,
 }
 
@@ -99,21 +97,16 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// A fixed-width, sortable timestamp for outbox sort keys.
-fn outbox_stamp(t: OffsetDateTime) -> String {
-    format!("{:020}", t.unix_timestamp_nanos().max(0))
-}
-
 fn random_etag() -> Etag {
     Etag::from_bytes(*uuid::Uuid::new_v4().as_bytes())
 }
 
 impl KvStore {
-    /// A store over `table`, publishing changes to `changes`.
-    pub fn new(table: Arc<dyn Table>, changes: Arc<dyn Queue>, clock: Arc<dyn Clock>) -> Self {
+    /// A store over `table`, publishing changes on `bus`.
+    pub fn new(table: Arc<dyn Table>, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>) -> Self {
         Self {
+            outbox: Outbox::new(table.clone(), bus, clock.clone()),
             table,
-            changes,
             clock,
         }
     }
@@ -161,7 +154,7 @@ impl KvStore {
                 Some(c) => Condition::VersionEquals(c.version),
                 None => Condition::NotExists,
             };
-            let event = self.event(org, ns, key, version, ChangeOp::Put, now);
+            let event = self.event(org, ns, key, version, ChangeOp::Put, now)?;
             match self
                 .commit(
                     Write::Put {
@@ -198,7 +191,7 @@ impl KvStore {
                 return Err(KvError::PreconditionFailed);
             }
             let now = self.clock.now();
-            let event = self.event(org, ns, key, current.version, ChangeOp::Delete, now);
+            let event = self.event(org, ns, key, current.version + 1, ChangeOp::Delete, now)?;
             let write = Write::Delete {
                 key: item_key.clone(),
                 condition: Condition::VersionEquals(current.version),
@@ -253,83 +246,29 @@ impl KvStore {
         version: u64,
         op: ChangeOp,
         at: OffsetDateTime,
-    ) -> ChangeEvent {
-        ChangeEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            org: org.to_string(),
+    ) -> Result<DomainEvent, StoreError> {
+        let data = ChangeEvent {
             namespace: ns.to_string(),
             key: key.to_string(),
             version,
             op,
-            time: rfc3339(at),
-        }
+        };
+        DomainEvent::new(CHANGED, org, at, data).map_err(|e| StoreError::Invalid(e.to_string()))
     }
 
-    /// Commits `write` with its outbox record, then publishes the event.
-    async fn commit(&self, write: Write, event: ChangeEvent) -> Result<(), StoreError> {
-        let body = serde_json::to_string(&event)
-            .map_err(|e| StoreError::Invalid(format!("event does not serialize: {e}")))?;
-        let shard = uuid::Uuid::new_v4().as_u128() % u128::from(OUTBOX_SHARDS);
-        let outbox_key = ItemKey::new(
-            format!("OUTBOX#{shard}"),
-            format!("{}#{}", outbox_stamp(self.clock.now()), event.event_id),
-        );
-        let outbox = Item::new(outbox_key.clone()).with("body", body.as_str());
-        self.table
-            .transact(&[
-                write,
-                Write::Put {
-                    item: outbox,
-                    condition: Condition::NotExists,
-                },
-            ])
-            .await?;
-        self.publish(&outbox_key, body).await;
-        Ok(())
+    /// Commits `write` with its change event (see [`Outbox::commit`]).
+    async fn commit(&self, write: Write, event: DomainEvent) -> Result<(), StoreError> {
+        self.outbox.commit(vec![write], &[event]).await
     }
 
-    async fn publish(&self, outbox_key: &ItemKey, body: String) {
-        match self.changes.send_batch(&[body]).await {
-            Ok(()) => {
-                if let Err(e) = self.table.delete(outbox_key, Condition::None).await {
-                    tracing::warn!(error = %e, "published change event left in the outbox; it will be sent again");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "change event not published; the outbox relay will send it");
-            }
-        }
-    }
-
-    /// Publishes outbox records older than `min_age` (those whose inline
-    /// publish failed) and removes them; returns how many were sent.
+    /// Publishes change events older than `min_age` whose inline publish
+    /// failed; returns how many were sent.
     #[tracing::instrument(skip(self))]
     pub async fn relay_outbox(&self, min_age: time::Duration) -> Result<usize, StoreError> {
-        let cutoff = outbox_stamp(self.clock.now() - min_age);
-        let mut sent = 0;
-        for shard in 0..OUTBOX_SHARDS {
-            let mut query = Query::partition(format!("OUTBOX#{shard}"));
-            query.sort = SortKey::AtMost(format!("{cutoff}#~"));
-            loop {
-                let page = self.table.query(&query).await?;
-                for item in &page.items {
-                    let Some(body) = item.str("body") else {
-                        continue;
-                    };
-                    if let Err(e) = self.changes.send_batch(&[body.to_owned()]).await {
-                        tracing::warn!(error = %e, "outbox relay could not publish; will retry");
-                        return Ok(sent);
-                    }
-                    self.table.delete(&item.key, Condition::None).await?;
-                    sent += 1;
-                }
-                match page.next_cursor {
-                    Some(c) => query.cursor = Some(c),
-                    None => break,
-                }
-            }
-        }
-        Ok(sent)
+        self.outbox
+            .relay(min_age)
+            .await
+            .map(|r: RelayReport| r.sent)
     }
 }
 

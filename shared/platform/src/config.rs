@@ -16,8 +16,9 @@ use sha2::{Digest as _, Sha256};
 use crate::aws::AwsBackend;
 use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock};
+use crate::events::EventBus;
 use crate::local::LocalBackend;
-use crate::queue::{Queue, QueueReceiver, QueueSpec};
+use crate::queue::{Queue, QueueAdmin, QueueReceiver, QueueSpec};
 use crate::secrets::{CachedSecrets, SecretValue, Secrets};
 use crate::table::Table;
 
@@ -72,15 +73,25 @@ pub enum BackendKind {
     Aws,
 }
 
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Self::Local),
+            "aws" => Ok(Self::Aws),
+            other => Err(format!("`{other}` is neither `local` nor `aws`")),
+        }
+    }
+}
+
 impl BackendKind {
     /// `CONSTELLATION_BACKEND`, defaulting to `aws` inside Lambda and `local` elsewhere.
     pub fn from_env() -> Result<Self, ConfigError> {
-        match optional(BACKEND_VAR).as_deref() {
-            Some("local") => Ok(Self::Local),
-            Some("aws") => Ok(Self::Aws),
-            Some(other) => Err(ConfigError::Invalid {
+        match optional(BACKEND_VAR) {
+            Some(value) => value.parse().map_err(|reason| ConfigError::Invalid {
                 name: BACKEND_VAR,
-                reason: format!("`{other}` is neither `local` nor `aws`"),
+                reason,
             }),
             None if optional("AWS_LAMBDA_FUNCTION_NAME").is_some() => Ok(Self::Aws),
             None => Ok(Self::Local),
@@ -239,6 +250,22 @@ impl Platform {
             Backend::Local { backend, .. } => Arc::new(backend.receiver(spec)),
             Backend::Aws(b) => Arc::new(b.receiver(reference).await?),
         })
+    }
+
+    /// The operator's view of every queue (`constellation queue`).
+    pub fn queue_admin(&self) -> Arc<dyn QueueAdmin> {
+        match &self.backend {
+            Backend::Local { backend, .. } => Arc::new(backend.clone()),
+            Backend::Aws(b) => Arc::new(b.clone()),
+        }
+    }
+
+    /// The event bus `name` (an EventBridge bus name in AWS).
+    pub fn event_bus(&self, name: &str) -> Arc<dyn EventBus> {
+        match &self.backend {
+            Backend::Local { backend, .. } => Arc::new(backend.event_bus(name)),
+            Backend::Aws(b) => Arc::new(b.event_bus(name)),
+        }
     }
 
     /// The bucket `name`.

@@ -11,17 +11,25 @@ pub mod blob;
 pub mod clock;
 pub mod config;
 pub mod cursor;
+pub mod events;
+pub mod inbox;
 pub mod local;
 pub mod observe;
+pub mod outbox;
 pub mod queue;
 pub mod runner;
+pub mod schedule;
 pub mod secrets;
 pub mod table;
 pub mod tokens;
+pub mod worker;
 
 pub use blob::{BlobError, BlobMeta, BlobStore, PresignedRequest};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use queue::{Queue, QueueError, QueueReceiver, QueueSpec, ReceivedMessage};
+pub use events::{DomainEvent, EventBus, EventsError, Route};
+pub use queue::{
+    Queue, QueueAdmin, QueueError, QueueReceiver, QueueSpec, QueueStats, ReceivedMessage,
+};
 pub use secrets::{CachedSecrets, SecretValue, Secrets, SecretsError};
 pub use table::{
     Add, Condition, Index, IndexKey, Item, ItemKey, Page, Query, SortKey, StoreError, Table, Write,

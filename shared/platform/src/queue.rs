@@ -65,6 +65,35 @@ pub trait QueueReceiver: Send + Sync + std::fmt::Debug {
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError>;
 }
 
+/// One queue as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue's name.
+    pub name: String,
+    /// Messages waiting to be received.
+    pub visible: u64,
+    /// Messages received and not yet deleted (hidden for their visibility timeout).
+    pub in_flight: u64,
+}
+
+/// What operators do to queues (`constellation queue`): list them, look at
+/// messages, and move dead letters back to their source queue.
+#[async_trait]
+pub trait QueueAdmin: Send + Sync + std::fmt::Debug {
+    /// Every queue with its depth, by name.
+    async fn list(&self) -> Result<Vec<QueueStats>, QueueError>;
+    /// Up to `limit` messages of queue `name`, oldest first where the backend
+    /// knows the order. Locally this changes nothing; SQS has no peek, so in
+    /// AWS each shown message counts as one receive (and stays visible).
+    async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError>;
+    /// Moves up to `limit` messages from queue `from` (a dead-letter queue) to
+    /// queue `to`, each visible at once with its receive count reset;
+    /// returns how many moved. A message is deleted from `from` only after
+    /// `to` has accepted it, so a failure midway loses nothing (it may
+    /// leave a copy in both, which consumers de-duplicate).
+    async fn redrive(&self, from: &str, to: &str, limit: u32) -> Result<u64, QueueError>;
+}
+
 /// How a queue is shaped: the same numbers template.yaml gives the SQS queue
 /// and its redrive policy, and that the local queue enforces.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! The local stand-in for Lambda's SQS event source mapping.
+//! The local stand-ins for Lambda's SQS event source mapping and for
+//! EventBridge Scheduler.
 //!
 //! It receives from a [`QueueReceiver`], hands the messages to a worker's
 //! batch handler as the same `SqsEvent` Lambda would build, deletes the
@@ -6,6 +7,10 @@
 //! to come back after the visibility timeout (and, past the max-receive
 //! count, to go to the dead-letter queue). A handler that errors as a whole
 //! fails the whole batch, as in Lambda.
+//!
+//! [`run_schedule`] sleeps until the schedule's next time (from the same
+//! expression template.yaml gives EventBridge Scheduler) and runs its
+//! handler, one run at a time, as a schedule with no overlap would.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -16,6 +21,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use tokio::sync::watch;
 
 use crate::queue::{QueueReceiver, ReceivedMessage};
+use crate::schedule::{ScheduleExpr, ScheduledEvent, ScheduledHandler};
 
 /// Builds the `SqsEvent` Lambda would deliver for these messages.
 pub fn to_sqs_event(source_arn: &str, messages: &[ReceivedMessage]) -> SqsEvent {
@@ -85,6 +91,44 @@ pub async fn run_consumer<H, F>(
         for m in messages.iter().filter(|m| !failed.contains(&m.message_id)) {
             if let Err(e) = receiver.delete(&m.receipt_handle).await {
                 tracing::warn!(queue = %source, message_id = %m.message_id, error = %e, "delete failed; the message will be redelivered");
+            }
+        }
+    }
+}
+
+/// Runs `handler` at every time `expr` gives until `shutdown` turns true.
+/// A run in progress is finished before returning.
+pub async fn run_schedule(
+    name: String,
+    expr: ScheduleExpr,
+    handler: Arc<dyn ScheduledHandler>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        let Some(due) = expr.next_after(now) else {
+            tracing::info!(schedule = %name, "schedule has no further runs");
+            return;
+        };
+        let wait = Duration::try_from(due - now).unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        let event = ScheduledEvent {
+            schedule: name.clone(),
+            scheduled_time: due
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok(),
+            execution_id: Some(uuid::Uuid::new_v4().to_string()),
+        };
+        match handler.run(event).await {
+            Ok(report) => tracing::debug!(schedule = %name, %report, "schedule ran"),
+            Err(e) => {
+                tracing::warn!(schedule = %name, error = format!("{e:#}"), "schedule run failed; it runs again at its next time")
             }
         }
     }

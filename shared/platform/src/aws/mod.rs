@@ -1,4 +1,4 @@
-//! AWS adapters: the ports over DynamoDB, S3, SQS and Secrets Manager.
+//! AWS adapters: the ports over DynamoDB, S3, SQS, Secrets Manager and EventBridge.
 //!
 //! [`AwsBackend`] holds one SDK configuration and one client per service
 //! (clients are cheap to clone and share a connection pool), and hands out
@@ -20,12 +20,14 @@ use crate::clock::Clock;
 use crate::queue::QueueError;
 
 mod dynamo;
+mod eventbridge;
 pub mod provision;
 mod s3;
 mod secrets;
 mod sqs;
 
 pub use dynamo::DynamoTable;
+pub use eventbridge::EventBridgeBus;
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerSecrets;
 pub use sqs::{SqsQueue, SqsReceiver};
@@ -44,6 +46,7 @@ struct Clients {
     s3: aws_sdk_s3::Client,
     sqs: aws_sdk_sqs::Client,
     secrets: aws_sdk_secretsmanager::Client,
+    eventbridge: aws_sdk_eventbridge::Client,
 }
 
 impl AwsBackend {
@@ -76,6 +79,7 @@ impl AwsBackend {
                 s3: aws_sdk_s3::Client::from_conf(s3_config),
                 sqs: aws_sdk_sqs::Client::new(cfg),
                 secrets: aws_sdk_secretsmanager::Client::new(cfg),
+                eventbridge: aws_sdk_eventbridge::Client::new(cfg),
             }),
         }
     }

@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 
 use super::classify;
 use crate::queue::{
-    MAX_MESSAGE_BYTES, Queue, QueueError, QueueReceiver, ReceivedMessage, SEND_BATCH_SIZE,
+    MAX_MESSAGE_BYTES, Queue, QueueAdmin, QueueError, QueueReceiver, QueueStats, ReceivedMessage,
+    SEND_BATCH_SIZE,
 };
 
 /// Retries of entries SQS refused within an accepted batch.
@@ -292,6 +293,133 @@ impl QueueReceiver for SqsReceiver {
             .await
             .map_err(|e| fail(format!("SQS DeleteMessage from {}", self.url), e))?;
         Ok(())
+    }
+}
+
+/// How long a message received for redrive stays hidden while it is copied.
+const REDRIVE_VISIBILITY_SECS: i32 = 60;
+
+#[async_trait]
+impl QueueAdmin for super::AwsBackend {
+    async fn list(&self) -> Result<Vec<QueueStats>, QueueError> {
+        let client = &self.inner.sqs;
+        let mut urls = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = client
+                .list_queues()
+                .set_next_token(next.take())
+                .max_results(1000)
+                .send()
+                .await
+                .map_err(|e| fail("SQS ListQueues".to_owned(), e))?;
+            urls.extend(out.queue_urls.unwrap_or_default());
+            match out.next_token {
+                Some(t) => next = Some(t),
+                None => break,
+            }
+        }
+        let mut stats = Vec::with_capacity(urls.len());
+        for url in urls {
+            let out = client
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await
+                .map_err(|e| fail(format!("SQS GetQueueAttributes of {url}"), e))?;
+            let attrs = out.attributes.unwrap_or_default();
+            let number = |name: QueueAttributeName| {
+                attrs
+                    .get(&name)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default()
+            };
+            stats.push(QueueStats {
+                name: url.rsplit('/').next().unwrap_or(&url).to_owned(),
+                visible: number(QueueAttributeName::ApproximateNumberOfMessages),
+                in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            });
+        }
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(stats)
+    }
+
+    async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        let url = queue_url(&self.inner.sqs, name).await?;
+        let mut shown = Vec::new();
+        while shown.len() < limit as usize {
+            let want = (limit as usize - shown.len()).min(10) as i32;
+            let out = self
+                .inner
+                .sqs
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(want)
+                .visibility_timeout(0)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send()
+                .await
+                .map_err(|e| fail(format!("SQS ReceiveMessage from {url}"), e))?;
+            let batch = out.messages.unwrap_or_default();
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                let m = received(m)?;
+                if shown
+                    .iter()
+                    .any(|s: &ReceivedMessage| s.message_id == m.message_id)
+                {
+                    return Ok(shown);
+                }
+                shown.push(m);
+            }
+        }
+        Ok(shown)
+    }
+
+    async fn redrive(&self, from: &str, to: &str, limit: u32) -> Result<u64, QueueError> {
+        let client = &self.inner.sqs;
+        let from_url = queue_url(client, from).await?;
+        let target = SqsQueue::new(client.clone(), &queue_url(client, to).await?);
+        let mut moved = 0_u64;
+        while moved < u64::from(limit) {
+            let want = (u64::from(limit) - moved).min(10) as i32;
+            let out = client
+                .receive_message()
+                .queue_url(&from_url)
+                .max_number_of_messages(want)
+                .visibility_timeout(REDRIVE_VISIBILITY_SECS)
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                .send()
+                .await
+                .map_err(|e| fail(format!("SQS ReceiveMessage from {from_url}"), e))?;
+            let batch = out
+                .messages
+                .unwrap_or_default()
+                .into_iter()
+                .map(received)
+                .collect::<Result<Vec<_>, _>>()?;
+            if batch.is_empty() {
+                break;
+            }
+            let bodies: Vec<String> = batch.iter().map(|m| m.body.clone()).collect();
+            target.send_batch(&bodies).await?;
+            for m in &batch {
+                client
+                    .delete_message()
+                    .queue_url(&from_url)
+                    .receipt_handle(&m.receipt_handle)
+                    .send()
+                    .await
+                    .map_err(|e| fail(format!("SQS DeleteMessage from {from_url}"), e))?;
+                moved += 1;
+            }
+        }
+        Ok(moved)
     }
 }
 

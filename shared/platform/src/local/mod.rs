@@ -9,6 +9,7 @@
 //! tokio's blocking pool over a small set of mutex-guarded connections.
 
 mod blob;
+mod bus;
 mod queue;
 mod secrets;
 mod table;
@@ -22,12 +23,14 @@ use anyhow::Context as _;
 use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
 pub use blob::FileBlobStore;
+pub use bus::SqliteBus;
 pub use queue::{SqliteQueue, SqliteReceiver};
 pub use secrets::SqliteSecrets;
 pub use table::SqliteTable;
 
 use crate::blob::BlobError;
 use crate::clock::Clock;
+use crate::events::EventsError;
 use crate::queue::{QueueError, QueueSpec};
 use crate::secrets::SecretsError;
 use crate::table::StoreError;
@@ -75,6 +78,13 @@ CREATE TABLE IF NOT EXISTS blobs (
     length INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS event_routes (
+    bus TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    PRIMARY KEY (bus, event_type, queue)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS secrets (
@@ -153,6 +163,12 @@ impl LocalBackend {
     /// The consuming side of the queue `spec` describes.
     pub fn receiver(&self, spec: &QueueSpec) -> SqliteReceiver {
         SqliteReceiver::new(self.clone(), spec.clone())
+    }
+
+    /// The event bus `name`, routing by the routes stored for it (see
+    /// [`LocalBackend::set_routes`]).
+    pub fn event_bus(&self, name: &str) -> SqliteBus {
+        SqliteBus::new(self.clone(), name)
     }
 
     /// Named secrets.
@@ -317,4 +333,4 @@ macro_rules! port_error {
     )*};
 }
 
-port_error!(StoreError, BlobError, QueueError, SecretsError);
+port_error!(StoreError, BlobError, QueueError, SecretsError, EventsError);

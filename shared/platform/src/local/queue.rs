@@ -10,12 +10,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{Transaction, params};
 use time::OffsetDateTime;
 
-use super::{LocalBackend, write_tx};
+use super::{Fail, LocalBackend, write_tx};
 use crate::queue::{
-    MAX_MESSAGE_BYTES, Queue, QueueError, QueueReceiver, QueueSpec, ReceivedMessage,
+    MAX_MESSAGE_BYTES, Queue, QueueAdmin, QueueError, QueueReceiver, QueueSpec, QueueStats,
+    ReceivedMessage,
 };
 
 /// How often an empty long poll looks again.
@@ -27,6 +28,40 @@ fn now_millis() -> i64 {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Checks a body against what SQS accepts.
+pub(super) fn validate_body(body: &str) -> Result<(), QueueError> {
+    if body.is_empty() || body.len() > MAX_MESSAGE_BYTES {
+        return Err(QueueError::Invalid(format!(
+            "message bodies must be 1 to {MAX_MESSAGE_BYTES} bytes, not {}",
+            body.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Appends `bodies` to queue `queue` inside the caller's write transaction,
+/// visible at once.
+pub(super) fn insert_messages<E>(
+    tx: &Transaction<'_>,
+    queue: &str,
+    bodies: &[&str],
+) -> Result<(), Fail<E>> {
+    let now = now_millis();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
+    )?;
+    for body in bodies {
+        insert.execute(params![
+            uuid::Uuid::new_v4().to_string(),
+            queue,
+            body,
+            now,
+            now
+        ])?;
+    }
+    Ok(())
 }
 
 /// The sending side of a local queue.
@@ -49,27 +84,15 @@ impl SqliteQueue {
 impl Queue for SqliteQueue {
     #[tracing::instrument(skip(self, bodies), fields(queue = %self.name, count = bodies.len()))]
     async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
-        if let Some(bad) = bodies
-            .iter()
-            .find(|b| b.is_empty() || b.len() > MAX_MESSAGE_BYTES)
-        {
-            return Err(QueueError::Invalid(format!(
-                "message bodies must be 1 to {MAX_MESSAGE_BYTES} bytes, not {}",
-                bad.len()
-            )));
+        for body in bodies {
+            validate_body(body)?;
         }
         let (queue, bodies) = (self.name.clone(), bodies.to_vec());
         self.backend
             .run("send messages", move |conn| {
                 write_tx(conn, |tx| {
-                    let now = now_millis();
-                    let mut insert = tx.prepare_cached(
-                        "INSERT INTO messages (id, queue, body, sent_at, visible_at) VALUES (?, ?, ?, ?, ?)",
-                    )?;
-                    for body in &bodies {
-                        insert.execute(params![uuid::Uuid::new_v4().to_string(), queue, body, now, now])?;
-                    }
-                    Ok(())
+                    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+                    insert_messages(tx, &queue, &bodies)
                 })
             })
             .await
@@ -197,6 +220,51 @@ impl QueueReceiver for SqliteReceiver {
                 })
             })
             .await
+    }
+}
+
+#[async_trait]
+impl QueueAdmin for LocalBackend {
+    async fn list(&self) -> Result<Vec<QueueStats>, QueueError> {
+        self.run("list queues", move |conn| {
+            let now = now_millis();
+            let mut select = conn.prepare_cached(
+                "SELECT queue, SUM(visible_at <= ?), SUM(visible_at > ?) FROM messages \
+                 GROUP BY queue ORDER BY queue",
+            )?;
+            let rows = select
+                .query_map(params![now, now], |row| {
+                    Ok(QueueStats {
+                        name: row.get(0)?,
+                        visible: u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
+                        in_flight: u64::try_from(row.get::<_, i64>(2)?).unwrap_or_default(),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+        LocalBackend::peek(self, name, limit).await
+    }
+
+    async fn redrive(&self, from: &str, to: &str, limit: u32) -> Result<u64, QueueError> {
+        let (from, to) = (from.to_owned(), to.to_owned());
+        self.run("redrive messages", move |conn| {
+            write_tx(conn, |tx| {
+                // One statement: moved and removed together.
+                let moved = tx
+                    .prepare_cached(
+                        "UPDATE messages SET queue = ?, receive_count = 0, visible_at = ?, receipt = NULL \
+                         WHERE seq IN (SELECT seq FROM messages WHERE queue = ? ORDER BY seq LIMIT ?)",
+                    )?
+                    .execute(params![to, now_millis(), from, i64::from(limit)])?;
+                Ok(moved as u64)
+            })
+        })
+        .await
     }
 }
 
