@@ -69,6 +69,13 @@ pub trait EventHandler: Send + Sync + std::fmt::Debug {
     async fn handle(&self, event: DomainEvent) -> Result<(), RecordError>;
 }
 
+#[async_trait]
+impl<H: EventHandler + ?Sized> EventHandler for Arc<H> {
+    async fn handle(&self, event: DomainEvent) -> Result<(), RecordError> {
+        (**self).handle(event).await
+    }
+}
+
 /// Adapts an [`EventHandler`] to records: a body that is not a domain event
 /// is a permanent failure.
 #[derive(Debug)]

@@ -704,7 +704,7 @@ pub async fn blob_presigned_urls_expire(fx: &Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn receive_until(
+pub(crate) async fn receive_until(
     fx_receiver: &dyn constellation_platform::QueueReceiver,
     want: usize,
     within: Duration,
@@ -818,38 +818,44 @@ pub async fn secrets_roundtrip_and_cache(fx: &Fixture) -> anyhow::Result<()> {
 
 /// Instantiates the suite for one backend: `conformance_suite!(fixture_fn)`
 /// inside a module, where `fixture_fn` is an async fn returning
-/// `anyhow::Result<Fixture>`.
+/// `anyhow::Result<Fixture>`. Every body of [`crate::conformance`] and
+/// [`crate::messaging`] runs, as `<module>::<body>`.
 #[macro_export]
 macro_rules! conformance_suite {
     ($fixture:path) => {
         $crate::conformance_suite!(@tests $fixture;
-            table_put_get_roundtrip,
-            table_condition_failures,
-            table_version_conflicts,
-            table_pagination_round_trip,
-            table_range_and_prefix_queries,
-            table_index_queries,
-            table_forged_cursor_rejected,
-            table_atomic_add_race,
-            table_add_creates_and_respects_floor,
-            table_transaction_rollback,
-            table_transaction_commits_all,
-            table_ttl_invisibility,
-            blob_put_get_head_delete,
-            blob_presigned_put_pins_type_and_length,
-            blob_presigned_urls_expire,
-            queue_send_receive_delete,
-            queue_redelivery_after_visibility_timeout,
-            queue_dead_letter_after_max_receives,
-            secrets_roundtrip_and_cache,
+            conformance::table_put_get_roundtrip,
+            conformance::table_condition_failures,
+            conformance::table_version_conflicts,
+            conformance::table_pagination_round_trip,
+            conformance::table_range_and_prefix_queries,
+            conformance::table_index_queries,
+            conformance::table_forged_cursor_rejected,
+            conformance::table_atomic_add_race,
+            conformance::table_add_creates_and_respects_floor,
+            conformance::table_transaction_rollback,
+            conformance::table_transaction_commits_all,
+            conformance::table_ttl_invisibility,
+            conformance::blob_put_get_head_delete,
+            conformance::blob_presigned_put_pins_type_and_length,
+            conformance::blob_presigned_urls_expire,
+            conformance::queue_send_receive_delete,
+            conformance::queue_redelivery_after_visibility_timeout,
+            conformance::queue_dead_letter_after_max_receives,
+            conformance::secrets_roundtrip_and_cache,
+            messaging::bus_routes_events_to_subscribed_queues,
+            messaging::outbox_commits_events_with_the_write,
+            messaging::worker_reports_exactly_the_failed_records,
+            messaging::worker_poison_message_dead_letters_and_redrive_brings_it_back,
+            messaging::worker_duplicate_delivery_applies_once,
         );
     };
-    (@tests $fixture:path; $($name:ident),* $(,)?) => {
+    (@tests $fixture:path; $($module:ident :: $name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() -> anyhow::Result<()> {
                 let fx = $fixture().await?;
-                $crate::conformance::$name(&fx).await
+                $crate::$module::$name(&fx).await
             }
         )*
     };

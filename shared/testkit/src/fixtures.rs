@@ -13,13 +13,19 @@ use anyhow::Context as _;
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::local::LocalBackend;
 use constellation_platform::{
-    BlobStore, Clock, ManualClock, Queue, QueueReceiver, QueueSpec, SecretValue, Secrets, Table,
+    BlobStore, Clock, EventBus, ManualClock, Queue, QueueAdmin, QueueReceiver, QueueSpec, Route,
+    SecretValue, Secrets, Table,
 };
 
 use crate::s3_gate::S3Gate;
 
 /// The environment variable that names the moto endpoint for AWS-backend tests.
 pub const AWS_ENDPOINT_VAR: &str = "CONSTELLATION_TEST_AWS_ENDPOINT";
+
+/// The event type the fixture's bus routes to the fixture's queue.
+pub const FX_ROUTED_EVENT: &str = "conformance.tested";
+/// An event type no route matches.
+pub const FX_UNROUTED_EVENT: &str = "conformance.ignored";
 
 /// How the conformance queue is shaped: short enough for tests to watch redelivery.
 pub fn fx_queue_spec(name: &str) -> QueueSpec {
@@ -41,6 +47,17 @@ pub struct Fixture {
     pub receiver: Arc<dyn QueueReceiver>,
     /// The consuming side of `queue`'s dead-letter queue.
     pub dead_letters: Arc<dyn QueueReceiver>,
+    /// The sending side of `queue`'s dead-letter queue (where workers move
+    /// permanent failures).
+    pub dead_letter_queue: Arc<dyn Queue>,
+    /// The queue's name.
+    pub queue_name: String,
+    /// Its dead-letter queue's name.
+    pub dead_letter_name: String,
+    /// Operators' view of the queues.
+    pub admin: Arc<dyn QueueAdmin>,
+    /// A bus routing [`FX_ROUTED_EVENT`] to `queue`.
+    pub bus: Arc<dyn EventBus>,
     /// Secrets.
     pub secrets: Arc<dyn Secrets>,
     /// The clock the table's TTL reads.
@@ -99,6 +116,9 @@ pub async fn local() -> anyhow::Result<Fixture> {
         max_receives: u32::MAX,
         dead_letter: None,
     };
+    backend
+        .set_routes("conformance", &[Route::new(FX_ROUTED_EVENT, &spec.name)])
+        .await?;
     Ok(Fixture {
         backend: "local",
         table: Arc::new(backend.table("conformance", fx_key(1))),
@@ -106,6 +126,11 @@ pub async fn local() -> anyhow::Result<Fixture> {
         queue: Arc::new(backend.queue(&spec.name)),
         receiver: Arc::new(backend.receiver(&spec)),
         dead_letters: Arc::new(backend.receiver(&dlq)),
+        dead_letter_queue: Arc::new(backend.queue(&dlq.name)),
+        queue_name: spec.name.clone(),
+        dead_letter_name: dlq.name.clone(),
+        admin: Arc::new(backend.clone()),
+        bus: Arc::new(backend.event_bus("conformance")),
         secrets: Arc::new(backend.secrets()),
         clock,
         _keep: Keep::Local {
@@ -149,8 +174,12 @@ pub async fn aws() -> anyhow::Result<Fixture> {
     backend.ensure_bucket(&bucket).await?;
     let spec = fx_queue_spec(&unique("conformance"));
     let queue_url = backend.ensure_queue(&spec).await?;
-    let dlq_url = backend
-        .queue_url(spec.dead_letter.as_deref().unwrap_or_default())
+    let dlq_name = spec.dead_letter.clone().unwrap_or_default();
+    let dlq_url = backend.queue_url(&dlq_name).await?;
+    let bus = unique("conformance");
+    backend.ensure_event_bus(&bus).await?;
+    backend
+        .ensure_routes(&bus, &[Route::new(FX_ROUTED_EVENT, &spec.name)])
         .await?;
 
     Ok(Fixture {
@@ -160,6 +189,11 @@ pub async fn aws() -> anyhow::Result<Fixture> {
         queue: Arc::new(backend.queue(&queue_url)),
         receiver: Arc::new(backend.receiver(&queue_url).await?),
         dead_letters: Arc::new(backend.receiver(&dlq_url).await?),
+        dead_letter_queue: Arc::new(backend.queue(&dlq_url)),
+        queue_name: spec.name.clone(),
+        dead_letter_name: dlq_name,
+        admin: Arc::new(backend.clone()),
+        bus: Arc::new(backend.event_bus(&bus)),
         secrets: Arc::new(backend.secrets()),
         clock,
         _keep: Keep::Aws { _gate: gate },

@@ -4,4 +4,5 @@
 
 pub mod conformance;
 pub mod fixtures;
+pub mod messaging;
 pub mod s3_gate;
