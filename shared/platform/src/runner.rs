@@ -218,4 +218,46 @@ mod tests {
             "handled messages are deleted"
         );
     }
+
+    #[derive(Debug, Default)]
+    struct Counting(Mutex<Vec<ScheduledEvent>>);
+
+    #[async_trait::async_trait]
+    impl ScheduledHandler for Counting {
+        async fn run(&self, event: ScheduledEvent) -> anyhow::Result<serde_json::Value> {
+            self.0.lock().unwrap().push(event);
+            anyhow::ensure!(self.0.lock().unwrap().len() != 2, "a failing run");
+            Ok(serde_json::json!({}))
+        }
+    }
+
+    #[tokio::test]
+    async fn schedules_run_at_their_rate_survive_a_failed_run_and_stop() {
+        let handler = Arc::new(Counting::default());
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run_schedule(
+            "every-100ms".to_owned(),
+            ScheduleExpr::Rate(Duration::from_millis(100)),
+            handler.clone(),
+            stopped,
+        ));
+        tokio::time::sleep(Duration::from_millis(470)).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        let runs = handler.0.lock().unwrap().clone();
+        assert!(
+            (3..=5).contains(&runs.len()),
+            "{} runs in 470 ms at 100 ms, the second failing",
+            runs.len()
+        );
+        assert!(runs.iter().all(|e| e.schedule == "every-100ms"
+            && e.scheduled_time.is_some()
+            && e.execution_id.is_some()));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            handler.0.lock().unwrap().len(),
+            runs.len(),
+            "no run after stop"
+        );
+    }
 }

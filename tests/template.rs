@@ -1,0 +1,114 @@
+//! template.yaml agrees with the service descriptions: every resource
+//! variable a service reads is set for its function, every schedule runs
+//! its handler at the same expression with the same payload shape, and
+//! every subscription has a rule routing its event types.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use constellation::SERVICES;
+use constellation_web::host::{EVENT_BUS_VAR, ResourceKind};
+
+fn template() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap()
+}
+
+/// The lines of the resource whose `BuildProperties` name `binary`.
+fn function_block<'a>(template: &'a str, binary: &str) -> &'a str {
+    let marker = format!("Binary: {binary}\n");
+    let at = template
+        .find(&marker)
+        .unwrap_or_else(|| panic!("template.yaml builds no binary {binary}"));
+    let start = template[..at].rfind("\n  ").map_or(0, |i| i + 1);
+    let end = template[at..]
+        .find("\n\n  ")
+        .map_or(template.len(), |i| at + i);
+    &template[start..end]
+}
+
+#[test]
+fn every_service_variable_is_set_for_its_functions() {
+    let template = template();
+    for service in SERVICES {
+        let block = function_block(&template, service.name);
+        for r in service.resources {
+            if r.var == EVENT_BUS_VAR {
+                assert!(template.contains(&format!("        {EVENT_BUS_VAR}: !Ref EventBus")));
+                continue;
+            }
+            if matches!(r.kind, ResourceKind::DeadLetterQueue { .. })
+                && service.consumers.is_empty()
+            {
+                continue;
+            }
+            assert!(
+                block.contains(&format!("          {}: ", r.var)),
+                "{}: template.yaml does not set {} for the function",
+                service.name,
+                r.var
+            );
+        }
+    }
+}
+
+#[test]
+fn schedules_match_the_template() {
+    let template = template();
+    for service in SERVICES {
+        for schedule in service.schedules {
+            let block = function_block(&template, schedule.name);
+            assert!(
+                block.contains(&format!("ScheduleExpression: {}\n", schedule.expression)),
+                "{}: template.yaml runs it at another expression than {}",
+                schedule.name,
+                schedule.expression
+            );
+            assert!(block.contains("Type: ScheduleV2"));
+            assert!(
+                block.contains(&format!("{{\"schedule\":\"{}\"", schedule.name)),
+                "{}: its Input must name the schedule",
+                schedule.name
+            );
+        }
+        for consumer in service.consumers {
+            let block = function_block(&template, consumer.name);
+            assert!(
+                block.contains("ReportBatchItemFailures"),
+                "{}",
+                consumer.name
+            );
+            assert!(
+                block.contains(&format!("BatchSize: {}", consumer.batch_size)),
+                "{}",
+                consumer.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_subscription_has_a_rule() {
+    let template = template();
+    for service in SERVICES {
+        for sub in service.subscriptions {
+            for event in sub.events {
+                assert!(
+                    template.contains(&format!("detail-type: [{event}]"))
+                        || template.contains(&format!("- {event}\n")),
+                    "{}: no EventBus rule routes {event}",
+                    service.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn descriptions_are_consistent() {
+    for service in SERVICES {
+        service.validate().unwrap();
+    }
+    let mut names: Vec<_> = SERVICES.iter().map(|s| s.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), SERVICES.len(), "service names are unique");
+}
