@@ -73,6 +73,7 @@ on_both_backends!(
     two_concurrent_requests_with_one_key_run_the_handler_once,
     a_server_error_does_not_poison_the_key,
     a_panic_does_not_poison_the_key,
+    a_cancelled_request_does_not_poison_the_key,
     the_key_is_free_again_after_24_hours,
     invalid_keys_are_400_naming_the_header,
     a_required_key_missing_is_428,
@@ -113,6 +114,7 @@ struct Fx {
     _dirs: Vec<tempfile::TempDir>,
 }
 
+#[derive(Debug)]
 struct Reply {
     status: StatusCode,
     headers: HeaderMap,
@@ -244,6 +246,8 @@ async fn create_order(State(demo): State<Demo>, body: String) -> impl IntoRespon
             ("etag", format!("\"{run}\"")),
             ("x-demo-run", run.to_string()),
             ("content-type", "application/json".to_owned()),
+            // Describes this transmission only: never replayed.
+            ("date", "Thu, 01 Jan 2026 00:00:00 GMT".to_owned()),
         ],
         json!({ "run": run, "echo": body }).to_string(),
     )
@@ -300,6 +304,12 @@ impl Fx {
         )
     }
 
+    /// The idempotency record of `who` under `sort_key` (`<METHOD> <route>#<key>`).
+    async fn record(&self, who: u8, sort_key: &str) -> Option<Item> {
+        let pk = format!("IDEM#acme#{}", account(who).as_str());
+        self.table.get(&ItemKey::new(pk, sort_key)).await.unwrap()
+    }
+
     fn runs(&self) -> usize {
         self.demo.runs.load(Ordering::SeqCst)
     }
@@ -346,6 +356,42 @@ async fn send(app: Router, req: Request<Body>) -> Reply {
     }
 }
 
+/// How many requests race for one key.
+const RACERS: usize = 8;
+
+impl Fx {
+    /// Sends [`RACERS`] identical requests from Alice with `key`, released at once.
+    fn race(&self, path: &str, key: &str) -> Vec<tokio::task::JoinHandle<Reply>> {
+        let start = Arc::new(tokio::sync::Barrier::new(RACERS));
+        (0..RACERS)
+            .map(|_| {
+                let req = self.request(path, ALICE, Some(key.as_bytes()), "{}");
+                let (app, start) = (self.app.clone(), start.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    send(app, req).await
+                })
+            })
+            .collect()
+    }
+}
+
+/// The one 201 of a race, and the other replies.
+async fn finish(racers: Vec<tokio::task::JoinHandle<Reply>>) -> (Reply, Vec<Reply>) {
+    let mut won = None;
+    let mut lost = Vec::new();
+    for racer in racers {
+        let reply = racer.await.unwrap();
+        if reply.status == StatusCode::CREATED {
+            assert!(won.is_none(), "two requests ran: {}", reply.body);
+            won = Some(reply);
+        } else {
+            lost.push(reply);
+        }
+    }
+    (won.expect("one request ran"), lost)
+}
+
 /// Waits (up to 10 s) until `done` holds.
 async fn until(what: &str, done: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
@@ -378,18 +424,26 @@ async fn a_retry_replays_the_first_response_without_running_the_handler(fx: Fx) 
     }
     // Per-response headers are the replay's own, not the first response's.
     assert_ne!(retry.header("x-request-id"), first.header("x-request-id"));
+    assert!(first.headers.contains_key("date"));
+    assert!(!retry.headers.contains_key("date"));
 
     // Stored under the documented key, for 24 h from the first response.
     let stored = fx
-        .table
-        .get(&ItemKey::new(
-            format!("IDEM#acme#{}", account(ALICE).as_str()),
-            "POST /v1/demo/orders#order-1",
-        ))
+        .record(ALICE, "POST /v1/demo/orders#order-1")
         .await
-        .unwrap()
         .expect("the response is stored");
     assert_eq!(stored.str("state"), Some("complete"));
+    let mut stored_headers: Vec<&str> = stored.attrs["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| pair[0].as_str().unwrap())
+        .collect();
+    stored_headers.sort_unstable();
+    assert_eq!(
+        stored_headers,
+        ["content-type", "etag", "location", "x-demo-run"]
+    );
     assert_eq!(
         stored.expires_at,
         Some(fx.clock.now() + Duration::hours(24))
@@ -483,18 +537,11 @@ async fn keys_are_scoped_to_account_and_route(fx: Fx) {
 }
 
 async fn two_concurrent_requests_with_one_key_run_the_handler_once(fx: Fx) {
-    let a = tokio::spawn(send(
-        fx.app.clone(),
-        fx.request("/v1/demo/slow", ALICE, Some(b"race"), "{}"),
-    ));
-    let b = tokio::spawn(send(
-        fx.app.clone(),
-        fx.request("/v1/demo/slow", ALICE, Some(b"race"), "{}"),
-    ));
-    // The winner waits at the gate; the loser must answer without running.
-    // Were both let through, both would wait and this would time out.
-    until("one request ran and the other was refused", || {
-        fx.runs() == 1 && (a.is_finished() || b.is_finished())
+    let racers = fx.race("/v1/demo/slow", "race");
+    // The winner waits at the gate; every other request must answer without
+    // running. Were two let through, both would wait and this would time out.
+    until("one request ran and the others were refused", || {
+        fx.runs() == 1 && racers.iter().filter(|r| r.is_finished()).count() == RACERS - 1
     })
     .await;
 
@@ -503,17 +550,14 @@ async fn two_concurrent_requests_with_one_key_run_the_handler_once(fx: Fx) {
     during.assert_key_problem(StatusCode::CONFLICT, "idempotency-key-in-progress");
     assert_eq!(during.header("retry-after"), "1");
 
-    fx.demo.gate.add_permits(2);
-    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    fx.demo.gate.add_permits(RACERS);
+    let (won, lost) = finish(racers).await;
     assert_eq!(fx.runs(), 1, "exactly one handler run");
-    let (won, lost) = if a.status == StatusCode::CREATED {
-        (a, b)
-    } else {
-        (b, a)
-    };
-    assert_eq!(won.status, StatusCode::CREATED, "{}", won.body);
-    lost.assert_key_problem(StatusCode::CONFLICT, "idempotency-key-in-progress");
-    assert_eq!(lost.header("retry-after"), "1");
+    assert_eq!(won.json()["run"], 1);
+    for reply in &lost {
+        reply.assert_key_problem(StatusCode::CONFLICT, "idempotency-key-in-progress");
+        assert_eq!(reply.header("retry-after"), "1");
+    }
 
     // After completion, a retry gets the winner's response.
     let retry = fx.post("/v1/demo/slow", ALICE, Some("race"), "{}").await;
@@ -526,6 +570,11 @@ async fn two_concurrent_requests_with_one_key_run_the_handler_once(fx: Fx) {
 async fn a_server_error_does_not_poison_the_key(fx: Fx) {
     let first = fx.post("/v1/demo/flaky", ALICE, Some("f"), "{}").await;
     assert_eq!(first.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        fx.record(ALICE, "POST /v1/demo/flaky#f").await,
+        None,
+        "released before the 500 is answered"
+    );
 
     let retry = fx.post("/v1/demo/flaky", ALICE, Some("f"), "{}").await;
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
@@ -546,6 +595,11 @@ async fn a_panic_does_not_poison_the_key(fx: Fx) {
         "urn:constellation:problem:internal",
         "the service's panic layer still answers"
     );
+    assert_eq!(
+        fx.record(ALICE, "POST /v1/demo/panics#p").await,
+        None,
+        "released before the 500 is answered"
+    );
 
     let retry = fx.post("/v1/demo/panics", ALICE, Some("p"), "{}").await;
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
@@ -553,6 +607,31 @@ async fn a_panic_does_not_poison_the_key(fx: Fx) {
     let again = fx.post("/v1/demo/panics", ALICE, Some("p"), "{}").await;
     assert!(again.replayed());
     assert_eq!(fx.runs(), 2);
+}
+
+async fn a_cancelled_request_does_not_poison_the_key(fx: Fx) {
+    // The client goes away while the handler runs: the request future is dropped.
+    let gone = tokio::spawn(send(
+        fx.app.clone(),
+        fx.request("/v1/demo/slow", ALICE, Some(b"gone"), "{}"),
+    ));
+    until("the handler runs", || fx.runs() == 1).await;
+    assert!(fx.record(ALICE, "POST /v1/demo/slow#gone").await.is_some());
+    gone.abort();
+    assert!(gone.await.unwrap_err().is_cancelled());
+
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
+    while fx.record(ALICE, "POST /v1/demo/slow#gone").await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key was never released"
+        );
+        tokio::time::sleep(StdDuration::from_millis(10)).await;
+    }
+    fx.demo.gate.add_permits(1);
+    let retry = fx.post("/v1/demo/slow", ALICE, Some("gone"), "{}").await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert_eq!(retry.json()["run"], 2);
 }
 
 async fn the_key_is_free_again_after_24_hours(fx: Fx) {
@@ -667,33 +746,22 @@ async fn a_stale_in_progress_record_is_taken_over_by_one_retry(fx: Fx) {
     let early = fx.post("/v1/demo/slow", ALICE, Some("stuck"), "{}").await;
     early.assert_key_problem(StatusCode::CONFLICT, "idempotency-key-in-progress");
 
-    // Past the lock timeout, two retries race to take it over: one wins.
+    // Past the lock timeout, retries race to take it over: one wins.
     fx.clock.advance(Duration::seconds(2));
-    let b = tokio::spawn(send(
-        fx.app.clone(),
-        fx.request("/v1/demo/slow", ALICE, Some(b"stuck"), "{}"),
-    ));
-    let c = tokio::spawn(send(
-        fx.app.clone(),
-        fx.request("/v1/demo/slow", ALICE, Some(b"stuck"), "{}"),
-    ));
-    until("one retry took over and the other was refused", || {
-        fx.runs() == 2 && (b.is_finished() || c.is_finished())
+    let racers = fx.race("/v1/demo/slow", "stuck");
+    until("one retry took over and the others were refused", || {
+        fx.runs() == 2 && racers.iter().filter(|r| r.is_finished()).count() == RACERS - 1
     })
     .await;
 
-    fx.demo.gate.add_permits(3);
-    let (b, c) = (b.await.unwrap(), c.await.unwrap());
+    fx.demo.gate.add_permits(RACERS + 1);
+    let (won, lost) = finish(racers).await;
     let stuck = stuck.await.unwrap();
     assert_eq!(fx.runs(), 2, "one takeover, not two");
-    let (won, lost) = if b.status == StatusCode::CREATED {
-        (b, c)
-    } else {
-        (c, b)
-    };
-    assert_eq!(won.status, StatusCode::CREATED, "{}", won.body);
     assert_eq!(won.json()["run"], 2);
-    lost.assert_key_problem(StatusCode::CONFLICT, "idempotency-key-in-progress");
+    for reply in &lost {
+        reply.assert_key_problem(StatusCode::CONFLICT, "idempotency-key-in-progress");
+    }
     // The first request still answers its client, but its result is not the
     // one kept: the key belongs to the takeover now.
     assert_eq!(stuck.status, StatusCode::CREATED);
