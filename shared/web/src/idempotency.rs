@@ -44,6 +44,24 @@
 //!   response is still sent (the effect happened); the "in progress" record
 //!   then blocks retries until the lock timeout and is taken over after it.
 //!
+//! Put it on each non-idempotent route, after the route's method (so it does
+//! not wrap the 405 fallback), inside `with_auth` and `service`:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{Router, routing::post};
+//! use constellation_platform::{Clock, Table};
+//! use constellation_web::{IdempotencyLayer, IdempotencyOptions};
+//!
+//! fn routes(table: Arc<dyn Table>, clock: Arc<dyn Clock>) -> Router {
+//!     let idempotent = IdempotencyLayer::new(table, clock, IdempotencyOptions::required());
+//!     Router::new().route(
+//!         "/v1/orders/{id}/cancel",
+//!         post(|| async { "cancelled" }).route_layer(idempotent),
+//!     )
+//! }
+//! ```
+//!
 //! Records live in the service's own table (`pk = IDEM#<org>#<account>`,
 //! `sk = <METHOD> <route>#<key>`) with `expires_at`, so the TTL removes them
 //! on both backends, and time comes from the platform [`Clock`].
@@ -119,7 +137,9 @@ const NOT_REPLAYED: &[&str] = &[
 pub struct IdempotencyOptions {
     /// Whether a request without the header is refused with 428.
     pub required: bool,
-    /// How old an "in progress" record must be before a retry may take it over.
+    /// How old an "in progress" record must be before a retry may take it
+    /// over. Keep it above the longest a handler can run (the function's
+    /// timeout), or a slow handler's key is taken over while it still runs.
     pub lock_timeout: Duration,
     /// How long a stored response is replayed after it was stored.
     pub retention: Duration,

@@ -17,7 +17,7 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
@@ -80,6 +80,7 @@ on_both_backends!(
     a_key_without_a_token_is_401,
     a_stale_in_progress_record_is_taken_over_by_one_retry,
     a_response_too_large_to_store_is_answered_and_not_replayed,
+    a_body_over_the_route_limit_is_413_and_not_recorded,
 );
 
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +152,9 @@ impl Reply {
         assert!(!self.replayed());
     }
 }
+
+/// The demo routes' body limit, which the layer must read within.
+const BODY_LIMIT: usize = 16 * 1024;
 
 const ALICE: u8 = 0xab;
 const BOB: u8 = 0xcd;
@@ -232,6 +236,7 @@ fn demo_routes(table: Arc<dyn Table>, clock: Arc<ManualClock>, demo: Demo) -> Ro
             post(panics).route_layer(optional.clone()),
         )
         .route("/v1/demo/large", post(large).route_layer(optional))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(demo)
 }
 
@@ -836,4 +841,27 @@ async fn a_storage_failure_is_503_and_the_handler_does_not_run() {
     assert_eq!(reply.header("retry-after"), "1");
     assert!(!reply.body.contains("throttled"), "no internal detail");
     assert_eq!(fx.runs(), 0);
+}
+
+async fn a_body_over_the_route_limit_is_413_and_not_recorded(fx: Fx) {
+    let body = format!(r#"{{"note":"{}"}}"#, "x".repeat(BODY_LIMIT));
+    let reply = fx.post("/v1/demo/orders", ALICE, Some("huge"), &body).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        reply.body
+    );
+    assert_eq!(
+        reply.json()["type"],
+        "urn:constellation:problem:payload-too-large"
+    );
+    assert_eq!(fx.runs(), 0);
+    assert_eq!(fx.record(ALICE, "POST /v1/demo/orders#huge").await, None);
+
+    // Within the limit, the same key is still free.
+    let ok = fx
+        .post("/v1/demo/orders", ALICE, Some("huge"), r#"{"note":"x"}"#)
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
 }
