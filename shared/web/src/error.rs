@@ -42,6 +42,12 @@ pub enum ProblemType {
     UnsupportedMediaType,
     /// 429: too many requests.
     TooManyRequests,
+    /// 409: a request with this `Idempotency-Key` is still being handled; retry after `Retry-After`.
+    IdempotencyKeyInProgress,
+    /// 422: this `Idempotency-Key` was already used for a different request.
+    IdempotencyKeyReused,
+    /// 428: this route requires an `Idempotency-Key` header.
+    IdempotencyKeyRequired,
     /// 500: an unexpected failure.
     Internal,
     /// 503: a dependency is briefly unavailable; retry.
@@ -64,6 +70,11 @@ impl ProblemType {
             Self::PayloadTooLarge => "urn:constellation:problem:payload-too-large",
             Self::UnsupportedMediaType => "urn:constellation:problem:unsupported-media-type",
             Self::TooManyRequests => "urn:constellation:problem:too-many-requests",
+            Self::IdempotencyKeyInProgress => {
+                "urn:constellation:problem:idempotency-key-in-progress"
+            }
+            Self::IdempotencyKeyReused => "urn:constellation:problem:idempotency-key-reused",
+            Self::IdempotencyKeyRequired => "urn:constellation:problem:idempotency-key-required",
             Self::Internal => "urn:constellation:problem:internal",
             Self::Unavailable => "urn:constellation:problem:unavailable",
         }
@@ -84,6 +95,9 @@ impl ProblemType {
             Self::PayloadTooLarge => "Payload too large",
             Self::UnsupportedMediaType => "Unsupported media type",
             Self::TooManyRequests => "Too many requests",
+            Self::IdempotencyKeyInProgress => "Request with this idempotency key in progress",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::IdempotencyKeyRequired => "Idempotency key required",
             Self::Internal => "Internal server error",
             Self::Unavailable => "Service unavailable",
         }
@@ -104,6 +118,9 @@ impl ProblemType {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -1,6 +1,6 @@
 //! The axum glue every HTTP service shares: one error type mapped to
 //! `application/problem+json`, request ids, a strict JSON extractor, body
-//! limits, pagination parameters, the health route, per-request logs and EMF
+//! limits, pagination parameters, `Idempotency-Key` replay, the health route, per-request logs and EMF
 //! metrics, and OpenAPI serving.
 //!
 //! A service builds its `Router` from handlers that return
@@ -12,6 +12,7 @@ pub mod authorizer;
 pub mod error;
 pub mod extract;
 pub mod host;
+pub mod idempotency;
 pub mod layers;
 pub mod openapi;
 pub mod pagination;
@@ -20,5 +21,6 @@ pub use auth::{Authenticated, with_auth};
 pub use error::{ApiError, ProblemType};
 pub use extract::{Json, LimitedBody};
 pub use host::{Context, ServiceDef};
+pub use idempotency::{IdempotencyLayer, IdempotencyOptions};
 pub use layers::{ServiceInfo, current_request_id, service};
 pub use pagination::PageParams;
