@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use constellation_core::auth::Role;
 use constellation_core::kv::{
-    Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl, parse_etag_list,
+    IfNoneMatch, Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl,
 };
 use constellation_core::media::MediaType;
 use constellation_web::error::ProblemType;
@@ -190,7 +190,7 @@ fn etag_header(e: &Entry) -> (header::HeaderName, HeaderValue) {
         ("namespace" = String, Path, description = "[a-z0-9][a-z0-9_-]{0,62}"),
         ("key" = String, Path, description = "1-1024 bytes of UTF-8, no control characters; may contain `/`"),
         ("ttl" = Option<u64>, Query, description = "Seconds until the value expires"),
-        ("If-Match" = Option<String>, Header, description = "Compare-and-swap: `*` or quoted etags"),
+        ("If-Match" = Option<String>, Header, description = "Compare-and-swap: `*` or quoted etags, compared strongly (a `W/` tag never matches)"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
     ),
     request_body(content = Vec<u8>, description = "The value, any media type, at most 256 KiB", content_type = "*/*"),
@@ -252,7 +252,7 @@ async fn put_entry(
     path = "/v1/kv/{namespace}/{key}",
     params(
         ("namespace" = String, Path), ("key" = String, Path),
-        ("If-None-Match" = Option<String>, Header, description = "304 when the etag matches"),
+        ("If-None-Match" = Option<String>, Header, description = "304 when an etag matches (weak comparison: `W/` tags match too)"),
     ),
     responses(
         (status = 200, description = "The stored bytes with their Content-Type, ETag and Last-Modified"),
@@ -268,13 +268,7 @@ async fn get_entry(
 ) -> Result<Response, ApiError> {
     let org = &auth.require(READ)?.org;
     let if_none_match = header_str(&headers, "if-none-match")?
-        .map(|v| {
-            if v.trim() == "*" {
-                Ok(None)
-            } else {
-                parse_etag_list("If-None-Match", v).map(Some)
-            }
-        })
+        .map(IfNoneMatch::parse)
         .transpose()?;
     let entry = store.get(org, &ns, &key).await?;
     let mut common = HeaderMap::new();
@@ -287,12 +281,7 @@ async fn get_entry(
     if let Ok(v) = HeaderValue::from_str(&http_date(entry.updated_at)) {
         common.insert(header::LAST_MODIFIED, v);
     }
-    let not_modified = match &if_none_match {
-        Some(None) => true,
-        Some(Some(tags)) => tags.contains(&entry.etag),
-        None => false,
-    };
-    if not_modified {
+    if if_none_match.is_some_and(|inm| inm.matches(&entry.etag)) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
     if let Ok(v) = HeaderValue::from_str(&entry.content_type) {
@@ -307,7 +296,7 @@ async fn get_entry(
     path = "/v1/kv/{namespace}/{key}",
     params(
         ("namespace" = String, Path), ("key" = String, Path),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the etag matches"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the etag matches (strong comparison: a `W/` tag never matches)"),
     ),
     responses(
         (status = 204, description = "Deleted"),
