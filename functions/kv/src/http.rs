@@ -182,6 +182,61 @@ fn etag_header(e: &Entry) -> (header::HeaderName, HeaderValue) {
     )
 }
 
+/// Media types that a browser displays inertly (as text, an image, or a
+/// download), so a value of one of them may be served inline.
+///
+/// A stored value is bytes a client chose, with a media type the client
+/// chose, served from the API's own origin: served as `text/html` or
+/// `image/svg+xml` it would run the writer's script with every reader's
+/// origin (stored XSS). So every value read carries
+/// `X-Content-Type-Options: nosniff` (a browser never upgrades `text/plain`
+/// into HTML by sniffing) and `Content-Security-Policy: sandbox` (anything
+/// rendered anyway gets an opaque origin and no script), and every type
+/// *not* on this list also gets `Content-Disposition: attachment`, so a
+/// browser downloads it instead of rendering it. It is an allow list so that
+/// types nobody thought of — `text/html`, `application/xhtml+xml`,
+/// `image/svg+xml`, `text/xml`, `application/xml`, `application/pdf`,
+/// `text/javascript`, `multipart/*`, anything unknown — are downloaded.
+/// Compared on the essence (before any `;` parameters), case-insensitively.
+pub const INLINE_MEDIA_TYPES: &[&str] = &[
+    "text/plain",
+    "text/csv",
+    "application/json",
+    "application/octet-stream",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+];
+
+/// Whether a value of `content_type` may be shown inline (see [`INLINE_MEDIA_TYPES`]).
+pub fn served_inline(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    INLINE_MEDIA_TYPES
+        .iter()
+        .any(|safe| safe.eq_ignore_ascii_case(essence))
+}
+
+/// The headers that keep a browser from running a stored value (see
+/// [`INLINE_MEDIA_TYPES`]).
+fn value_safety_headers(headers: &mut HeaderMap, content_type: &str) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    if !served_inline(content_type) {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+}
+
 /// Creates or replaces a value.
 #[utoipa::path(
     put,
@@ -255,7 +310,7 @@ async fn put_entry(
         ("If-None-Match" = Option<String>, Header, description = "304 when an etag matches (weak comparison: `W/` tags match too)"),
     ),
     responses(
-        (status = 200, description = "The stored bytes with their Content-Type, ETag and Last-Modified"),
+        (status = 200, description = "The stored bytes with their Content-Type, ETag and Last-Modified; always `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`, and `Content-Disposition: attachment` unless the type is text/plain, text/csv, application/json, application/octet-stream or a PNG, JPEG, GIF, WebP or AVIF image"),
         (status = 304, description = "Not modified"),
         (status = 404, description = "Absent or expired"),
     )
@@ -281,6 +336,7 @@ async fn get_entry(
     if let Ok(v) = HeaderValue::from_str(&http_date(entry.updated_at)) {
         common.insert(header::LAST_MODIFIED, v);
     }
+    value_safety_headers(&mut common, &entry.content_type);
     if if_none_match.is_some_and(|inm| inm.matches(&entry.etag)) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
