@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use constellation_core::auth::Role;
 use constellation_core::kv::{
-    Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl, parse_etag_list,
+    IfNoneMatch, Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl,
 };
 use constellation_core::media::MediaType;
 use constellation_web::error::ProblemType;
@@ -182,6 +182,61 @@ fn etag_header(e: &Entry) -> (header::HeaderName, HeaderValue) {
     )
 }
 
+/// Media types that a browser displays inertly (as text, an image, or a
+/// download), so a value of one of them may be served inline.
+///
+/// A stored value is bytes a client chose, with a media type the client
+/// chose, served from the API's own origin: served as `text/html` or
+/// `image/svg+xml` it would run the writer's script with every reader's
+/// origin (stored XSS). So every value read carries
+/// `X-Content-Type-Options: nosniff` (a browser never upgrades `text/plain`
+/// into HTML by sniffing) and `Content-Security-Policy: sandbox` (anything
+/// rendered anyway gets an opaque origin and no script), and every type
+/// *not* on this list also gets `Content-Disposition: attachment`, so a
+/// browser downloads it instead of rendering it. It is an allow list so that
+/// types nobody thought of — `text/html`, `application/xhtml+xml`,
+/// `image/svg+xml`, `text/xml`, `application/xml`, `application/pdf`,
+/// `text/javascript`, `multipart/*`, anything unknown — are downloaded.
+/// Compared on the essence (before any `;` parameters), case-insensitively.
+pub const INLINE_MEDIA_TYPES: &[&str] = &[
+    "text/plain",
+    "text/csv",
+    "application/json",
+    "application/octet-stream",
+    "image/png",
+    "image/jpeg",
+    "image/gif",
+    "image/webp",
+    "image/avif",
+];
+
+/// Whether a value of `content_type` may be shown inline (see [`INLINE_MEDIA_TYPES`]).
+pub fn served_inline(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    INLINE_MEDIA_TYPES
+        .iter()
+        .any(|safe| safe.eq_ignore_ascii_case(essence))
+}
+
+/// The headers that keep a browser from running a stored value (see
+/// [`INLINE_MEDIA_TYPES`]).
+fn value_safety_headers(headers: &mut HeaderMap, content_type: &str) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    if !served_inline(content_type) {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+}
+
 /// Creates or replaces a value.
 #[utoipa::path(
     put,
@@ -190,7 +245,7 @@ fn etag_header(e: &Entry) -> (header::HeaderName, HeaderValue) {
         ("namespace" = String, Path, description = "[a-z0-9][a-z0-9_-]{0,62}"),
         ("key" = String, Path, description = "1-1024 bytes of UTF-8, no control characters; may contain `/`"),
         ("ttl" = Option<u64>, Query, description = "Seconds until the value expires"),
-        ("If-Match" = Option<String>, Header, description = "Compare-and-swap: `*` or quoted etags"),
+        ("If-Match" = Option<String>, Header, description = "Compare-and-swap: `*` or quoted etags, compared strongly (a `W/` tag never matches)"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
     ),
     request_body(content = Vec<u8>, description = "The value, any media type, at most 256 KiB", content_type = "*/*"),
@@ -252,10 +307,10 @@ async fn put_entry(
     path = "/v1/kv/{namespace}/{key}",
     params(
         ("namespace" = String, Path), ("key" = String, Path),
-        ("If-None-Match" = Option<String>, Header, description = "304 when the etag matches"),
+        ("If-None-Match" = Option<String>, Header, description = "304 when an etag matches (weak comparison: `W/` tags match too)"),
     ),
     responses(
-        (status = 200, description = "The stored bytes with their Content-Type, ETag and Last-Modified"),
+        (status = 200, description = "The stored bytes with their Content-Type, ETag and Last-Modified; always `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`, and `Content-Disposition: attachment` unless the type is text/plain, text/csv, application/json, application/octet-stream or a PNG, JPEG, GIF, WebP or AVIF image"),
         (status = 304, description = "Not modified"),
         (status = 404, description = "Absent or expired"),
     )
@@ -268,13 +323,7 @@ async fn get_entry(
 ) -> Result<Response, ApiError> {
     let org = &auth.require(READ)?.org;
     let if_none_match = header_str(&headers, "if-none-match")?
-        .map(|v| {
-            if v.trim() == "*" {
-                Ok(None)
-            } else {
-                parse_etag_list("If-None-Match", v).map(Some)
-            }
-        })
+        .map(IfNoneMatch::parse)
         .transpose()?;
     let entry = store.get(org, &ns, &key).await?;
     let mut common = HeaderMap::new();
@@ -287,12 +336,8 @@ async fn get_entry(
     if let Ok(v) = HeaderValue::from_str(&http_date(entry.updated_at)) {
         common.insert(header::LAST_MODIFIED, v);
     }
-    let not_modified = match &if_none_match {
-        Some(None) => true,
-        Some(Some(tags)) => tags.contains(&entry.etag),
-        None => false,
-    };
-    if not_modified {
+    value_safety_headers(&mut common, &entry.content_type);
+    if if_none_match.is_some_and(|inm| inm.matches(&entry.etag)) {
         return Ok((StatusCode::NOT_MODIFIED, common).into_response());
     }
     if let Ok(v) = HeaderValue::from_str(&entry.content_type) {
@@ -307,7 +352,7 @@ async fn get_entry(
     path = "/v1/kv/{namespace}/{key}",
     params(
         ("namespace" = String, Path), ("key" = String, Path),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the etag matches"),
+        ("If-Match" = Option<String>, Header, description = "Delete only if the etag matches (strong comparison: a `W/` tag never matches)"),
     ),
     responses(
         (status = 204, description = "Deleted"),

@@ -170,6 +170,40 @@ impl From<Etag> for String {
     }
 }
 
+/// An entity tag as a client sent it in a conditional header: strong
+/// (`"…"`) or weak (`W/"…"`).
+///
+/// RFC 9110 §8.8.3.2 defines two comparisons: *strong* (both tags strong and
+/// equal; `If-Match` uses it, because a write must be conditioned on exactly
+/// the bytes the client saw) and *weak* (equal opaque parts, weakness
+/// ignored; `If-None-Match` uses it, because a cache only needs an
+/// equivalent representation). This store only issues strong tags, so a weak
+/// tag can satisfy `If-None-Match` but never `If-Match`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntityTag {
+    /// The opaque part.
+    pub etag: Etag,
+    /// Whether the client sent it with the `W/` prefix.
+    pub weak: bool,
+}
+
+impl EntityTag {
+    /// A strong tag.
+    pub fn strong(etag: Etag) -> Self {
+        Self { etag, weak: false }
+    }
+
+    /// Strong comparison with the current (always strong) tag.
+    pub fn strong_match(&self, current: &Etag) -> bool {
+        !self.weak && &self.etag == current
+    }
+
+    /// Weak comparison with the current tag.
+    pub fn weak_match(&self, current: &Etag) -> bool {
+        &self.etag == current
+    }
+}
+
 /// What a write requires of the current state of its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Precondition {
@@ -179,8 +213,9 @@ pub enum Precondition {
     Absent,
     /// `If-Match: *`: the key must exist, whatever its tag.
     Exists,
-    /// `If-Match: "a", "b"`: the current tag must be one of these.
-    Matches(Vec<Etag>),
+    /// `If-Match: "a", "b"`: the current tag must strongly match one of these
+    /// (a `W/` tag in the list parses, and never matches).
+    Matches(Vec<EntityTag>),
 }
 
 impl Precondition {
@@ -216,34 +251,66 @@ impl Precondition {
         }
     }
 
-    /// Whether a key whose current tag is `current` (`None` when absent) satisfies this.
+    /// Whether a key whose current tag is `current` (`None` when absent)
+    /// satisfies this, comparing tags strongly.
     pub fn admits(&self, current: Option<&Etag>) -> bool {
         match self {
             Self::None => true,
             Self::Absent => current.is_none(),
             Self::Exists => current.is_some(),
-            Self::Matches(tags) => current.is_some_and(|c| tags.contains(c)),
+            Self::Matches(tags) => current.is_some_and(|c| tags.iter().any(|t| t.strong_match(c))),
         }
     }
 }
 
-/// Parses a comma-separated list of quoted entity tags (`"a", W/"b"` — weak tags
-/// compare by their opaque part, as RFC 9110 allows for `If-None-Match` on reads).
-pub fn parse_etag_list(field: &'static str, raw: &str) -> Result<Vec<Etag>, ValidationError> {
+/// `If-None-Match` on a read: `*` or a list of tags, compared weakly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfNoneMatch {
+    /// `*`: any current representation matches.
+    Any,
+    /// The tags the client holds.
+    Tags(Vec<EntityTag>),
+}
+
+impl IfNoneMatch {
+    /// Parses the header's value.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        if raw.trim() == "*" {
+            Ok(Self::Any)
+        } else {
+            parse_etag_list("If-None-Match", raw).map(Self::Tags)
+        }
+    }
+
+    /// Whether the current tag matches (so a read answers 304 Not Modified).
+    pub fn matches(&self, current: &Etag) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Tags(tags) => tags.iter().any(|t| t.weak_match(current)),
+        }
+    }
+}
+
+/// Parses a comma-separated list of quoted entity tags (`"a", W/"b"`),
+/// keeping whether each is weak; `field` names the header in errors.
+pub fn parse_etag_list(field: &'static str, raw: &str) -> Result<Vec<EntityTag>, ValidationError> {
     let mut tags = Vec::new();
     for part in raw.split(',') {
         let part = part.trim();
-        let part = part.strip_prefix("W/").unwrap_or(part);
+        let (weak, part) = match part.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, part),
+        };
         let inner = part
             .strip_prefix('"')
             .and_then(|p| p.strip_suffix('"'))
             .ok_or_else(|| {
                 ValidationError::new(field, "must be `*` or a list of quoted entity tags")
             })?;
-        let tag = Etag::parse(inner).map_err(|_| {
+        let etag = Etag::parse(inner).map_err(|_| {
             ValidationError::new(field, "names an entity tag this store never issued")
         })?;
-        tags.push(tag);
+        tags.push(EntityTag { etag, weak });
     }
     Ok(tags)
 }
@@ -309,11 +376,14 @@ mod tests {
         assert_eq!(tag.as_str(), "ab".repeat(16));
         assert_eq!(
             parse_etag_list("If-Match", &tag.quoted()),
-            Ok(vec![tag.clone()])
+            Ok(vec![EntityTag::strong(tag.clone())])
         );
         assert_eq!(
             parse_etag_list("If-Match", &format!("W/{}", tag.quoted())),
-            Ok(vec![tag])
+            Ok(vec![EntityTag {
+                etag: tag,
+                weak: true
+            }])
         );
     }
 
@@ -334,7 +404,7 @@ mod tests {
         );
         assert_eq!(
             Precondition::from_headers(Some(&tag.quoted()), None),
-            Ok(Precondition::Matches(vec![tag.clone()]))
+            Ok(Precondition::Matches(vec![EntityTag::strong(tag.clone())]))
         );
         for bad in ["abc", "\"abc\"", "\"", "\"0123\","] {
             assert_eq!(
@@ -355,9 +425,54 @@ mod tests {
         assert!(!Precondition::Absent.admits(Some(&a)));
         assert!(Precondition::Exists.admits(Some(&a)));
         assert!(!Precondition::Exists.admits(None));
-        assert!(Precondition::Matches(vec![a.clone()]).admits(Some(&a)));
-        assert!(!Precondition::Matches(vec![a.clone()]).admits(Some(&b)));
-        assert!(!Precondition::Matches(vec![a]).admits(None));
+        let only_a = Precondition::Matches(vec![EntityTag::strong(a.clone())]);
+        assert!(only_a.admits(Some(&a)));
+        assert!(!only_a.admits(Some(&b)));
+        assert!(!only_a.admits(None));
+    }
+
+    #[test]
+    fn if_match_compares_strongly_so_a_weak_tag_never_matches() {
+        let tag = Etag::from_bytes([7; 16]);
+        let weak = format!("W/{}", tag.quoted());
+        let weak_only = Precondition::from_headers(Some(&weak), None).unwrap();
+        assert!(
+            !weak_only.admits(Some(&tag)),
+            "W/ must not satisfy If-Match"
+        );
+        assert!(!weak_only.admits(None));
+        let mixed =
+            Precondition::from_headers(Some(&format!("{weak}, {}", tag.quoted())), None).unwrap();
+        assert!(
+            mixed.admits(Some(&tag)),
+            "the strong tag in the list matches"
+        );
+    }
+
+    #[test]
+    fn if_none_match_compares_weakly() {
+        let tag = Etag::from_bytes([7; 16]);
+        let other = Etag::from_bytes([8; 16]);
+        let weak = IfNoneMatch::parse(&format!("W/{}", tag.quoted())).unwrap();
+        assert!(weak.matches(&tag), "a weak tag matches for If-None-Match");
+        assert!(!weak.matches(&other));
+        assert!(IfNoneMatch::parse(&tag.quoted()).unwrap().matches(&tag));
+        let list = IfNoneMatch::parse(&format!("{}, W/{}", other.quoted(), tag.quoted())).unwrap();
+        assert!(list.matches(&tag));
+        assert_eq!(IfNoneMatch::parse(" * "), Ok(IfNoneMatch::Any));
+        assert!(IfNoneMatch::Any.matches(&other));
+        for bad in [
+            "garbage",
+            "W/abc",
+            "\"abc\"",
+            "w/\"00000000000000000000000000000000\"",
+        ] {
+            assert_eq!(
+                IfNoneMatch::parse(bad).map_err(|e| e.field),
+                Err("If-None-Match"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Test fixtures shared by every crate's tests, and the storage conformance
+//! Test fixtures shared by every crate's tests, the storage conformance
 //! suite that both adapter sets (local and AWS) must pass with the same test
-//! bodies.
+//! bodies, and the HTTP harness ([`http`], [`on_both_backends!`]) that runs
+//! every service's HTTP suite on both backends.
 
 pub mod conformance;
 pub mod fixtures;
+pub mod http;
 pub mod messaging;
 pub mod s3_gate;

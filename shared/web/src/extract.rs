@@ -59,8 +59,22 @@ where
 }
 
 /// Parses JSON, naming the path of the field at fault.
+///
+/// The body must be exactly one JSON value: anything but whitespace after it
+/// (`{..}GARBAGE`, a second document) is a 400 `invalid-input` naming
+/// `body`, so that a proxy or a client that concatenates requests can never
+/// have half of what it sent silently dropped.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize_with_path(de)?;
+    de.end()
+        .map_err(|_| ApiError::invalid("body", "has data after the JSON value"))?;
+    Ok(value)
+}
+
+fn deserialize_with_path<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
@@ -162,5 +176,18 @@ mod tests {
         );
         assert_eq!(field_of(r#"{"name":"a"}"#), None);
         assert!(parse_json::<ThingForCreate>(br#"{"name":"a","size":2}"#).is_ok());
+    }
+
+    #[test]
+    fn only_whitespace_may_follow_the_value() {
+        assert_eq!(
+            field_of(r#"{"name":"a","size":1}GARBAGE"#).as_deref(),
+            Some("body")
+        );
+        assert_eq!(
+            field_of(r#"{"name":"a","size":1} []"#).as_deref(),
+            Some("body")
+        );
+        assert!(parse_json::<ThingForCreate>(b"{\"name\":\"a\",\"size\":2}\n\t ").is_ok());
     }
 }

@@ -114,6 +114,34 @@ async fn json_bodies_are_strict_and_errors_name_the_field() {
 }
 
 #[tokio::test]
+async fn json_bodies_with_bytes_after_the_value_are_refused() {
+    let app = fx_app(Arc::default());
+    let post = |body: &'static str| {
+        Request::post("/v1/demo/widgets")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for body in [
+        r#"{"name":"a"}GARBAGE"#,
+        r#"{"name":"a"}{"name":"b"}"#,
+        r#"{"name":"a"} x"#,
+        "{\"name\":\"a\"}\n\u{0}",
+    ] {
+        let (status, headers, text) = call(&app, post(body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}: {text}");
+        assert_eq!(headers["content-type"], "application/problem+json");
+        let p: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(p["type"], "urn:constellation:problem:invalid-input", "{p}");
+        assert_eq!(p["field"], "body", "{p}");
+        assert!(p["detail"].as_str().unwrap().starts_with("body: "), "{p}");
+    }
+    // Whitespace after the value is not trailing data.
+    let (status, _, text) = call(&app, post("{\"name\":\"a\"} \r\n\t ")).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+}
+
+#[tokio::test]
 async fn every_request_emits_one_emf_record_and_the_first_a_cold_start() {
     let lines: Arc<Mutex<Vec<String>>> = Arc::default();
     let app = fx_app(lines.clone());
