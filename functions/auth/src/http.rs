@@ -25,16 +25,17 @@ use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{ApiError, Json, PageParams};
+use lambda_http::request::RequestContext;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::client::ClientAddr;
 use crate::secret::SecretToken;
 use crate::store::{
     Account, AccountForUpdate, AuditEntry, AuthError, AuthStore, OrgName, Registration, Session,
-    UNKNOWN_IP,
 };
 
 /// The largest request body auth accepts.
@@ -47,6 +48,8 @@ pub struct AuthState {
     pub store: Arc<AuthStore>,
     /// Public keys, for the JWKS.
     pub verifier: Arc<TokenVerifier>,
+    /// Proxies trusted to append to `X-Forwarded-For` (see [`ClientAddr::resolve`]).
+    pub trusted_proxies: usize,
 }
 
 /// The auth routes (without the shared layers nor the token layer; see [`crate::app`]).
@@ -137,30 +140,47 @@ type Reply<T> = Result<T, ApiError>;
 // ---------------------------------------------------------------------------
 // Extractors
 
-/// The client's address: the first hop of `X-Forwarded-For` (API Gateway
-/// sets it), else the socket peer, else `unknown`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientIp(pub String);
+/// The client's address, which the client cannot choose: API Gateway's
+/// `requestContext.http.sourceIp` under Lambda, the socket peer under
+/// `serve`, or an entry of `X-Forwarded-For` only as far as
+/// [`AuthState::trusted_proxies`] vouch for it (see [`ClientAddr::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub ClientAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+/// The connection's peer: API Gateway's `sourceIp`, else the socket peer.
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    if let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>() {
+        return ctx
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.trim().parse().ok());
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+impl FromRequestParts<AuthState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AuthState,
+    ) -> Result<Self, Self::Rejection> {
         let forwarded = parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse::<IpAddr>().ok());
-        let peer = || {
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip())
-        };
-        Ok(Self(forwarded.or_else(peer).map_or_else(
-            || UNKNOWN_IP.to_owned(),
-            |ip| ip.to_string(),
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
+        Ok(Self(ClientAddr::resolve(
+            peer(parts),
+            forwarded,
+            state.trusted_proxies,
         )))
     }
 }

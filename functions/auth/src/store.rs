@@ -45,12 +45,15 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use crate::client::ClientAddr;
+use crate::config::AuthSettings;
 use crate::password::{HashError, PasswordHasher, PasswordHasherParams};
 use crate::secret::SecretToken;
 
 /// How often a conditional write is retried after losing a race.
 const MAX_ATTEMPTS: usize = 8;
-/// Failed logins (per email and per source IP) that lock further attempts.
+/// Failed logins for one email that lock further attempts on it (the
+/// per-address limit is [`AuthSettings::login_address_limit`]).
 pub const LOCKOUT_THRESHOLD: i64 = 5;
 /// How long failures are counted, from the first one.
 pub const LOCKOUT_WINDOW: Duration = Duration::minutes(15);
@@ -62,9 +65,6 @@ pub const INVITE_TTL: Duration = Duration::days(7);
 pub const AUDIT_TTL: Duration = Duration::days(90);
 /// The longest organization name, in characters.
 pub const MAX_ORG_NAME_CHARS: usize = 100;
-/// The source address recorded when none is known. Failures are not counted
-/// per address then: one shared counter would let anyone lock everyone out.
-pub const UNKNOWN_IP: &str = "unknown";
 /// The CloudWatch namespace of the `FailedLogin` metric.
 pub const METRICS_NAMESPACE: &str = "Constellation";
 
@@ -488,8 +488,8 @@ impl AuditEvent {
     }
 
     /// Sets the client address.
-    pub fn ip(mut self, ip: &str) -> Self {
-        self.ip = Some(ip.to_owned());
+    pub fn ip(mut self, ip: impl ToString) -> Self {
+        self.ip = Some(ip.to_string());
         self
     }
 
@@ -564,6 +564,7 @@ pub struct AuthStore {
     clock: Arc<dyn Clock>,
     issuer: Arc<TokenIssuer>,
     hasher: PasswordHasher,
+    settings: AuthSettings,
     metrics: MetricsSink,
 }
 
@@ -578,12 +579,14 @@ impl std::fmt::Debug for AuthStore {
 
 impl AuthStore {
     /// A store over `table`, signing access tokens with `issuer`, hashing
-    /// new passwords with `params`, and emitting `FailedLogin` to `metrics`.
+    /// new passwords with `params`, limited by `settings`, and emitting
+    /// `FailedLogin` to `metrics`.
     pub fn new(
         table: Arc<dyn Table>,
         clock: Arc<dyn Clock>,
         issuer: Arc<TokenIssuer>,
         params: PasswordHasherParams,
+        settings: AuthSettings,
         metrics: MetricsSink,
     ) -> Self {
         Self {
@@ -591,8 +594,14 @@ impl AuthStore {
             clock,
             issuer,
             hasher: PasswordHasher::new(params),
+            settings,
             metrics,
         }
+    }
+
+    /// The limits and trust settings this store was built with.
+    pub fn settings(&self) -> AuthSettings {
+        self.settings
     }
 
     /// The argon2id parameters of new password hashes.
@@ -604,7 +613,7 @@ impl AuthStore {
 
     /// Creates an organization and its owner, and logs the owner in.
     #[tracing::instrument(skip_all, fields(org, account))]
-    pub async fn register(&self, reg: Registration, ip: &str) -> Result<Session, AuthError> {
+    pub async fn register(&self, reg: Registration, ip: &ClientAddr) -> Result<Session, AuthError> {
         if self.table.get(&email_key(&reg.email)).await?.is_some() {
             return Err(AuthError::EmailTaken);
         }
@@ -682,8 +691,10 @@ impl AuthStore {
     /// cannot slip past the count), in counters that expire
     /// [`LOCKOUT_WINDOW`] after their first attempt. A success clears the
     /// email's counter and takes itself off the address's, so what remains
-    /// are failures. Beyond [`LOCKOUT_THRESHOLD`], attempts answer
-    /// `LockedOut` until the counter expires, whatever the password. Unknown
+    /// are failures. Beyond [`LOCKOUT_THRESHOLD`] for the email, or
+    /// [`AuthSettings::login_address_limit`] for the client's address (its
+    /// /64 for IPv6), attempts answer `LockedOut` until the counter expires,
+    /// whatever the password. Unknown
     /// emails get the same counting, the same answers and the same hashing
     /// work as known ones.
     #[tracing::instrument(skip_all, fields(account))]
@@ -691,10 +702,10 @@ impl AuthStore {
         &self,
         email: &Email,
         password: &Password,
-        ip: &str,
+        ip: &ClientAddr,
     ) -> Result<Session, AuthError> {
         let email_lock = lock_key("EMAIL", email.as_str());
-        let ip_lock = (ip != UNKNOWN_IP).then(|| lock_key("IP", ip));
+        let ip_lock = ip.counter_subject().map(|subject| lock_key("IP", &subject));
         let window_end = self.clock.now() + LOCKOUT_WINDOW;
         let count = |key: &ItemKey, delta: i64| Add {
             key: key.clone(),
@@ -730,7 +741,7 @@ impl AuthStore {
             locks.push(&email_lock);
         }
         if let (Some(n), Some(key)) = (by_ip, &ip_lock)
-            && n > LOCKOUT_THRESHOLD
+            && n > self.settings.login_address_limit
         {
             locks.push(key);
         }
@@ -801,7 +812,7 @@ impl AuthStore {
         target: Option<&StoredAccount>,
         by_email: i64,
         by_ip: Option<i64>,
-        ip: &str,
+        ip: &ClientAddr,
         reason: &'static str,
     ) {
         self.count_failed_login();
@@ -830,8 +841,8 @@ impl AuthStore {
         if by_email == LOCKOUT_THRESHOLD {
             tracing::warn!("account locked after repeated failed logins");
         }
-        if by_ip == Some(LOCKOUT_THRESHOLD) {
-            tracing::warn!(ip, "source address locked after repeated failed logins");
+        if by_ip == Some(self.settings.login_address_limit) {
+            tracing::warn!(ip = %ip, "source address locked after repeated failed logins");
         }
     }
 
@@ -854,7 +865,11 @@ impl AuthStore {
     /// presented token is rotated; presenting a rotated token again revokes
     /// the whole family.
     #[tracing::instrument(skip_all, fields(org, account))]
-    pub async fn refresh(&self, token: &SecretToken, ip: &str) -> Result<Session, AuthError> {
+    pub async fn refresh(
+        &self,
+        token: &SecretToken,
+        ip: &ClientAddr,
+    ) -> Result<Session, AuthError> {
         let key = refresh_key(token);
         for attempt in 0..MAX_ATTEMPTS {
             let Some(item) = self.table.get(&key).await? else {
@@ -925,7 +940,7 @@ impl AuthStore {
         Err(AuthError::Contention)
     }
 
-    async fn on_reuse(&self, record: &RefreshRecord, ip: &str) -> Result<(), AuthError> {
+    async fn on_reuse(&self, record: &RefreshRecord, ip: &ClientAddr) -> Result<(), AuthError> {
         let revoked = self.revoke_family(&record.org, &record.family).await?;
         tracing::warn!(
             org = %record.org,
@@ -953,7 +968,7 @@ impl AuthStore {
         &self,
         principal: &Principal,
         token: &SecretToken,
-        ip: &str,
+        ip: &ClientAddr,
     ) -> Result<(), AuthError> {
         let Some(item) = self.table.get(&refresh_key(token)).await? else {
             return Ok(());
@@ -1081,7 +1096,7 @@ impl AuthStore {
         principal: &Principal,
         id: &AccountId,
         change: AccountForUpdate,
-        ip: &str,
+        ip: &ClientAddr,
     ) -> Result<Account, AuthError> {
         for attempt in 0..MAX_ATTEMPTS {
             let actor = self.authorize(principal, Role::Admin).await?;
@@ -1204,7 +1219,7 @@ impl AuthStore {
         principal: &Principal,
         email: &Email,
         role: Role,
-        ip: &str,
+        ip: &ClientAddr,
     ) -> Result<Invite, AuthError> {
         let actor = self.authorize(principal, Role::Admin).await?;
         if role > actor.account.role {
@@ -1245,7 +1260,7 @@ impl AuthStore {
         &self,
         token: &SecretToken,
         password: &str,
-        ip: &str,
+        ip: &ClientAddr,
     ) -> Result<Session, AuthError> {
         let key = invite_key(token);
         let invite = self
