@@ -33,6 +33,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::client::ClientAddr;
+use crate::password::HashError;
 use crate::secret::SecretToken;
 use crate::store::{
     Account, AccountForUpdate, AuditEntry, AuthError, AuthStore, OrgName, Registration, Session,
@@ -129,6 +130,7 @@ impl From<AuthError> for ApiError {
             e @ (AuthError::LastOwner | AuthError::Contention) => {
                 ApiError::client(ProblemType::Conflict, e.to_string())
             }
+            AuthError::Hash(e @ HashError::Busy) => ApiError::Unavailable(e.into()),
             AuthError::Hash(e) => ApiError::internal(e),
             AuthError::Store(e) => e.into(),
         }
@@ -434,6 +436,7 @@ fn tokens(status: StatusCode, session: &Session) -> Response {
         (status = 201, description = "Registered and logged in", body = TokenResponse),
         (status = 400, description = "Invalid organization, email or password (the field is named)"),
         (status = 409, description = "The email already has an account"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
     )
 )]
 async fn register(
@@ -468,6 +471,7 @@ async fn register(
         (status = 400, description = "Invalid email or password shape"),
         (status = 401, description = "Wrong email or password, or the account is disabled"),
         (status = 429, description = "Too many failed logins for this email or address; see Retry-After"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
     )
 )]
 async fn login(
@@ -591,6 +595,7 @@ async fn create_invite(
         (status = 400, description = "The password breaks the policy"),
         (status = 401, description = "Unknown, expired or used invite token"),
         (status = 409, description = "The email already has an account"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
     )
 )]
 async fn accept_invite(

@@ -593,7 +593,11 @@ impl AuthStore {
             table,
             clock,
             issuer,
-            hasher: PasswordHasher::new(params),
+            hasher: PasswordHasher::with_limits(
+                params,
+                settings.hash_concurrency,
+                settings.hash_wait,
+            ),
             settings,
             metrics,
         }
@@ -607,6 +611,11 @@ impl AuthStore {
     /// The argon2id parameters of new password hashes.
     pub fn password_params(&self) -> PasswordHasherParams {
         self.hasher.params()
+    }
+
+    /// The password hasher, with its bound and its count of runs.
+    pub fn password_hasher(&self) -> &PasswordHasher {
+        &self.hasher
     }
 
     // -- registration and login --------------------------------------------
@@ -694,9 +703,10 @@ impl AuthStore {
     /// are failures. Beyond [`LOCKOUT_THRESHOLD`] for the email, or
     /// [`AuthSettings::login_address_limit`] for the client's address (its
     /// /64 for IPv6), attempts answer `LockedOut` until the counter expires,
-    /// whatever the password. Unknown
+    /// whatever the password, without hashing anything. Unknown
     /// emails get the same counting, the same answers and the same hashing
-    /// work as known ones.
+    /// work as known ones. When no hashing slot frees up in time the attempt
+    /// is taken off the counters again and answered [`HashError::Busy`].
     #[tracing::instrument(skip_all, fields(account))]
     pub async fn login(
         &self,
@@ -707,13 +717,7 @@ impl AuthStore {
         let email_lock = lock_key("EMAIL", email.as_str());
         let ip_lock = ip.counter_subject().map(|subject| lock_key("IP", &subject));
         let window_end = self.clock.now() + LOCKOUT_WINDOW;
-        let count = |key: &ItemKey, delta: i64| Add {
-            key: key.clone(),
-            field: "failures".to_owned(),
-            delta,
-            floor: Some(0),
-            expires_at: Some(window_end),
-        };
+        let count = |key: &ItemKey, delta: i64| attempt_count(key, delta, window_end);
         let email_attempt = count(&email_lock, 1);
         let (by_email, by_ip, target) = tokio::join!(
             self.table.add(&email_attempt),
@@ -729,13 +733,7 @@ impl AuthStore {
         if let Some(t) = &target {
             tracing::Span::current().record("account", tracing::field::display(&t.account.id));
         }
-        // Always do the hashing work, locked or not, known email or not.
-        let matches = self
-            .hasher
-            .verify(password, target.as_ref().map(|t| t.password_hash.as_str()))
-            .await?;
         let now = self.clock.now();
-
         let mut locks = Vec::new();
         if by_email > LOCKOUT_THRESHOLD {
             locks.push(&email_lock);
@@ -746,6 +744,7 @@ impl AuthStore {
             locks.push(key);
         }
         if !locks.is_empty() {
+            // Refused without hashing: a locked-out guess costs no argon2 work.
             self.count_failed_login();
             tracing::info!("login refused: locked out");
             let mut until = now;
@@ -768,6 +767,21 @@ impl AuthStore {
                 retry_after: seconds_until(until, now),
             });
         }
+
+        // The same hashing work for known and unknown emails.
+        let matches = match self
+            .hasher
+            .verify(password, target.as_ref().map(|t| t.password_hash.as_str()))
+            .await
+        {
+            Ok(matches) => matches,
+            Err(e) => {
+                // The password was never checked: this attempt is no failure.
+                self.uncount_attempt(&email_lock, ip_lock.as_ref(), window_end)
+                    .await;
+                return Err(e.into());
+            }
+        };
 
         let stored = match target {
             Some(t) if matches && !t.account.disabled => t,
@@ -805,6 +819,22 @@ impl AuthStore {
         )
         .await;
         Ok(self.issue(stored.account, refresh, now))
+    }
+
+    /// Takes back an attempt counted by `login` that was never checked.
+    /// Best effort: a failure here only leaves one attempt counted.
+    async fn uncount_attempt(
+        &self,
+        email_lock: &ItemKey,
+        ip_lock: Option<&ItemKey>,
+        window_end: OffsetDateTime,
+    ) {
+        for key in std::iter::once(email_lock).chain(ip_lock) {
+            match self.table.add(&attempt_count(key, -1, window_end)).await {
+                Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "login attempt not uncounted"),
+            }
+        }
     }
 
     async fn record_failed_login(
@@ -1509,6 +1539,18 @@ pub async fn append_audit(
     }
     item.expires_at = Some(now + AUDIT_TTL);
     table.put(&item, Condition::NotExists).await
+}
+
+/// Adds `delta` to a failed-login counter, which expires at `window_end`
+/// when this creates it; it never goes below 0.
+fn attempt_count(key: &ItemKey, delta: i64, window_end: OffsetDateTime) -> Add {
+    Add {
+        key: key.clone(),
+        field: "failures".to_owned(),
+        delta,
+        floor: Some(0),
+        expires_at: Some(window_end),
+    }
 }
 
 fn email_item(account: &Account) -> Item {
