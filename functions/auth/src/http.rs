@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use constellation_core::auth::{AccountId, Email, Password, Role};
 use constellation_platform::tokens::TokenVerifier;
 use constellation_web::auth::Authenticated;
@@ -36,7 +36,8 @@ use crate::client::ClientAddr;
 use crate::password::HashError;
 use crate::secret::SecretToken;
 use crate::store::{
-    Account, AccountForUpdate, AuditEntry, AuthError, AuthStore, OrgName, Registration, Session,
+    Account, AccountForUpdate, AuditEntry, AuthError, AuthStore, InviteId, OrgName, PendingInvite,
+    Registration, Session,
 };
 
 /// The largest request body auth accepts.
@@ -61,7 +62,8 @@ pub fn router(state: AuthState) -> Router {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/me", get(me))
-        .route("/v1/auth/invites", post(create_invite))
+        .route("/v1/auth/invites", post(create_invite).get(list_invites))
+        .route("/v1/auth/invites/{id}", delete(revoke_invite))
         .route("/v1/auth/accept-invite", post(accept_invite))
         .route("/v1/auth/accounts", get(list_accounts))
         .route("/v1/auth/accounts/{id}", patch(update_account))
@@ -80,13 +82,14 @@ pub fn router(state: AuthState) -> Router {
         description = "Organizations, accounts, roles, sessions and the public key set."
     ),
     paths(
-        register, login, refresh, logout, me, create_invite, accept_invite,
-        list_accounts, update_account, list_audit, get_jwks
+        register, login, refresh, logout, me, create_invite, list_invites, revoke_invite,
+        accept_invite, list_accounts, update_account, list_audit, get_jwks
     ),
     components(schemas(
         RegistrationForCreate, LoginForCreate, RefreshForCreate, LogoutForCreate,
         InviteForCreate, InviteAcceptance, AccountForPatch, TokenResponse, AccountView,
-        AccountDetail, AccountList, InviteView, AuditEntryView, AuditList
+        AccountDetail, AccountList, InviteView, PendingInviteView, InviteList, AuditEntryView,
+        AuditList
     )),
     modifiers(&BearerScheme)
 )]
@@ -127,6 +130,7 @@ impl From<AuthError> for ApiError {
             AuthError::LockedOut { retry_after } => ApiError::TooManyRequests { retry_after },
             AuthError::Forbidden(why) => ApiError::client(ProblemType::Forbidden, why),
             AuthError::NotFound => ApiError::not_found("no such account"),
+            AuthError::InviteNotFound => ApiError::not_found("no such invite"),
             e @ (AuthError::LastOwner | AuthError::Contention) => {
                 ApiError::client(ProblemType::Conflict, e.to_string())
             }
@@ -365,10 +369,51 @@ impl From<&Session> for TokenResponse {
 /// A created invite.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InviteView {
+    /// Its id, to revoke it by.
+    pub id: String,
     /// Hand this to the invitee; it works once.
     pub invite_token: String,
     /// When it expires (RFC 3339).
     pub expires_at: String,
+}
+
+/// A pending invite (its token is never shown again).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingInviteView {
+    /// Invite id.
+    pub id: String,
+    /// Whom it invites.
+    pub email: String,
+    /// The role it grants.
+    pub role: String,
+    /// The account that created it.
+    pub invited_by: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it stops being accepted (RFC 3339).
+    pub expires_at: String,
+}
+
+impl From<&PendingInvite> for PendingInviteView {
+    fn from(i: &PendingInvite) -> Self {
+        Self {
+            id: i.id.to_string(),
+            email: i.email.to_string(),
+            role: i.role.to_string(),
+            invited_by: i.invited_by.to_string(),
+            created_at: rfc3339(i.created_at),
+            expires_at: rfc3339(i.expires_at),
+        }
+    }
+}
+
+/// One page of pending invites.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteList {
+    /// Invites in id order.
+    pub items: Vec<PendingInviteView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// One audit event.
@@ -380,7 +425,8 @@ pub struct AuditEntryView {
     pub time: String,
     /// What: `register`, `login_succeeded`, `login_failed`, `lockout`,
     /// `refresh_reuse`, `logout`, `role_changed`, `account_disabled`,
-    /// `account_enabled`, `invite_created`, `invite_accepted`, `key_rotated`.
+    /// `account_enabled`, `invite_created`, `invite_accepted`,
+    /// `invite_revoked`, `invites_listed`, `key_rotated`.
     pub action: String,
     /// Who did it.
     pub actor: Option<String>,
@@ -578,11 +624,72 @@ async fn create_invite(
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(InviteView {
+            id: invite.id.to_string(),
             invite_token: invite.token.expose().to_owned(),
             expires_at: rfc3339(invite.expires_at),
         }),
     )
         .into_response())
+}
+
+/// The caller's organization's pending invites (admins and owners).
+#[utoipa::path(
+    get,
+    path = "/v1/auth/invites",
+    params(
+        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page", body = InviteList),
+        (status = 400, description = "Invalid limit or cursor"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "Not an admin"),
+    )
+)]
+async fn list_invites(
+    State(state): State<AuthState>,
+    auth: Authenticated,
+    ClientIp(ip): ClientIp,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Reply<axum::Json<InviteList>> {
+    let principal = auth.require(Role::Admin)?;
+    let page = page_params(query)?;
+    let (invites, next_cursor) = state
+        .store
+        .list_invites(principal, page.limit, page.cursor, &ip)
+        .await?;
+    Ok(axum::Json(InviteList {
+        items: invites.iter().map(PendingInviteView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Revokes a pending invite (admins and owners): its token stops working.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/invites/{id}",
+    params(("id" = String, Path, description = "Invite id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Invalid id"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "Not an admin, or the invite's role is above the caller's"),
+        (status = 404, description = "No such pending invite in the caller's organization"),
+    )
+)]
+async fn revoke_invite(
+    State(state): State<AuthState>,
+    auth: Authenticated,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Reply<StatusCode> {
+    let principal = auth.require(Role::Admin)?;
+    let id = InviteId::parse(&id)?;
+    state.store.revoke_invite(principal, &id, &ip).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Accepts an invite: creates the account and logs it in.
@@ -593,7 +700,8 @@ async fn create_invite(
     responses(
         (status = 201, description = "Account created and logged in", body = TokenResponse),
         (status = 400, description = "The password breaks the policy"),
-        (status = 401, description = "Unknown, expired or used invite token"),
+        (status = 401, description = "Unknown, expired, used or revoked invite token"),
+        (status = 403, description = "The inviter is gone, disabled, or may no longer grant the role"),
         (status = 409, description = "The email already has an account"),
         (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
     )

@@ -12,7 +12,8 @@
 //! | `ORG#<org>#AUDIT` | `<ns timestamp>#<id>` | a security event (TTL 90 days), newest last |
 //! | `EMAIL#<email>` | `EMAIL` | the uniqueness claim on a normalised email: its org and account |
 //! | `REFRESH#<sha256>` | `REFRESH` | a refresh token, by its hash only: org, account, family, status, epoch (TTL 30 days) |
-//! | `INVITE#<sha256>` | `INVITE` | a pending invite, by its hash only: org, email, role (TTL 7 days) |
+//! | `ORG#<org>` | `INVITE#<id>` | a pending invite: email, role, inviter, token hash (TTL 7 days) |
+//! | `INVITE#<sha256>` | `INVITE` | the invite's lookup by token hash: org and invite id (TTL 7 days) |
 //! | `LOCK#EMAIL#<email>` / `LOCK#IP#<ip>` | `LOCK` | failed-login counters (TTL 15 minutes from the first failure) |
 //! | `INSTALLATION#AUDIT` | `<ns timestamp>#<id>` | installation-wide events (key rotation) |
 //!
@@ -41,6 +42,8 @@ use constellation_platform::table::{Add, Condition, Item, ItemKey, Query, SortKe
 use constellation_platform::tokens::{IssuedToken, TokenIssuer};
 use constellation_platform::{Clock, StoreError, Table};
 use rand::RngCore as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -49,6 +52,10 @@ use crate::client::ClientAddr;
 use crate::config::AuthSettings;
 use crate::password::{HashError, PasswordHasher, PasswordHasherParams};
 use crate::secret::SecretToken;
+
+mod invites;
+
+pub use invites::{Invite, InviteId, PendingInvite};
 
 /// How often a conditional write is retried after losing a race.
 const MAX_ATTEMPTS: usize = 8;
@@ -94,10 +101,6 @@ fn email_key(email: &Email) -> ItemKey {
 
 fn refresh_key(token: &SecretToken) -> ItemKey {
     ItemKey::new(format!("REFRESH#{}", token.digest()), "REFRESH")
-}
-
-fn invite_key(token: &SecretToken) -> ItemKey {
-    ItemKey::new(format!("INVITE#{}", token.digest()), "INVITE")
 }
 
 fn lock_key(kind: &str, subject: &str) -> ItemKey {
@@ -223,6 +226,38 @@ impl std::fmt::Debug for StoredAccount {
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
+}
+
+/// An item whose attributes are `record` (a struct with serde derives).
+fn record_item<T: Serialize>(key: ItemKey, record: &T) -> Result<Item, AuthError> {
+    match serde_json::to_value(record) {
+        Ok(Value::Object(attrs)) => {
+            let mut item = Item::new(key);
+            item.attrs = attrs;
+            Ok(item)
+        }
+        Ok(_) => Err(AuthError::Store(StoreError::Backend(anyhow::anyhow!(
+            "auth record for {}/{} is not an object",
+            key.pk,
+            key.sk
+        )))),
+        Err(e) => Err(AuthError::Store(StoreError::Backend(anyhow::anyhow!(
+            "auth record for {}/{} does not serialize: {e}",
+            key.pk,
+            key.sk
+        )))),
+    }
+}
+
+/// The record an item's attributes hold.
+fn read_record<T: DeserializeOwned>(item: &Item) -> Result<T, AuthError> {
+    serde_json::from_value(Value::Object(item.attrs.clone())).map_err(|e| {
+        AuthError::Store(StoreError::Backend(anyhow::anyhow!(
+            "auth item {}/{} does not hold a valid record: {e}",
+            item.key.pk,
+            item.key.sk
+        )))
+    })
 }
 
 fn corrupt(item: &Item, what: &str) -> AuthError {
@@ -370,15 +405,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A created invite: the one-time token (only its hash is stored) and its expiry.
-#[derive(Debug)]
-pub struct Invite {
-    /// Hand this to the invitee.
-    pub token: SecretToken,
-    /// When it stops being accepted.
-    pub expires_at: OffsetDateTime,
-}
-
 /// What happened, in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditAction {
@@ -404,6 +430,10 @@ pub enum AuditAction {
     InviteCreated,
     /// An invite was accepted.
     InviteAccepted,
+    /// An invite was revoked.
+    InviteRevoked,
+    /// The pending invites were listed.
+    InvitesListed,
     /// The token signing key was rotated.
     KeyRotated,
 }
@@ -423,6 +453,8 @@ impl AuditAction {
             Self::AccountEnabled => "account_enabled",
             Self::InviteCreated => "invite_created",
             Self::InviteAccepted => "invite_accepted",
+            Self::InviteRevoked => "invite_revoked",
+            Self::InvitesListed => "invites_listed",
             Self::KeyRotated => "key_rotated",
         }
     }
@@ -441,6 +473,8 @@ impl AuditAction {
             Self::AccountEnabled,
             Self::InviteCreated,
             Self::InviteAccepted,
+            Self::InviteRevoked,
+            Self::InvitesListed,
             Self::KeyRotated,
         ]
         .into_iter()
@@ -544,6 +578,9 @@ pub enum AuthError {
     /// 404: no such account in the caller's organization.
     #[error("no such account")]
     NotFound,
+    /// 404: no such pending invite in the caller's organization.
+    #[error("no such invite")]
+    InviteNotFound,
     /// 409: the change would leave the organization without an enabled owner.
     #[error("the last owner cannot be demoted or disabled")]
     LastOwner,
@@ -1235,160 +1272,6 @@ impl AuthStore {
                 .await;
             }
             return Ok(updated.account);
-        }
-        Err(AuthError::Contention)
-    }
-
-    // -- invites --------------------------------------------------------------
-
-    /// Invites `email` into the caller's organization with `role` (at most
-    /// the caller's own). Only admins and owners invite.
-    #[tracing::instrument(skip_all, fields(org = %principal.org, account = %principal.account, role = %role))]
-    pub async fn create_invite(
-        &self,
-        principal: &Principal,
-        email: &Email,
-        role: Role,
-        ip: &ClientAddr,
-    ) -> Result<Invite, AuthError> {
-        let actor = self.authorize(principal, Role::Admin).await?;
-        if role > actor.account.role {
-            return Err(AuthError::Forbidden(
-                "you cannot invite someone with a role above your own",
-            ));
-        }
-        let now = self.clock.now();
-        let token = SecretToken::generate();
-        let expires_at = now + INVITE_TTL;
-        let mut item = Item::new(invite_key(&token))
-            .with("org", principal.org.as_str())
-            .with("email", email.as_str())
-            .with("role", role.as_str())
-            .with("invited_by", actor.account.id.as_str())
-            .with("created_at", rfc3339(now));
-        item.expires_at = Some(expires_at);
-        self.table.put(&item, Condition::NotExists).await?;
-        tracing::info!("invite created");
-        self.audit(
-            Some(&principal.org),
-            AuditEvent::new(AuditAction::InviteCreated)
-                .actor(&actor.account.id)
-                .ip(ip)
-                .detail(format!("role {role}")),
-        )
-        .await;
-        Ok(Invite {
-            token,
-            expires_at: item.expires_at.unwrap_or(expires_at),
-        })
-    }
-
-    /// Accepts an invite: creates the account in the inviting organization
-    /// and consumes the invite in the same transaction, then logs it in.
-    #[tracing::instrument(skip_all, fields(org, account))]
-    pub async fn accept_invite(
-        &self,
-        token: &SecretToken,
-        password: &str,
-        ip: &ClientAddr,
-    ) -> Result<Session, AuthError> {
-        let key = invite_key(token);
-        let invite = self
-            .table
-            .get(&key)
-            .await?
-            .ok_or(AuthError::InvalidInvite)?;
-        let org = invite
-            .str("org")
-            .and_then(|o| OrgId::parse(o).ok())
-            .ok_or_else(|| corrupt(&invite, "org"))?;
-        let email = invite
-            .str("email")
-            .and_then(|e| Email::parse(e).ok())
-            .ok_or_else(|| corrupt(&invite, "email"))?;
-        let role = invite
-            .str("role")
-            .and_then(|r| Role::parse("role", r).ok())
-            .ok_or_else(|| corrupt(&invite, "role"))?;
-        let password = Password::new_for(password, &email)?;
-        let password_hash = self.hasher.hash(&password).await?;
-        let id = new_account_id();
-        let span = tracing::Span::current();
-        span.record("org", tracing::field::display(&org));
-        span.record("account", tracing::field::display(&id));
-
-        for attempt in 0..MAX_ATTEMPTS {
-            let now = self.clock.now();
-            let stored = StoredAccount {
-                account: Account {
-                    id: id.clone(),
-                    org: org.clone(),
-                    email: email.clone(),
-                    role,
-                    disabled: false,
-                    created_at: now,
-                },
-                password_hash: password_hash.clone(),
-                epoch: 0,
-                version: 1,
-            };
-            let mut writes = vec![
-                Write::Delete {
-                    key: key.clone(),
-                    condition: Condition::VersionEquals(invite.version),
-                },
-                Write::Put {
-                    item: email_item(&stored.account),
-                    condition: Condition::NotExists,
-                },
-                Write::Put {
-                    item: stored.to_item(),
-                    condition: Condition::NotExists,
-                },
-            ];
-            if role == Role::Owner {
-                let org_item = self
-                    .table
-                    .get(&org_key(&org))
-                    .await?
-                    .ok_or(AuthError::InvalidInvite)?;
-                let owners = org_item.int("owners").unwrap_or(0) + 1;
-                let mut next = org_item.clone().with("owners", owners);
-                next.version = org_item.version + 1;
-                writes.push(Write::Put {
-                    item: next,
-                    condition: Condition::VersionEquals(org_item.version),
-                });
-            }
-            let refresh = self.session_writes(&stored.account, 0, now, &mut writes);
-            match self.table.transact(&writes).await {
-                Ok(()) => {
-                    tracing::info!("invite accepted");
-                    self.audit(
-                        Some(&org),
-                        AuditEvent::new(AuditAction::InviteAccepted)
-                            .actor(&id)
-                            .target(&id)
-                            .ip(ip)
-                            .detail(format!("role {role}")),
-                    )
-                    .await;
-                    return Ok(self.issue(stored.account, refresh, now));
-                }
-                Err(StoreError::ConditionFailed { .. }) => {
-                    // Find out which claim failed; only the org count is worth a retry.
-                    if self.table.get(&key).await?.is_none() {
-                        return Err(AuthError::InvalidInvite);
-                    }
-                    if self.table.get(&email_key(&email)).await?.is_some() {
-                        return Err(AuthError::EmailTaken);
-                    }
-                }
-                Err(e) if is_conflict(&e) && attempt + 1 < MAX_ATTEMPTS => {
-                    backoff(attempt + 1).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
         }
         Err(AuthError::Contention)
     }

@@ -932,6 +932,7 @@ async fn jwks_publishes_the_key_that_signs_access_tokens(app: TestApp) {
         "/v1/auth/logout",
         "/v1/auth/me",
         "/v1/auth/invites",
+        "/v1/auth/invites/{id}",
         "/v1/auth/accept-invite",
         "/v1/auth/accounts",
         "/v1/auth/accounts/{id}",
