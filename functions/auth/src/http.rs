@@ -344,7 +344,9 @@ pub struct AccountList {
 pub struct TokenResponse {
     /// The access token (a JWT, EdDSA-signed).
     pub access_token: String,
-    /// The refresh token: opaque, one use, 30 days.
+    /// The refresh token: opaque, one use (a second use within 10 s of the
+    /// first, as from two tabs, gets its own new token), 30 days, and never
+    /// beyond 90 days from the login.
     pub refresh_token: String,
     /// Always `Bearer`.
     pub token_type: String,
@@ -531,14 +533,16 @@ async fn login(
     Ok(tokens(StatusCode::OK, &session))
 }
 
-/// Exchanges a refresh token for new tokens (the old refresh token is spent).
+/// Exchanges a refresh token for new tokens (the old refresh token is spent;
+/// presented again within 10 s it gets new tokens of its own, later it
+/// revokes the session).
 #[utoipa::path(
     post,
     path = "/v1/auth/refresh",
     request_body = RefreshForCreate,
     responses(
         (status = 200, description = "New tokens", body = TokenResponse),
-        (status = 401, description = "Unknown, expired, reused or revoked refresh token"),
+        (status = 401, description = "Unknown, expired, reused or revoked refresh token, or a session past its 90 days"),
     )
 )]
 async fn refresh(

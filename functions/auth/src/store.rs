@@ -54,8 +54,10 @@ use crate::password::{HashError, PasswordHasher, PasswordHasherParams};
 use crate::secret::SecretToken;
 
 mod invites;
+mod sessions;
 
 pub use invites::{Invite, InviteId, PendingInvite};
+pub use sessions::{REFRESH_REUSE_GRACE, REFRESH_TOKEN_TTL, SESSION_LIFETIME};
 
 /// How often a conditional write is retried after losing a race.
 const MAX_ATTEMPTS: usize = 8;
@@ -64,8 +66,6 @@ const MAX_ATTEMPTS: usize = 8;
 pub const LOCKOUT_THRESHOLD: i64 = 5;
 /// How long failures are counted, from the first one.
 pub const LOCKOUT_WINDOW: Duration = Duration::minutes(15);
-/// How long a refresh token lives.
-pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
 /// How long an invite may be accepted.
 pub const INVITE_TTL: Duration = Duration::days(7);
 /// How long audit events are kept.
@@ -74,10 +74,6 @@ pub const AUDIT_TTL: Duration = Duration::days(90);
 pub const MAX_ORG_NAME_CHARS: usize = 100;
 /// The CloudWatch namespace of the `FailedLogin` metric.
 pub const METRICS_NAMESPACE: &str = "Constellation";
-
-const ACTIVE: &str = "active";
-const ROTATED: &str = "rotated";
-const REVOKED: &str = "revoked";
 
 fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
@@ -91,16 +87,8 @@ fn account_key(org: &OrgId, id: &AccountId) -> ItemKey {
     ItemKey::new(org_pk(org), format!("ACCOUNT#{id}"))
 }
 
-fn family_key(org: &OrgId, family: &str) -> ItemKey {
-    ItemKey::new(format!("ORG#{org}#FAMILY#{family}"), "FAMILY")
-}
-
 fn email_key(email: &Email) -> ItemKey {
     ItemKey::new(format!("EMAIL#{email}"), "EMAIL")
-}
-
-fn refresh_key(token: &SecretToken) -> ItemKey {
-    ItemKey::new(format!("REFRESH#{}", token.digest()), "REFRESH")
 }
 
 fn lock_key(kind: &str, subject: &str) -> ItemKey {
@@ -327,40 +315,6 @@ impl StoredAccount {
                 .to_owned(),
             epoch: item.int("epoch").ok_or_else(|| corrupt(item, "epoch"))?,
             version: item.version,
-        })
-    }
-}
-
-/// A stored refresh token (found by its hash).
-#[derive(Debug, Clone)]
-struct RefreshRecord {
-    org: OrgId,
-    account: AccountId,
-    family: String,
-    status: String,
-    epoch: i64,
-}
-
-impl RefreshRecord {
-    fn from_item(item: &Item) -> Result<Self, AuthError> {
-        Ok(Self {
-            org: item
-                .str("org")
-                .and_then(|o| OrgId::parse(o).ok())
-                .ok_or_else(|| corrupt(item, "org"))?,
-            account: item
-                .str("account")
-                .and_then(|a| AccountId::parse(a).ok())
-                .ok_or_else(|| corrupt(item, "account"))?,
-            family: item
-                .str("family")
-                .ok_or_else(|| corrupt(item, "family"))?
-                .to_owned(),
-            status: item
-                .str("status")
-                .ok_or_else(|| corrupt(item, "status"))?
-                .to_owned(),
-            epoch: item.int("epoch").ok_or_else(|| corrupt(item, "epoch"))?,
         })
     }
 }
@@ -699,7 +653,7 @@ impl AuthStore {
                     condition: Condition::NotExists,
                 },
             ];
-            let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes);
+            let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes)?;
             match self.table.transact(&writes).await {
                 Ok(()) => break (stored, refresh, now),
                 // The org and account ids are fresh random values: only the email claim can fail.
@@ -844,7 +798,7 @@ impl AuthStore {
             }
         }
         let mut writes = Vec::new();
-        let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes);
+        let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes)?;
         self.table.transact(&writes).await?;
         tracing::info!("login succeeded");
         self.audit(
@@ -924,198 +878,6 @@ impl AuthStore {
             }],
             &[],
         );
-    }
-
-    // -- sessions -----------------------------------------------------------
-
-    /// Exchanges a refresh token for a new session in the same family. The
-    /// presented token is rotated; presenting a rotated token again revokes
-    /// the whole family.
-    #[tracing::instrument(skip_all, fields(org, account))]
-    pub async fn refresh(
-        &self,
-        token: &SecretToken,
-        ip: &ClientAddr,
-    ) -> Result<Session, AuthError> {
-        let key = refresh_key(token);
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some(item) = self.table.get(&key).await? else {
-                return Err(AuthError::InvalidRefreshToken);
-            };
-            let record = RefreshRecord::from_item(&item)?;
-            let span = tracing::Span::current();
-            span.record("org", tracing::field::display(&record.org));
-            span.record("account", tracing::field::display(&record.account));
-            if record.status != ACTIVE {
-                self.on_reuse(&record, ip).await?;
-                return Err(AuthError::InvalidRefreshToken);
-            }
-            let fam_key = family_key(&record.org, &record.family);
-            let Some(family) = self.table.get(&fam_key).await? else {
-                return Err(AuthError::InvalidRefreshToken);
-            };
-            if family.str("status") != Some(ACTIVE) {
-                return Err(AuthError::InvalidRefreshToken);
-            }
-            let stored = self.load_account(&record.org, &record.account).await?;
-            let Some(stored) = stored.filter(|s| !s.account.disabled && s.epoch == record.epoch)
-            else {
-                self.revoke_family(&record.org, &record.family).await?;
-                return Err(AuthError::InvalidRefreshToken);
-            };
-
-            let now = self.clock.now();
-            let next = SecretToken::generate();
-            let mut rotated = item.clone();
-            rotated.attrs.insert("status".into(), ROTATED.into());
-            rotated
-                .attrs
-                .insert("rotated_at".into(), rfc3339(now).into());
-            rotated.version = item.version + 1;
-            let mut renewed = family.clone();
-            renewed.version = family.version + 1;
-            renewed.expires_at = Some(now + REFRESH_TOKEN_TTL);
-            let writes = [
-                Write::Put {
-                    item: rotated,
-                    condition: Condition::VersionEquals(item.version),
-                },
-                Write::Put {
-                    item: refresh_item(&next, &stored.account, &record.family, record.epoch, now),
-                    condition: Condition::NotExists,
-                },
-                Write::Put {
-                    item: renewed,
-                    condition: Condition::VersionEquals(family.version),
-                },
-            ];
-            match self.table.transact(&writes).await {
-                Ok(()) => {
-                    tracing::info!("refresh token rotated");
-                    return Ok(self.issue(stored.account, next, now));
-                }
-                // Someone rotated or revoked concurrently: re-read, and a
-                // second use of this token is then seen as reuse.
-                Err(StoreError::ConditionFailed { .. }) => continue,
-                Err(e) if is_conflict(&e) && attempt + 1 < MAX_ATTEMPTS => {
-                    backoff(attempt + 1).await;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AuthError::Contention)
-    }
-
-    async fn on_reuse(&self, record: &RefreshRecord, ip: &ClientAddr) -> Result<(), AuthError> {
-        let revoked = self.revoke_family(&record.org, &record.family).await?;
-        tracing::warn!(
-            org = %record.org,
-            account = %record.account,
-            family = %record.family,
-            "security: a rotated refresh token was presented again; its session family is revoked"
-        );
-        if revoked {
-            self.audit(
-                Some(&record.org),
-                AuditEvent::new(AuditAction::RefreshReuse)
-                    .target(&record.account)
-                    .ip(ip)
-                    .detail(format!("family {} revoked", record.family)),
-            )
-            .await;
-        }
-        Ok(())
-    }
-
-    /// Ends the session the refresh token belongs to (its whole family).
-    /// Unknown tokens and other accounts' tokens change nothing.
-    #[tracing::instrument(skip_all, fields(org = %principal.org, account = %principal.account))]
-    pub async fn logout(
-        &self,
-        principal: &Principal,
-        token: &SecretToken,
-        ip: &ClientAddr,
-    ) -> Result<(), AuthError> {
-        let Some(item) = self.table.get(&refresh_key(token)).await? else {
-            return Ok(());
-        };
-        let record = RefreshRecord::from_item(&item)?;
-        if record.account != principal.account || record.org != principal.org {
-            return Ok(());
-        }
-        if self.revoke_family(&record.org, &record.family).await? {
-            self.audit(
-                Some(&record.org),
-                AuditEvent::new(AuditAction::Logout)
-                    .actor(&principal.account)
-                    .target(&record.account)
-                    .ip(ip),
-            )
-            .await;
-        }
-        Ok(())
-    }
-
-    /// Marks a family revoked; returns whether this call revoked it.
-    async fn revoke_family(&self, org: &OrgId, family: &str) -> Result<bool, AuthError> {
-        let key = family_key(org, family);
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(item) = self.table.get(&key).await? else {
-                return Ok(false);
-            };
-            if item.str("status") == Some(REVOKED) {
-                return Ok(false);
-            }
-            let mut revoked = item.clone();
-            revoked.attrs.insert("status".into(), REVOKED.into());
-            revoked.version = item.version + 1;
-            match self
-                .table
-                .put(&revoked, Condition::VersionEquals(item.version))
-                .await
-            {
-                Ok(()) => return Ok(true),
-                Err(StoreError::ConditionFailed { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AuthError::Contention)
-    }
-
-    /// Adds a new family with its first refresh token to `writes`.
-    fn session_writes(
-        &self,
-        account: &Account,
-        epoch: i64,
-        now: OffsetDateTime,
-        writes: &mut Vec<Write>,
-    ) -> SecretToken {
-        let family = random_hex_16();
-        let token = SecretToken::generate();
-        let mut family_item = Item::new(family_key(&account.org, &family))
-            .with("account", account.id.as_str())
-            .with("status", ACTIVE)
-            .with("created_at", rfc3339(now));
-        family_item.expires_at = Some(now + REFRESH_TOKEN_TTL);
-        writes.push(Write::Put {
-            item: family_item,
-            condition: Condition::NotExists,
-        });
-        writes.push(Write::Put {
-            item: refresh_item(&token, account, &family, epoch, now),
-            condition: Condition::NotExists,
-        });
-        token
-    }
-
-    fn issue(&self, account: Account, refresh_token: SecretToken, now: OffsetDateTime) -> Session {
-        let access = self.issuer.issue(&account.principal(), now);
-        Session {
-            account,
-            access,
-            refresh_token,
-        }
     }
 
     // -- accounts -------------------------------------------------------------
@@ -1440,24 +1202,6 @@ fn email_item(account: &Account) -> Item {
     Item::new(email_key(&account.email))
         .with("org", account.org.as_str())
         .with("account", account.id.as_str())
-}
-
-fn refresh_item(
-    token: &SecretToken,
-    account: &Account,
-    family: &str,
-    epoch: i64,
-    now: OffsetDateTime,
-) -> Item {
-    let mut item = Item::new(refresh_key(token))
-        .with("org", account.org.as_str())
-        .with("account", account.id.as_str())
-        .with("family", family)
-        .with("status", ACTIVE)
-        .with("epoch", epoch)
-        .with("issued_at", rfc3339(now));
-    item.expires_at = Some(now + REFRESH_TOKEN_TTL);
-    item
 }
 
 fn audit_entry(item: &Item) -> Result<AuditEntry, AuthError> {

@@ -453,7 +453,7 @@ impl AuthStore {
                     condition: Condition::VersionEquals(org_item.version),
                 });
             }
-            let refresh = self.session_writes(&stored.account, 0, now, &mut writes);
+            let refresh = self.session_writes(&stored.account, 0, now, &mut writes)?;
             match self.table.transact(&writes).await {
                 Ok(()) => {
                     tracing::info!(invite = %invite.id, "invite accepted");
