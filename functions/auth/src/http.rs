@@ -16,7 +16,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use constellation_core::auth::{AccountId, Email, Password, Role};
 use constellation_platform::tokens::TokenVerifier;
 use constellation_web::auth::Authenticated;
@@ -25,16 +25,19 @@ use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{ApiError, Json, PageParams};
+use lambda_http::request::RequestContext;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::client::ClientAddr;
+use crate::password::HashError;
 use crate::secret::SecretToken;
 use crate::store::{
-    Account, AccountForUpdate, AuditEntry, AuthError, AuthStore, OrgName, Registration, Session,
-    UNKNOWN_IP,
+    Account, AccountForUpdate, AuditEntry, AuthError, AuthStore, InviteId, OrgName, PendingInvite,
+    Registration, Session,
 };
 
 /// The largest request body auth accepts.
@@ -47,6 +50,8 @@ pub struct AuthState {
     pub store: Arc<AuthStore>,
     /// Public keys, for the JWKS.
     pub verifier: Arc<TokenVerifier>,
+    /// Proxies trusted to append to `X-Forwarded-For` (see [`ClientAddr::resolve`]).
+    pub trusted_proxies: usize,
 }
 
 /// The auth routes (without the shared layers nor the token layer; see [`crate::app`]).
@@ -57,7 +62,8 @@ pub fn router(state: AuthState) -> Router {
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/me", get(me))
-        .route("/v1/auth/invites", post(create_invite))
+        .route("/v1/auth/invites", post(create_invite).get(list_invites))
+        .route("/v1/auth/invites/{id}", delete(revoke_invite))
         .route("/v1/auth/accept-invite", post(accept_invite))
         .route("/v1/auth/accounts", get(list_accounts))
         .route("/v1/auth/accounts/{id}", patch(update_account))
@@ -76,13 +82,14 @@ pub fn router(state: AuthState) -> Router {
         description = "Organizations, accounts, roles, sessions and the public key set."
     ),
     paths(
-        register, login, refresh, logout, me, create_invite, accept_invite,
-        list_accounts, update_account, list_audit, get_jwks
+        register, login, refresh, logout, me, create_invite, list_invites, revoke_invite,
+        accept_invite, list_accounts, update_account, list_audit, get_jwks
     ),
     components(schemas(
         RegistrationForCreate, LoginForCreate, RefreshForCreate, LogoutForCreate,
         InviteForCreate, InviteAcceptance, AccountForPatch, TokenResponse, AccountView,
-        AccountDetail, AccountList, InviteView, AuditEntryView, AuditList
+        AccountDetail, AccountList, InviteView, PendingInviteView, InviteList, AuditEntryView,
+        AuditList
     )),
     modifiers(&BearerScheme)
 )]
@@ -123,9 +130,11 @@ impl From<AuthError> for ApiError {
             AuthError::LockedOut { retry_after } => ApiError::TooManyRequests { retry_after },
             AuthError::Forbidden(why) => ApiError::client(ProblemType::Forbidden, why),
             AuthError::NotFound => ApiError::not_found("no such account"),
+            AuthError::InviteNotFound => ApiError::not_found("no such invite"),
             e @ (AuthError::LastOwner | AuthError::Contention) => {
                 ApiError::client(ProblemType::Conflict, e.to_string())
             }
+            AuthError::Hash(e @ HashError::Busy) => ApiError::Unavailable(e.into()),
             AuthError::Hash(e) => ApiError::internal(e),
             AuthError::Store(e) => e.into(),
         }
@@ -137,30 +146,47 @@ type Reply<T> = Result<T, ApiError>;
 // ---------------------------------------------------------------------------
 // Extractors
 
-/// The client's address: the first hop of `X-Forwarded-For` (API Gateway
-/// sets it), else the socket peer, else `unknown`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientIp(pub String);
+/// The client's address, which the client cannot choose: API Gateway's
+/// `requestContext.http.sourceIp` under Lambda, the socket peer under
+/// `serve`, or an entry of `X-Forwarded-For` only as far as
+/// [`AuthState::trusted_proxies`] vouch for it (see [`ClientAddr::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub ClientAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+/// The connection's peer: API Gateway's `sourceIp`, else the socket peer.
+fn peer(parts: &Parts) -> Option<IpAddr> {
+    if let Some(RequestContext::ApiGatewayV2(ctx)) = parts.extensions.get::<RequestContext>() {
+        return ctx
+            .http
+            .source_ip
+            .as_deref()
+            .and_then(|ip| ip.trim().parse().ok());
+    }
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+impl FromRequestParts<AuthState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AuthState,
+    ) -> Result<Self, Self::Rejection> {
         let forwarded = parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse::<IpAddr>().ok());
-        let peer = || {
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip())
-        };
-        Ok(Self(forwarded.or_else(peer).map_or_else(
-            || UNKNOWN_IP.to_owned(),
-            |ip| ip.to_string(),
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        let forwarded = (!forwarded.is_empty()).then_some(forwarded.as_str());
+        Ok(Self(ClientAddr::resolve(
+            peer(parts),
+            forwarded,
+            state.trusted_proxies,
         )))
     }
 }
@@ -318,7 +344,9 @@ pub struct AccountList {
 pub struct TokenResponse {
     /// The access token (a JWT, EdDSA-signed).
     pub access_token: String,
-    /// The refresh token: opaque, one use, 30 days.
+    /// The refresh token: opaque, one use (a second use within 10 s of the
+    /// first, as from two tabs, gets its own new token), 30 days, and never
+    /// beyond 90 days from the login.
     pub refresh_token: String,
     /// Always `Bearer`.
     pub token_type: String,
@@ -343,10 +371,51 @@ impl From<&Session> for TokenResponse {
 /// A created invite.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InviteView {
+    /// Its id, to revoke it by.
+    pub id: String,
     /// Hand this to the invitee; it works once.
     pub invite_token: String,
     /// When it expires (RFC 3339).
     pub expires_at: String,
+}
+
+/// A pending invite (its token is never shown again).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingInviteView {
+    /// Invite id.
+    pub id: String,
+    /// Whom it invites.
+    pub email: String,
+    /// The role it grants.
+    pub role: String,
+    /// The account that created it.
+    pub invited_by: String,
+    /// When it was created (RFC 3339).
+    pub created_at: String,
+    /// When it stops being accepted (RFC 3339).
+    pub expires_at: String,
+}
+
+impl From<&PendingInvite> for PendingInviteView {
+    fn from(i: &PendingInvite) -> Self {
+        Self {
+            id: i.id.to_string(),
+            email: i.email.to_string(),
+            role: i.role.to_string(),
+            invited_by: i.invited_by.to_string(),
+            created_at: rfc3339(i.created_at),
+            expires_at: rfc3339(i.expires_at),
+        }
+    }
+}
+
+/// One page of pending invites.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InviteList {
+    /// Invites in id order.
+    pub items: Vec<PendingInviteView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// One audit event.
@@ -358,7 +427,8 @@ pub struct AuditEntryView {
     pub time: String,
     /// What: `register`, `login_succeeded`, `login_failed`, `lockout`,
     /// `refresh_reuse`, `logout`, `role_changed`, `account_disabled`,
-    /// `account_enabled`, `invite_created`, `invite_accepted`, `key_rotated`.
+    /// `account_enabled`, `invite_created`, `invite_accepted`,
+    /// `invite_revoked`, `invites_listed`, `key_rotated`.
     pub action: String,
     /// Who did it.
     pub actor: Option<String>,
@@ -414,6 +484,7 @@ fn tokens(status: StatusCode, session: &Session) -> Response {
         (status = 201, description = "Registered and logged in", body = TokenResponse),
         (status = 400, description = "Invalid organization, email or password (the field is named)"),
         (status = 409, description = "The email already has an account"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
     )
 )]
 async fn register(
@@ -448,6 +519,7 @@ async fn register(
         (status = 400, description = "Invalid email or password shape"),
         (status = 401, description = "Wrong email or password, or the account is disabled"),
         (status = 429, description = "Too many failed logins for this email or address; see Retry-After"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
     )
 )]
 async fn login(
@@ -461,14 +533,16 @@ async fn login(
     Ok(tokens(StatusCode::OK, &session))
 }
 
-/// Exchanges a refresh token for new tokens (the old refresh token is spent).
+/// Exchanges a refresh token for new tokens (the old refresh token is spent;
+/// presented again within 10 s it gets new tokens of its own, later it
+/// revokes the session).
 #[utoipa::path(
     post,
     path = "/v1/auth/refresh",
     request_body = RefreshForCreate,
     responses(
         (status = 200, description = "New tokens", body = TokenResponse),
-        (status = 401, description = "Unknown, expired, reused or revoked refresh token"),
+        (status = 401, description = "Unknown, expired, reused or revoked refresh token, or a session past its 90 days"),
     )
 )]
 async fn refresh(
@@ -554,11 +628,72 @@ async fn create_invite(
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
         axum::Json(InviteView {
+            id: invite.id.to_string(),
             invite_token: invite.token.expose().to_owned(),
             expires_at: rfc3339(invite.expires_at),
         }),
     )
         .into_response())
+}
+
+/// The caller's organization's pending invites (admins and owners).
+#[utoipa::path(
+    get,
+    path = "/v1/auth/invites",
+    params(
+        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "One page", body = InviteList),
+        (status = 400, description = "Invalid limit or cursor"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "Not an admin"),
+    )
+)]
+async fn list_invites(
+    State(state): State<AuthState>,
+    auth: Authenticated,
+    ClientIp(ip): ClientIp,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Reply<axum::Json<InviteList>> {
+    let principal = auth.require(Role::Admin)?;
+    let page = page_params(query)?;
+    let (invites, next_cursor) = state
+        .store
+        .list_invites(principal, page.limit, page.cursor, &ip)
+        .await?;
+    Ok(axum::Json(InviteList {
+        items: invites.iter().map(PendingInviteView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Revokes a pending invite (admins and owners): its token stops working.
+#[utoipa::path(
+    delete,
+    path = "/v1/auth/invites/{id}",
+    params(("id" = String, Path, description = "Invite id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Invalid id"),
+        (status = 401, description = "No valid access token"),
+        (status = 403, description = "Not an admin, or the invite's role is above the caller's"),
+        (status = 404, description = "No such pending invite in the caller's organization"),
+    )
+)]
+async fn revoke_invite(
+    State(state): State<AuthState>,
+    auth: Authenticated,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+) -> Reply<StatusCode> {
+    let principal = auth.require(Role::Admin)?;
+    let id = InviteId::parse(&id)?;
+    state.store.revoke_invite(principal, &id, &ip).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Accepts an invite: creates the account and logs it in.
@@ -569,8 +704,10 @@ async fn create_invite(
     responses(
         (status = 201, description = "Account created and logged in", body = TokenResponse),
         (status = 400, description = "The password breaks the policy"),
-        (status = 401, description = "Unknown, expired or used invite token"),
+        (status = 401, description = "Unknown, expired, used or revoked invite token"),
+        (status = 403, description = "The inviter is gone, disabled, or may no longer grant the role"),
         (status = 409, description = "The email already has an account"),
+        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
     )
 )]
 async fn accept_invite(

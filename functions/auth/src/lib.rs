@@ -8,6 +8,7 @@
 //! the tests. Signing keys are read through `constellation_platform::tokens`;
 //! only this service loads the private one.
 
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod password;
@@ -24,7 +25,8 @@ use constellation_platform::tokens::{self, TokenVerifier};
 use constellation_web::ServiceInfo;
 use constellation_web::auth::with_auth;
 
-pub use config::AuthResources;
+pub use client::ClientAddr;
+pub use config::{AuthResources, AuthSettings};
 pub use http::{AuthState, router};
 pub use password::PasswordHasherParams;
 pub use service::SERVICE;
@@ -50,6 +52,7 @@ pub async fn store(
         platform.clock(),
         Arc::new(issuer),
         params,
+        resources.settings,
         metrics,
     ))
 }
@@ -81,6 +84,7 @@ pub fn app_with(
     metrics: MetricsSink,
 ) -> axum::Router {
     let routes = router(AuthState {
+        trusted_proxies: store.settings().trusted_proxies,
         store,
         verifier: verifier.clone(),
     });

@@ -2,15 +2,28 @@
 //!
 //! Production uses the OWASP-recommended parameters (19 MiB of memory, two
 //! passes, one lane). Each hash runs on tokio's blocking pool, so a login
-//! never stalls the executor that serves other requests. Verifying against an
+//! never stalls the executor that serves other requests.
+//!
+//! Hashes are bounded: at most `concurrency` run at once (about the core
+//! count; more would only queue for CPU while holding 19 MiB each). A caller
+//! waits a short while for a slot and is then told [`HashError::Busy`],
+//! which the HTTP layer answers 503 with `Retry-After`, instead of queueing
+//! without limit. A slot is held by the blocking task itself, so a request
+//! that gives up mid-hash does not free memory that is still in use.
+//!
+//! Verifying against an
 //! unknown email runs the same work against a fixed dummy hash made with the
 //! same parameters, so response time does not reveal which emails exist.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use constellation_core::auth::Password;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
 use rand::RngCore as _;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 /// The argon2id cost parameters used for new hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +61,7 @@ impl PasswordHasherParams {
 
     fn argon2(self) -> Result<Argon2<'static>, HashError> {
         let params = Params::new(self.m_cost_kib, self.t_cost, self.p_cost, None)
-            .map_err(|e| HashError(format!("invalid argon2 parameters: {e}")))?;
+            .map_err(|e| HashError::Failed(format!("invalid argon2 parameters: {e}")))?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
     }
 }
@@ -59,25 +72,53 @@ impl Default for PasswordHasherParams {
     }
 }
 
-/// Hashing failed (bad parameters, a stored hash that does not parse, or the
-/// blocking pool is gone). The message never contains the password.
+/// Why a password could not be hashed or checked. The message never
+/// contains the password.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// Every hashing slot stayed taken for the whole wait: retry shortly.
+    #[error("password hashing is at capacity")]
+    Busy,
+    /// Bad parameters, a stored hash that does not parse, or the blocking
+    /// pool is gone.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
 
-/// Hashes and verifies passwords with fixed parameters.
+/// A hashing slot; the hash that holds it runs, others wait or are refused.
+#[derive(Debug)]
+pub struct HashPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+
+/// Hashes and verifies passwords with fixed parameters, a bounded number at a time.
 #[derive(Debug)]
 pub struct PasswordHasher {
     params: PasswordHasherParams,
     dummy: OnceCell<String>,
+    slots: Arc<Semaphore>,
+    wait: Duration,
+    runs: AtomicU64,
 }
 
 impl PasswordHasher {
-    /// A hasher making new hashes with `params`.
+    /// A hasher making new hashes with `params`, as many at once as there
+    /// are cores, waiting up to 1.5 s for a slot.
     pub fn new(params: PasswordHasherParams) -> Self {
+        Self::with_limits(
+            params,
+            crate::config::default_hash_concurrency(),
+            crate::config::DEFAULT_HASH_WAIT,
+        )
+    }
+
+    /// A hasher running at most `concurrency` hashes at once (at least 1),
+    /// a caller waiting up to `wait` for a slot.
+    pub fn with_limits(params: PasswordHasherParams, concurrency: usize, wait: Duration) -> Self {
         Self {
             params,
             dummy: OnceCell::new(),
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            wait,
+            runs: AtomicU64::new(0),
         }
     }
 
@@ -86,13 +127,45 @@ impl PasswordHasher {
         self.params
     }
 
+    /// How many hashes and verifications have run (argon2 invocations).
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Takes a hashing slot, waiting up to the configured wait; every hash
+    /// and verification takes one first. Holding one keeps a slot from
+    /// everyone else (tests use this to fill the bound).
+    pub async fn reserve(&self) -> Result<HashPermit, HashError> {
+        match tokio::time::timeout(self.wait, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(HashPermit(permit)),
+            Ok(Err(_closed)) => Err(HashError::Failed("the hashing slots are closed".into())),
+            Err(_elapsed) => {
+                tracing::warn!("password hashing at capacity; request refused");
+                Err(HashError::Busy)
+            }
+        }
+    }
+
+    /// Runs `work` on the blocking pool while holding a slot.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let permit = self.reserve().await?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let _slot = permit;
+            work()
+        })
+        .await
+        .map_err(|_| HashError::Failed("the hashing task did not complete".into()))?
+    }
+
     /// A PHC string (`$argon2id$v=19$m=...`) of `password` with a fresh salt.
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let params = self.params;
         let secret = password.expose().to_owned();
-        tokio::task::spawn_blocking(move || hash_blocking(params, &secret))
-            .await
-            .map_err(|_| HashError("the hashing task did not complete".into()))?
+        self.run(move || hash_blocking(params, &secret)).await
     }
 
     /// Whether `password` matches `phc`; with `phc = None` (no such account)
@@ -107,17 +180,15 @@ impl PasswordHasher {
             None => dummy.to_owned(),
         };
         let secret = password.expose().to_owned();
-        let matches = tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&phc)
-                .map_err(|e| HashError(format!("stored hash does not parse: {e}")))?;
-            Ok::<_, HashError>(
-                Argon2::default()
+        let matches = self
+            .run(move || {
+                let parsed = PasswordHash::new(&phc)
+                    .map_err(|e| HashError::Failed(format!("stored hash does not parse: {e}")))?;
+                Ok(Argon2::default()
                     .verify_password(secret.as_bytes(), &parsed)
-                    .is_ok(),
-            )
-        })
-        .await
-        .map_err(|_| HashError("the hashing task did not complete".into()))??;
+                    .is_ok())
+            })
+            .await?;
         Ok(known && matches)
     }
 
@@ -129,9 +200,7 @@ impl PasswordHasher {
                 let mut raw = [0_u8; 24];
                 rand::rng().fill_bytes(&mut raw);
                 let secret = hex::encode(raw);
-                tokio::task::spawn_blocking(move || hash_blocking(params, &secret))
-                    .await
-                    .map_err(|_| HashError("the hashing task did not complete".into()))?
+                self.run(move || hash_blocking(params, &secret)).await
             })
             .await
             .map(String::as_str)
@@ -141,13 +210,13 @@ impl PasswordHasher {
 fn hash_blocking(params: PasswordHasherParams, secret: &str) -> Result<String, HashError> {
     let mut salt = [0_u8; 16];
     rand::rng().fill_bytes(&mut salt);
-    let salt =
-        SaltString::encode_b64(&salt).map_err(|e| HashError(format!("salt encoding: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| HashError::Failed(format!("salt encoding: {e}")))?;
     params
         .argon2()?
         .hash_password(secret.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| HashError(format!("argon2: {e}")))
+        .map_err(|e| HashError::Failed(format!("argon2: {e}")))
 }
 
 #[cfg(test)]
@@ -177,6 +246,27 @@ mod tests {
             !hasher.verify(&pw, None).await.unwrap(),
             "no account never matches"
         );
+    }
+
+    #[tokio::test]
+    async fn over_the_bound_a_hash_is_refused_after_the_wait() {
+        let hasher = PasswordHasher::with_limits(
+            PasswordHasherParams::insecure_fast_for_tests(),
+            1,
+            Duration::from_millis(50),
+        );
+        let pw = Password::presented("a long enough passphrase").unwrap();
+        let held = hasher.reserve().await.unwrap();
+        assert!(matches!(hasher.hash(&pw).await, Err(HashError::Busy)));
+        assert!(matches!(
+            hasher.verify(&pw, None).await,
+            Err(HashError::Busy)
+        ));
+        assert_eq!(hasher.runs(), 0, "nothing ran");
+        drop(held);
+        let phc = hasher.hash(&pw).await.unwrap();
+        assert!(hasher.verify(&pw, Some(&phc)).await.unwrap());
+        assert_eq!(hasher.runs(), 3, "the hash, the dummy, the verification");
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! | `ORG#<org>#AUDIT` | `<ns timestamp>#<id>` | a security event (TTL 90 days), newest last |
 //! | `EMAIL#<email>` | `EMAIL` | the uniqueness claim on a normalised email: its org and account |
 //! | `REFRESH#<sha256>` | `REFRESH` | a refresh token, by its hash only: org, account, family, status, epoch (TTL 30 days) |
-//! | `INVITE#<sha256>` | `INVITE` | a pending invite, by its hash only: org, email, role (TTL 7 days) |
+//! | `ORG#<org>` | `INVITE#<id>` | a pending invite: email, role, inviter, token hash (TTL 7 days) |
+//! | `INVITE#<sha256>` | `INVITE` | the invite's lookup by token hash: org and invite id (TTL 7 days) |
 //! | `LOCK#EMAIL#<email>` / `LOCK#IP#<ip>` | `LOCK` | failed-login counters (TTL 15 minutes from the first failure) |
 //! | `INSTALLATION#AUDIT` | `<ns timestamp>#<id>` | installation-wide events (key rotation) |
 //!
@@ -41,36 +42,38 @@ use constellation_platform::table::{Add, Condition, Item, ItemKey, Query, SortKe
 use constellation_platform::tokens::{IssuedToken, TokenIssuer};
 use constellation_platform::{Clock, StoreError, Table};
 use rand::RngCore as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
+use crate::client::ClientAddr;
+use crate::config::AuthSettings;
 use crate::password::{HashError, PasswordHasher, PasswordHasherParams};
 use crate::secret::SecretToken;
 
+mod invites;
+mod sessions;
+
+pub use invites::{Invite, InviteId, PendingInvite};
+pub use sessions::{REFRESH_REUSE_GRACE, REFRESH_TOKEN_TTL, SESSION_LIFETIME};
+
 /// How often a conditional write is retried after losing a race.
 const MAX_ATTEMPTS: usize = 8;
-/// Failed logins (per email and per source IP) that lock further attempts.
+/// Failed logins for one email that lock further attempts on it (the
+/// per-address limit is [`AuthSettings::login_address_limit`]).
 pub const LOCKOUT_THRESHOLD: i64 = 5;
 /// How long failures are counted, from the first one.
 pub const LOCKOUT_WINDOW: Duration = Duration::minutes(15);
-/// How long a refresh token lives.
-pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
 /// How long an invite may be accepted.
 pub const INVITE_TTL: Duration = Duration::days(7);
 /// How long audit events are kept.
 pub const AUDIT_TTL: Duration = Duration::days(90);
 /// The longest organization name, in characters.
 pub const MAX_ORG_NAME_CHARS: usize = 100;
-/// The source address recorded when none is known. Failures are not counted
-/// per address then: one shared counter would let anyone lock everyone out.
-pub const UNKNOWN_IP: &str = "unknown";
 /// The CloudWatch namespace of the `FailedLogin` metric.
 pub const METRICS_NAMESPACE: &str = "Constellation";
-
-const ACTIVE: &str = "active";
-const ROTATED: &str = "rotated";
-const REVOKED: &str = "revoked";
 
 fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
@@ -84,20 +87,8 @@ fn account_key(org: &OrgId, id: &AccountId) -> ItemKey {
     ItemKey::new(org_pk(org), format!("ACCOUNT#{id}"))
 }
 
-fn family_key(org: &OrgId, family: &str) -> ItemKey {
-    ItemKey::new(format!("ORG#{org}#FAMILY#{family}"), "FAMILY")
-}
-
 fn email_key(email: &Email) -> ItemKey {
     ItemKey::new(format!("EMAIL#{email}"), "EMAIL")
-}
-
-fn refresh_key(token: &SecretToken) -> ItemKey {
-    ItemKey::new(format!("REFRESH#{}", token.digest()), "REFRESH")
-}
-
-fn invite_key(token: &SecretToken) -> ItemKey {
-    ItemKey::new(format!("INVITE#{}", token.digest()), "INVITE")
 }
 
 fn lock_key(kind: &str, subject: &str) -> ItemKey {
@@ -225,6 +216,38 @@ impl std::fmt::Debug for StoredAccount {
     }
 }
 
+/// An item whose attributes are `record` (a struct with serde derives).
+fn record_item<T: Serialize>(key: ItemKey, record: &T) -> Result<Item, AuthError> {
+    match serde_json::to_value(record) {
+        Ok(Value::Object(attrs)) => {
+            let mut item = Item::new(key);
+            item.attrs = attrs;
+            Ok(item)
+        }
+        Ok(_) => Err(AuthError::Store(StoreError::Backend(anyhow::anyhow!(
+            "auth record for {}/{} is not an object",
+            key.pk,
+            key.sk
+        )))),
+        Err(e) => Err(AuthError::Store(StoreError::Backend(anyhow::anyhow!(
+            "auth record for {}/{} does not serialize: {e}",
+            key.pk,
+            key.sk
+        )))),
+    }
+}
+
+/// The record an item's attributes hold.
+fn read_record<T: DeserializeOwned>(item: &Item) -> Result<T, AuthError> {
+    serde_json::from_value(Value::Object(item.attrs.clone())).map_err(|e| {
+        AuthError::Store(StoreError::Backend(anyhow::anyhow!(
+            "auth item {}/{} does not hold a valid record: {e}",
+            item.key.pk,
+            item.key.sk
+        )))
+    })
+}
+
 fn corrupt(item: &Item, what: &str) -> AuthError {
     AuthError::Store(StoreError::Backend(anyhow::anyhow!(
         "auth item {}/{} has no valid {what}",
@@ -296,40 +319,6 @@ impl StoredAccount {
     }
 }
 
-/// A stored refresh token (found by its hash).
-#[derive(Debug, Clone)]
-struct RefreshRecord {
-    org: OrgId,
-    account: AccountId,
-    family: String,
-    status: String,
-    epoch: i64,
-}
-
-impl RefreshRecord {
-    fn from_item(item: &Item) -> Result<Self, AuthError> {
-        Ok(Self {
-            org: item
-                .str("org")
-                .and_then(|o| OrgId::parse(o).ok())
-                .ok_or_else(|| corrupt(item, "org"))?,
-            account: item
-                .str("account")
-                .and_then(|a| AccountId::parse(a).ok())
-                .ok_or_else(|| corrupt(item, "account"))?,
-            family: item
-                .str("family")
-                .ok_or_else(|| corrupt(item, "family"))?
-                .to_owned(),
-            status: item
-                .str("status")
-                .ok_or_else(|| corrupt(item, "status"))?
-                .to_owned(),
-            epoch: item.int("epoch").ok_or_else(|| corrupt(item, "epoch"))?,
-        })
-    }
-}
-
 /// A new organization and its first account, as the client asked for it.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -370,15 +359,6 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// A created invite: the one-time token (only its hash is stored) and its expiry.
-#[derive(Debug)]
-pub struct Invite {
-    /// Hand this to the invitee.
-    pub token: SecretToken,
-    /// When it stops being accepted.
-    pub expires_at: OffsetDateTime,
-}
-
 /// What happened, in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditAction {
@@ -404,6 +384,10 @@ pub enum AuditAction {
     InviteCreated,
     /// An invite was accepted.
     InviteAccepted,
+    /// An invite was revoked.
+    InviteRevoked,
+    /// The pending invites were listed.
+    InvitesListed,
     /// The token signing key was rotated.
     KeyRotated,
 }
@@ -423,6 +407,8 @@ impl AuditAction {
             Self::AccountEnabled => "account_enabled",
             Self::InviteCreated => "invite_created",
             Self::InviteAccepted => "invite_accepted",
+            Self::InviteRevoked => "invite_revoked",
+            Self::InvitesListed => "invites_listed",
             Self::KeyRotated => "key_rotated",
         }
     }
@@ -441,6 +427,8 @@ impl AuditAction {
             Self::AccountEnabled,
             Self::InviteCreated,
             Self::InviteAccepted,
+            Self::InviteRevoked,
+            Self::InvitesListed,
             Self::KeyRotated,
         ]
         .into_iter()
@@ -488,8 +476,8 @@ impl AuditEvent {
     }
 
     /// Sets the client address.
-    pub fn ip(mut self, ip: &str) -> Self {
-        self.ip = Some(ip.to_owned());
+    pub fn ip(mut self, ip: impl ToString) -> Self {
+        self.ip = Some(ip.to_string());
         self
     }
 
@@ -544,6 +532,9 @@ pub enum AuthError {
     /// 404: no such account in the caller's organization.
     #[error("no such account")]
     NotFound,
+    /// 404: no such pending invite in the caller's organization.
+    #[error("no such invite")]
+    InviteNotFound,
     /// 409: the change would leave the organization without an enabled owner.
     #[error("the last owner cannot be demoted or disabled")]
     LastOwner,
@@ -564,6 +555,7 @@ pub struct AuthStore {
     clock: Arc<dyn Clock>,
     issuer: Arc<TokenIssuer>,
     hasher: PasswordHasher,
+    settings: AuthSettings,
     metrics: MetricsSink,
 }
 
@@ -578,21 +570,33 @@ impl std::fmt::Debug for AuthStore {
 
 impl AuthStore {
     /// A store over `table`, signing access tokens with `issuer`, hashing
-    /// new passwords with `params`, and emitting `FailedLogin` to `metrics`.
+    /// new passwords with `params`, limited by `settings`, and emitting
+    /// `FailedLogin` to `metrics`.
     pub fn new(
         table: Arc<dyn Table>,
         clock: Arc<dyn Clock>,
         issuer: Arc<TokenIssuer>,
         params: PasswordHasherParams,
+        settings: AuthSettings,
         metrics: MetricsSink,
     ) -> Self {
         Self {
             table,
             clock,
             issuer,
-            hasher: PasswordHasher::new(params),
+            hasher: PasswordHasher::with_limits(
+                params,
+                settings.hash_concurrency,
+                settings.hash_wait,
+            ),
+            settings,
             metrics,
         }
+    }
+
+    /// The limits and trust settings this store was built with.
+    pub fn settings(&self) -> AuthSettings {
+        self.settings
     }
 
     /// The argon2id parameters of new password hashes.
@@ -600,11 +604,16 @@ impl AuthStore {
         self.hasher.params()
     }
 
+    /// The password hasher, with its bound and its count of runs.
+    pub fn password_hasher(&self) -> &PasswordHasher {
+        &self.hasher
+    }
+
     // -- registration and login --------------------------------------------
 
     /// Creates an organization and its owner, and logs the owner in.
     #[tracing::instrument(skip_all, fields(org, account))]
-    pub async fn register(&self, reg: Registration, ip: &str) -> Result<Session, AuthError> {
+    pub async fn register(&self, reg: Registration, ip: &ClientAddr) -> Result<Session, AuthError> {
         if self.table.get(&email_key(&reg.email)).await?.is_some() {
             return Err(AuthError::EmailTaken);
         }
@@ -644,7 +653,7 @@ impl AuthStore {
                     condition: Condition::NotExists,
                 },
             ];
-            let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes);
+            let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes)?;
             match self.table.transact(&writes).await {
                 Ok(()) => break (stored, refresh, now),
                 // The org and account ids are fresh random values: only the email claim can fail.
@@ -682,27 +691,24 @@ impl AuthStore {
     /// cannot slip past the count), in counters that expire
     /// [`LOCKOUT_WINDOW`] after their first attempt. A success clears the
     /// email's counter and takes itself off the address's, so what remains
-    /// are failures. Beyond [`LOCKOUT_THRESHOLD`], attempts answer
-    /// `LockedOut` until the counter expires, whatever the password. Unknown
+    /// are failures. Beyond [`LOCKOUT_THRESHOLD`] for the email, or
+    /// [`AuthSettings::login_address_limit`] for the client's address (its
+    /// /64 for IPv6), attempts answer `LockedOut` until the counter expires,
+    /// whatever the password, without hashing anything. Unknown
     /// emails get the same counting, the same answers and the same hashing
-    /// work as known ones.
+    /// work as known ones. When no hashing slot frees up in time the attempt
+    /// is taken off the counters again and answered [`HashError::Busy`].
     #[tracing::instrument(skip_all, fields(account))]
     pub async fn login(
         &self,
         email: &Email,
         password: &Password,
-        ip: &str,
+        ip: &ClientAddr,
     ) -> Result<Session, AuthError> {
         let email_lock = lock_key("EMAIL", email.as_str());
-        let ip_lock = (ip != UNKNOWN_IP).then(|| lock_key("IP", ip));
+        let ip_lock = ip.counter_subject().map(|subject| lock_key("IP", &subject));
         let window_end = self.clock.now() + LOCKOUT_WINDOW;
-        let count = |key: &ItemKey, delta: i64| Add {
-            key: key.clone(),
-            field: "failures".to_owned(),
-            delta,
-            floor: Some(0),
-            expires_at: Some(window_end),
-        };
+        let count = |key: &ItemKey, delta: i64| attempt_count(key, delta, window_end);
         let email_attempt = count(&email_lock, 1);
         let (by_email, by_ip, target) = tokio::join!(
             self.table.add(&email_attempt),
@@ -718,23 +724,18 @@ impl AuthStore {
         if let Some(t) = &target {
             tracing::Span::current().record("account", tracing::field::display(&t.account.id));
         }
-        // Always do the hashing work, locked or not, known email or not.
-        let matches = self
-            .hasher
-            .verify(password, target.as_ref().map(|t| t.password_hash.as_str()))
-            .await?;
         let now = self.clock.now();
-
         let mut locks = Vec::new();
         if by_email > LOCKOUT_THRESHOLD {
             locks.push(&email_lock);
         }
         if let (Some(n), Some(key)) = (by_ip, &ip_lock)
-            && n > LOCKOUT_THRESHOLD
+            && n > self.settings.login_address_limit
         {
             locks.push(key);
         }
         if !locks.is_empty() {
+            // Refused without hashing: a locked-out guess costs no argon2 work.
             self.count_failed_login();
             tracing::info!("login refused: locked out");
             let mut until = now;
@@ -757,6 +758,21 @@ impl AuthStore {
                 retry_after: seconds_until(until, now),
             });
         }
+
+        // The same hashing work for known and unknown emails.
+        let matches = match self
+            .hasher
+            .verify(password, target.as_ref().map(|t| t.password_hash.as_str()))
+            .await
+        {
+            Ok(matches) => matches,
+            Err(e) => {
+                // The password was never checked: this attempt is no failure.
+                self.uncount_attempt(&email_lock, ip_lock.as_ref(), window_end)
+                    .await;
+                return Err(e.into());
+            }
+        };
 
         let stored = match target {
             Some(t) if matches && !t.account.disabled => t,
@@ -782,7 +798,7 @@ impl AuthStore {
             }
         }
         let mut writes = Vec::new();
-        let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes);
+        let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes)?;
         self.table.transact(&writes).await?;
         tracing::info!("login succeeded");
         self.audit(
@@ -796,12 +812,28 @@ impl AuthStore {
         Ok(self.issue(stored.account, refresh, now))
     }
 
+    /// Takes back an attempt counted by `login` that was never checked.
+    /// Best effort: a failure here only leaves one attempt counted.
+    async fn uncount_attempt(
+        &self,
+        email_lock: &ItemKey,
+        ip_lock: Option<&ItemKey>,
+        window_end: OffsetDateTime,
+    ) {
+        for key in std::iter::once(email_lock).chain(ip_lock) {
+            match self.table.add(&attempt_count(key, -1, window_end)).await {
+                Ok(_) | Err(StoreError::ConditionFailed { .. }) => {}
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "login attempt not uncounted"),
+            }
+        }
+    }
+
     async fn record_failed_login(
         &self,
         target: Option<&StoredAccount>,
         by_email: i64,
         by_ip: Option<i64>,
-        ip: &str,
+        ip: &ClientAddr,
         reason: &'static str,
     ) {
         self.count_failed_login();
@@ -830,8 +862,8 @@ impl AuthStore {
         if by_email == LOCKOUT_THRESHOLD {
             tracing::warn!("account locked after repeated failed logins");
         }
-        if by_ip == Some(LOCKOUT_THRESHOLD) {
-            tracing::warn!(ip, "source address locked after repeated failed logins");
+        if by_ip == Some(self.settings.login_address_limit) {
+            tracing::warn!(ip = %ip, "source address locked after repeated failed logins");
         }
     }
 
@@ -846,194 +878,6 @@ impl AuthStore {
             }],
             &[],
         );
-    }
-
-    // -- sessions -----------------------------------------------------------
-
-    /// Exchanges a refresh token for a new session in the same family. The
-    /// presented token is rotated; presenting a rotated token again revokes
-    /// the whole family.
-    #[tracing::instrument(skip_all, fields(org, account))]
-    pub async fn refresh(&self, token: &SecretToken, ip: &str) -> Result<Session, AuthError> {
-        let key = refresh_key(token);
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some(item) = self.table.get(&key).await? else {
-                return Err(AuthError::InvalidRefreshToken);
-            };
-            let record = RefreshRecord::from_item(&item)?;
-            let span = tracing::Span::current();
-            span.record("org", tracing::field::display(&record.org));
-            span.record("account", tracing::field::display(&record.account));
-            if record.status != ACTIVE {
-                self.on_reuse(&record, ip).await?;
-                return Err(AuthError::InvalidRefreshToken);
-            }
-            let fam_key = family_key(&record.org, &record.family);
-            let Some(family) = self.table.get(&fam_key).await? else {
-                return Err(AuthError::InvalidRefreshToken);
-            };
-            if family.str("status") != Some(ACTIVE) {
-                return Err(AuthError::InvalidRefreshToken);
-            }
-            let stored = self.load_account(&record.org, &record.account).await?;
-            let Some(stored) = stored.filter(|s| !s.account.disabled && s.epoch == record.epoch)
-            else {
-                self.revoke_family(&record.org, &record.family).await?;
-                return Err(AuthError::InvalidRefreshToken);
-            };
-
-            let now = self.clock.now();
-            let next = SecretToken::generate();
-            let mut rotated = item.clone();
-            rotated.attrs.insert("status".into(), ROTATED.into());
-            rotated
-                .attrs
-                .insert("rotated_at".into(), rfc3339(now).into());
-            rotated.version = item.version + 1;
-            let mut renewed = family.clone();
-            renewed.version = family.version + 1;
-            renewed.expires_at = Some(now + REFRESH_TOKEN_TTL);
-            let writes = [
-                Write::Put {
-                    item: rotated,
-                    condition: Condition::VersionEquals(item.version),
-                },
-                Write::Put {
-                    item: refresh_item(&next, &stored.account, &record.family, record.epoch, now),
-                    condition: Condition::NotExists,
-                },
-                Write::Put {
-                    item: renewed,
-                    condition: Condition::VersionEquals(family.version),
-                },
-            ];
-            match self.table.transact(&writes).await {
-                Ok(()) => {
-                    tracing::info!("refresh token rotated");
-                    return Ok(self.issue(stored.account, next, now));
-                }
-                // Someone rotated or revoked concurrently: re-read, and a
-                // second use of this token is then seen as reuse.
-                Err(StoreError::ConditionFailed { .. }) => continue,
-                Err(e) if is_conflict(&e) && attempt + 1 < MAX_ATTEMPTS => {
-                    backoff(attempt + 1).await;
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AuthError::Contention)
-    }
-
-    async fn on_reuse(&self, record: &RefreshRecord, ip: &str) -> Result<(), AuthError> {
-        let revoked = self.revoke_family(&record.org, &record.family).await?;
-        tracing::warn!(
-            org = %record.org,
-            account = %record.account,
-            family = %record.family,
-            "security: a rotated refresh token was presented again; its session family is revoked"
-        );
-        if revoked {
-            self.audit(
-                Some(&record.org),
-                AuditEvent::new(AuditAction::RefreshReuse)
-                    .target(&record.account)
-                    .ip(ip)
-                    .detail(format!("family {} revoked", record.family)),
-            )
-            .await;
-        }
-        Ok(())
-    }
-
-    /// Ends the session the refresh token belongs to (its whole family).
-    /// Unknown tokens and other accounts' tokens change nothing.
-    #[tracing::instrument(skip_all, fields(org = %principal.org, account = %principal.account))]
-    pub async fn logout(
-        &self,
-        principal: &Principal,
-        token: &SecretToken,
-        ip: &str,
-    ) -> Result<(), AuthError> {
-        let Some(item) = self.table.get(&refresh_key(token)).await? else {
-            return Ok(());
-        };
-        let record = RefreshRecord::from_item(&item)?;
-        if record.account != principal.account || record.org != principal.org {
-            return Ok(());
-        }
-        if self.revoke_family(&record.org, &record.family).await? {
-            self.audit(
-                Some(&record.org),
-                AuditEvent::new(AuditAction::Logout)
-                    .actor(&principal.account)
-                    .target(&record.account)
-                    .ip(ip),
-            )
-            .await;
-        }
-        Ok(())
-    }
-
-    /// Marks a family revoked; returns whether this call revoked it.
-    async fn revoke_family(&self, org: &OrgId, family: &str) -> Result<bool, AuthError> {
-        let key = family_key(org, family);
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(item) = self.table.get(&key).await? else {
-                return Ok(false);
-            };
-            if item.str("status") == Some(REVOKED) {
-                return Ok(false);
-            }
-            let mut revoked = item.clone();
-            revoked.attrs.insert("status".into(), REVOKED.into());
-            revoked.version = item.version + 1;
-            match self
-                .table
-                .put(&revoked, Condition::VersionEquals(item.version))
-                .await
-            {
-                Ok(()) => return Ok(true),
-                Err(StoreError::ConditionFailed { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AuthError::Contention)
-    }
-
-    /// Adds a new family with its first refresh token to `writes`.
-    fn session_writes(
-        &self,
-        account: &Account,
-        epoch: i64,
-        now: OffsetDateTime,
-        writes: &mut Vec<Write>,
-    ) -> SecretToken {
-        let family = random_hex_16();
-        let token = SecretToken::generate();
-        let mut family_item = Item::new(family_key(&account.org, &family))
-            .with("account", account.id.as_str())
-            .with("status", ACTIVE)
-            .with("created_at", rfc3339(now));
-        family_item.expires_at = Some(now + REFRESH_TOKEN_TTL);
-        writes.push(Write::Put {
-            item: family_item,
-            condition: Condition::NotExists,
-        });
-        writes.push(Write::Put {
-            item: refresh_item(&token, account, &family, epoch, now),
-            condition: Condition::NotExists,
-        });
-        token
-    }
-
-    fn issue(&self, account: Account, refresh_token: SecretToken, now: OffsetDateTime) -> Session {
-        let access = self.issuer.issue(&account.principal(), now);
-        Session {
-            account,
-            access,
-            refresh_token,
-        }
     }
 
     // -- accounts -------------------------------------------------------------
@@ -1081,7 +925,7 @@ impl AuthStore {
         principal: &Principal,
         id: &AccountId,
         change: AccountForUpdate,
-        ip: &str,
+        ip: &ClientAddr,
     ) -> Result<Account, AuthError> {
         for attempt in 0..MAX_ATTEMPTS {
             let actor = self.authorize(principal, Role::Admin).await?;
@@ -1190,160 +1034,6 @@ impl AuthStore {
                 .await;
             }
             return Ok(updated.account);
-        }
-        Err(AuthError::Contention)
-    }
-
-    // -- invites --------------------------------------------------------------
-
-    /// Invites `email` into the caller's organization with `role` (at most
-    /// the caller's own). Only admins and owners invite.
-    #[tracing::instrument(skip_all, fields(org = %principal.org, account = %principal.account, role = %role))]
-    pub async fn create_invite(
-        &self,
-        principal: &Principal,
-        email: &Email,
-        role: Role,
-        ip: &str,
-    ) -> Result<Invite, AuthError> {
-        let actor = self.authorize(principal, Role::Admin).await?;
-        if role > actor.account.role {
-            return Err(AuthError::Forbidden(
-                "you cannot invite someone with a role above your own",
-            ));
-        }
-        let now = self.clock.now();
-        let token = SecretToken::generate();
-        let expires_at = now + INVITE_TTL;
-        let mut item = Item::new(invite_key(&token))
-            .with("org", principal.org.as_str())
-            .with("email", email.as_str())
-            .with("role", role.as_str())
-            .with("invited_by", actor.account.id.as_str())
-            .with("created_at", rfc3339(now));
-        item.expires_at = Some(expires_at);
-        self.table.put(&item, Condition::NotExists).await?;
-        tracing::info!("invite created");
-        self.audit(
-            Some(&principal.org),
-            AuditEvent::new(AuditAction::InviteCreated)
-                .actor(&actor.account.id)
-                .ip(ip)
-                .detail(format!("role {role}")),
-        )
-        .await;
-        Ok(Invite {
-            token,
-            expires_at: item.expires_at.unwrap_or(expires_at),
-        })
-    }
-
-    /// Accepts an invite: creates the account in the inviting organization
-    /// and consumes the invite in the same transaction, then logs it in.
-    #[tracing::instrument(skip_all, fields(org, account))]
-    pub async fn accept_invite(
-        &self,
-        token: &SecretToken,
-        password: &str,
-        ip: &str,
-    ) -> Result<Session, AuthError> {
-        let key = invite_key(token);
-        let invite = self
-            .table
-            .get(&key)
-            .await?
-            .ok_or(AuthError::InvalidInvite)?;
-        let org = invite
-            .str("org")
-            .and_then(|o| OrgId::parse(o).ok())
-            .ok_or_else(|| corrupt(&invite, "org"))?;
-        let email = invite
-            .str("email")
-            .and_then(|e| Email::parse(e).ok())
-            .ok_or_else(|| corrupt(&invite, "email"))?;
-        let role = invite
-            .str("role")
-            .and_then(|r| Role::parse("role", r).ok())
-            .ok_or_else(|| corrupt(&invite, "role"))?;
-        let password = Password::new_for(password, &email)?;
-        let password_hash = self.hasher.hash(&password).await?;
-        let id = new_account_id();
-        let span = tracing::Span::current();
-        span.record("org", tracing::field::display(&org));
-        span.record("account", tracing::field::display(&id));
-
-        for attempt in 0..MAX_ATTEMPTS {
-            let now = self.clock.now();
-            let stored = StoredAccount {
-                account: Account {
-                    id: id.clone(),
-                    org: org.clone(),
-                    email: email.clone(),
-                    role,
-                    disabled: false,
-                    created_at: now,
-                },
-                password_hash: password_hash.clone(),
-                epoch: 0,
-                version: 1,
-            };
-            let mut writes = vec![
-                Write::Delete {
-                    key: key.clone(),
-                    condition: Condition::VersionEquals(invite.version),
-                },
-                Write::Put {
-                    item: email_item(&stored.account),
-                    condition: Condition::NotExists,
-                },
-                Write::Put {
-                    item: stored.to_item(),
-                    condition: Condition::NotExists,
-                },
-            ];
-            if role == Role::Owner {
-                let org_item = self
-                    .table
-                    .get(&org_key(&org))
-                    .await?
-                    .ok_or(AuthError::InvalidInvite)?;
-                let owners = org_item.int("owners").unwrap_or(0) + 1;
-                let mut next = org_item.clone().with("owners", owners);
-                next.version = org_item.version + 1;
-                writes.push(Write::Put {
-                    item: next,
-                    condition: Condition::VersionEquals(org_item.version),
-                });
-            }
-            let refresh = self.session_writes(&stored.account, 0, now, &mut writes);
-            match self.table.transact(&writes).await {
-                Ok(()) => {
-                    tracing::info!("invite accepted");
-                    self.audit(
-                        Some(&org),
-                        AuditEvent::new(AuditAction::InviteAccepted)
-                            .actor(&id)
-                            .target(&id)
-                            .ip(ip)
-                            .detail(format!("role {role}")),
-                    )
-                    .await;
-                    return Ok(self.issue(stored.account, refresh, now));
-                }
-                Err(StoreError::ConditionFailed { .. }) => {
-                    // Find out which claim failed; only the org count is worth a retry.
-                    if self.table.get(&key).await?.is_none() {
-                        return Err(AuthError::InvalidInvite);
-                    }
-                    if self.table.get(&email_key(&email)).await?.is_some() {
-                        return Err(AuthError::EmailTaken);
-                    }
-                }
-                Err(e) if is_conflict(&e) && attempt + 1 < MAX_ATTEMPTS => {
-                    backoff(attempt + 1).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
         }
         Err(AuthError::Contention)
     }
@@ -1496,28 +1186,22 @@ pub async fn append_audit(
     table.put(&item, Condition::NotExists).await
 }
 
+/// Adds `delta` to a failed-login counter, which expires at `window_end`
+/// when this creates it; it never goes below 0.
+fn attempt_count(key: &ItemKey, delta: i64, window_end: OffsetDateTime) -> Add {
+    Add {
+        key: key.clone(),
+        field: "failures".to_owned(),
+        delta,
+        floor: Some(0),
+        expires_at: Some(window_end),
+    }
+}
+
 fn email_item(account: &Account) -> Item {
     Item::new(email_key(&account.email))
         .with("org", account.org.as_str())
         .with("account", account.id.as_str())
-}
-
-fn refresh_item(
-    token: &SecretToken,
-    account: &Account,
-    family: &str,
-    epoch: i64,
-    now: OffsetDateTime,
-) -> Item {
-    let mut item = Item::new(refresh_key(token))
-        .with("org", account.org.as_str())
-        .with("account", account.id.as_str())
-        .with("family", family)
-        .with("status", ACTIVE)
-        .with("epoch", epoch)
-        .with("issued_at", rfc3339(now));
-    item.expires_at = Some(now + REFRESH_TOKEN_TTL);
-    item
 }
 
 fn audit_entry(item: &Item) -> Result<AuditEntry, AuthError> {

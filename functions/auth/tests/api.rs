@@ -18,7 +18,6 @@ on_both_backends!(
     refresh_rotates_and_reuse_revokes_the_whole_family,
     refresh_tokens_expire_after_30_days,
     lockout_after_five_failures_whatever_the_password_then_it_expires,
-    five_failures_from_one_address_lock_that_address,
     roles_never_escalate_and_the_last_owner_stays,
     invites_create_accounts_once_and_expire,
     disabled_accounts_cannot_log_in_or_refresh,
@@ -141,7 +140,9 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family(app: TestApp) {
     let s2 = app.refresh(&r1).await.json();
     let r2 = refresh_token(&s2).to_owned();
 
-    // r0 was rotated: presenting it again is reuse.
+    // r0 was rotated: presenting it again after the grace for concurrent
+    // refreshes is reuse.
+    app.advance(Duration::seconds(10));
     app.refresh(&r0).await.assert_unauthorized();
     // The whole family is dead, the newest token too.
     app.refresh(&r2).await.assert_unauthorized();
@@ -297,34 +298,6 @@ async fn lockout_after_five_failures_whatever_the_password_then_it_expires(app: 
     assert_eq!(actions.iter().filter(|a| **a == "lockout").count(), 1);
     assert_eq!(actions.iter().filter(|a| **a == "login_failed").count(), 7);
     assert_eq!(actions[0], "login_succeeded", "newest first: {actions:?}");
-}
-
-async fn five_failures_from_one_address_lock_that_address(app: TestApp) {
-    app.fx_register("ada@example.com").await;
-    // Successes are not failures: an office behind one address logs in freely.
-    for _ in 0..8 {
-        let r = app
-            .login_from("203.0.113.9", "ada@example.com", PASSWORD)
-            .await;
-        assert_eq!(r.status, StatusCode::OK);
-    }
-    for i in 0..5 {
-        app.login_from(
-            "203.0.113.9",
-            &format!("user{i}@example.com"),
-            "wrong password here",
-        )
-        .await
-        .assert_unauthorized();
-    }
-    let from_attacker = app
-        .login_from("203.0.113.9", "ada@example.com", PASSWORD)
-        .await;
-    assert_eq!(from_attacker.status, StatusCode::TOO_MANY_REQUESTS);
-    let elsewhere = app
-        .login_from("203.0.113.10", "ada@example.com", PASSWORD)
-        .await;
-    assert_eq!(elsewhere.status, StatusCode::OK);
 }
 
 async fn roles_never_escalate_and_the_last_owner_stays(app: TestApp) {
@@ -961,6 +934,7 @@ async fn jwks_publishes_the_key_that_signs_access_tokens(app: TestApp) {
         "/v1/auth/logout",
         "/v1/auth/me",
         "/v1/auth/invites",
+        "/v1/auth/invites/{id}",
         "/v1/auth/accept-invite",
         "/v1/auth/accounts",
         "/v1/auth/accounts/{id}",

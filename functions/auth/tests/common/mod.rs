@@ -3,11 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
-use constellation_auth::{AuthResources, PasswordHasherParams};
+use axum::extract::ConnectInfo;
+use constellation_auth::{AuthResources, AuthSettings, AuthStore, PasswordHasherParams};
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
@@ -28,16 +30,24 @@ pub const PASSWORD: &str = "a long and unusual passphrase";
 #[macro_export]
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(settings = constellation_auth::AuthSettings::default(); $($name),*);
+    };
+    // With the given `AuthSettings` (limits, trusted proxies).
+    (settings = $settings:expr; $($name:ident),* $(,)?) => {
         $(
             mod $name {
+                // The settings expression is written in the parent module.
+                #[allow(unused_imports)]
+                use super::*;
+
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn local() {
-                    super::$name($crate::common::spawn_app().await).await;
+                    super::$name($crate::common::spawn_app_with_settings($settings).await).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn aws() {
-                    if let Some(app) = $crate::common::spawn_aws_app().await {
+                    if let Some(app) = $crate::common::spawn_aws_app_with_settings($settings).await {
                         super::$name(app).await;
                     }
                 }
@@ -48,6 +58,7 @@ macro_rules! on_both_backends {
 
 pub struct TestApp {
     pub router: Router,
+    pub store: Arc<AuthStore>,
     pub clock: Arc<ManualClock>,
     pub metrics: Arc<Mutex<Vec<String>>>,
     /// The stored signing-key secret (private key material), for checking
@@ -61,6 +72,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(params: PasswordHasherParams) -> TestApp {
+    spawn_local(params, AuthSettings::default()).await
+}
+
+pub async fn spawn_app_with_settings(settings: AuthSettings) -> TestApp {
+    spawn_local(PasswordHasherParams::insecure_fast_for_tests(), settings).await
+}
+
+async fn spawn_local(params: PasswordHasherParams, settings: AuthSettings) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::starting_now());
     let platform = Platform::local(
@@ -69,7 +88,11 @@ pub async fn spawn_app_with(params: PasswordHasherParams) -> TestApp {
         clock.clone() as Arc<dyn Clock>,
     )
     .unwrap();
-    build(&platform, &AuthResources::local(), params, clock, Some(dir)).await
+    let res = AuthResources {
+        settings,
+        ..AuthResources::local()
+    };
+    build(&platform, &res, params, clock, Some(dir)).await
 }
 
 fn unique() -> String {
@@ -82,6 +105,11 @@ fn unique() -> String {
 /// fresh table and fresh key secrets. Without an emulator configured this
 /// fails, as every AWS-backend test does.
 pub async fn spawn_aws_app() -> Option<TestApp> {
+    spawn_aws_app_with_settings(AuthSettings::default()).await
+}
+
+/// [`spawn_aws_app`] with the given settings.
+pub async fn spawn_aws_app_with_settings(settings: AuthSettings) -> Option<TestApp> {
     let Ok(endpoint) = std::env::var(AWS_ENDPOINT_VAR) else {
         panic!("{AWS_ENDPOINT_VAR} is not set: the AWS-backend tests need moto; run scripts/test");
     };
@@ -96,6 +124,7 @@ pub async fn spawn_aws_app() -> Option<TestApp> {
             public_keys_secret: format!("auth-test/{id}/public-keys"),
             ..TokenConfig::default()
         },
+        settings,
     };
     backend.ensure_table(&res.table).await.unwrap();
     backend
@@ -128,9 +157,11 @@ async fn build(
     let metrics = Arc::new(Mutex::new(Vec::new()));
     let lines = metrics.clone();
     let sink = MetricsSink::from_fn(move |line| lines.lock().unwrap().push(line));
-    let store = constellation_auth::store(platform, res, params, sink.clone())
-        .await
-        .unwrap();
+    let store = Arc::new(
+        constellation_auth::store(platform, res, params, sink.clone())
+            .await
+            .unwrap(),
+    );
     let verifier = tokens::load_verifier(platform, &res.tokens).await.unwrap();
     let signing_keys = platform
         .secrets()
@@ -141,7 +172,8 @@ async fn build(
         .expose()
         .to_owned();
     TestApp {
-        router: constellation_auth::app_with(Arc::new(store), verifier, sink),
+        router: constellation_auth::app_with(store.clone(), verifier, sink),
+        store,
         clock,
         metrics,
         signing_keys,
@@ -218,10 +250,16 @@ impl Call<'_> {
         self
     }
 
+    /// Sends from `ip`: the socket peer, as `serve` sees it.
     pub fn ip(mut self, ip: &str) -> Self {
-        self.req = self
-            .req
-            .header("x-forwarded-for", format!("{ip}, 10.0.0.1"));
+        let ip: IpAddr = ip.parse().unwrap();
+        self.req = self.req.extension(ConnectInfo(SocketAddr::new(ip, 40_000)));
+        self
+    }
+
+    /// Adds an `X-Forwarded-For` header (which a client can forge).
+    pub fn forwarded_for(mut self, value: &str) -> Self {
+        self.req = self.req.header("x-forwarded-for", value);
         self
     }
 
@@ -239,7 +277,14 @@ impl Call<'_> {
 
     pub async fn send(self) -> Reply {
         let req = self.req.body(self.body).unwrap();
-        let res = self.app.router.clone().oneshot(req).await.unwrap();
+        self.app.send_request(req).await
+    }
+}
+
+impl TestApp {
+    /// Sends a request as it is.
+    pub async fn send_request(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
@@ -249,9 +294,16 @@ impl Call<'_> {
             body,
         }
     }
-}
 
-impl TestApp {
+    /// Sends an API Gateway (HTTP API, payload 2.0) event through the same
+    /// conversion `lambda_http::run` applies.
+    pub async fn send_lambda_event(&self, event: &Value) -> Reply {
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let (parts, body) = req.into_parts();
+        self.send_request(Request::from_parts(parts, Body::from(body.to_vec())))
+            .await
+    }
+
     pub fn call(&self, method: Method, path: &str) -> Call<'_> {
         Call {
             app: self,
