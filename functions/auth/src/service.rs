@@ -5,7 +5,7 @@ use std::sync::Arc;
 use constellation_web::host::{BoxFuture, Context, ResourceDef, ResourceKind, ServiceDef};
 
 use crate::config::{
-    AuthResources, CURSOR_SECRET_VAR, DEFAULT_CURSOR_SECRET, DEFAULT_TABLE, TABLE_VAR,
+    AuthResources, AuthSettings, CURSOR_SECRET_VAR, DEFAULT_CURSOR_SECRET, DEFAULT_TABLE, TABLE_VAR,
 };
 use crate::{NAME, PasswordHasherParams, app_with, store};
 
@@ -47,6 +47,7 @@ fn build_app(ctx: &Context) -> BoxFuture<'_, anyhow::Result<axum::Router>> {
             table: ctx.resource(TABLE_VAR)?.to_owned(),
             cursor_secret: ctx.resource(CURSOR_SECRET_VAR)?.to_owned(),
             tokens: ctx.tokens.clone(),
+            settings: AuthSettings::from_env()?,
         };
         // In order, not at once: on a fresh local data dir the issuer creates
         // the first key pair, which the verifier must then read.
