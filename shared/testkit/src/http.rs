@@ -402,6 +402,14 @@ impl Call<'_> {
             .fold(self, |call, (name, value)| call.header(name, value))
     }
 
+    /// Attaches a request extension, as a host would: for example
+    /// `axum::extract::ConnectInfo(peer)` for the socket peer `serve` sees,
+    /// or the Lambda request context.
+    pub fn extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.req = self.req.extension(value);
+        self
+    }
+
     /// A JSON body with `Content-Type: application/json`.
     pub fn json(mut self, body: &impl Serialize) -> Self {
         let bytes = serde_json::to_vec(body).unwrap_or_else(|e| panic!("fixture JSON: {e}"));
