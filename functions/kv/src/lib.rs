@@ -42,7 +42,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
         queue: config::CHANGES_QUEUE_VAR,
         events: &[events::CHANGED],
     }],
-    openapi: openapi,
+    openapi,
 };
 
 fn openapi() -> utoipa::openapi::OpenApi {
