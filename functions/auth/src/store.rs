@@ -986,7 +986,14 @@ impl AuthStore {
                     })?;
                 let owners = org.int("owners").unwrap_or(0) + delta;
                 if owners < 1 {
-                    return Err(AuthError::LastOwner);
+                    // Only if the caller and the target are still as read:
+                    // a concurrent change (another owner demoting this
+                    // caller) can have lowered the count first, and then the
+                    // caller's own standing decides, on the next round.
+                    if self.unchanged(&principal.org, &[&actor, &target]).await? {
+                        return Err(AuthError::LastOwner);
+                    }
+                    continue;
                 }
                 let mut next = org.clone().with("owners", owners);
                 next.version = org.version + 1;
@@ -1124,6 +1131,17 @@ impl AuthStore {
             .and_then(|a| AccountId::parse(a).ok())
             .ok_or_else(|| corrupt(&claim, "account"))?;
         self.load_account(&org, &id).await
+    }
+
+    /// Whether each account still has the version it was read with.
+    async fn unchanged(&self, org: &OrgId, accounts: &[&StoredAccount]) -> Result<bool, AuthError> {
+        for read in accounts {
+            let now = self.load_account(org, &read.account.id).await?;
+            if now.map(|a| a.version) != Some(read.version) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The caller's stored account, which must exist and be enabled: a token
