@@ -442,3 +442,67 @@ async fn register_login_use_kv_refresh_logout() {
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
     running.shutdown().await;
 }
+
+/// `POST /v1/auth/invites` honours `Idempotency-Key` through `serve`: a retry
+/// replays the first answer (same invite, same token) and creates nothing;
+/// the same key with another body is 422.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_an_invite_is_idempotent_with_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = spawn_serve(dir.path()).await;
+    let http = reqwest::Client::new();
+    let base = &running.base;
+    let registered: serde_json::Value = http
+        .post(format!("{base}/v1/auth/register"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({"organization": "Acme", "email": "owner@example.com", "password": "correct horse battery"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    let access = registered["access_token"].as_str().unwrap().to_owned();
+    let invite = |body: serde_json::Value| {
+        http.post(format!("{base}/v1/auth/invites"))
+            .bearer_auth(&access)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "invite-bob-1")
+            .body(body.to_string())
+            .send()
+    };
+    let bob = serde_json::json!({"email": "bob@example.com", "role": "member"});
+    let first = invite(bob.clone()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = serde_json::from_str(&first.text().await.unwrap()).unwrap();
+    let again = invite(bob).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers().get("idempotent-replayed").unwrap(), "true");
+    let again: serde_json::Value = serde_json::from_str(&again.text().await.unwrap()).unwrap();
+    assert_eq!(again, first);
+    let other = invite(serde_json::json!({"email": "carol@example.com", "role": "member"}))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 422);
+    let pending: serde_json::Value = http
+        .get(format!("{base}/v1/auth/invites"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap();
+    assert_eq!(
+        pending["items"].as_array().unwrap().len(),
+        1,
+        "one invite: {pending}"
+    );
+    running.shutdown().await;
+}

@@ -24,7 +24,7 @@ use constellation_web::error::ProblemType;
 use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
 use constellation_web::pagination::RawPageParams;
-use constellation_web::{ApiError, Json, PageParams};
+use constellation_web::{ApiError, IdempotencyLayer, IdempotencyOptions, Json, PageParams};
 use lambda_http::request::RequestContext;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -55,13 +55,26 @@ pub struct AuthState {
 
 /// The auth routes (without the shared layers nor the token layer; see [`crate::app`]).
 pub fn router(state: AuthState) -> Router {
+    // Creating an invite is the one write here a client may retry that is not
+    // idempotent by nature (register, login and accept-invite act before any
+    // account exists; refresh and logout are single-use by design).
+    let idempotent = IdempotencyLayer::new(
+        state.store.table(),
+        state.store.clock(),
+        IdempotencyOptions::optional(),
+    );
     Router::new()
         .route("/v1/auth/register", post(register))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/me", get(me))
-        .route("/v1/auth/invites", post(create_invite).get(list_invites))
+        .route(
+            "/v1/auth/invites",
+            post(create_invite)
+                .route_layer(idempotent)
+                .get(list_invites),
+        )
         .route("/v1/auth/invites/{id}", delete(revoke_invite))
         .route("/v1/auth/accept-invite", post(accept_invite))
         .route("/v1/auth/accounts", get(list_accounts))

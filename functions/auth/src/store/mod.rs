@@ -43,6 +43,7 @@ use std::sync::Arc;
 use constellation_core::auth::AccountId;
 use constellation_core::{OrgId, ValidationError};
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::retry::MAX_ATTEMPTS;
 use constellation_platform::table::{Item, ItemKey};
 use constellation_platform::tokens::{IssuedToken, TokenIssuer};
 use constellation_platform::{Clock, StoreError, Table};
@@ -70,7 +71,6 @@ pub use orgs::{MAX_ORG_NAME_CHARS, OrgName, Registration};
 pub use sessions::{REFRESH_REUSE_GRACE, REFRESH_TOKEN_TTL, SESSION_LIFETIME};
 
 /// How often a conditional write is retried after losing a race.
-const MAX_ATTEMPTS: usize = 8;
 
 fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
@@ -90,16 +90,14 @@ fn new_account_id() -> AccountId {
 
 /// Whether a failed transaction lost a race worth retrying after a re-read:
 /// DynamoDB cancels a transaction that meets a concurrent one on the same
-/// item (`TransactionConflict`, which the adapter reports as unavailable).
+/// item (`TransactionConflict`). Throttling is not a race: it answers 503.
 fn is_conflict(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(_))
+    matches!(e, StoreError::Conflict(_))
 }
 
-/// A short, growing, jittered pause before retrying a conflicted write.
+/// The shared pause before retry `attempt` of a conflicted write.
 async fn backoff(attempt: usize) {
-    let base = 5_u64 << attempt.min(5);
-    let jitter = rand::rng().next_u64() % base.max(1);
-    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+    tokio::time::sleep(constellation_platform::retry::backoff(attempt)).await;
 }
 
 /// An item whose attributes are `record` (a struct with serde derives).
@@ -220,6 +218,19 @@ pub struct AuthStore {
     hasher: PasswordHasher,
     settings: AuthSettings,
     metrics: MetricsSink,
+}
+
+impl AuthStore {
+    /// The table the store writes, for layers that keep their records beside
+    /// auth's own (the `Idempotency-Key` records).
+    pub fn table(&self) -> Arc<dyn Table> {
+        self.table.clone()
+    }
+
+    /// The clock the store reads.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
 }
 
 impl std::fmt::Debug for AuthStore {
