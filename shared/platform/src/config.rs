@@ -8,7 +8,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use base64::Engine as _;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
@@ -49,6 +48,33 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+}
+
+/// Why the platform could not be set up (at cold start: the caller's `main`
+/// reports it and exits).
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The environment is incomplete or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Reading or writing a secret failed.
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+    /// A secret the deployment must provide does not exist.
+    #[error("secret {0} does not exist")]
+    MissingSecret(String),
+    /// The local data directory could not be opened.
+    #[error("open local data dir {dir}")]
+    Open {
+        /// The directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: anyhow::Error,
+    },
+    /// Looking up a queue failed.
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
 }
 
 /// Reads a required variable.
@@ -118,7 +144,7 @@ pub struct Platform {
 
 impl Platform {
     /// Builds the platform the environment describes.
-    pub async fn from_env() -> anyhow::Result<Self> {
+    pub async fn from_env() -> Result<Self, PlatformError> {
         match BackendKind::from_env()? {
             BackendKind::Local => {
                 let dir = optional(DATA_DIR_VAR).unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
@@ -138,9 +164,12 @@ impl Platform {
         data_dir: PathBuf,
         public_url: String,
         clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
-        let backend = LocalBackend::open(&data_dir, clock.clone())
-            .with_context(|| format!("open local data dir {}", data_dir.display()))?;
+    ) -> Result<Self, PlatformError> {
+        let backend =
+            LocalBackend::open(&data_dir, clock.clone()).map_err(|source| PlatformError::Open {
+                dir: data_dir.display().to_string(),
+                source,
+            })?;
         let secrets = Arc::new(CachedSecrets::new(
             Arc::new(backend.secrets()),
             clock.clone(),
@@ -207,7 +236,7 @@ impl Platform {
 
     /// A 32-byte key derived from the secret `name`. Locally a missing secret is
     /// generated (the first start of a data dir); in AWS it must exist.
-    pub async fn derived_key(&self, name: &str) -> anyhow::Result<[u8; 32]> {
+    pub async fn derived_key(&self, name: &str) -> Result<[u8; 32], PlatformError> {
         let value = match self.secrets.get(name).await? {
             Some(v) => v,
             None if self.kind() == BackendKind::Local => {
@@ -217,13 +246,17 @@ impl Platform {
                 self.secrets.put(name, &v).await?;
                 v
             }
-            None => anyhow::bail!("secret {name} does not exist"),
+            None => return Err(PlatformError::MissingSecret(name.to_owned())),
         };
         Ok(Sha256::digest(value.expose().as_bytes()).into())
     }
 
     /// The table `name`, with cursors signed by a key derived from the secret `cursor_secret`.
-    pub async fn table(&self, name: &str, cursor_secret: &str) -> anyhow::Result<Arc<dyn Table>> {
+    pub async fn table(
+        &self,
+        name: &str,
+        cursor_secret: &str,
+    ) -> Result<Arc<dyn Table>, PlatformError> {
         let key = self.derived_key(cursor_secret).await?;
         Ok(match &self.backend {
             Backend::Local { backend, .. } => Arc::new(backend.table(name, key)),
@@ -245,7 +278,7 @@ impl Platform {
         &self,
         spec: &QueueSpec,
         reference: &str,
-    ) -> anyhow::Result<Arc<dyn QueueReceiver>> {
+    ) -> Result<Arc<dyn QueueReceiver>, PlatformError> {
         Ok(match &self.backend {
             Backend::Local { backend, .. } => Arc::new(backend.receiver(spec)),
             Backend::Aws(b) => Arc::new(b.receiver(reference).await?),
@@ -269,7 +302,7 @@ impl Platform {
     }
 
     /// The bucket `name`.
-    pub async fn blob_store(&self, name: &str) -> anyhow::Result<Arc<dyn BlobStore>> {
+    pub async fn blob_store(&self, name: &str) -> Result<Arc<dyn BlobStore>, PlatformError> {
         Ok(match &self.backend {
             Backend::Local {
                 backend,
@@ -283,7 +316,7 @@ impl Platform {
     }
 
     /// The router serving local presigned blob URLs (`None` in AWS, where S3 serves them).
-    pub async fn local_blob_router(&self) -> anyhow::Result<Option<axum::Router>> {
+    pub async fn local_blob_router(&self) -> Result<Option<axum::Router>, PlatformError> {
         match &self.backend {
             Backend::Local { backend, .. } => {
                 let key = self.derived_key(LOCAL_BLOB_KEY_SECRET).await?;

@@ -271,9 +271,10 @@ impl Context {
         var: &'static str,
         cursor_var: &'static str,
     ) -> anyhow::Result<Arc<dyn Table>> {
-        self.platform
+        Ok(self
+            .platform
             .table(self.resource(var)?, self.resource(cursor_var)?)
-            .await
+            .await?)
     }
 
     /// The queue named by `var`.
