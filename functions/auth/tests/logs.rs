@@ -3,16 +3,19 @@
 //! (JSON lines with span fields, plus span open/close events, the most any
 //! configuration would print) writing into a buffer, which is then searched.
 //!
-//! Its own test binary, so that the global subscriber sees only this flow.
+//! Its own test binary, so that the global subscriber sees only this flow,
+//! once per backend: both runs write into one buffer and each searches all
+//! of it for its own secrets. On AWS that includes the SDK's TRACE output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{AuthFixtures as _, PASSWORD, access, account_id, refresh_token, spawn_local};
+use common::{AuthApp, AuthFixtures as _, PASSWORD, access, account_id, refresh_token};
+use constellation_testkit::http::TestPlatform;
 use http::StatusCode;
 use serde_json::json;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -30,22 +33,39 @@ impl Write for Buffer {
     }
 }
 
-// Local only: the subscriber is global to the process, so this binary runs
-// one flow, and what auth itself logs does not depend on the backend.
-#[tokio::test]
-async fn no_secret_reaches_the_logs() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_span_events(FmtSpan::FULL)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+constellation_testkit::on_both_backends! {
+    app = crate::spawn_captured;
+    no_secret_reaches_the_logs,
+}
 
-    let app = spawn_local().await;
+/// The app, built with the capture already on: creating the signing keys
+/// is among what must not leak.
+async fn spawn_captured(env: TestPlatform) -> AuthApp {
+    capture();
+    common::spawn(env).await
+}
+
+/// The buffer every log line of this process goes to. The subscriber is
+/// global, so it is installed once and both backends' flows write here.
+fn capture() -> &'static Buffer {
+    static CAPTURE: OnceLock<Buffer> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_span_events(FmtSpan::FULL)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    })
+}
+
+async fn no_secret_reaches_the_logs(app: AuthApp) {
+    let buffer = capture();
     let mut secrets: Vec<String> = vec![PASSWORD.to_owned()];
     let wrong = "an incorrect passphrase";
     secrets.push(wrong.to_owned());
@@ -115,6 +135,10 @@ async fn no_secret_reaches_the_logs() {
     assert!(
         logs.contains("login succeeded") && logs.contains("refresh token was presented again"),
         "the capture works: {logs}"
+    );
+    assert!(
+        logs.contains(&format!(r#""account":"{}""#, account_id(&owner))),
+        "the capture holds this flow's lines"
     );
     for secret in &secrets {
         assert!(
