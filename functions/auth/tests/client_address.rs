@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{PASSWORD, TestApp, access};
+use common::{AuthApp, AuthFixtures as _, CallFrom as _, PASSWORD, access};
 use constellation_auth::AuthSettings;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -19,41 +19,42 @@ const LOW: AuthSettings = AuthSettings {
     hash_wait: std::time::Duration::from_millis(1500),
 };
 
-on_both_backends!(
-    settings = LOW;
+constellation_testkit::on_both_backends! {
+    app = crate::common::spawn_with(LOW);
     forged_forwarded_for_values_from_one_peer_share_its_counter,
     a_forged_header_cannot_lock_a_victim_address,
     ipv6_addresses_in_one_64_share_a_counter,
     failures_from_one_address_lock_that_address_at_its_own_limit,
     under_lambda_the_source_ip_is_the_client,
-);
+}
 
-on_both_backends!(
-    settings = AuthSettings { trusted_proxies: 1, ..LOW };
+constellation_testkit::on_both_backends! {
+    app = crate::common::spawn_with(AuthSettings { trusted_proxies: 1, ..LOW });
     a_trusted_proxy_vouches_for_the_hop_it_appended,
-);
+}
 
-on_both_backends!(the_default_address_limit_is_well_above_the_account_limit);
+constellation_testkit::on_both_backends! {
+    app = crate::common::spawn;
+    the_default_address_limit_is_well_above_the_account_limit,
+}
 
 async fn wrong_login(
-    app: &TestApp,
+    app: &AuthApp,
     peer: &str,
     forwarded: Option<&str>,
     email: &str,
 ) -> StatusCode {
     let mut call = app
-        .post(
-            "/v1/auth/login",
-            &json!({"email": email, "password": "wrong password here"}),
-        )
+        .post("/v1/auth/login")
+        .json(&json!({"email": email, "password": "wrong password here"}))
         .ip(peer);
     if let Some(f) = forwarded {
         call = call.forwarded_for(f);
     }
-    call.send().await.status
+    call.await.status
 }
 
-async fn forged_forwarded_for_values_from_one_peer_share_its_counter(app: TestApp) {
+async fn forged_forwarded_for_values_from_one_peer_share_its_counter(app: AuthApp) {
     app.fx_register("ada@example.com").await;
     let mut statuses = Vec::new();
     for i in 0..8 {
@@ -86,13 +87,10 @@ async fn forged_forwarded_for_values_from_one_peer_share_its_counter(app: TestAp
     );
     // The right password from that peer is refused too, whatever it forges...
     let r = app
-        .post(
-            "/v1/auth/login",
-            &json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
+        .post("/v1/auth/login")
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
         .ip("203.0.113.9")
         .forwarded_for("192.0.2.200")
-        .send()
         .await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(r.header("retry-after").is_some());
@@ -103,7 +101,7 @@ async fn forged_forwarded_for_values_from_one_peer_share_its_counter(app: TestAp
     assert_eq!(ok.status, StatusCode::OK);
 }
 
-async fn a_forged_header_cannot_lock_a_victim_address(app: TestApp) {
+async fn a_forged_header_cannot_lock_a_victim_address(app: AuthApp) {
     app.fx_register("ada@example.com").await;
     let victim = "192.0.2.50";
     for i in 0..10 {
@@ -125,13 +123,10 @@ async fn a_forged_header_cannot_lock_a_victim_address(app: TestApp) {
 
     // The audit log names the peer, not the forged address.
     let wrong = app
-        .post(
-            "/v1/auth/login",
-            &json!({"email": "ada@example.com", "password": "wrong password here"}),
-        )
+        .post("/v1/auth/login")
+        .json(&json!({"email": "ada@example.com", "password": "wrong password here"}))
         .ip("203.0.113.77")
         .forwarded_for(victim)
-        .send()
         .await;
     wrong.assert_unauthorized();
     let audit = app.audit(access(&ok.json())).await;
@@ -149,7 +144,7 @@ async fn a_forged_header_cannot_lock_a_victim_address(app: TestApp) {
     assert_eq!(succeeded[0]["ip"], victim);
 }
 
-async fn ipv6_addresses_in_one_64_share_a_counter(app: TestApp) {
+async fn ipv6_addresses_in_one_64_share_a_counter(app: AuthApp) {
     app.fx_register("ada@example.com").await;
     for i in 1..=5 {
         let peer = format!("2001:db8:1:2:{i:x}::{i:x}");
@@ -180,7 +175,7 @@ async fn ipv6_addresses_in_one_64_share_a_counter(app: TestApp) {
     assert_eq!(mapped.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
-async fn failures_from_one_address_lock_that_address_at_its_own_limit(app: TestApp) {
+async fn failures_from_one_address_lock_that_address_at_its_own_limit(app: AuthApp) {
     app.fx_register("ada@example.com").await;
     // Successes are not failures: an office behind one address logs in freely.
     for _ in 0..8 {
@@ -208,7 +203,7 @@ async fn failures_from_one_address_lock_that_address_at_its_own_limit(app: TestA
     assert_eq!(elsewhere.status, StatusCode::OK);
 }
 
-async fn a_trusted_proxy_vouches_for_the_hop_it_appended(app: TestApp) {
+async fn a_trusted_proxy_vouches_for_the_hop_it_appended(app: AuthApp) {
     app.fx_register("ada@example.com").await;
     let proxy = "10.0.0.1";
     // The proxy appends the client (198.51.100.7) after whatever it forged.
@@ -220,23 +215,17 @@ async fn a_trusted_proxy_vouches_for_the_hop_it_appended(app: TestApp) {
         );
     }
     let same_client = app
-        .post(
-            "/v1/auth/login",
-            &json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
+        .post("/v1/auth/login")
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
         .ip(proxy)
         .forwarded_for("7.7.7.7, 198.51.100.7")
-        .send()
         .await;
     assert_eq!(same_client.status, StatusCode::TOO_MANY_REQUESTS);
     let other_client = app
-        .post(
-            "/v1/auth/login",
-            &json!({"email": "ada@example.com", "password": PASSWORD}),
-        )
+        .post("/v1/auth/login")
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
         .ip(proxy)
         .forwarded_for("198.51.100.7, 198.51.100.8")
-        .send()
         .await;
     assert_eq!(
         other_client.status,
@@ -245,7 +234,7 @@ async fn a_trusted_proxy_vouches_for_the_hop_it_appended(app: TestApp) {
     );
 }
 
-async fn the_default_address_limit_is_well_above_the_account_limit(app: TestApp) {
+async fn the_default_address_limit_is_well_above_the_account_limit(app: AuthApp) {
     app.fx_register("ada@example.com").await;
     // An office: twelve people mistype their passwords behind one address.
     for i in 0..12 {
@@ -295,7 +284,7 @@ fn login_event(source_ip: &str, forged: &str, email: &str, password: &str) -> Va
     })
 }
 
-async fn under_lambda_the_source_ip_is_the_client(app: TestApp) {
+async fn under_lambda_the_source_ip_is_the_client(app: AuthApp) {
     app.fx_register("ada@example.com").await;
     for i in 0..5 {
         let event = login_event(

@@ -1,5 +1,6 @@
-//! Invites: listing and revoking pending invites, and an invite that does
-//! not outlive its inviter's authority.
+//! Invites: an invite creates one account once and expires after 7 days;
+//! pending invites are listed and revoked by admins; and an invite does not
+//! outlive its inviter's authority.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,39 +8,36 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{PASSWORD, TestApp, access, account_id};
-use http::{Method, StatusCode};
+use common::{AuthApp, AuthFixtures as _, PASSWORD, access, account_id};
+use constellation_testkit::http::Reply;
+use http::StatusCode;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
-on_both_backends!(
+constellation_testkit::on_both_backends! {
+    app = crate::common::spawn;
+    invites_create_accounts_once_and_expire,
     accepting_rechecks_that_the_inviter_may_still_grant_the_role,
     pending_invites_are_listed_for_admins_without_their_tokens,
     revoked_invites_can_no_longer_be_accepted,
-);
+}
 
 fn time(v: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(v.as_str().unwrap(), &Rfc3339).unwrap()
 }
 
-async fn accept(app: &TestApp, token: &str) -> common::Reply {
-    app.post(
-        "/v1/auth/accept-invite",
-        &json!({"invite_token": token, "password": PASSWORD}),
-    )
-    .send()
-    .await
+async fn accept(app: &AuthApp, token: &str) -> Reply {
+    app.post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": token, "password": PASSWORD}))
+        .await
 }
 
-async fn patch_account(app: &TestApp, by: &Value, target: &Value, change: Value) {
+async fn patch_account(app: &AuthApp, by: &Value, target: &Value, change: Value) {
     let r = app
-        .patch(
-            &format!("/v1/auth/accounts/{}", account_id(target)),
-            &change,
-        )
+        .patch(&format!("/v1/auth/accounts/{}", account_id(target)))
+        .json(&change)
         .bearer(access(by))
-        .send()
         .await;
     assert_eq!(
         r.status,
@@ -49,7 +47,7 @@ async fn patch_account(app: &TestApp, by: &Value, target: &Value, change: Value)
     );
 }
 
-async fn assert_forbidden_and_nothing_written(app: &TestApp, token: &str, email: &str) {
+async fn assert_forbidden_and_nothing_written(app: &AuthApp, token: &str, email: &str) {
     let r = accept(app, token).await;
     assert_eq!(
         r.status,
@@ -61,7 +59,86 @@ async fn assert_forbidden_and_nothing_written(app: &TestApp, token: &str, email:
     app.login(email, PASSWORD).await.assert_unauthorized();
 }
 
-async fn accepting_rechecks_that_the_inviter_may_still_grant_the_role(app: TestApp) {
+async fn invites_create_accounts_once_and_expire(app: AuthApp) {
+    let owner = app.fx_register("owner@example.com").await;
+    let r = app
+        .post("/v1/auth/invites")
+        .json(&json!({"email": "Bob@Example.com", "role": "staff"}))
+        .bearer(access(&owner))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let invite = r.json();
+    let token = invite["invite_token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 43);
+    let expires = time::OffsetDateTime::parse(
+        invite["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(expires, app.now() + Duration::days(7));
+
+    // A password breaking the policy leaves the invite usable.
+    let bad = app
+        .post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": token, "password": "short"}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.field().as_deref(), Some("password"));
+    let bad = app
+        .post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": token, "password": "bob@example.com"}))
+        .await;
+    assert_eq!(bad.field().as_deref(), Some("password"));
+
+    let accepted = app
+        .post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": token, "password": PASSWORD}))
+        .await;
+    assert_eq!(accepted.status, StatusCode::CREATED);
+    let bob = accepted.json();
+    assert_eq!(bob["account"]["email"], "bob@example.com");
+    assert_eq!(bob["account"]["role"], "staff");
+    assert_eq!(bob["account"]["org"], owner["account"]["org"]);
+    assert_eq!(
+        app.get("/v1/auth/me").bearer(access(&bob)).await.json()["role"],
+        "staff"
+    );
+
+    // One use only.
+    app.post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": token, "password": PASSWORD}))
+        .await
+        .assert_unauthorized();
+
+    // Expired after 7 days.
+    let late = app
+        .fx_invite(access(&owner), "late@example.com", "member")
+        .await;
+    let fresh_owner = app.login("owner@example.com", PASSWORD).await.json();
+    app.advance(Duration::days(7) + Duration::seconds(1));
+    app.post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": late, "password": PASSWORD}))
+        .await
+        .assert_unauthorized();
+    let _ = fresh_owner;
+
+    // An email that already has an account cannot accept.
+    let owner = app.login("owner@example.com", PASSWORD).await.json();
+    let dup = app
+        .fx_invite(access(&owner), "bob@example.com", "member")
+        .await;
+    let r = app
+        .post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": dup, "password": PASSWORD}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+
+    let audit = app.audit(access(&owner)).await;
+    assert!(audit.iter().any(|e| e["action"] == "invite_accepted"));
+    assert!(audit.iter().any(|e| e["action"] == "invite_created"));
+}
+
+async fn accepting_rechecks_that_the_inviter_may_still_grant_the_role(app: AuthApp) {
     let owner = app.fx_register("owner@example.com").await;
     let admin = app
         .fx_member(access(&owner), "admin@example.com", "admin")
@@ -111,7 +188,6 @@ async fn accepting_rechecks_that_the_inviter_may_still_grant_the_role(app: TestA
     let list = app
         .get("/v1/auth/accounts")
         .bearer(access(&owner))
-        .send()
         .await
         .json();
     let mut emails: Vec<(String, String)> = list["items"]
@@ -139,19 +215,16 @@ async fn accepting_rechecks_that_the_inviter_may_still_grant_the_role(app: TestA
     assert_eq!(emails, want);
 }
 
-async fn pending_invites_are_listed_for_admins_without_their_tokens(app: TestApp) {
+async fn pending_invites_are_listed_for_admins_without_their_tokens(app: AuthApp) {
     let owner = app.fx_register("owner@example.com").await;
     let member = app
         .fx_member(access(&owner), "member@example.com", "member")
         .await;
-    let now = app.clock_now();
+    let now = app.now();
     let created = app
-        .post(
-            "/v1/auth/invites",
-            &json!({"email": "Bob@Example.com", "role": "staff"}),
-        )
+        .post("/v1/auth/invites")
+        .json(&json!({"email": "Bob@Example.com", "role": "staff"}))
         .bearer(access(&owner))
-        .send()
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
     let created = created.json();
@@ -165,11 +238,7 @@ async fn pending_invites_are_listed_for_admins_without_their_tokens(app: TestApp
     app.fx_invite(access(&other), "dave@example.com", "member")
         .await;
 
-    let r = app
-        .get("/v1/auth/invites")
-        .bearer(access(&owner))
-        .send()
-        .await;
+    let r = app.get("/v1/auth/invites").bearer(access(&owner)).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(
         !String::from_utf8_lossy(&r.body).contains(&bob_token),
@@ -216,7 +285,6 @@ async fn pending_invites_are_listed_for_admins_without_their_tokens(app: TestApp
     let first = app
         .get("/v1/auth/invites?limit=1")
         .bearer(access(&owner))
-        .send()
         .await
         .json();
     assert_eq!(first["items"].as_array().unwrap().len(), 1);
@@ -224,28 +292,19 @@ async fn pending_invites_are_listed_for_admins_without_their_tokens(app: TestApp
     let second = app
         .get(&format!("/v1/auth/invites?limit=1&cursor={cursor}"))
         .bearer(access(&owner))
-        .send()
         .await
         .json();
     assert_eq!(second["items"].as_array().unwrap().len(), 1);
     assert_ne!(first["items"][0]["id"], second["items"][0]["id"]);
 
     // Members may not list; an accepted invite is no longer pending.
-    let r = app
-        .get("/v1/auth/invites")
-        .bearer(access(&member))
-        .send()
-        .await;
+    let r = app.get("/v1/auth/invites").bearer(access(&member)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    app.get("/v1/auth/invites")
-        .send()
-        .await
-        .assert_unauthorized();
+    app.get("/v1/auth/invites").await.assert_unauthorized();
     assert_eq!(accept(&app, &bob_token).await.status, StatusCode::CREATED);
     let after = app
         .get("/v1/auth/invites")
         .bearer(access(&owner))
-        .send()
         .await
         .json();
     let emails: Vec<&str> = after["items"]
@@ -261,7 +320,6 @@ async fn pending_invites_are_listed_for_admins_without_their_tokens(app: TestApp
     let expired = app
         .get("/v1/auth/invites")
         .bearer(access(&owner))
-        .send()
         .await
         .json();
     assert_eq!(expired["items"], json!([]));
@@ -275,7 +333,7 @@ async fn pending_invites_are_listed_for_admins_without_their_tokens(app: TestApp
     assert!(listed.iter().all(|e| e["actor"] == account_id(&owner)));
 }
 
-async fn revoked_invites_can_no_longer_be_accepted(app: TestApp) {
+async fn revoked_invites_can_no_longer_be_accepted(app: AuthApp) {
     let owner = app.fx_register("owner@example.com").await;
     let admin = app
         .fx_member(access(&owner), "admin@example.com", "admin")
@@ -284,12 +342,9 @@ async fn revoked_invites_can_no_longer_be_accepted(app: TestApp) {
         .fx_member(access(&owner), "member@example.com", "member")
         .await;
     let created = app
-        .post(
-            "/v1/auth/invites",
-            &json!({"email": "bob@example.com", "role": "staff"}),
-        )
+        .post("/v1/auth/invites")
+        .json(&json!({"email": "bob@example.com", "role": "staff"}))
         .bearer(access(&admin))
-        .send()
         .await
         .json();
     let (id, token) = (
@@ -297,8 +352,7 @@ async fn revoked_invites_can_no_longer_be_accepted(app: TestApp) {
         created["invite_token"].as_str().unwrap(),
     );
     let path = format!("/v1/auth/invites/{id}");
-    let delete =
-        |bearer: &Value, path: &str| app.call(Method::DELETE, path).bearer(access(bearer)).send();
+    let delete = |bearer: &Value, path: &str| app.delete(path).bearer(access(bearer)).send();
 
     // Not by members, nor by another organization (404, as if unknown).
     assert_eq!(delete(&member, &path).await.status, StatusCode::FORBIDDEN);
@@ -313,12 +367,9 @@ async fn revoked_invites_can_no_longer_be_accepted(app: TestApp) {
     assert_eq!(malformed.field().as_deref(), Some("id"));
     // An admin cannot revoke an owner's invite for an owner.
     let for_owner = app
-        .post(
-            "/v1/auth/invites",
-            &json!({"email": "o2@example.com", "role": "owner"}),
-        )
+        .post("/v1/auth/invites")
+        .json(&json!({"email": "o2@example.com", "role": "owner"}))
         .bearer(access(&owner))
-        .send()
         .await
         .json();
     let r = delete(
@@ -339,7 +390,6 @@ async fn revoked_invites_can_no_longer_be_accepted(app: TestApp) {
     let pending = app
         .get("/v1/auth/invites")
         .bearer(access(&owner))
-        .send()
         .await
         .json();
     let ids: Vec<&Value> = pending["items"]
@@ -364,25 +414,20 @@ async fn revoked_invites_can_no_longer_be_accepted(app: TestApp) {
 // (see api.rs), so a race DynamoDB serialises can interleave there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn accepting_and_revoking_at_once_exactly_one_wins() {
-    let app = common::spawn_app().await;
+    let app = common::spawn_local().await;
     let owner = app.fx_register("owner@example.com").await;
     for round in 0..6 {
         let email = format!("r{round}@example.com");
         let created = app
-            .post(
-                "/v1/auth/invites",
-                &json!({"email": email, "role": "member"}),
-            )
+            .post("/v1/auth/invites")
+            .json(&json!({"email": email, "role": "member"}))
             .bearer(access(&owner))
-            .send()
             .await
             .json();
         let path = format!("/v1/auth/invites/{}", created["id"].as_str().unwrap());
         let (accepted, revoked) = tokio::join!(
             accept(&app, created["invite_token"].as_str().unwrap()),
-            app.call(Method::DELETE, &path)
-                .bearer(access(&owner))
-                .send()
+            app.delete(&path).bearer(access(&owner)).send()
         );
         let outcome = (accepted.status, revoked.status);
         assert!(

@@ -3,16 +3,19 @@
 //! (JSON lines with span fields, plus span open/close events, the most any
 //! configuration would print) writing into a buffer, which is then searched.
 //!
-//! Its own test binary, so that the global subscriber sees only this flow.
+//! Its own test binary, so that the global subscriber sees only this flow,
+//! once per backend: both runs write into one buffer and each searches all
+//! of it for its own secrets. On AWS that includes the SDK's TRACE output.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use common::{PASSWORD, access, account_id, refresh_token, spawn_app};
+use common::{AuthApp, AuthFixtures as _, PASSWORD, access, account_id, refresh_token};
+use constellation_testkit::http::TestPlatform;
 use http::StatusCode;
 use serde_json::json;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -30,20 +33,39 @@ impl Write for Buffer {
     }
 }
 
-#[tokio::test]
-async fn no_secret_reaches_the_logs() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(true)
-        .with_span_events(FmtSpan::FULL)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+constellation_testkit::on_both_backends! {
+    app = crate::spawn_captured;
+    no_secret_reaches_the_logs,
+}
 
-    let app = spawn_app().await;
+/// The app, built with the capture already on: creating the signing keys
+/// is among what must not leak.
+async fn spawn_captured(env: TestPlatform) -> AuthApp {
+    capture();
+    common::spawn(env).await
+}
+
+/// The buffer every log line of this process goes to. The subscriber is
+/// global, so it is installed once and both backends' flows write here.
+fn capture() -> &'static Buffer {
+    static CAPTURE: OnceLock<Buffer> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_span_events(FmtSpan::FULL)
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .init();
+        buffer
+    })
+}
+
+async fn no_secret_reaches_the_logs(app: AuthApp) {
+    let buffer = capture();
     let mut secrets: Vec<String> = vec![PASSWORD.to_owned()];
     let wrong = "an incorrect passphrase";
     secrets.push(wrong.to_owned());
@@ -67,20 +89,14 @@ async fn no_secret_reaches_the_logs() {
         .await;
     let member_password = "the member's own long secret";
     let member = app
-        .post(
-            "/v1/auth/accept-invite",
-            &json!({"invite_token": invite, "password": member_password}),
-        )
-        .send()
+        .post("/v1/auth/accept-invite")
+        .json(&json!({"invite_token": invite, "password": member_password}))
         .await
         .json();
     let r = app
-        .patch(
-            &format!("/v1/auth/accounts/{}", account_id(&member)),
-            &json!({"disabled": true}),
-        )
+        .patch(&format!("/v1/auth/accounts/{}", account_id(&member)))
+        .json(&json!({"disabled": true}))
         .bearer(access(&owner))
-        .send()
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
@@ -88,24 +104,20 @@ async fn no_secret_reaches_the_logs() {
         StatusCode::UNAUTHORIZED
     );
     let out = app
-        .post(
-            "/v1/auth/logout",
-            &json!({"refresh_token": refresh_token(&owner)}),
-        )
+        .post("/v1/auth/logout")
+        .json(&json!({"refresh_token": refresh_token(&owner)}))
         .bearer(access(&owner))
-        .send()
         .await;
     assert_eq!(out.status, StatusCode::NO_CONTENT);
     // A forged and a tampered access token are rejected (and that is logged).
     app.get("/v1/auth/me")
         .bearer(&format!("{}x", access(&owner)))
-        .send()
         .await
         .assert_unauthorized();
 
     secrets.push(member_password.to_owned());
     // The private signing key, in every form it is stored in.
-    let keys: serde_json::Value = serde_json::from_str(&app.signing_keys).unwrap();
+    let keys: serde_json::Value = serde_json::from_str(&app.service.signing_keys).unwrap();
     let private = keys["d"]
         .as_str()
         .expect("the signing secret holds the private key as `d`");
@@ -124,6 +136,10 @@ async fn no_secret_reaches_the_logs() {
         logs.contains("login succeeded") && logs.contains("refresh token was presented again"),
         "the capture works: {logs}"
     );
+    assert!(
+        logs.contains(&format!(r#""account":"{}""#, account_id(&owner))),
+        "the capture holds this flow's lines"
+    );
     for secret in &secrets {
         assert!(
             !logs.contains(secret.as_str()),
@@ -131,7 +147,7 @@ async fn no_secret_reaches_the_logs() {
         );
     }
     // Metrics lines carry no secrets either.
-    let metrics = app.metrics.lock().unwrap().join("\n");
+    let metrics = app.service.metrics.lock().unwrap().join("\n");
     for secret in &secrets {
         assert!(!metrics.contains(secret.as_str()));
     }

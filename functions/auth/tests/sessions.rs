@@ -1,25 +1,30 @@
-//! Sessions under concurrency and over time: two refreshes racing with one
-//! token both keep a session, a rotated token is reuse only after a short
-//! grace, and a session ends 90 days after its login.
+//! Sessions under concurrency and over time: every refresh rotates the
+//! token and reusing a rotated one revokes the whole family, but only after
+//! a short grace, so two refreshes racing with one token both keep a
+//! session; a refresh token expires after 30 days and a session 90 days
+//! after its login.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use common::{PASSWORD, TestApp, access, refresh_token};
+use common::{AuthApp, AuthFixtures as _, PASSWORD, access, account_id, refresh_token};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
 use time::Duration;
 use tower::ServiceExt as _;
 
-on_both_backends!(
+constellation_testkit::on_both_backends! {
+    app = crate::common::spawn;
+    refresh_rotates_and_reuse_revokes_the_whole_family,
+    refresh_tokens_expire_after_30_days,
     a_rotated_token_is_reuse_only_after_the_grace,
     sessions_end_90_days_after_login,
-);
+}
 
 /// Refreshes with `token` on its own tokio task: (status, body).
-fn spawn_refresh(app: &TestApp, token: &str) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+fn spawn_refresh(app: &AuthApp, token: &str) -> tokio::task::JoinHandle<(StatusCode, Value)> {
     let router = app.router.clone();
     let body = json!({ "refresh_token": token }).to_string();
     tokio::spawn(async move {
@@ -37,8 +42,8 @@ fn spawn_refresh(app: &TestApp, token: &str) -> tokio::task::JoinHandle<(StatusC
     })
 }
 
-async fn assert_works(app: &TestApp, session: &Value) {
-    let me = app.get("/v1/auth/me").bearer(access(session)).send().await;
+async fn assert_works(app: &AuthApp, session: &Value) {
+    let me = app.get("/v1/auth/me").bearer(access(session)).await;
     assert_eq!(me.status, StatusCode::OK);
     let next = app.refresh(refresh_token(session)).await;
     assert_eq!(
@@ -47,11 +52,7 @@ async fn assert_works(app: &TestApp, session: &Value) {
         "{}",
         String::from_utf8_lossy(&next.body)
     );
-    let me = app
-        .get("/v1/auth/me")
-        .bearer(access(&next.json()))
-        .send()
-        .await;
+    let me = app.get("/v1/auth/me").bearer(access(&next.json())).await;
     assert_eq!(me.status, StatusCode::OK);
 }
 
@@ -61,7 +62,7 @@ async fn assert_works(app: &TestApp, session: &Value) {
 // on both backends by `a_rotated_token_is_reuse_only_after_the_grace`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_concurrent_refreshes_with_one_token_both_keep_a_session() {
-    let app = common::spawn_app().await;
+    let app = common::spawn_local().await;
     app.fx_register("ada@example.com").await;
     for round in 0..5 {
         let session = app.login("ada@example.com", PASSWORD).await.json();
@@ -93,7 +94,48 @@ async fn two_concurrent_refreshes_with_one_token_both_keep_a_session() {
     );
 }
 
-async fn a_rotated_token_is_reuse_only_after_the_grace(app: TestApp) {
+async fn refresh_rotates_and_reuse_revokes_the_whole_family(app: AuthApp) {
+    let owner = app.fx_register("ada@example.com").await;
+    let r0 = refresh_token(&owner).to_owned();
+    let s1 = app.refresh(&r0).await.json();
+    let r1 = refresh_token(&s1).to_owned();
+    let s2 = app.refresh(&r1).await.json();
+    let r2 = refresh_token(&s2).to_owned();
+
+    // r0 was rotated: presenting it again after the grace for concurrent
+    // refreshes is reuse.
+    app.advance(Duration::seconds(10));
+    app.refresh(&r0).await.assert_unauthorized();
+    // The whole family is dead, the newest token too.
+    app.refresh(&r2).await.assert_unauthorized();
+    app.refresh(&r1).await.assert_unauthorized();
+    // Unknown and malformed tokens are 401 as well.
+    app.refresh(&"A".repeat(43)).await.assert_unauthorized();
+    app.refresh("short").await.assert_unauthorized();
+
+    // Another login is another family and unaffected.
+    let other = app.login("ada@example.com", PASSWORD).await.json();
+    let again = app.refresh(refresh_token(&other)).await;
+    assert_eq!(again.status, StatusCode::OK);
+
+    let audit = app.audit(access(&again.json())).await;
+    let reuse: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["action"] == "refresh_reuse")
+        .collect();
+    assert_eq!(reuse.len(), 1, "{audit:#?}");
+    assert_eq!(reuse[0]["target"], account_id(&owner));
+}
+
+async fn refresh_tokens_expire_after_30_days(app: AuthApp) {
+    let owner = app.fx_register("ada@example.com").await;
+    app.advance(Duration::days(30) + Duration::seconds(1));
+    app.refresh(refresh_token(&owner))
+        .await
+        .assert_unauthorized();
+}
+
+async fn a_rotated_token_is_reuse_only_after_the_grace(app: AuthApp) {
     let owner = app.fx_register("ada@example.com").await;
     let r0 = refresh_token(&owner).to_owned();
     let first = app.refresh(&r0).await.json();
@@ -128,7 +170,7 @@ async fn a_rotated_token_is_reuse_only_after_the_grace(app: TestApp) {
     assert_eq!(reuse.len(), 1, "{audit:#?}");
 }
 
-async fn sessions_end_90_days_after_login(app: TestApp) {
+async fn sessions_end_90_days_after_login(app: AuthApp) {
     let owner = app.fx_register("ada@example.com").await;
     let mut token = refresh_token(&owner).to_owned();
     // Refreshed well within each token's 30 days, up to day 89.

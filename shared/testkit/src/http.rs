@@ -57,8 +57,12 @@ use crate::s3_gate::S3Gate;
 /// async fn put_then_get(app: KvApp) { … }
 /// ```
 ///
-/// `app` is an `async fn(TestPlatform) -> T` given by an absolute path (it is
-/// called from inside a generated module); each body is `async fn(T)`. Every
+/// `app` is an expression, written as in the calling module, that can be
+/// called with a [`TestPlatform`] and awaited for a `T`: an
+/// `async fn(TestPlatform) -> T` such as `crate::common::spawn`, or a call
+/// that returns an async closure, such as `crate::common::spawn_with(LIMITS)`
+/// for a suite whose tests need particular settings. Each body is
+/// `async fn(T)`. Every
 /// `name` becomes `name::local` (a fresh SQLite data directory) and
 /// `name::aws` (moto at `CONSTELLATION_TEST_AWS_ENDPOINT`; without that
 /// variable the test fails, saying how to get one, so that a missing
@@ -66,19 +70,23 @@ use crate::s3_gate::S3Gate;
 /// with the `macros` and `rt-multi-thread` features.
 #[macro_export]
 macro_rules! on_both_backends {
-    (app = $spawn:path; $($name:ident),+ $(,)?) => {
+    (app = $spawn:expr; $($name:ident),+ $(,)?) => {
         $(
             mod $name {
+                // `app` is written in the calling module: its names resolve there.
+                #[allow(unused_imports)]
+                use super::*;
+
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn local() {
                     let platform = $crate::http::TestPlatform::local().await;
-                    super::$name($spawn(platform).await).await;
+                    super::$name(($spawn)(platform).await).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn aws() {
                     let platform = $crate::http::TestPlatform::aws().await;
-                    super::$name($spawn(platform).await).await;
+                    super::$name(($spawn)(platform).await).await;
                 }
             }
         )+
@@ -352,6 +360,13 @@ impl<S> TestApp<S> {
     pub fn delete(&self, path: &str) -> Call<'_> {
         self.call(Method::DELETE, path)
     }
+
+    /// Sends a request built elsewhere exactly as it is (no default bearer),
+    /// for example one converted from a Lambda event the way
+    /// `lambda_http::run` converts it, extensions included.
+    pub async fn send_request(&self, req: Request<Body>) -> Reply {
+        oneshot(&self.router, req).await
+    }
 }
 
 #[derive(Debug)]
@@ -443,24 +458,29 @@ impl Call<'_> {
                 .unwrap_or_else(|e| panic!("bearer token as a header: {e}"));
             req.headers_mut().insert(http::header::AUTHORIZATION, value);
         }
-        let res = match self.router.clone().oneshot(req).await {
-            Ok(res) => res,
-            Err(never) => match never {},
-        };
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .unwrap_or_else(|e| panic!("read the response body: {e}"))
-            .to_bytes()
-            .to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        oneshot(self.router, req).await
+    }
+}
+
+/// Sends `req` through `router` and collects the whole reply.
+async fn oneshot(router: &Router, req: Request<Body>) -> Reply {
+    let res = match router.clone().oneshot(req).await {
+        Ok(res) => res,
+        Err(never) => match never {},
+    };
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res
+        .into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("read the response body: {e}"))
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
     }
 }
 

@@ -1,337 +1,51 @@
-//! Shared helpers of the auth tests: an app over real SQLite with a manual
-//! clock, typed request helpers, and fixtures.
+//! auth's part of the shared HTTP harness (`constellation_testkit::http`):
+//! how to build the auth app on a test platform (on AWS: a fresh table,
+//! cursor secret and token key secrets, all named for this test), the
+//! handles its tests reach past HTTP, and the fixtures of an auth flow
+//! (register, invite, log in, refresh, read the audit log).
+//!
+//! auth signs its own tokens, so its tests get their tokens the way a client
+//! does, by registering and logging in, rather than from `TestTokens`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use constellation_auth::{AuthResources, AuthSettings, AuthStore, PasswordHasherParams};
-use constellation_platform::aws::AwsBackend;
-use constellation_platform::config::Platform;
+use constellation_platform::SecretValue;
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::tokens::{self, TokenConfig};
-use constellation_platform::{Clock, ManualClock, SecretValue};
-use constellation_testkit::fixtures::{AWS_ENDPOINT_VAR, emulator_sdk_config};
-use http::{Method, Request, StatusCode};
-use http_body_util::BodyExt as _;
-use rand::RngCore as _;
+use constellation_testkit::http::{Call, Reply, TestApp, TestPlatform};
+use http::{Request, StatusCode};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
 
 /// A password that meets the policy.
 pub const PASSWORD: &str = "a long and unusual passphrase";
 
-/// Runs each named test body (`async fn name(app: TestApp)`) once per
-/// backend: `name::local` over SQLite, `name::aws` over moto.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $crate::on_both_backends!(settings = constellation_auth::AuthSettings::default(); $($name),*);
-    };
-    // With the given `AuthSettings` (limits, trusted proxies).
-    (settings = $settings:expr; $($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                // The settings expression is written in the parent module.
-                #[allow(unused_imports)]
-                use super::*;
+/// The auth app on one backend. Requests carry no token unless they say so.
+pub type AuthApp = TestApp<Auth>;
 
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn local() {
-                    super::$name($crate::common::spawn_app_with_settings($settings).await).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn aws() {
-                    if let Some(app) = $crate::common::spawn_aws_app_with_settings($settings).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )*
-    };
-}
-
-pub struct TestApp {
-    pub router: Router,
+/// What auth's tests reach past HTTP.
+pub struct Auth {
+    /// The store behind the router (its password hasher, for the bound).
     pub store: Arc<AuthStore>,
-    pub clock: Arc<ManualClock>,
+    /// Every EMF metrics line the app emitted.
     pub metrics: Arc<Mutex<Vec<String>>>,
     /// The stored signing-key secret (private key material), for checking
     /// that it never reaches a log.
     pub signing_keys: String,
-    _dir: Option<tempfile::TempDir>,
 }
 
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(PasswordHasherParams::insecure_fast_for_tests()).await
-}
-
-pub async fn spawn_app_with(params: PasswordHasherParams) -> TestApp {
-    spawn_local(params, AuthSettings::default()).await
-}
-
-pub async fn spawn_app_with_settings(settings: AuthSettings) -> TestApp {
-    spawn_local(PasswordHasherParams::insecure_fast_for_tests(), settings).await
-}
-
-async fn spawn_local(params: PasswordHasherParams, settings: AuthSettings) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = Arc::new(ManualClock::starting_now());
-    let platform = Platform::local(
-        dir.path().to_path_buf(),
-        "http://127.0.0.1:9".into(),
-        clock.clone() as Arc<dyn Clock>,
-    )
-    .unwrap();
-    let res = AuthResources {
-        settings,
-        ..AuthResources::local()
-    };
-    build(&platform, &res, params, clock, Some(dir)).await
-}
-
-fn unique() -> String {
-    let mut raw = [0_u8; 8];
-    rand::rng().fill_bytes(&mut raw);
-    raw.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The app over DynamoDB and Secrets Manager as moto emulates them, with a
-/// fresh table and fresh key secrets. Without an emulator configured this
-/// fails, as every AWS-backend test does.
-pub async fn spawn_aws_app() -> Option<TestApp> {
-    spawn_aws_app_with_settings(AuthSettings::default()).await
-}
-
-/// [`spawn_aws_app`] with the given settings.
-pub async fn spawn_aws_app_with_settings(settings: AuthSettings) -> Option<TestApp> {
-    let Ok(endpoint) = std::env::var(AWS_ENDPOINT_VAR) else {
-        panic!("{AWS_ENDPOINT_VAR} is not set: the AWS-backend tests need moto; run scripts/test");
-    };
-    let clock = Arc::new(ManualClock::starting_now());
-    let backend = AwsBackend::from_sdk_config(&emulator_sdk_config(&endpoint).await);
-    let id = unique();
-    let res = AuthResources {
-        table: format!("auth-test-{id}"),
-        cursor_secret: format!("auth-test/{id}/cursor-key"),
-        tokens: TokenConfig {
-            signing_keys_secret: format!("auth-test/{id}/signing-keys"),
-            public_keys_secret: format!("auth-test/{id}/public-keys"),
-            ..TokenConfig::default()
-        },
-        settings,
-    };
-    backend.ensure_table(&res.table).await.unwrap();
-    backend
-        .ensure_secret(&res.cursor_secret, &SecretValue::new(unique()))
-        .await
-        .unwrap();
-    let platform = Platform::aws(backend, clock.clone() as Arc<dyn Clock>);
-    tokens::ensure_keys(platform.secrets().as_ref(), &res.tokens, clock.as_ref())
-        .await
-        .unwrap();
-    Some(
-        build(
-            &platform,
-            &res,
-            PasswordHasherParams::insecure_fast_for_tests(),
-            clock,
-            None,
-        )
-        .await,
-    )
-}
-
-async fn build(
-    platform: &Platform,
-    res: &AuthResources,
-    params: PasswordHasherParams,
-    clock: Arc<ManualClock>,
-    dir: Option<tempfile::TempDir>,
-) -> TestApp {
-    let metrics = Arc::new(Mutex::new(Vec::new()));
-    let lines = metrics.clone();
-    let sink = MetricsSink::from_fn(move |line| lines.lock().unwrap().push(line));
-    let store = Arc::new(
-        constellation_auth::store(platform, res, params, sink.clone())
-            .await
-            .unwrap(),
-    );
-    let verifier = tokens::load_verifier(platform, &res.tokens).await.unwrap();
-    let signing_keys = platform
-        .secrets()
-        .get(&res.tokens.signing_keys_secret)
-        .await
-        .unwrap()
-        .expect("the store created the signing keys")
-        .expose()
-        .to_owned();
-    TestApp {
-        router: constellation_auth::app_with(store.clone(), verifier, sink),
-        store,
-        clock,
-        metrics,
-        signing_keys,
-        _dir: dir,
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").finish_non_exhaustive()
     }
 }
 
-#[derive(Debug)]
-pub struct Reply {
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The problem body, checking its media type and status.
-    pub fn problem(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        let p = self.json();
-        assert_eq!(p["status"].as_u64(), Some(u64::from(self.status.as_u16())));
-        p
-    }
-
-    /// Asserts a 401 with `WWW-Authenticate: Bearer...`.
-    pub fn assert_unauthorized(&self) {
-        assert_eq!(
-            self.status,
-            StatusCode::UNAUTHORIZED,
-            "{}",
-            String::from_utf8_lossy(&self.body)
-        );
-        assert!(
-            self.header("www-authenticate")
-                .is_some_and(|v| v.starts_with("Bearer")),
-            "401 without WWW-Authenticate: Bearer: {:?}",
-            self.headers
-        );
-        self.problem();
-    }
-
-    pub fn field(&self) -> Option<String> {
-        self.problem()["field"].as_str().map(str::to_owned)
-    }
-}
-
-/// A request being built.
-pub struct Call<'a> {
-    app: &'a TestApp,
-    req: http::request::Builder,
-    body: Body,
-}
-
-impl Call<'_> {
-    pub fn bearer(mut self, token: &str) -> Self {
-        self.req = self.req.header("authorization", format!("Bearer {token}"));
-        self
-    }
-
-    /// Sends from `ip`: the socket peer, as `serve` sees it.
-    pub fn ip(mut self, ip: &str) -> Self {
-        let ip: IpAddr = ip.parse().unwrap();
-        self.req = self.req.extension(ConnectInfo(SocketAddr::new(ip, 40_000)));
-        self
-    }
-
-    /// Adds an `X-Forwarded-For` header (which a client can forge).
-    pub fn forwarded_for(mut self, value: &str) -> Self {
-        self.req = self.req.header("x-forwarded-for", value);
-        self
-    }
-
-    pub fn json(mut self, body: &Value) -> Self {
-        self.req = self.req.header("content-type", "application/json");
-        self.body = Body::from(serde_json::to_vec(body).unwrap());
-        self
-    }
-
-    pub fn raw(mut self, content_type: &str, body: &str) -> Self {
-        self.req = self.req.header("content-type", content_type);
-        self.body = Body::from(body.to_owned());
-        self
-    }
-
-    pub async fn send(self) -> Reply {
-        let req = self.req.body(self.body).unwrap();
-        self.app.send_request(req).await
-    }
-}
-
-impl TestApp {
-    /// Sends a request as it is.
-    pub async fn send_request(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    /// Sends an API Gateway (HTTP API, payload 2.0) event through the same
-    /// conversion `lambda_http::run` applies.
-    pub async fn send_lambda_event(&self, event: &Value) -> Reply {
-        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
-        let (parts, body) = req.into_parts();
-        self.send_request(Request::from_parts(parts, Body::from(body.to_vec())))
-            .await
-    }
-
-    pub fn call(&self, method: Method, path: &str) -> Call<'_> {
-        Call {
-            app: self,
-            req: Request::builder().method(method).uri(path),
-            body: Body::empty(),
-        }
-    }
-
-    pub fn post(&self, path: &str, body: &Value) -> Call<'_> {
-        self.call(Method::POST, path).json(body)
-    }
-
-    pub fn get(&self, path: &str) -> Call<'_> {
-        self.call(Method::GET, path)
-    }
-
-    pub fn patch(&self, path: &str, body: &Value) -> Call<'_> {
-        self.call(Method::PATCH, path).json(body)
-    }
-
-    pub fn clock_now(&self) -> time::OffsetDateTime {
-        self.clock.now()
-    }
-
-    pub fn advance(&self, by: time::Duration) {
-        self.clock.advance(by);
-    }
-
+impl Auth {
     /// How many `FailedLogin` EMF records were emitted.
     pub fn failed_login_metrics(&self) -> usize {
         self.metrics
@@ -349,103 +63,198 @@ impl TestApp {
             })
             .count()
     }
+}
 
-    // -- fixtures -------------------------------------------------------------
+/// Builds the auth app on `env` with the default settings and fast password
+/// hashing.
+pub async fn spawn(env: TestPlatform) -> AuthApp {
+    build(env, AuthSettings::default(), fast_hashing()).await
+}
 
-    /// Registers `email` as the owner of a new organization; the token response.
-    pub async fn fx_register(&self, email: &str) -> Value {
-        let r = self
-            .post(
-                "/v1/auth/register",
-                &json!({"organization": "Acme", "email": email, "password": PASSWORD}),
+/// [`spawn`] with `settings` (limits, trusted proxies):
+/// `app = crate::common::spawn_with(SETTINGS);`.
+pub fn spawn_with(settings: AuthSettings) -> impl AsyncFnOnce(TestPlatform) -> AuthApp {
+    async move |env| build(env, settings, fast_hashing()).await
+}
+
+/// [`spawn`] with password hashing on `params`.
+pub fn spawn_hashing_with(
+    params: PasswordHasherParams,
+) -> impl AsyncFnOnce(TestPlatform) -> AuthApp {
+    async move |env| build(env, AuthSettings::default(), params).await
+}
+
+/// The app on the local backend, for the tests that run there only.
+pub async fn spawn_local() -> AuthApp {
+    spawn(TestPlatform::local().await).await
+}
+
+fn fast_hashing() -> PasswordHasherParams {
+    PasswordHasherParams::insecure_fast_for_tests()
+}
+
+async fn build(env: TestPlatform, settings: AuthSettings, params: PasswordHasherParams) -> AuthApp {
+    let resources = match env.aws_backend() {
+        // Locally the store creates the first key pair on a fresh data dir.
+        None => AuthResources {
+            settings,
+            ..AuthResources::local()
+        },
+        Some(aws) => {
+            let resources = AuthResources {
+                table: env.name("auth-test"),
+                cursor_secret: env.name("auth-test/cursor-key"),
+                tokens: TokenConfig {
+                    signing_keys_secret: env.name("auth-test/signing-keys"),
+                    public_keys_secret: env.name("auth-test/public-keys"),
+                    ..TokenConfig::default()
+                },
+                settings,
+            };
+            let cursor_key = SecretValue::new(env.name("cursor"));
+            let secrets = env.platform.secrets();
+            tokio::try_join!(
+                aws.ensure_table(&resources.table),
+                aws.ensure_secret(&resources.cursor_secret, &cursor_key),
+                tokens::ensure_keys(secrets.as_ref(), &resources.tokens, env.clock.as_ref()),
             )
-            .send()
+            .unwrap();
+            resources
+        }
+    };
+    let metrics = Arc::new(Mutex::new(Vec::new()));
+    let lines = metrics.clone();
+    let sink = MetricsSink::from_fn(move |line| lines.lock().unwrap().push(line));
+    let store = Arc::new(
+        constellation_auth::store(&env.platform, &resources, params, sink.clone())
+            .await
+            .unwrap(),
+    );
+    let verifier = tokens::load_verifier(&env.platform, &resources.tokens)
+        .await
+        .unwrap();
+    let signing_keys = env
+        .platform
+        .secrets()
+        .get(&resources.tokens.signing_keys_secret)
+        .await
+        .unwrap()
+        .expect("the store created the signing keys")
+        .expose()
+        .to_owned();
+    let router = constellation_auth::app_with(store.clone(), verifier, sink);
+    TestApp::new(
+        env,
+        router,
+        Auth {
+            store,
+            metrics,
+            signing_keys,
+        },
+    )
+}
+
+/// Where a request comes from, as the hosts tell auth.
+pub trait CallFrom {
+    /// Sends from `ip`: the socket peer, as `serve` sees it.
+    fn ip(self, ip: &str) -> Self;
+    /// Adds an `X-Forwarded-For` header (which a client can forge).
+    fn forwarded_for(self, value: &str) -> Self;
+}
+
+impl CallFrom for Call<'_> {
+    fn ip(self, ip: &str) -> Self {
+        let ip: IpAddr = ip.parse().unwrap();
+        self.extension(ConnectInfo(SocketAddr::new(ip, 40_000)))
+    }
+
+    fn forwarded_for(self, value: &str) -> Self {
+        self.header("x-forwarded-for", value)
+    }
+}
+
+/// The steps of an auth flow, as a client takes them.
+#[allow(async_fn_in_trait)]
+pub trait AuthFixtures {
+    /// Registers `email` as the owner of a new organization; the token response.
+    async fn fx_register(&self, email: &str) -> Value;
+    /// Invites `email` with `role` into the inviter's organization; the invite token.
+    async fn fx_invite(&self, inviter_token: &str, email: &str, role: &str) -> String;
+    /// Invites and accepts: the new account's token response.
+    async fn fx_member(&self, inviter_token: &str, email: &str, role: &str) -> Value;
+    /// `POST /v1/auth/login`.
+    async fn login(&self, email: &str, password: &str) -> Reply;
+    /// `POST /v1/auth/login` from the socket peer `ip`.
+    async fn login_from(&self, ip: &str, email: &str, password: &str) -> Reply;
+    /// `POST /v1/auth/refresh`.
+    async fn refresh(&self, refresh_token: &str) -> Reply;
+    /// The whole audit log, newest first, read with `token`.
+    async fn audit(&self, token: &str) -> Vec<Value>;
+    /// Sends an API Gateway (HTTP API, payload 2.0) event through the same
+    /// conversion `lambda_http::run` applies.
+    async fn send_lambda_event(&self, event: &Value) -> Reply;
+}
+
+impl AuthFixtures for AuthApp {
+    async fn fx_register(&self, email: &str) -> Value {
+        let r = self
+            .post("/v1/auth/register")
+            .json(&json!({"organization": "Acme", "email": email, "password": PASSWORD}))
             .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        r.assert_status(StatusCode::CREATED);
         r.json()
     }
 
-    /// Invites `email` with `role` into the inviter's organization; the invite token.
-    pub async fn fx_invite(&self, inviter_token: &str, email: &str, role: &str) -> String {
+    async fn fx_invite(&self, inviter_token: &str, email: &str, role: &str) -> String {
         let r = self
-            .post("/v1/auth/invites", &json!({"email": email, "role": role}))
+            .post("/v1/auth/invites")
+            .json(&json!({"email": email, "role": role}))
             .bearer(inviter_token)
-            .send()
             .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        r.assert_status(StatusCode::CREATED);
         r.json()["invite_token"].as_str().unwrap().to_owned()
     }
 
-    /// Invites and accepts: the new account's token response.
-    pub async fn fx_member(&self, inviter_token: &str, email: &str, role: &str) -> Value {
+    async fn fx_member(&self, inviter_token: &str, email: &str, role: &str) -> Value {
         let invite = self.fx_invite(inviter_token, email, role).await;
         let r = self
-            .post(
-                "/v1/auth/accept-invite",
-                &json!({"invite_token": invite, "password": PASSWORD}),
-            )
-            .send()
+            .post("/v1/auth/accept-invite")
+            .json(&json!({"invite_token": invite, "password": PASSWORD}))
             .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        r.assert_status(StatusCode::CREATED);
         r.json()
     }
 
-    pub async fn login(&self, email: &str, password: &str) -> Reply {
-        self.post(
-            "/v1/auth/login",
-            &json!({"email": email, "password": password}),
-        )
-        .send()
-        .await
+    async fn login(&self, email: &str, password: &str) -> Reply {
+        self.post("/v1/auth/login")
+            .json(&json!({"email": email, "password": password}))
+            .await
     }
 
-    pub async fn login_from(&self, ip: &str, email: &str, password: &str) -> Reply {
-        self.post(
-            "/v1/auth/login",
-            &json!({"email": email, "password": password}),
-        )
-        .ip(ip)
-        .send()
-        .await
+    async fn login_from(&self, ip: &str, email: &str, password: &str) -> Reply {
+        self.post("/v1/auth/login")
+            .json(&json!({"email": email, "password": password}))
+            .ip(ip)
+            .await
     }
 
-    pub async fn refresh(&self, refresh_token: &str) -> Reply {
-        self.post(
-            "/v1/auth/refresh",
-            &json!({ "refresh_token": refresh_token }),
-        )
-        .send()
-        .await
+    async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post("/v1/auth/refresh")
+            .json(&json!({ "refresh_token": refresh_token }))
+            .await
     }
 
-    pub async fn audit(&self, token: &str) -> Vec<Value> {
-        let r = self
-            .get("/v1/auth/audit?limit=1000")
-            .bearer(token)
-            .send()
-            .await;
-        assert_eq!(
-            r.status,
-            StatusCode::OK,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+    async fn audit(&self, token: &str) -> Vec<Value> {
+        let r = self.get("/v1/auth/audit?limit=1000").bearer(token).await;
+        r.assert_status(StatusCode::OK);
         r.json()["items"].as_array().unwrap().clone()
+    }
+
+    async fn send_lambda_event(&self, event: &Value) -> Reply {
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let (parts, body) = req.into_parts();
+        self.send_request(Request::from_parts(parts, Body::from(body.to_vec())))
+            .await
     }
 }
 
