@@ -8,11 +8,12 @@ use clap::{Args, Parser, Subcommand};
 use constellation::serve::{self, ServeConfig, Server, shutdown_signal};
 use constellation::services::SERVICES;
 use constellation_auth::{AuditAction, AuditEvent, AuthResources, record_audit};
+use constellation_platform::QueueStats;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::{MetricsSink, init_tracing};
 use constellation_platform::schedule::ScheduledEvent;
 use constellation_platform::tokens::{TokenConfig, rotate_keys};
-use constellation_web::host::Context;
+use constellation_web::host::{Context, ResourceKind, Resources};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -235,12 +236,51 @@ fn uuid_like() -> String {
     hex::encode(raw)
 }
 
+/// The local names of every queue the services declare, with their
+/// dead-letter queues.
+fn declared_queues() -> Vec<String> {
+    let mut names = Vec::new();
+    for service in SERVICES {
+        let Ok(resources) = Resources::from_env(service.resources, BackendKind::Local) else {
+            continue;
+        };
+        for def in service.resources {
+            if let ResourceKind::Queue { .. } | ResourceKind::DeadLetterQueue { .. } = def.kind
+                && let Ok(name) = resources.queue_name(def.var)
+            {
+                names.push(name.to_owned());
+                if matches!(def.kind, ResourceKind::Queue { .. }) {
+                    names.push(format!("{name}-dlq"));
+                }
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
 async fn queue(action: QueueAction, backend: &BackendArgs) -> anyhow::Result<()> {
     let admin = backend.platform().await?.queue_admin();
     match action {
         QueueAction::List => {
+            let mut queues = admin.list().await?;
+            if backend.backend == BackendKind::Local {
+                // A local queue exists once it holds a message; show every
+                // queue the services declare (and its dead-letter queue) too.
+                for name in declared_queues() {
+                    if !queues.iter().any(|q| q.name == name) {
+                        queues.push(QueueStats {
+                            name,
+                            visible: 0,
+                            in_flight: 0,
+                        });
+                    }
+                }
+                queues.sort_by(|a, b| a.name.cmp(&b.name));
+            }
             println!("{:<48} {:>10} {:>10}", "queue", "visible", "in flight");
-            for q in admin.list().await? {
+            for q in queues {
                 println!("{:<48} {:>10} {:>10}", q.name, q.visible, q.in_flight);
             }
         }

@@ -63,6 +63,14 @@ async fn queue_list_peek_and_redrive_on_the_local_backend() {
         .unwrap();
 
     let listed = constellation(dir.path(), None, &["queue", "list"]);
+    let declared = listed
+        .lines()
+        .find(|l| l.starts_with("constellation-kv-changes-dlq "))
+        .unwrap_or_else(|| panic!("the services' queues are listed even when empty: {listed}"));
+    assert_eq!(
+        declared.split_whitespace().collect::<Vec<_>>(),
+        ["constellation-kv-changes-dlq", "0", "0"]
+    );
     let row = listed.lines().find(|l| l.starts_with("jobs-dlq")).unwrap();
     assert_eq!(
         row.split_whitespace().collect::<Vec<_>>(),
