@@ -70,8 +70,6 @@ pub use lockout::{LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, METRICS_NAMESPACE};
 pub use orgs::{MAX_ORG_NAME_CHARS, OrgName, Registration};
 pub use sessions::{REFRESH_REUSE_GRACE, REFRESH_TOKEN_TTL, SESSION_LIFETIME};
 
-/// How often a conditional write is retried after losing a race.
-
 fn org_pk(org: &OrgId) -> String {
     format!("ORG#{org}")
 }
