@@ -9,11 +9,12 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use constellation_auth::signing::{self as tokens, SigningConfig as TokenConfig};
 use constellation_auth::{AuthResources, AuthSettings, AuthStore, PasswordHasherParams};
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::tokens::{self, TokenConfig};
+use constellation_platform::tokens::load_verifier;
 use constellation_platform::{Clock, ManualClock, SecretValue};
 use constellation_testkit::fixtures::{AWS_ENDPOINT_VAR, emulator_sdk_config};
 use http::{Method, Request, StatusCode};
@@ -162,7 +163,9 @@ async fn build(
             .await
             .unwrap(),
     );
-    let verifier = tokens::load_verifier(platform, &res.tokens).await.unwrap();
+    let verifier = load_verifier(platform, &res.tokens.verifier())
+        .await
+        .unwrap();
     let signing_keys = platform
         .secrets()
         .get(&res.tokens.signing_keys_secret)
