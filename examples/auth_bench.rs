@@ -11,11 +11,12 @@ use std::time::Instant;
 
 use constellation_auth::PasswordHasherParams;
 use constellation_auth::password::PasswordHasher;
+use constellation_auth::signing::{SigningConfig, load_issuer};
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Password, Principal, Role};
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::Platform;
-use constellation_platform::tokens::{TokenConfig, load_issuer, load_verifier};
+use constellation_platform::tokens::load_verifier;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -25,9 +26,9 @@ async fn main() -> anyhow::Result<()> {
         String::new(),
         Arc::new(SystemClock),
     )?;
-    let config = TokenConfig::default();
+    let config = SigningConfig::default();
     let issuer = load_issuer(&platform, &config).await?;
-    let verifier = load_verifier(&platform, &config).await?;
+    let verifier = load_verifier(&platform, &config.verifier()).await?;
     let principal = Principal {
         account: AccountId::from_bytes([1; 16]),
         org: OrgId::parse("bench")?,

@@ -7,12 +7,13 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use constellation::serve::{self, ServeConfig, Server, shutdown_signal};
 use constellation::services::SERVICES;
+use constellation_auth::signing::{SigningConfig, rotate_keys};
 use constellation_auth::{AuditAction, AuditEvent, AuthResources, record_audit};
 use constellation_platform::QueueStats;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::{MetricsSink, init_tracing};
 use constellation_platform::schedule::ScheduledEvent;
-use constellation_platform::tokens::{TokenConfig, rotate_keys};
+use constellation_platform::tokens::VerifierConfig;
 use constellation_web::host::{Context, ResourceKind, Resources};
 
 #[derive(Debug, Parser)]
@@ -173,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
             backend,
         } => {
             let platform = backend.platform().await?;
-            let config = TokenConfig::from_env()?;
+            let config = SigningConfig::from_env()?;
             let kid = rotate_keys(
                 platform.secrets().as_ref(),
                 &config,
@@ -215,7 +216,7 @@ async fn run_schedule(name: &str, backend: &BackendArgs) -> anyhow::Result<()> {
         platform,
         resources,
         MetricsSink::discard(),
-        TokenConfig::from_env()?,
+        VerifierConfig::from_env()?,
     );
     let handler = (schedule.handler)(&ctx).await?;
     let report = handler

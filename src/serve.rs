@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use constellation_auth::signing::{SigningConfig, ensure_keys};
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
@@ -19,7 +20,7 @@ use constellation_platform::events::Route;
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::runner::{run_consumer, run_schedule};
 use constellation_platform::schedule::ScheduleExpr;
-use constellation_platform::tokens::{self, TokenConfig};
+use constellation_platform::tokens::VerifierConfig;
 use constellation_web::ServiceDef;
 use constellation_web::error::{ProblemType, problem_response};
 use constellation_web::host::{self, Context, EVENT_BUS_VAR, Resources};
@@ -106,9 +107,10 @@ impl Server {
             }
             _ => None,
         };
-        let token_config = TokenConfig::from_env()?;
+        let token_config = VerifierConfig::from_env()?;
         if let Some(aws) = &aws {
-            tokens::ensure_keys(&aws.secrets(), &token_config, &SystemClock).await?;
+            let signing = SigningConfig::for_verifier(token_config.clone())?;
+            ensure_keys(&aws.secrets(), &signing, &SystemClock).await?;
         }
         let metrics = if config.emf {
             MetricsSink::stdout()

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use constellation_auth::signing::{SigningConfig, load_issuer};
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_kv::KvResources;
@@ -14,7 +15,7 @@ use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::schedule::ScheduledEvent;
-use constellation_platform::tokens::{TokenConfig, load_issuer};
+use constellation_platform::tokens::VerifierConfig;
 use constellation_web::ServiceDef;
 use constellation_web::host::{Context, DEFAULT_EVENT_BUS, Resources};
 use http_body_util::BodyExt as _;
@@ -41,7 +42,7 @@ async fn fx_context(platform: &Platform, service: &ServiceDef) -> Context {
         platform.clone(),
         resources,
         MetricsSink::discard(),
-        TokenConfig::default(),
+        VerifierConfig::default(),
     )
 }
 
@@ -64,7 +65,7 @@ async fn fx_kv() -> FxKv {
         (constellation_kv::SERVICE.app)(&fx_context(&platform, &constellation_kv::SERVICE).await)
             .await
             .unwrap();
-    let issuer = load_issuer(&platform, &TokenConfig::default())
+    let issuer = load_issuer(&platform, &SigningConfig::default())
         .await
         .unwrap();
     let principal = Principal {

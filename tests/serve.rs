@@ -9,12 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use constellation::serve::{ServeConfig, Server};
+use constellation_auth::signing::{SigningConfig, load_issuer};
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_platform::QueueReceiver as _;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
-use constellation_platform::tokens::{TokenConfig, load_issuer};
 use tokio::sync::oneshot;
 
 struct Running {
@@ -56,7 +56,7 @@ async fn spawn_with(config: ServeConfig) -> Running {
             std::sync::Arc::new(SystemClock),
         ),
     };
-    let issuer = load_issuer(&platform, &TokenConfig::default())
+    let issuer = load_issuer(&platform, &SigningConfig::default())
         .await
         .unwrap();
     let principal = Principal {

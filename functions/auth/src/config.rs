@@ -5,7 +5,8 @@
 use std::time::Duration as StdDuration;
 
 use constellation_platform::config::{BackendKind, ConfigError, optional, required};
-use constellation_platform::tokens::TokenConfig;
+
+use crate::signing::SigningConfig;
 
 /// The variable naming the auth table.
 pub const TABLE_VAR: &str = "AUTH_TABLE_NAME";
@@ -37,8 +38,8 @@ pub struct AuthResources {
     pub table: String,
     /// Secret id of the cursor-signing key.
     pub cursor_secret: String,
-    /// Token issuer, audience and key secrets.
-    pub tokens: TokenConfig,
+    /// Token issuer, audience and both key secrets.
+    pub tokens: SigningConfig,
     /// Limits and trust settings.
     pub settings: AuthSettings,
 }
@@ -121,16 +122,16 @@ impl AuthResources {
         Self {
             table: DEFAULT_TABLE.to_owned(),
             cursor_secret: DEFAULT_CURSOR_SECRET.to_owned(),
-            tokens: TokenConfig::default(),
+            tokens: SigningConfig::default(),
             settings: AuthSettings::default(),
         }
     }
 
     /// Reads the resources: in AWS the table and cursor secret are required;
     /// locally each falls back to its default. Token settings come from
-    /// [`TokenConfig::from_env`], limits from [`AuthSettings::from_env`].
+    /// [`SigningConfig::from_env`], limits from [`AuthSettings::from_env`].
     pub fn from_env(kind: BackendKind) -> Result<Self, ConfigError> {
-        let tokens = TokenConfig::from_env()?;
+        let tokens = SigningConfig::from_env()?;
         let settings = AuthSettings::from_env()?;
         match kind {
             BackendKind::Aws => Ok(Self {

@@ -5,8 +5,9 @@
 //! [`mod@store`] holds the rules and speaks only to platform ports; [`http`] maps
 //! the HTTP contract onto it; [`app`] wires both to a [`Platform`]. The same
 //! router runs under Lambda (`src/bin/auth.rs`), `constellation serve`, and
-//! the tests. Signing keys are read through `constellation_platform::tokens`;
-//! only this service loads the private one.
+//! the tests. [`signing`] holds the private signing key and its rotation:
+//! only this service loads it; every service verifies with
+//! `constellation_platform::tokens`.
 
 pub mod client;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod password;
 pub mod secret;
 pub mod service;
+pub mod signing;
 pub mod store;
 
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use constellation_core::OrgId;
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::tokens::{self, TokenVerifier};
+use constellation_platform::tokens::{TokenVerifier, load_verifier};
 use constellation_web::ServiceInfo;
 use constellation_web::auth::with_auth;
 
@@ -46,7 +48,7 @@ pub async fn store(
     let table = platform
         .table(&resources.table, &resources.cursor_secret)
         .await?;
-    let issuer = tokens::load_issuer(platform, &resources.tokens).await?;
+    let issuer = signing::load_issuer(platform, &resources.tokens).await?;
     Ok(AuthStore::new(
         table,
         platform.clock(),
@@ -73,7 +75,7 @@ pub async fn app(
         metrics.clone(),
     )
     .await?;
-    let verifier = tokens::load_verifier(platform, &resources.tokens).await?;
+    let verifier = load_verifier(platform, &resources.tokens.verifier()).await?;
     Ok(app_with(Arc::new(store), verifier, metrics))
 }
 

@@ -7,11 +7,14 @@ use constellation_web::host::{BoxFuture, Context, ResourceDef, ResourceKind, Ser
 use crate::config::{
     AuthResources, AuthSettings, CURSOR_SECRET_VAR, DEFAULT_CURSOR_SECRET, DEFAULT_TABLE, TABLE_VAR,
 };
+use crate::signing::SigningConfig;
 use crate::{NAME, PasswordHasherParams, app_with, store};
 
-/// Every resource auth uses. The token key secrets are the platform's
-/// (`AUTH_SIGNING_KEYS_SECRET_ID`, `AUTH_PUBLIC_KEYS_SECRET_ID`, see
-/// `constellation_platform::tokens::TokenConfig`), provisioned with keys in them.
+/// Every resource auth uses. The token key secrets are named apart
+/// (`AUTH_PUBLIC_KEYS_SECRET_ID`, which every service reads, see
+/// `constellation_platform::tokens::VerifierConfig`, and auth's own
+/// `AUTH_SIGNING_KEYS_SECRET_ID`, see [`SigningConfig`]) and provisioned
+/// with keys in them.
 pub const RESOURCES: &[ResourceDef] = &[
     ResourceDef {
         var: TABLE_VAR,
@@ -46,7 +49,7 @@ fn build_app(ctx: &Context) -> BoxFuture<'_, anyhow::Result<axum::Router>> {
         let resources = AuthResources {
             table: ctx.resource(TABLE_VAR)?.to_owned(),
             cursor_secret: ctx.resource(CURSOR_SECRET_VAR)?.to_owned(),
-            tokens: ctx.tokens.clone(),
+            tokens: SigningConfig::for_verifier(ctx.tokens.clone())?,
             settings: AuthSettings::from_env()?,
         };
         // In order, not at once: on a fresh local data dir the issuer creates

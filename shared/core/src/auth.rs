@@ -1,8 +1,8 @@
 //! Identity and permission rules: roles, account ids, emails, password
 //! policy and access-token claims.
 //!
-//! Pure rules only: hashing, signing and storage live in the auth service
-//! and `shared/platform`; this module decides what is allowed.
+//! Pure rules only: password hashing and storage live in the auth service,
+//! the token format in [`crate::token`]; this module decides what is allowed.
 
 use std::fmt;
 

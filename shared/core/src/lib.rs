@@ -1,5 +1,6 @@
 //! Pure domain of Constellation: identifiers, validated newtypes and the
-//! errors their constructors return.
+//! errors their constructors return, and the access-token format
+//! ([`token`]: signing and verifying with keys the caller supplies).
 //!
 //! Nothing in this crate does I/O, reads a clock or needs an async runtime, so
 //! it builds for `wasm32-unknown-unknown` and every rule here can be tested
@@ -10,6 +11,7 @@ pub mod auth;
 pub mod ids;
 pub mod kv;
 pub mod media;
+pub mod token;
 pub mod validation;
 
 pub use ids::OrgId;

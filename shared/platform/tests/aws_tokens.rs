@@ -1,7 +1,8 @@
-//! Token keys on Secrets Manager (a moto server, see `common/mod.rs`): in AWS
-//! the key secrets must exist before the auth function starts; once created
-//! (`ensure_keys`, as `serve --provision` does) tokens issue and verify, and a
-//! rotation reaches an already running verifier at once.
+//! The public key set on Secrets Manager (a moto server, see `common/mod.rs`):
+//! in AWS it must exist before a service starts; once a key is published
+//! tokens verify, and a key published later by another process (a rotation)
+//! reaches an already running verifier at once. Signing and rotation
+//! themselves are the auth function's (`functions/auth/tests/aws_signing.rs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,23 +12,25 @@ use std::sync::Arc;
 
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
-use constellation_platform::config::{Platform, SECRETS_CACHE_TTL};
+use constellation_core::token::{
+    ACCESS_TOKEN_TTL, CLOCK_LEEWAY, PublicKeyEntry, PublicKeySet, Rejection, SigningKey,
+    access_claims,
+};
+use constellation_platform::config::Platform;
 use constellation_platform::tokens::{
-    ACCESS_TOKEN_TTL, CLOCK_LEEWAY, TokenConfig, TokenError, ensure_keys, load_issuer,
-    load_verifier, rotate_keys,
+    KEY_REFRESH_INTERVAL, TokenError, VerifierConfig, load_verifier, write_public_keys,
 };
 use constellation_platform::{Clock, ManualClock, SecretValue};
+use time::Duration;
 
 async fn fx_platform(clock: Arc<ManualClock>) -> Platform {
     Platform::aws(common::fx_backend().await, clock)
 }
 
-fn fx_config() -> TokenConfig {
-    let id = common::unique("tokens");
-    TokenConfig {
-        signing_keys_secret: format!("{id}/signing-keys"),
-        public_keys_secret: format!("{id}/public-keys"),
-        ..TokenConfig::default()
+fn fx_config() -> VerifierConfig {
+    VerifierConfig {
+        public_keys_secret: format!("{}/public-keys", common::unique("tokens")),
+        ..VerifierConfig::default()
     }
 }
 
@@ -39,64 +42,76 @@ fn fx_principal() -> Principal {
     }
 }
 
+fn fx_token(cfg: &VerifierConfig, key: &SigningKey, clock: &ManualClock) -> String {
+    key.sign(&access_claims(
+        cfg.expected(),
+        &fx_principal(),
+        clock.now(),
+        "fx".to_owned(),
+    ))
+}
+
 #[tokio::test]
-async fn keys_must_exist_in_aws_then_issue_verify_and_rotate() {
+async fn the_key_set_must_exist_in_aws_then_verifies_and_follows_rotation() {
     let clock = Arc::new(ManualClock::starting_now());
     let platform = fx_platform(clock.clone()).await;
     let cfg = fx_config();
 
-    // Nothing is generated in AWS: missing secrets fail start-up, naming them.
-    let err = load_issuer(&platform, &cfg).await.unwrap_err();
-    assert!(
-        format!("{err:#}").contains(&cfg.signing_keys_secret),
-        "{err:#}"
-    );
+    // Nothing is assumed in AWS: a missing set fails start-up, naming it.
     let err = load_verifier(&platform, &cfg).await.unwrap_err();
     assert!(
         format!("{err:#}").contains(&cfg.public_keys_secret),
         "{err:#}"
     );
 
-    // A template-created placeholder counts as no key yet.
+    // A template-created placeholder is an empty set: no token verifies yet.
     let secrets = platform.secrets();
-    for name in [&cfg.signing_keys_secret, &cfg.public_keys_secret] {
-        secrets.put(name, &SecretValue::new("{}")).await.unwrap();
-    }
-    assert!(load_issuer(&platform, &cfg).await.is_err());
-    ensure_keys(secrets.as_ref(), &cfg, clock.as_ref())
+    secrets
+        .put(&cfg.public_keys_secret, &SecretValue::new("{}"))
         .await
         .unwrap();
-
-    let issuer = load_issuer(&platform, &cfg).await.unwrap();
     let verifier = load_verifier(&platform, &cfg).await.unwrap();
-    let old = issuer.issue(&fx_principal(), clock.now());
-    assert_eq!(verifier.verify(&old.token).await.unwrap(), old.claims);
+    assert!(verifier.jwks().await.unwrap().keys.is_empty());
 
-    // Rotate (as `constellation keys rotate` would, from another process).
+    // Auth publishes its first key (from another process): the verifier
+    // re-reads the set for the unknown kid and accepts it.
     let other = fx_platform(clock.clone()).await;
-    let kid = rotate_keys(other.secrets().as_ref(), &cfg, clock.as_ref())
+    let old = SigningKey::from_seed([1; 32]);
+    let mut set = PublicKeySet::of(&old.public_key(), clock.now());
+    write_public_keys(other.secrets().as_ref(), &cfg.public_keys_secret, &set)
         .await
         .unwrap();
-    // The issuer reads through the 5-minute secrets cache.
-    issuer.reload().await.unwrap();
-    assert_ne!(issuer.kid(), kid);
-    clock.advance(SECRETS_CACHE_TTL);
-    issuer.reload().await.unwrap();
-    assert_eq!(issuer.kid(), kid);
-    let new = issuer.issue(&fx_principal(), clock.now());
-    assert_eq!(verifier.verify(&new.token).await.unwrap(), new.claims);
-    assert!(verifier.verify(&old.token).await.is_ok());
-    assert_eq!(
-        verifier.jwks().await.unwrap()["keys"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    let old_token = fx_token(&cfg, &old, &clock);
+    assert_eq!(verifier.verify(&old_token).await.unwrap().jti, "fx");
 
-    clock.advance(ACCESS_TOKEN_TTL - SECRETS_CACHE_TTL + CLOCK_LEEWAY);
+    // A rotation: the old key retired (valid for its tokens' lifetime), a new
+    // one current. The running verifier takes both.
+    clock.advance(KEY_REFRESH_INTERVAL);
+    let new = SigningKey::from_seed([2; 32]);
+    set.keys[0].not_after =
+        Some((clock.now() + ACCESS_TOKEN_TTL + Duration::minutes(10)).unix_timestamp());
+    set.keys
+        .push(PublicKeyEntry::new(&new.public_key(), clock.now()));
+    write_public_keys(other.secrets().as_ref(), &cfg.public_keys_secret, &set)
+        .await
+        .unwrap();
+    let new_token = fx_token(&cfg, &new, &clock);
+    assert_eq!(verifier.verify(&new_token).await.unwrap().jti, "fx");
+    assert!(verifier.verify(&old_token).await.is_ok());
+    let kids: Vec<String> = verifier
+        .jwks()
+        .await
+        .unwrap()
+        .keys
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, [old.kid(), new.kid()]);
+
+    clock.advance(ACCESS_TOKEN_TTL + CLOCK_LEEWAY - KEY_REFRESH_INTERVAL);
     assert!(matches!(
-        verifier.verify(&old.token).await,
-        Err(TokenError::Expired)
+        verifier.verify(&old_token).await,
+        Err(TokenError::Rejected(Rejection::Expired))
     ));
+    assert!(verifier.verify(&new_token).await.is_ok());
 }

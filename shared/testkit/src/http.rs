@@ -32,12 +32,14 @@ use axum::Router;
 use axum::body::Body;
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
+use constellation_core::token::{PublicKeySet, SigningKey, access_claims};
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::config::{BackendKind, Platform};
-use constellation_platform::tokens::{self, TokenConfig, TokenIssuer, TokenVerifier};
+use constellation_platform::tokens::{self, TokenVerifier, VerifierConfig};
 use constellation_platform::{Clock, ManualClock};
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt as _;
+use rand::RngCore as _;
 use serde::Serialize;
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -212,39 +214,50 @@ fn unique_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-/// Access tokens for any organization and role, signed the way auth signs
-/// them, with keys of this test's own.
+/// Access tokens for any organization and role, signed as auth signs them
+/// (`constellation_core::token`) with a key of this test's own, whose public
+/// half is published where verifiers read it.
 #[derive(Debug)]
 pub struct TestTokens {
-    /// Where the keys live: the default secret names locally, unique ones on AWS.
-    pub config: TokenConfig,
+    /// Where the public keys live: the default secret name locally, a unique one on AWS.
+    pub config: VerifierConfig,
     /// Signs the tokens.
-    pub issuer: TokenIssuer,
+    key: SigningKey,
     clock: Arc<ManualClock>,
 }
 
 impl TestTokens {
-    /// Creates a signing key for this test and an issuer over it.
+    /// Creates a signing key for this test and publishes its public half.
     pub async fn new(env: &TestPlatform) -> Self {
         let config = match env.kind {
-            BackendKind::Local => TokenConfig::default(),
-            BackendKind::Aws => TokenConfig {
-                signing_keys_secret: env.name("test/signing-keys"),
+            BackendKind::Local => VerifierConfig::default(),
+            BackendKind::Aws => VerifierConfig {
                 public_keys_secret: env.name("test/public-keys"),
-                ..TokenConfig::default()
+                ..VerifierConfig::default()
             },
         };
-        tokens::ensure_keys(env.platform.secrets().as_ref(), &config, env.clock.as_ref())
-            .await
-            .unwrap_or_else(|e| panic!("create the test signing key: {e:#}"));
-        let issuer = tokens::load_issuer(&env.platform, &config)
-            .await
-            .unwrap_or_else(|e| panic!("load the test token issuer: {e:#}"));
-        Self {
-            config,
-            issuer,
-            clock: env.clock.clone(),
-        }
+        Self::on_platform(&env.platform, env.clock.clone(), config).await
+    }
+
+    /// [`TestTokens::new`] on a platform built by hand: the public half is
+    /// published where `config` says, and tokens are stamped with `clock`.
+    pub async fn on_platform(
+        platform: &Platform,
+        clock: Arc<ManualClock>,
+        config: VerifierConfig,
+    ) -> Self {
+        let mut seed = [0_u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        let key = SigningKey::from_seed(seed);
+        let set = PublicKeySet::of(&key.public_key(), clock.now());
+        tokens::write_public_keys(
+            platform.secrets().as_ref(),
+            &config.public_keys_secret,
+            &set,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("publish the test public key: {e:#}"));
+        Self { config, key, clock }
     }
 
     /// A verifier of these tokens, as a service builds it at cold start.
@@ -262,7 +275,14 @@ impl TestTokens {
             org,
             role,
         };
-        self.issuer.issue(&principal, self.clock.now()).token
+        self.token_for(&principal)
+    }
+
+    /// A token of `principal`, valid now.
+    pub fn token_for(&self, principal: &Principal) -> String {
+        let jti = uuid::Uuid::new_v4().simple().to_string();
+        let claims = access_claims(self.config.expected(), principal, self.clock.now(), jti);
+        self.key.sign(&claims)
     }
 }
 

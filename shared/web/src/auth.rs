@@ -17,6 +17,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::{Extension, Router};
 use constellation_core::auth::{Principal, Role};
+use constellation_core::token::Rejection;
 use constellation_platform::tokens::{TokenError, TokenVerifier};
 
 use crate::error::{ApiError, ProblemType};
@@ -53,11 +54,13 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
     let (Some(value), None) = (values.next(), values.next()) else {
         // None at all is no token; several are ambiguous.
         if headers.contains_key(AUTHORIZATION) {
-            return Err(TokenError::Malformed);
+            return Err(Rejection::Malformed.into());
         }
         return Ok(None);
     };
-    let value = value.to_str().map_err(|_| TokenError::Malformed)?;
+    let value = value
+        .to_str()
+        .map_err(|_| TokenError::from(Rejection::Malformed))?;
     Ok(parse_bearer(value))
 }
 
@@ -71,9 +74,9 @@ pub fn parse_bearer(value: &str) -> Option<&str> {
 /// What a failed verification answers.
 pub fn rejection(error: TokenError) -> ApiError {
     match error {
-        TokenError::Missing => ApiError::Unauthenticated { description: None },
+        TokenError::Rejected(Rejection::Missing) => ApiError::Unauthenticated { description: None },
         TokenError::Unavailable(cause) => ApiError::Unavailable(cause),
-        other => {
+        TokenError::Rejected(other) => {
             tracing::info!(reason = %other, "access token rejected");
             ApiError::Unauthenticated {
                 description: Some(other.to_string()),

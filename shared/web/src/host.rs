@@ -26,7 +26,7 @@ use constellation_platform::observe::{MetricsSink, init_tracing};
 use constellation_platform::queue::{Queue, QueueSpec};
 use constellation_platform::schedule::{ScheduleExpr, ScheduledEvent, ScheduledHandler};
 use constellation_platform::table::Table;
-use constellation_platform::tokens::{TokenConfig, TokenVerifier, load_verifier};
+use constellation_platform::tokens::{TokenVerifier, VerifierConfig, load_verifier};
 use constellation_platform::worker::{RecordHandler, Worker};
 use tokio::sync::OnceCell;
 
@@ -221,8 +221,8 @@ pub struct Context {
     pub resources: Resources,
     /// Where metrics go.
     pub metrics: MetricsSink,
-    /// Token issuer, audience and key secrets.
-    pub tokens: TokenConfig,
+    /// Which tokens the services accept, and where the public keys are.
+    pub tokens: VerifierConfig,
     verifier: Arc<OnceCell<Arc<TokenVerifier>>>,
 }
 
@@ -232,7 +232,7 @@ impl Context {
         platform: Platform,
         resources: Resources,
         metrics: MetricsSink,
-        tokens: TokenConfig,
+        tokens: VerifierConfig,
     ) -> Self {
         Self {
             platform,
@@ -411,7 +411,7 @@ async fn lambda_context(def: &ServiceDef) -> anyhow::Result<Context> {
         platform,
         resources,
         MetricsSink::stdout(),
-        TokenConfig::from_env()?,
+        VerifierConfig::from_env()?,
     ))
 }
 

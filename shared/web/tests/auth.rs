@@ -13,12 +13,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
+use constellation_core::token::{ACCESS_TOKEN_TTL, CLOCK_LEEWAY};
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::tokens::{
-    ACCESS_TOKEN_TTL, CLOCK_LEEWAY, TokenConfig, TokenIssuer, TokenVerifier, load_issuer,
-    load_verifier,
-};
-use constellation_platform::{Clock as _, ManualClock, config::Platform};
+use constellation_platform::tokens::{TokenVerifier, VerifierConfig, load_verifier};
+use constellation_platform::{ManualClock, config::Platform};
+use constellation_testkit::http::TestTokens;
 use constellation_web::authorizer::authorize;
 use constellation_web::{ApiError, Authenticated, ServiceInfo, service, with_auth};
 use http::Request;
@@ -29,7 +28,7 @@ use tower::ServiceExt as _;
 struct Fx {
     _dir: tempfile::TempDir,
     clock: Arc<ManualClock>,
-    issuer: TokenIssuer,
+    tokens: TestTokens,
     verifier: Arc<TokenVerifier>,
     app: Router,
 }
@@ -38,8 +37,8 @@ async fn fx() -> Fx {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::starting_now());
     let platform = Platform::local(dir.path().to_path_buf(), String::new(), clock.clone()).unwrap();
-    let cfg = TokenConfig::default();
-    let issuer = load_issuer(&platform, &cfg).await.unwrap();
+    let cfg = VerifierConfig::default();
+    let tokens = TestTokens::on_platform(&platform, clock.clone(), cfg.clone()).await;
     let verifier = load_verifier(&platform, &cfg).await.unwrap();
     let routes = Router::new()
         .route(
@@ -67,7 +66,7 @@ async fn fx() -> Fx {
     Fx {
         _dir: dir,
         clock,
-        issuer,
+        tokens,
         verifier,
         app,
     }
@@ -83,9 +82,7 @@ fn fx_principal(role: Role) -> Principal {
 
 impl Fx {
     fn token(&self, role: Role) -> String {
-        self.issuer
-            .issue(&fx_principal(role), self.clock.now())
-            .token
+        self.tokens.token_for(&fx_principal(role))
     }
 
     async fn call(&self, req: Request<Body>) -> (StatusCode, http::HeaderMap, String) {

@@ -28,11 +28,9 @@ use constellation_platform::observe::MetricsSink;
 use constellation_platform::table::{
     Add, Condition, Item, ItemKey, Page, Query, StoreError, Table, Write,
 };
-use constellation_platform::tokens::{
-    TokenConfig, TokenIssuer, TokenVerifier, load_issuer, load_verifier,
-};
+use constellation_platform::tokens::{TokenVerifier, VerifierConfig, load_verifier};
 use constellation_platform::{Clock, ManualClock};
-use constellation_testkit::http::TestPlatform;
+use constellation_testkit::http::{TestPlatform, TestTokens};
 use constellation_web::idempotency::MAX_STORED_BODY_BYTES;
 use constellation_web::{
     ApiError, IdempotencyLayer, IdempotencyOptions, ServiceInfo, service, with_auth,
@@ -81,9 +79,8 @@ struct Fx {
     /// The clock of the layer and its table.
     clock: Arc<ManualClock>,
     table: Arc<dyn Table>,
-    issuer: TokenIssuer,
+    tokens: TestTokens,
     verifier: Arc<TokenVerifier>,
-    token_clock: Arc<ManualClock>,
     demo: Demo,
     _dirs: Vec<tempfile::TempDir>,
     _env: TestPlatform,
@@ -159,8 +156,8 @@ async fn fx(env: TestPlatform) -> Fx {
     )
     .unwrap();
     dirs.push(token_dir);
-    let cfg = TokenConfig::default();
-    let issuer = load_issuer(&platform, &cfg).await.unwrap();
+    let cfg = VerifierConfig::default();
+    let tokens = TestTokens::on_platform(&platform, token_clock.clone(), cfg.clone()).await;
     let verifier = load_verifier(&platform, &cfg).await.unwrap();
 
     let demo = Demo {
@@ -171,9 +168,8 @@ async fn fx(env: TestPlatform) -> Fx {
         app: Router::new(),
         clock,
         table: table.clone(),
-        issuer,
+        tokens,
         verifier,
-        token_clock,
         demo,
         _dirs: dirs,
         _env: env,
@@ -294,7 +290,7 @@ impl Fx {
             org: OrgId::parse("acme").unwrap(),
             role: Role::Member,
         };
-        self.issuer.issue(&principal, self.token_clock.now()).token
+        self.tokens.token_for(&principal)
     }
 
     /// A POST from `who` with `key` (bytes, so invalid ones can be sent) and a JSON body.

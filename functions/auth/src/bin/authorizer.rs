@@ -5,7 +5,7 @@
 use aws_lambda_events::event::apigw::ApiGatewayV2CustomAuthorizerV2Request;
 use constellation_platform::config::Platform;
 use constellation_platform::observe::init_tracing;
-use constellation_platform::tokens::{TokenConfig, load_verifier};
+use constellation_platform::tokens::{VerifierConfig, load_verifier};
 use constellation_web::authorizer::authorize;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -13,7 +13,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 async fn main() -> Result<(), Error> {
     init_tracing();
     let platform = Platform::from_env().await?;
-    let verifier = load_verifier(&platform, &TokenConfig::from_env()?).await?;
+    let verifier = load_verifier(&platform, &VerifierConfig::from_env()?).await?;
     let verifier = &verifier;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2CustomAuthorizerV2Request>| async move {

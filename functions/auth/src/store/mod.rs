@@ -45,7 +45,6 @@ use constellation_core::{OrgId, ValidationError};
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::retry::MAX_ATTEMPTS;
 use constellation_platform::table::{Item, ItemKey};
-use constellation_platform::tokens::{IssuedToken, TokenIssuer};
 use constellation_platform::{Clock, StoreError, Table};
 use rand::RngCore as _;
 use serde::Serialize;
@@ -55,6 +54,7 @@ use serde_json::Value;
 use crate::config::AuthSettings;
 use crate::password::{HashError, PasswordHasher, PasswordHasherParams};
 use crate::secret::SecretToken;
+use crate::signing::{IssuedToken, TokenIssuer};
 
 mod accounts;
 mod audit;

@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
+use constellation_auth::signing::{self as tokens, SigningConfig as TokenConfig};
 use constellation_auth::{AuthResources, AuthSettings, AuthStore, PasswordHasherParams};
 use constellation_platform::SecretValue;
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::tokens::{self, TokenConfig};
+use constellation_platform::tokens::load_verifier;
 use constellation_testkit::http::{Call, Reply, TestApp, TestPlatform};
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
@@ -130,7 +131,7 @@ async fn build(env: TestPlatform, settings: AuthSettings, params: PasswordHasher
             .await
             .unwrap(),
     );
-    let verifier = tokens::load_verifier(&env.platform, &resources.tokens)
+    let verifier = load_verifier(&env.platform, &resources.tokens.verifier())
         .await
         .unwrap();
     let signing_keys = env
