@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::validation::{CONTROL_CHARS, WHITESPACE_CHARS, class};
 use crate::{OrgId, ValidationError};
 
 /// A role within an organization, ordered by power:
@@ -26,6 +27,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 4] = [Self::Member, Self::Staff, Self::Admin, Self::Owner];
+
     /// Parses `owner`, `admin`, `staff` or `member`.
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
         match raw {
@@ -69,6 +73,14 @@ impl fmt::Display for Role {
     }
 }
 
+/// Hex digits in an account id.
+pub const ACCOUNT_ID_HEX_DIGITS: usize = 32;
+
+/// [`AccountId::parse`]'s rule as a regular expression, for the OpenAPI document.
+pub fn account_id_pattern() -> String {
+    format!("^[0-9a-f]{{{ACCOUNT_ID_HEX_DIGITS}}}$")
+}
+
 /// An account id (a UUID in simple form: 32 lowercase hex digits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -86,7 +98,7 @@ impl AccountId {
 
     /// Parses an id.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if raw.len() == 32
+        if raw.len() == ACCOUNT_ID_HEX_DIGITS
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -105,6 +117,25 @@ impl AccountId {
 
 crate::validation::text_newtype!(AccountId);
 
+/// The longest email address, in bytes once trimmed and lowercased.
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// The longest local part (before the `@`), in bytes.
+pub const MAX_EMAIL_LOCAL_BYTES: usize = 64;
+
+/// [`Email::parse`]'s rule as a regular expression, for the OpenAPI
+/// document: optional surrounding whitespace (trimmed), a local part of at
+/// most [`MAX_EMAIL_LOCAL_BYTES`], one `@`, and a domain of dot-separated
+/// labels, with no whitespace or control character inside. A pattern counts
+/// characters, the rule bytes: the two agree on ASCII addresses, and the
+/// document states the byte limits besides.
+pub fn email_pattern() -> String {
+    let ws = class(WHITESPACE_CHARS);
+    let ctl = class(CONTROL_CHARS);
+    let local = format!("[^{ws}{ctl}@]");
+    let label = format!("[^{ws}{ctl}@.]+");
+    format!("^[{ws}]*{local}{{1,{MAX_EMAIL_LOCAL_BYTES}}}@{label}(?:\\.{label})+[{ws}]*$")
+}
+
 /// An email address, normalised: trimmed and lowercased, so that one address
 /// is one account per installation however it is typed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,11 +147,11 @@ impl Email {
     /// characters, no spaces or control characters, a dot in the domain.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let normal = raw.trim().to_lowercase();
-        let valid = normal.len() <= 254
+        let valid = normal.len() <= MAX_EMAIL_BYTES
             && !normal.chars().any(|c| c.is_whitespace() || c.is_control())
             && normal.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
-                    && local.len() <= 64
+                    && local.len() <= MAX_EMAIL_LOCAL_BYTES
                     && !domain.contains('@')
                     && domain.contains('.')
                     && !domain.starts_with('.')
