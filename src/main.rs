@@ -30,14 +30,24 @@ struct Cli {
 struct BackendArgs {
     /// Storage backend: `local` (SQLite and files in the data directory) or
     /// `aws` (DynamoDB, S3, SQS, EventBridge, Secrets Manager; honours AWS_ENDPOINT_URL).
-    #[arg(long, env = "CONSTELLATION_BACKEND", default_value = "local")]
+    #[arg(
+        long,
+        env = "CONSTELLATION_BACKEND",
+        default_value = "local",
+        global = true
+    )]
     backend: BackendKind,
     /// Where local data lives.
-    #[arg(long, env = "CONSTELLATION_DATA_DIR", default_value = ".constellation")]
+    #[arg(
+        long,
+        env = "CONSTELLATION_DATA_DIR",
+        default_value = ".constellation",
+        global = true
+    )]
     data_dir: PathBuf,
     /// With `--backend aws`: the endpoint of an emulator such as moto or
     /// LocalStack (the SDK also reads AWS_ENDPOINT_URL).
-    #[arg(long)]
+    #[arg(long, global = true)]
     aws_endpoint_url: Option<String>,
 }
 

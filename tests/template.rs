@@ -112,3 +112,21 @@ fn descriptions_are_consistent() {
     names.dedup();
     assert_eq!(names.len(), SERVICES.len(), "service names are unique");
 }
+
+#[test]
+fn cargo_lambda_watch_shares_serves_data_dir() {
+    for service in SERVICES {
+        let manifest = std::fs::read_to_string(format!(
+            "{}/functions/{}/Cargo.toml",
+            env!("CARGO_MANIFEST_DIR"),
+            service.name
+        ))
+        .unwrap();
+        assert!(
+            manifest.contains("[package.metadata.lambda.env]")
+                && manifest.contains("CONSTELLATION_DATA_DIR = \"../../.constellation\""),
+            "functions/{}/Cargo.toml must point `cargo lambda watch` at the repository's .constellation",
+            service.name
+        );
+    }
+}

@@ -18,15 +18,13 @@ use bytes::Bytes;
 use constellation_core::OrgId;
 use constellation_core::kv::{Etag, Key, KeyPrefix, Namespace, Precondition, Ttl};
 use constellation_platform::outbox::{Outbox, RelayReport};
+use constellation_platform::retry::{is_lost_race, retry_on_conflict};
 use constellation_platform::table::{Condition, Item, ItemKey, Query, SortKey, Write};
 use constellation_platform::{Clock, DomainEvent, EventBus, StoreError, Table};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::events::{CHANGED, ChangeEvent, ChangeOp};
-
-/// How often a write retries after losing a race before answering 409.
-const MAX_ATTEMPTS: usize = 8;
 
 /// A stored entry's metadata, and its value when read.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,7 +130,7 @@ impl KvStore {
         put: EntryForPut,
     ) -> Result<(Entry, bool), KvError> {
         let item_key = ItemKey::new(partition(org, ns), key.as_str());
-        for _ in 0..MAX_ATTEMPTS {
+        let attempt = || async {
             let current = self.table.get(&item_key).await?;
             let current_tag = current.as_ref().map(stored_etag).transpose()?;
             if !put.precondition.admits(current_tag.as_ref()) {
@@ -155,24 +153,16 @@ impl KvStore {
                 None => Condition::NotExists,
             };
             let event = self.event(org, ns, key, version, ChangeOp::Put, now)?;
-            match self
-                .commit(
-                    Write::Put {
-                        item: item.clone(),
-                        condition,
-                    },
-                    event,
-                )
-                .await
-            {
-                Ok(()) => return Ok((entry_from_item(ns, &item, false)?, current.is_none())),
-                Err(StoreError::ConditionFailed {
-                    index: Some(0) | None,
-                }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(KvError::Contention)
+            let write = Write::Put {
+                item: item.clone(),
+                condition,
+            };
+            self.commit(write, event).await?;
+            Ok((entry_from_item(ns, &item, false)?, current.is_none()))
+        };
+        retry_on_conflict(attempt, lost_race)
+            .await
+            .map_err(contention)
     }
 
     /// Deletes an entry if it exists and the precondition holds; returns what was deleted.
@@ -185,7 +175,7 @@ impl KvStore {
         precondition: &Precondition,
     ) -> Result<Entry, KvError> {
         let item_key = ItemKey::new(partition(org, ns), key.as_str());
-        for _ in 0..MAX_ATTEMPTS {
+        let attempt = || async {
             let current = self.table.get(&item_key).await?.ok_or(KvError::NotFound)?;
             if !precondition.admits(Some(&stored_etag(&current)?)) {
                 return Err(KvError::PreconditionFailed);
@@ -196,15 +186,12 @@ impl KvStore {
                 key: item_key.clone(),
                 condition: Condition::VersionEquals(current.version),
             };
-            match self.commit(write, event).await {
-                Ok(()) => return entry_from_item(ns, &current, false),
-                Err(StoreError::ConditionFailed {
-                    index: Some(0) | None,
-                }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(KvError::Contention)
+            self.commit(write, event).await?;
+            entry_from_item(ns, &current, false)
+        };
+        retry_on_conflict(attempt, lost_race)
+            .await
+            .map_err(contention)
     }
 
     /// One page of the namespace's keys starting with `prefix`, in byte order.
@@ -269,6 +256,20 @@ impl KvStore {
             .relay(min_age)
             .await
             .map(|r: RelayReport| r.sent)
+    }
+}
+
+/// Whether a write lost a race on its item (the write is the transaction's first).
+fn lost_race(e: &KvError) -> bool {
+    matches!(e, KvError::Store(e) if is_lost_race(e, 0))
+}
+
+/// A race still lost after every retry is contention the client may retry.
+fn contention(e: KvError) -> KvError {
+    if lost_race(&e) {
+        KvError::Contention
+    } else {
+        e
     }
 }
 

@@ -17,6 +17,7 @@ pub mod local;
 pub mod observe;
 pub mod outbox;
 pub mod queue;
+pub mod retry;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;

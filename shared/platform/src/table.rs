@@ -274,6 +274,11 @@ pub enum StoreError {
     /// The request itself is malformed (a caller bug, or input that slipped through).
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// A concurrent transaction touched the same items (DynamoDB's
+    /// `TransactionConflict`): nothing was written; re-read and retry
+    /// (see [`crate::retry`]).
+    #[error("conflicting concurrent write")]
+    Conflict(#[source] anyhow::Error),
     /// The backend is throttling or briefly unreachable; retrying may succeed.
     #[error("storage temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -285,7 +290,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the same call may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::Conflict(_))
     }
 
     /// A condition failure outside a transaction.

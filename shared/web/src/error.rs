@@ -222,7 +222,7 @@ impl From<StoreError> for ApiError {
                 detail: "cursor: was not issued for this listing, or was altered".into(),
                 field: Some("cursor".into()),
             },
-            StoreError::ConditionFailed { .. } => {
+            StoreError::ConditionFailed { .. } | StoreError::Conflict(_) => {
                 Self::client(ProblemType::Conflict, "the resource changed; retry")
             }
             e @ StoreError::Unavailable(_) => Self::Unavailable(e.into()),

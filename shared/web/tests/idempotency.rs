@@ -23,9 +23,7 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
-use constellation_platform::aws::AwsBackend;
 use constellation_platform::config::Platform;
-use constellation_platform::local::LocalBackend;
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::table::{
     Add, Condition, Item, ItemKey, Page, Query, StoreError, Table, Write,
@@ -34,7 +32,7 @@ use constellation_platform::tokens::{
     TokenConfig, TokenIssuer, TokenVerifier, load_issuer, load_verifier,
 };
 use constellation_platform::{Clock, ManualClock};
-use constellation_testkit::fixtures::{aws_endpoint, emulator_sdk_config};
+use constellation_testkit::http::TestPlatform;
 use constellation_web::idempotency::MAX_STORED_BODY_BYTES;
 use constellation_web::{
     ApiError, IdempotencyLayer, IdempotencyOptions, ServiceInfo, service, with_auth,
@@ -46,27 +44,8 @@ use time::Duration;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
-/// Expands each test body once per backend: `name::local` over SQLite and
-/// `name::aws` over DynamoDB as emulated by moto.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn local() {
-                    super::$name(super::fx(super::Backend::Local).await).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn aws() {
-                    super::$name(super::fx(super::Backend::Aws).await).await;
-                }
-            }
-        )*
-    };
-}
-
-on_both_backends!(
+constellation_testkit::on_both_backends! {
+    app = crate::fx;
     a_retry_replays_the_first_response_without_running_the_handler,
     the_same_key_for_a_different_request_is_422,
     keys_are_scoped_to_account_and_route,
@@ -81,12 +60,6 @@ on_both_backends!(
     a_stale_in_progress_record_is_taken_over_by_one_retry,
     a_response_too_large_to_store_is_answered_and_not_replayed,
     a_body_over_the_route_limit_is_413_and_not_recorded,
-);
-
-#[derive(Debug, Clone, Copy)]
-enum Backend {
-    Local,
-    Aws,
 }
 
 /// What the demo handlers share: how often they ran, and a gate the slow
@@ -113,6 +86,7 @@ struct Fx {
     token_clock: Arc<ManualClock>,
     demo: Demo,
     _dirs: Vec<tempfile::TempDir>,
+    _env: TestPlatform,
 }
 
 #[derive(Debug)]
@@ -163,24 +137,18 @@ fn account(who: u8) -> AccountId {
     AccountId::from_bytes([who; 16])
 }
 
-async fn fx(backend: Backend) -> Fx {
-    let clock = Arc::new(ManualClock::starting_now());
-    let mut dirs = Vec::new();
-    let table: Arc<dyn Table> = match backend {
-        Backend::Local => {
-            let dir = tempfile::tempdir().unwrap();
-            let local = LocalBackend::open(dir.path(), clock.clone() as Arc<dyn Clock>).unwrap();
-            dirs.push(dir);
-            Arc::new(local.table("idempotency", [1; 32]))
-        }
-        Backend::Aws => {
-            let endpoint = aws_endpoint().unwrap();
-            let aws = AwsBackend::from_sdk_config(&emulator_sdk_config(&endpoint).await);
-            let name = format!("idempotency-{}", uuid::Uuid::new_v4().simple());
+async fn fx(env: TestPlatform) -> Fx {
+    let clock = env.clock.clone();
+    let name = env.name("idempotency");
+    let table: Arc<dyn Table> = match (env.aws_backend(), env.platform.local_backend()) {
+        (Some(aws), _) => {
             aws.ensure_table(&name).await.unwrap();
             Arc::new(aws.table(&name, [1; 32], clock.clone() as Arc<dyn Clock>))
         }
+        (None, Some(local)) => Arc::new(local.table(&name, [1; 32])),
+        (None, None) => unreachable!("a test platform is local or aws"),
     };
+    let mut dirs = Vec::new();
 
     let token_dir = tempfile::tempdir().unwrap();
     let token_clock = Arc::new(ManualClock::starting_now());
@@ -208,6 +176,7 @@ async fn fx(backend: Backend) -> Fx {
         token_clock,
         demo,
         _dirs: dirs,
+        _env: env,
     };
     fx.app = fx.app_over(table);
     fx
@@ -825,7 +794,7 @@ impl Table for UnavailableTable {
 /// Not a storage behaviour (no backend is involved), so it runs once.
 #[tokio::test]
 async fn a_storage_failure_is_503_and_the_handler_does_not_run() {
-    let mut fx = fx(Backend::Local).await;
+    let mut fx = fx(TestPlatform::local().await).await;
     fx.app = fx.app_over(Arc::new(UnavailableTable));
     let reply = fx.post("/v1/demo/orders", ALICE, Some("k"), "{}").await;
     assert_eq!(

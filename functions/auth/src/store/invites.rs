@@ -25,15 +25,19 @@ use constellation_platform::StoreError;
 use constellation_platform::table::{Condition, Item, ItemKey, Query, SortKey, Write};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
+use super::accounts::{Account, StoredAccount, account_key, email_item, email_key};
+use super::orgs::OrgRecord;
 use super::{
-    Account, AuditAction, AuditEvent, AuthError, AuthStore, INVITE_TTL, MAX_ATTEMPTS, Session,
-    StoredAccount, backoff, email_item, email_key, is_conflict, new_account_id, org_key, org_pk,
-    read_record, record_item,
+    AuditAction, AuditEvent, AuthError, AuthStore, MAX_ATTEMPTS, Session, backoff, is_conflict,
+    new_account_id, org_pk, read_record, record_item,
 };
 use crate::client::ClientAddr;
 use crate::secret::SecretToken;
+
+/// How long an invite may be accepted.
+pub const INVITE_TTL: Duration = Duration::days(7);
 
 /// An invite's id (32 lowercase hex digits); unlike its token, not a secret.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -427,31 +431,22 @@ impl AuthStore {
                     condition: Condition::VersionEquals(invite.version),
                 },
                 Write::Check {
-                    key: super::account_key(&org, &inviter.account.id),
+                    key: account_key(&org, &inviter.account.id),
                     condition: Condition::VersionEquals(inviter.version),
                 },
                 Write::Put {
-                    item: email_item(&stored.account),
+                    item: email_item(&stored.account)?,
                     condition: Condition::NotExists,
                 },
                 Write::Put {
-                    item: stored.to_item(),
+                    item: stored.to_item()?,
                     condition: Condition::NotExists,
                 },
             ];
             if role == Role::Owner {
-                let org_item = self
-                    .table
-                    .get(&org_key(&org))
-                    .await?
-                    .ok_or(AuthError::InvalidInvite)?;
-                let owners = org_item.int("owners").unwrap_or(0) + 1;
-                let mut next = org_item.clone().with("owners", owners);
-                next.version = org_item.version + 1;
-                writes.push(Write::Put {
-                    item: next,
-                    condition: Condition::VersionEquals(org_item.version),
-                });
+                let (org_item, record) = self.load_org(&org).await?;
+                let owners = record.owners + 1;
+                writes.push(OrgRecord { owners, ..record }.put_over(&org_item)?);
             }
             let refresh = self.session_writes(&stored.account, 0, now, &mut writes)?;
             match self.table.transact(&writes).await {

@@ -88,8 +88,16 @@ impl DynamoTable {
             + Sync
             + 'static,
     {
-        if error_code(&err) == Some("ConditionalCheckFailedException") {
-            return StoreError::condition_failed();
+        match error_code(&err) {
+            Some("ConditionalCheckFailedException") => return StoreError::condition_failed(),
+            // A single write that met a transaction in progress on its item.
+            Some("TransactionConflictException") => {
+                return StoreError::Conflict(
+                    anyhow::Error::new(err)
+                        .context(format!("DynamoDB {op} on table {}", self.name)),
+                );
+            }
+            _ => {}
         }
         let (transient, err) = classify(err, format!("DynamoDB {op} on table {}", self.name));
         if transient {
@@ -532,8 +540,12 @@ impl Table for DynamoTable {
             if let Some(index) = code_is(&["ConditionalCheckFailed"]) {
                 return Err(StoreError::ConditionFailed { index: Some(index) });
             }
+            if code_is(&["TransactionConflict"]).is_some() {
+                return Err(StoreError::Conflict(anyhow::Error::new(err).context(
+                    format!("DynamoDB TransactWriteItems on table {}", self.name),
+                )));
+            }
             if code_is(&[
-                "TransactionConflict",
                 "ThrottlingError",
                 "ProvisionedThroughputExceeded",
                 "RequestLimitExceeded",
