@@ -8,7 +8,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validation::{CONTROL_CHARS, WHITESPACE_CHARS, class};
 use crate::{OrgId, ValidationError};
 
 /// A role within an organization, ordered by power:
@@ -123,17 +122,19 @@ pub const MAX_EMAIL_BYTES: usize = 254;
 pub const MAX_EMAIL_LOCAL_BYTES: usize = 64;
 
 /// [`Email::parse`]'s rule as a regular expression, for the OpenAPI
-/// document: optional surrounding whitespace (trimmed), a local part of at
-/// most [`MAX_EMAIL_LOCAL_BYTES`], one `@`, and a domain of dot-separated
-/// labels, with no whitespace or control character inside. A pattern counts
-/// characters, the rule bytes: the two agree on ASCII addresses, and the
-/// document states the byte limits besides.
+/// document, over the addresses it can state exactly: printable ASCII
+/// without spaces, a local part of at most [`MAX_EMAIL_LOCAL_BYTES`]
+/// characters, one `@`, and a domain of dot-separated labels (the total of
+/// [`MAX_EMAIL_BYTES`] is the schema's `maxLength`). A pattern counts
+/// characters while the rule counts bytes, and a length bound cannot see
+/// past surrounding whitespace, so the two things `parse` also accepts,
+/// internationalized addresses (up to the same byte limits) and surrounding
+/// whitespace (trimmed), are left to the document's words.
 pub fn email_pattern() -> String {
-    let ws = class(WHITESPACE_CHARS);
-    let ctl = class(CONTROL_CHARS);
-    let local = format!("[^{ws}{ctl}@]");
-    let label = format!("[^{ws}{ctl}@.]+");
-    format!("^[{ws}]*{local}{{1,{MAX_EMAIL_LOCAL_BYTES}}}@{label}(?:\\.{label})+[{ws}]*$")
+    // `!` to `~` without `@`; labels also without `.`.
+    let local = "[\\u0021-\\u003f\\u0041-\\u007e]";
+    let label = "[\\u0021-\\u002d\\u002f-\\u003f\\u0041-\\u007e]+";
+    format!("^{local}{{1,{MAX_EMAIL_LOCAL_BYTES}}}@{label}(?:\\.{label})+$")
 }
 
 /// An email address, normalised: trimmed and lowercased, so that one address
@@ -234,6 +235,12 @@ const COMMON_PASSWORDS: &[&str] = &[
     "q1w2e3r4t5y6",
     "987654321098",
 ];
+
+/// The passwords [`Password::new_for`] refuses outright (compared
+/// case-insensitively), for the OpenAPI document.
+pub fn common_passwords() -> &'static [&'static str] {
+    COMMON_PASSWORDS
+}
 
 /// A password that meets the policy. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
