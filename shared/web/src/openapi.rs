@@ -512,3 +512,123 @@ fn document_idempotency(op: &mut Operation, required: bool) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use utoipa::Modify as _;
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+
+    fn doc_with(op: Operation) -> OpenApi {
+        let mut doc = OpenApi::default();
+        doc.paths.paths.insert(
+            "/v1/demo/orders".to_owned(),
+            PathItem::new(HttpMethod::Post, op),
+        );
+        doc
+    }
+
+    fn create_order() -> Operation {
+        OperationBuilder::new()
+            .operation_id(Some("create_order"))
+            .request_body(Some(
+                RequestBodyBuilder::new()
+                    .content("application/json", Content::new(Some(text().build())))
+                    .build(),
+            ))
+            .response("201", Response::new("Created"))
+            .security(utoipa::openapi::security::SecurityRequirement::new(
+                BEARER,
+                Vec::<String>::new(),
+            ))
+            .build()
+    }
+
+    #[test]
+    fn conventions_add_what_the_shared_layers_answer() {
+        let mut doc = doc_with(create_order());
+        Conventions {
+            service: "demo",
+            links: &[],
+            idempotent: &[],
+        }
+        .modify(&mut doc);
+        let json = serde_json::to_value(&doc).unwrap();
+        let op = &json["paths"]["/v1/demo/orders"]["post"];
+        assert_eq!(op["operationId"], "demo_create_order");
+        for status in ["400", "401", "413", "415", "500"] {
+            let r = &op["responses"][status];
+            assert_eq!(
+                r["content"][PROBLEM_JSON]["schema"]["$ref"], "#/components/schemas/Problem",
+                "{status}"
+            );
+            assert!(r["headers"]["x-request-id"].is_object(), "{status}");
+        }
+        assert!(op["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+        assert!(op["responses"]["201"]["headers"]["x-request-id"].is_object());
+        assert!(json["paths"]["/v1/demo/health"]["get"].is_object());
+        assert!(json["paths"]["/v1/demo/openapi.json"]["get"].is_object());
+        assert!(json["components"]["schemas"][PROBLEM_SCHEMA].is_object());
+    }
+
+    #[test]
+    fn idempotent_operations_document_the_key_and_its_answers() {
+        let mut doc = doc_with(create_order());
+        Conventions {
+            service: "demo",
+            links: &[],
+            idempotent: &[IdempotentDef {
+                operation: "create_order",
+                required: true,
+            }],
+        }
+        .modify(&mut doc);
+        let json = serde_json::to_value(&doc).unwrap();
+        let op = &json["paths"]["/v1/demo/orders"]["post"];
+        let key = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == IDEMPOTENCY_KEY_FIELD)
+            .unwrap();
+        assert_eq!(key["in"], "header");
+        assert_eq!(key["required"], true);
+        assert_eq!(key["schema"]["pattern"], "^[!-~]{1,255}$");
+        for status in ["409", "422", "428"] {
+            assert_eq!(
+                op["responses"][status]["content"][PROBLEM_JSON]["schema"]["$ref"],
+                "#/components/schemas/Problem",
+                "{status}"
+            );
+        }
+        assert!(op["responses"]["409"]["headers"]["Retry-After"].is_object());
+        assert!(op["responses"]["201"]["headers"]["Idempotent-Replayed"].is_object());
+        assert!(op["responses"]["500"]["headers"]["Idempotent-Replayed"].is_null());
+    }
+
+    #[test]
+    fn links_use_the_openapi_field_names() {
+        let mut doc = doc_with(create_order());
+        Conventions {
+            service: "demo",
+            links: &[LinkDef {
+                from: "create_order",
+                status: 201,
+                to: "get_order",
+                parameters: &[("id", "$response.body#/id")],
+                body: &[("note", "$request.body#/note")],
+            }],
+            idempotent: &[],
+        }
+        .modify(&mut doc);
+        let json = serde_json::to_value(&doc).unwrap();
+        let link =
+            &json["paths"]["/v1/demo/orders"]["post"]["responses"]["201"]["links"]["get_order"];
+        assert_eq!(link["operationId"], "demo_get_order");
+        assert_eq!(link["parameters"]["id"], "$response.body#/id");
+        assert_eq!(link["requestBody"]["note"], "$request.body#/note");
+        assert!(link.get("operation_id").is_none());
+    }
+}
