@@ -118,6 +118,7 @@ fn namespace_schema() -> Object {
     text()
         .pattern(Some(namespace_pattern()))
         .description(Some("The namespace"))
+        .examples(["settings"])
         .build()
 }
 
@@ -129,6 +130,7 @@ fn key_schema() -> Object {
         .description(Some(format!(
             "The key: 1 to {MAX_KEY_BYTES} bytes of UTF-8 without control characters; it may contain `/`, percent-encoded or not"
         )))
+        .examples(["theme/dark"])
         .build()
 }
 
@@ -139,12 +141,14 @@ fn prefix_schema() -> Object {
         .description(Some(format!(
             "Only keys starting with this: up to {MAX_KEY_BYTES} bytes, no control characters"
         )))
+        .examples(["theme/"])
         .build()
 }
 
 fn ttl_schema() -> Object {
     integer(MIN_TTL_SECONDS, MAX_TTL_SECONDS)
         .description(Some("Seconds until the value expires (at most one year)"))
+        .examples([60])
         .build()
 }
 
@@ -155,6 +159,7 @@ fn if_match_schema() -> Object {
             "Compare-and-swap: `*` (the key exists) or a list of quoted etags, compared strongly \
              (a `W/` tag never matches)",
         ))
+        .examples(["*"])
         .build()
 }
 
@@ -164,6 +169,7 @@ fn if_none_match_write_schema() -> Object {
         .description(Some(
             "`*`: only if the key does not exist (with `If-Match` too, never: 412)",
         ))
+        .examples(["*"])
         .build()
 }
 

@@ -41,6 +41,7 @@ pub fn organization() -> Object {
             "1 to {MAX_ORG_NAME_CHARS} characters, no control characters (surrounding \
              whitespace is trimmed)"
         )))
+        .examples(["Acme"])
         .build()
 }
 
@@ -55,6 +56,7 @@ pub fn email() -> Object {
              server also accepts internationalized (UTF-8) addresses within the same byte \
              limits, and trims surrounding whitespace"
         )))
+        .examples(["ada@example.com"])
         .build()
 }
 
@@ -83,6 +85,7 @@ pub fn new_password() -> Object {
             "{MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters; not the email address \
              nor one of the most common passwords"
         )))
+        .examples(["correct horse battery"])
         .build()
 }
 
@@ -91,6 +94,7 @@ pub fn presented_password() -> Object {
     text()
         .min_length(Some(1))
         .max_length(Some(MAX_PASSWORD_CHARS))
+        .examples(["correct horse battery"])
         .build()
 }
 
