@@ -18,18 +18,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use constellation_core::auth::Role;
 use constellation_core::kv::{
-    IfNoneMatch, Key, KeyPrefix, MAX_VALUE_BYTES, Namespace, Precondition, Ttl,
+    ETAG_HEX_DIGITS, IF_NONE_MATCH_WRITE_PATTERN, IfNoneMatch, Key, KeyPrefix, MAX_KEY_BYTES,
+    MAX_TTL_SECONDS, MAX_VALUE_BYTES, MIN_TTL_SECONDS, Namespace, Precondition, Ttl,
+    etag_list_pattern, key_text_pattern, namespace_pattern,
 };
 use constellation_core::media::MediaType;
 use constellation_web::error::ProblemType;
 use constellation_web::extract::{query_param, query_params};
-use constellation_web::openapi::openapi_route;
+use constellation_web::openapi::{Conventions, LinkDef, PageQuery, integer, openapi_route, text};
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{ApiError, Authenticated, LimitedBody, PageParams};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
 
 use crate::store::{Entry, EntryForPut, KvError, KvStore};
 
@@ -58,9 +61,207 @@ pub fn router(store: Arc<KvStore>) -> Router {
         description = "Namespaced key-value store with versions, compare-and-swap, TTL and change events."
     ),
     paths(put_entry, get_entry, delete_entry, list_entries),
-    components(schemas(EntryView, EntryList))
+    components(schemas(EntryView, EntryList, EtagValue)),
+    modifiers(&CONVENTIONS)
 )]
 pub struct ApiDoc;
+
+/// The shared conventions, and the links that chain a write to what can
+/// follow it: read, list, delete, or compare-and-swap with its `ETag`.
+const CONVENTIONS: Conventions = Conventions {
+    service: crate::NAME,
+    links: &[
+        entry_link(201, "get_entry", None),
+        entry_link(200, "get_entry", None),
+        entry_link(201, "delete_entry", Some("If-Match")),
+        entry_link(200, "delete_entry", Some("If-Match")),
+        entry_link(201, "put_entry", Some("If-Match")),
+        entry_link(200, "put_entry", Some("If-Match")),
+        LinkDef {
+            from: "put_entry",
+            status: 201,
+            to: "list_entries",
+            parameters: &[("namespace", "$request.path.namespace")],
+            body: &[],
+        },
+    ],
+    idempotent: &[],
+};
+
+/// After a write answered `status`, call `to` on the same key, with the
+/// answer's `ETag` in `header` if given.
+const fn entry_link(status: u16, to: &'static str, header: Option<&'static str>) -> LinkDef {
+    LinkDef {
+        from: "put_entry",
+        status,
+        to,
+        parameters: match header {
+            Some(_) => &[
+                ("namespace", "$request.path.namespace"),
+                ("key", "$request.path.key"),
+                ("header.If-Match", "$response.header.ETag"),
+            ],
+            None => &[
+                ("namespace", "$request.path.namespace"),
+                ("key", "$request.path.key"),
+            ],
+        },
+        body: &[],
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The documented inputs, with the constraints the parsers in
+// `constellation_core::kv` enforce, built from the same constants.
+
+fn namespace_schema() -> Object {
+    text()
+        .pattern(Some(namespace_pattern()))
+        .description(Some("The namespace"))
+        .examples(["settings"])
+        .build()
+}
+
+fn key_schema() -> Object {
+    text()
+        .pattern(Some(key_text_pattern()))
+        .min_length(Some(1))
+        .max_length(Some(MAX_KEY_BYTES))
+        .description(Some(format!(
+            "The key: 1 to {MAX_KEY_BYTES} bytes of UTF-8 without control characters; it may contain `/`, percent-encoded or not"
+        )))
+        .examples(["theme/dark"])
+        .build()
+}
+
+fn prefix_schema() -> Object {
+    text()
+        .pattern(Some(key_text_pattern()))
+        .max_length(Some(MAX_KEY_BYTES))
+        .description(Some(format!(
+            "Only keys starting with this: up to {MAX_KEY_BYTES} bytes, no control characters"
+        )))
+        .examples(["theme/"])
+        .build()
+}
+
+fn ttl_schema() -> Object {
+    integer(MIN_TTL_SECONDS, MAX_TTL_SECONDS)
+        .description(Some("Seconds until the value expires (at most one year)"))
+        .examples([60])
+        .build()
+}
+
+fn if_match_schema() -> Object {
+    text()
+        .pattern(Some(etag_list_pattern()))
+        .description(Some(
+            "Compare-and-swap: `*` (the key exists) or a list of quoted etags, compared strongly \
+             (a `W/` tag never matches)",
+        ))
+        .examples(["*"])
+        .build()
+}
+
+fn if_none_match_write_schema() -> Object {
+    text()
+        .pattern(Some(IF_NONE_MATCH_WRITE_PATTERN))
+        .description(Some(
+            "`*`: only if the key does not exist (with `If-Match` too, never: 412)",
+        ))
+        .examples(["*"])
+        .build()
+}
+
+fn if_none_match_read_schema() -> Object {
+    text()
+        .pattern(Some(etag_list_pattern()))
+        .description(Some(
+            "304 when `*` or one of these etags matches (weak comparison: `W/` tags match too)",
+        ))
+        .build()
+}
+
+fn etag_schema() -> Object {
+    text()
+        .pattern(Some(format!("^\"[0-9a-f]{{{ETAG_HEX_DIGITS}}}\"$")))
+        .description(Some("Quoted entity tag; changes on every write"))
+        .build()
+}
+
+/// The `ETag` header's value, for the documented response headers.
+#[derive(Debug)]
+struct EtagValue;
+
+impl PartialSchema for EtagValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        etag_schema().into()
+    }
+}
+
+impl ToSchema for EtagValue {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Etag".into()
+    }
+}
+
+/// `{namespace}` and `{key}`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct EntryPathDoc {
+    #[param(schema_with = namespace_schema)]
+    namespace: String,
+    #[param(schema_with = key_schema)]
+    key: String,
+}
+
+/// `{namespace}`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct NamespacePathDoc {
+    #[param(schema_with = namespace_schema)]
+    namespace: String,
+}
+
+/// The query of a write.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct PutQueryDoc {
+    #[param(schema_with = ttl_schema)]
+    ttl: Option<u64>,
+}
+
+/// The query of a listing, besides `limit` and `cursor`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct ListQueryDoc {
+    #[param(schema_with = prefix_schema)]
+    prefix: Option<String>,
+}
+
+/// The conditional headers of a write.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct WriteHeadersDoc {
+    #[param(rename = "If-Match", schema_with = if_match_schema)]
+    if_match: Option<String>,
+    #[param(rename = "If-None-Match", schema_with = if_none_match_write_schema)]
+    if_none_match: Option<String>,
+}
+
+/// The conditional header of a read.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct ReadHeadersDoc {
+    #[param(rename = "If-None-Match", schema_with = if_none_match_read_schema)]
+    if_none_match: Option<String>,
+}
 
 /// Members read; staff and above write.
 const READ: Role = Role::Member;
@@ -90,16 +291,20 @@ pub struct EntryView {
     /// Key.
     pub key: String,
     /// Quoted entity tag; changes on every write.
+    #[schema(schema_with = etag_schema)]
     pub etag: String,
     /// 1 on creation, +1 on every write.
+    #[schema(minimum = 1)]
     pub version: u64,
     /// The stored media type.
     pub content_type: String,
     /// Value size in bytes.
     pub size: u64,
     /// Last write (RFC 3339).
+    #[schema(format = DateTime)]
     pub updated_at: String,
     /// Expiry (RFC 3339), or null without TTL.
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
 }
 
@@ -241,20 +446,26 @@ fn value_safety_headers(headers: &mut HeaderMap, content_type: &str) {
 #[utoipa::path(
     put,
     path = "/v1/kv/{namespace}/{key}",
-    params(
-        ("namespace" = String, Path, description = "[a-z0-9][a-z0-9_-]{0,62}"),
-        ("key" = String, Path, description = "1-1024 bytes of UTF-8, no control characters; may contain `/`"),
-        ("ttl" = Option<u64>, Query, description = "Seconds until the value expires"),
-        ("If-Match" = Option<String>, Header, description = "Compare-and-swap: `*` or quoted etags, compared strongly (a `W/` tag never matches)"),
-        ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
+    params(EntryPathDoc, PutQueryDoc, WriteHeadersDoc),
+    request_body(
+        content = Option<serde_json::Value>,
+        description = "The value: any bytes, at most 256 KiB, stored with the request's \
+                       Content-Type (a media type of at most 255 characters; \
+                       application/octet-stream without one)",
+        content_type = "*/*"
     ),
-    request_body(content = Vec<u8>, description = "The value, any media type, at most 256 KiB", content_type = "*/*"),
+    security(("bearer" = [])),
     responses(
-        (status = 201, description = "Created", body = EntryView),
-        (status = 200, description = "Replaced", body = EntryView),
-        (status = 400, description = "Invalid namespace, key, ttl or header"),
-        (status = 412, description = "Precondition failed"),
-        (status = 413, description = "Value over 256 KiB"),
+        (status = 201, description = "Created", body = EntryView,
+            headers(("ETag" = EtagValue, description = "The new entity tag"))),
+        (status = 200, description = "Replaced", body = EntryView,
+            headers(("ETag" = EtagValue, description = "The new entity tag"))),
+        (status = 400, description = "Invalid namespace, key, ttl, If-Match, If-None-Match or Content-Type; `field` names it"),
+        (status = 403, description = "Writing needs the staff role or higher"),
+        (status = 404, description = "The key is empty: there is no such route"),
+        (status = 409, description = "The key is being written concurrently; retry"),
+        (status = 412, description = "If-Match or If-None-Match did not hold"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn put_entry(
@@ -305,14 +516,27 @@ async fn put_entry(
 #[utoipa::path(
     get,
     path = "/v1/kv/{namespace}/{key}",
-    params(
-        ("namespace" = String, Path), ("key" = String, Path),
-        ("If-None-Match" = Option<String>, Header, description = "304 when an etag matches (weak comparison: `W/` tags match too)"),
-    ),
+    params(EntryPathDoc, ReadHeadersDoc),
+    security(("bearer" = [])),
     responses(
-        (status = 200, description = "The stored bytes with their Content-Type, ETag and Last-Modified; always `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`, and `Content-Disposition: attachment` unless the type is text/plain, text/csv, application/json, application/octet-stream or a PNG, JPEG, GIF, WebP or AVIF image"),
-        (status = 304, description = "Not modified"),
-        (status = 404, description = "Absent or expired"),
+        (status = 200, description = "The stored bytes with their Content-Type; always `X-Content-Type-Options: nosniff` and `Content-Security-Policy: sandbox`, and `Content-Disposition: attachment` unless the type is text/plain, text/csv, application/json, application/octet-stream or a PNG, JPEG, GIF, WebP or AVIF image",
+            body = serde_json::Value, content_type = "*/*",
+            headers(
+                ("ETag" = EtagValue, description = "The entity tag"),
+                ("Last-Modified" = String, description = "The last write, as an HTTP date"),
+                ("Cache-Control" = String, description = "`private, no-cache`"),
+                ("X-Content-Type-Options" = String, description = "`nosniff`"),
+                ("Content-Security-Policy" = String, description = "`sandbox`"),
+                ("Content-Disposition" = String, description = "`attachment` for types a browser should not render"),
+            )),
+        (status = 304, description = "Not modified: If-None-Match matched",
+            headers(
+                ("ETag" = EtagValue, description = "The entity tag"),
+                ("Last-Modified" = String, description = "The last write, as an HTTP date"),
+            )),
+        (status = 400, description = "Invalid namespace, key or If-None-Match; `field` names it"),
+        (status = 404, description = "No such key: absent, expired, or the key is empty"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn get_entry(
@@ -350,14 +574,16 @@ async fn get_entry(
 #[utoipa::path(
     delete,
     path = "/v1/kv/{namespace}/{key}",
-    params(
-        ("namespace" = String, Path), ("key" = String, Path),
-        ("If-Match" = Option<String>, Header, description = "Delete only if the etag matches (strong comparison: a `W/` tag never matches)"),
-    ),
+    params(EntryPathDoc, WriteHeadersDoc),
+    security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "Absent"),
-        (status = 412, description = "Precondition failed"),
+        (status = 400, description = "Invalid namespace, key, If-Match or If-None-Match; `field` names it"),
+        (status = 403, description = "Deleting needs the staff role or higher"),
+        (status = 404, description = "No such key: absent, expired, or the key is empty"),
+        (status = 409, description = "The key is being written concurrently; retry"),
+        (status = 412, description = "If-Match or If-None-Match did not hold"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn delete_entry(
@@ -379,15 +605,13 @@ async fn delete_entry(
 #[utoipa::path(
     get,
     path = "/v1/kv/{namespace}",
-    params(
-        ("namespace" = String, Path),
-        ("prefix" = Option<String>, Query, description = "Only keys starting with this"),
-        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-    ),
+    params(NamespacePathDoc, ListQueryDoc, PageQuery),
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "One page", body = EntryList),
-        (status = 400, description = "Invalid namespace, prefix, limit or cursor"),
+        (status = 400, description = "Invalid namespace, prefix, limit or cursor, or a parameter this route does not take; `field` names it"),
+        (status = 404, description = "The namespace is empty: there is no such route"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn list_entries(

@@ -26,6 +26,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, weakest first.
+    pub const ALL: [Role; 4] = [Self::Member, Self::Staff, Self::Admin, Self::Owner];
+
     /// Parses `owner`, `admin`, `staff` or `member`.
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
         match raw {
@@ -69,6 +72,14 @@ impl fmt::Display for Role {
     }
 }
 
+/// Hex digits in an account id.
+pub const ACCOUNT_ID_HEX_DIGITS: usize = 32;
+
+/// [`AccountId::parse`]'s rule as a regular expression, for the OpenAPI document.
+pub fn account_id_pattern() -> String {
+    format!("^[0-9a-f]{{{ACCOUNT_ID_HEX_DIGITS}}}$")
+}
+
 /// An account id (a UUID in simple form: 32 lowercase hex digits).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -86,7 +97,7 @@ impl AccountId {
 
     /// Parses an id.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if raw.len() == 32
+        if raw.len() == ACCOUNT_ID_HEX_DIGITS
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -105,6 +116,27 @@ impl AccountId {
 
 crate::validation::text_newtype!(AccountId);
 
+/// The longest email address, in bytes once trimmed and lowercased.
+pub const MAX_EMAIL_BYTES: usize = 254;
+/// The longest local part (before the `@`), in bytes.
+pub const MAX_EMAIL_LOCAL_BYTES: usize = 64;
+
+/// [`Email::parse`]'s rule as a regular expression, for the OpenAPI
+/// document, over the addresses it can state exactly: printable ASCII
+/// without spaces, a local part of at most [`MAX_EMAIL_LOCAL_BYTES`]
+/// characters, one `@`, and a domain of dot-separated labels (the total of
+/// [`MAX_EMAIL_BYTES`] is the schema's `maxLength`). A pattern counts
+/// characters while the rule counts bytes, and a length bound cannot see
+/// past surrounding whitespace, so the two things `parse` also accepts,
+/// internationalized addresses (up to the same byte limits) and surrounding
+/// whitespace (trimmed), are left to the document's words.
+pub fn email_pattern() -> String {
+    // `!` to `~` without `@`; labels also without `.`.
+    let local = "[\\u0021-\\u003f\\u0041-\\u007e]";
+    let label = "[\\u0021-\\u002d\\u002f-\\u003f\\u0041-\\u007e]+";
+    format!("^{local}{{1,{MAX_EMAIL_LOCAL_BYTES}}}@{label}(?:\\.{label})+$")
+}
+
 /// An email address, normalised: trimmed and lowercased, so that one address
 /// is one account per installation however it is typed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,11 +148,11 @@ impl Email {
     /// characters, no spaces or control characters, a dot in the domain.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let normal = raw.trim().to_lowercase();
-        let valid = normal.len() <= 254
+        let valid = normal.len() <= MAX_EMAIL_BYTES
             && !normal.chars().any(|c| c.is_whitespace() || c.is_control())
             && normal.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
-                    && local.len() <= 64
+                    && local.len() <= MAX_EMAIL_LOCAL_BYTES
                     && !domain.contains('@')
                     && domain.contains('.')
                     && !domain.starts_with('.')
@@ -203,6 +235,12 @@ const COMMON_PASSWORDS: &[&str] = &[
     "q1w2e3r4t5y6",
     "987654321098",
 ];
+
+/// The passwords [`Password::new_for`] refuses outright (compared
+/// case-insensitively), for the OpenAPI document.
+pub fn common_passwords() -> &'static [&'static str] {
+    COMMON_PASSWORDS
+}
 
 /// A password that meets the policy. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
+use crate::validation::{CONTROL_CHARS, class};
 
 /// The largest value the store accepts, in bytes (256 KiB).
 pub const MAX_VALUE_BYTES: usize = 256 * 1024;
@@ -15,6 +16,42 @@ pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 pub const MAX_KEY_BYTES: usize = 1024;
 /// The longest TTL a write may ask for (one year), in seconds.
 pub const MAX_TTL_SECONDS: u64 = 365 * 24 * 3600;
+/// The shortest TTL a write may ask for, in seconds.
+pub const MIN_TTL_SECONDS: u64 = 1;
+/// The longest namespace, in bytes (all ASCII).
+pub const MAX_NAMESPACE_BYTES: usize = 63;
+/// Hex digits in an entity tag.
+pub const ETAG_HEX_DIGITS: usize = 32;
+
+/// [`Namespace::parse`]'s rule as a regular expression, for the OpenAPI document.
+pub fn namespace_pattern() -> String {
+    format!(
+        "^[a-z0-9][a-z0-9_-]{{0,{}}}$",
+        MAX_NAMESPACE_BYTES.saturating_sub(1)
+    )
+}
+
+/// What a key or prefix may contain (any UTF-8 but control characters), as
+/// a regular expression; the length is separate ([`MAX_KEY_BYTES`]).
+pub fn key_text_pattern() -> String {
+    format!("^[^{}]*$", class(CONTROL_CHARS))
+}
+
+/// One entity tag as a conditional header carries it: strong or `W/` weak.
+fn entity_tag_pattern() -> String {
+    format!("(?:W/)?\"[0-9a-f]{{{ETAG_HEX_DIGITS}}}\"")
+}
+
+/// What `If-Match` (and `If-None-Match` on a read) accepts: `*` or a
+/// comma-separated list of entity tags ([`parse_etag_list`]), as a regular
+/// expression.
+pub fn etag_list_pattern() -> String {
+    let tag = entity_tag_pattern();
+    format!("^[ \\t]*(?:\\*|{tag}(?:[ \\t]*,[ \\t]*{tag})*)[ \\t]*$")
+}
+
+/// What `If-None-Match` accepts on a write: only `*` (create only).
+pub const IF_NONE_MATCH_WRITE_PATTERN: &str = "^[ \\t]*\\*[ \\t]*$";
 
 /// A namespace: `[a-z0-9][a-z0-9_-]{0,62}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -32,7 +69,7 @@ impl Namespace {
             .iter()
             .skip(1)
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-');
-        if first_ok && rest_ok && bytes.len() <= 63 {
+        if first_ok && rest_ok && bytes.len() <= MAX_NAMESPACE_BYTES {
             Ok(Self(raw.to_owned()))
         } else {
             Err(ValidationError::new(
@@ -130,7 +167,7 @@ impl Etag {
 
     /// Parses the unquoted form (as stored).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        if raw.len() == 32
+        if raw.len() == ETAG_HEX_DIGITS
             && raw
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -216,20 +253,31 @@ pub enum Precondition {
     /// `If-Match: "a", "b"`: the current tag must strongly match one of these
     /// (a `W/` tag in the list parses, and never matches).
     Matches(Vec<EntityTag>),
+    /// `If-Match` and `If-None-Match: *` together: the key would have to
+    /// exist and be absent at once, so no state admits the write.
+    Unsatisfiable,
 }
 
 impl Precondition {
-    /// Parses the conditional headers of a write. Both present is a client error,
-    /// as is anything but `*` in `If-None-Match` on a write.
+    /// Parses the conditional headers of a write. Anything but `*` in
+    /// `If-None-Match` on a write is a client error.
+    ///
+    /// Both headers together are well-formed HTTP: RFC 9110 section 13.2.2
+    /// evaluates `If-Match` first and `If-None-Match` after it. On a write
+    /// `If-None-Match` can only be `*` (the key must be absent) while
+    /// `If-Match` needs the key present, so the pair is
+    /// [`Precondition::Unsatisfiable`] and the write fails with 412, once
+    /// each header on its own has parsed.
     pub fn from_headers(
         if_match: Option<&str>,
         if_none_match: Option<&str>,
     ) -> Result<Self, ValidationError> {
         match (if_match, if_none_match) {
-            (Some(_), Some(_)) => Err(ValidationError::new(
-                "If-Match",
-                "send either If-Match or If-None-Match, not both",
-            )),
+            (Some(im), Some(inm)) => {
+                Self::from_headers(Some(im), None)?;
+                Self::from_headers(None, Some(inm))?;
+                Ok(Self::Unsatisfiable)
+            }
             (None, None) => Ok(Self::None),
             (None, Some(inm)) => {
                 if inm.trim() == "*" {
@@ -259,6 +307,7 @@ impl Precondition {
             Self::Absent => current.is_none(),
             Self::Exists => current.is_some(),
             Self::Matches(tags) => current.is_some_and(|c| tags.iter().any(|t| t.strong_match(c))),
+            Self::Unsatisfiable => false,
         }
     }
 }
@@ -325,7 +374,7 @@ impl Ttl {
         let secs: u64 = raw
             .parse()
             .map_err(|_| ValidationError::new("ttl", "must be a whole number of seconds"))?;
-        if secs == 0 || secs > MAX_TTL_SECONDS {
+        if !(MIN_TTL_SECONDS..=MAX_TTL_SECONDS).contains(&secs) {
             return Err(ValidationError::new(
                 "ttl",
                 format!("must be between 1 and {MAX_TTL_SECONDS} seconds"),
@@ -413,8 +462,23 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(Precondition::from_headers(Some("*"), Some("*")).is_err());
         assert!(Precondition::from_headers(None, Some(&tag.quoted())).is_err());
+        // Both headers parse, and together no state admits the write.
+        for im in ["*", tag.quoted().as_str()] {
+            let both = Precondition::from_headers(Some(im), Some("*"));
+            assert_eq!(both, Ok(Precondition::Unsatisfiable), "{im}");
+            assert!(!Precondition::Unsatisfiable.admits(None));
+            assert!(!Precondition::Unsatisfiable.admits(Some(&tag)));
+        }
+        // Each header is still checked on its own.
+        assert_eq!(
+            Precondition::from_headers(Some("garbage"), Some("*")).map_err(|e| e.field),
+            Err("If-Match")
+        );
+        assert_eq!(
+            Precondition::from_headers(Some("*"), Some(&tag.quoted())).map_err(|e| e.field),
+            Err("If-None-Match")
+        );
     }
 
     #[test]

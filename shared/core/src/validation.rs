@@ -32,6 +32,43 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// The characters [`char::is_control`] matches (Unicode category Cc), as
+/// inclusive ranges: the rules that refuse control characters, written for
+/// the OpenAPI document (see [`class`]).
+pub const CONTROL_CHARS: &[(char, char)] = &[('\u{0}', '\u{1f}'), ('\u{7f}', '\u{9f}')];
+
+/// The characters [`char::is_whitespace`] matches (Unicode White_Space), as
+/// inclusive ranges: what `str::trim` removes.
+pub const WHITESPACE_CHARS: &[(char, char)] = &[
+    ('\u{9}', '\u{d}'),
+    (' ', ' '),
+    ('\u{85}', '\u{85}'),
+    ('\u{a0}', '\u{a0}'),
+    ('\u{1680}', '\u{1680}'),
+    ('\u{2000}', '\u{200a}'),
+    ('\u{2028}', '\u{2029}'),
+    ('\u{202f}', '\u{202f}'),
+    ('\u{205f}', '\u{205f}'),
+    ('\u{3000}', '\u{3000}'),
+];
+
+/// The body of a regular-expression character class (ECMA-262, as JSON
+/// Schema's `pattern` is) matching the characters of `ranges`, each written
+/// as a `\uXXXX` escape so that the pattern is plain ASCII.
+pub fn class(ranges: &[(char, char)]) -> String {
+    let escape = |c: char| format!("\\u{:04x}", u32::from(c));
+    ranges
+        .iter()
+        .map(|&(lo, hi)| {
+            if lo == hi {
+                escape(lo)
+            } else {
+                format!("{}-{}", escape(lo), escape(hi))
+            }
+        })
+        .collect()
+}
+
 /// The conversions every validated text newtype shares: `Display` shows the
 /// value, `TryFrom<String>` runs the type's own `parse` (so serde's
 /// `try_from = "String"` validates on the way in), and `From<_> for String`
@@ -60,3 +97,26 @@ macro_rules! text_newtype {
 }
 
 pub(crate) use text_newtype;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn within(ranges: &[(char, char)], c: char) -> bool {
+        ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+    }
+
+    #[test]
+    fn the_documented_classes_are_exactly_what_std_matches() {
+        for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+            assert_eq!(within(CONTROL_CHARS, c), c.is_control(), "{c:?}");
+            assert_eq!(within(WHITESPACE_CHARS, c), c.is_whitespace(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn classes_render_as_escapes() {
+        assert_eq!(class(CONTROL_CHARS), "\\u0000-\\u001f\\u007f-\\u009f");
+        assert_eq!(class(&[(' ', ' ')]), "\\u0020");
+    }
+}

@@ -29,10 +29,11 @@ pub struct RawPageParams {
 
 impl PageParams {
     /// Validates `limit` (a whole number from 1 to [`MAX_LIMIT`], default
-    /// [`DEFAULT_LIMIT`]) and keeps a non-empty cursor.
+    /// [`DEFAULT_LIMIT`] when absent; `limit=` with no value is not a number,
+    /// as the OpenAPI document says) and keeps a non-empty cursor.
     pub fn parse(raw: RawPageParams) -> Result<Self, ApiError> {
         let limit = match raw.limit.as_deref() {
-            None | Some("") => DEFAULT_LIMIT,
+            None => DEFAULT_LIMIT,
             Some(s) => match s.parse::<u32>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
                 _ => {
@@ -66,7 +67,7 @@ mod tests {
     fn limit_defaults_and_is_capped() {
         assert_eq!(parse(None).ok(), Some(DEFAULT_LIMIT));
         assert_eq!(parse(Some("1000")).ok(), Some(1000));
-        for bad in ["0", "1001", "-1", "ten"] {
+        for bad in ["0", "1001", "-1", "ten", ""] {
             assert!(
                 matches!(parse(Some(bad)), Err(ApiError::Client { field: Some(ref f), .. }) if f == "limit"),
                 "{bad}"

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 
+use super::schemas;
 use crate::store::{Account, AuditEntry, PendingInvite, Session};
 
 /// `POST /v1/auth/register`.
@@ -16,10 +17,13 @@ use crate::store::{Account, AuditEntry, PendingInvite, Session};
 #[serde(deny_unknown_fields)]
 pub struct RegistrationForCreate {
     /// The organization's name, 1-100 characters.
+    #[schema(schema_with = schemas::organization)]
     pub organization: String,
     /// The owner's email (normalised: trimmed, lowercased).
+    #[schema(schema_with = schemas::email)]
     pub email: String,
     /// 12-128 characters, not the email, not a common password.
+    #[schema(schema_with = schemas::new_password)]
     pub password: String,
 }
 
@@ -28,8 +32,10 @@ pub struct RegistrationForCreate {
 #[serde(deny_unknown_fields)]
 pub struct LoginForCreate {
     /// Email.
+    #[schema(schema_with = schemas::email)]
     pub email: String,
     /// Password.
+    #[schema(schema_with = schemas::presented_password)]
     pub password: String,
 }
 
@@ -38,6 +44,7 @@ pub struct LoginForCreate {
 #[serde(deny_unknown_fields)]
 pub struct RefreshForCreate {
     /// The refresh token of the latest token response.
+    #[schema(schema_with = schemas::secret_token)]
     pub refresh_token: String,
 }
 
@@ -46,6 +53,7 @@ pub struct RefreshForCreate {
 #[serde(deny_unknown_fields)]
 pub struct LogoutForCreate {
     /// Any refresh token of the session to end.
+    #[schema(schema_with = schemas::secret_token)]
     pub refresh_token: String,
 }
 
@@ -54,8 +62,10 @@ pub struct LogoutForCreate {
 #[serde(deny_unknown_fields)]
 pub struct InviteForCreate {
     /// Whom to invite.
+    #[schema(schema_with = schemas::email)]
     pub email: String,
     /// `owner`, `admin`, `staff` or `member`; at most the inviter's own role.
+    #[schema(schema_with = schemas::role_field)]
     pub role: String,
 }
 
@@ -64,13 +74,16 @@ pub struct InviteForCreate {
 #[serde(deny_unknown_fields)]
 pub struct InviteAcceptance {
     /// The invite token.
+    #[schema(schema_with = schemas::secret_token)]
     pub invite_token: String,
     /// The new account's password.
+    #[schema(schema_with = schemas::new_password)]
     pub password: String,
 }
 
-/// `PATCH /v1/auth/accounts/{id}`: at least one field.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `PATCH /v1/auth/accounts/{id}`: at least one field (documented as
+/// [`schemas::AccountPatchSchema`], which says so).
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountForPatch {
     /// The new role.
@@ -83,12 +96,14 @@ pub struct AccountForPatch {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountView {
     /// Account id.
+    #[schema(schema_with = schemas::id)]
     pub id: String,
     /// Normalised email.
     pub email: String,
     /// Organization id.
     pub org: String,
     /// Role.
+    #[schema(schema_with = schemas::role_field)]
     pub role: String,
 }
 
@@ -107,16 +122,19 @@ impl From<&Account> for AccountView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountDetail {
     /// Account id.
+    #[schema(schema_with = schemas::id)]
     pub id: String,
     /// Normalised email.
     pub email: String,
     /// Organization id.
     pub org: String,
     /// Role.
+    #[schema(schema_with = schemas::role_field)]
     pub role: String,
     /// Whether it is disabled.
     pub disabled: bool,
     /// Creation time (RFC 3339).
+    #[schema(schema_with = schemas::time)]
     pub created_at: String,
 }
 
@@ -154,8 +172,10 @@ pub struct TokenResponse {
     /// The refresh token: opaque, one use (a second use within 10 s of the
     /// first, as from two tabs, gets its own new token), 30 days, and never
     /// beyond 90 days from the login.
+    #[schema(schema_with = schemas::secret_token)]
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[schema(schema_with = schemas::bearer_type)]
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,
@@ -179,10 +199,13 @@ impl From<&Session> for TokenResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InviteView {
     /// Its id, to revoke it by.
+    #[schema(schema_with = schemas::id)]
     pub id: String,
     /// Hand this to the invitee; it works once.
+    #[schema(schema_with = schemas::secret_token)]
     pub invite_token: String,
     /// When it expires (RFC 3339).
+    #[schema(schema_with = schemas::time)]
     pub expires_at: String,
 }
 
@@ -190,16 +213,21 @@ pub struct InviteView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingInviteView {
     /// Invite id.
+    #[schema(schema_with = schemas::id)]
     pub id: String,
     /// Whom it invites.
     pub email: String,
     /// The role it grants.
+    #[schema(schema_with = schemas::role_field)]
     pub role: String,
     /// The account that created it.
+    #[schema(schema_with = schemas::id)]
     pub invited_by: String,
     /// When it was created (RFC 3339).
+    #[schema(schema_with = schemas::time)]
     pub created_at: String,
     /// When it stops being accepted (RFC 3339).
+    #[schema(schema_with = schemas::time)]
     pub expires_at: String,
 }
 
@@ -231,6 +259,7 @@ pub struct AuditEntryView {
     /// Event id.
     pub id: String,
     /// When (RFC 3339).
+    #[schema(schema_with = schemas::time)]
     pub time: String,
     /// What: `register`, `login_succeeded`, `login_failed`, `lockout`,
     /// `refresh_reuse`, `logout`, `role_changed`, `account_disabled`,

@@ -23,13 +23,15 @@ use constellation_web::auth::Authenticated;
 use constellation_web::error::ProblemType;
 use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
+use constellation_web::openapi::{Conventions, LinkDef, PageQuery};
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{ApiError, IdempotencyLayer, IdempotencyOptions, Json, PageParams};
 use lambda_http::request::RequestContext;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use schemas::{AccountPatchSchema, JwksSchema};
+use utoipa::{IntoParams, OpenApi};
 
 mod dto;
+mod schemas;
 
 pub use dto::*;
 use dto::{rfc3339, tokens};
@@ -99,25 +101,109 @@ pub fn router(state: AuthState) -> Router {
     ),
     components(schemas(
         RegistrationForCreate, LoginForCreate, RefreshForCreate, LogoutForCreate,
-        InviteForCreate, InviteAcceptance, AccountForPatch, TokenResponse, AccountView,
+        InviteForCreate, InviteAcceptance, AccountPatchSchema, TokenResponse, AccountView,
         AccountDetail, AccountList, InviteView, PendingInviteView, InviteList, AuditEntryView,
-        AuditList
+        AuditList, JwksSchema
     )),
-    modifiers(&BearerScheme)
+    modifiers(&CONVENTIONS)
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` security scheme the protected paths name.
-#[derive(Debug)]
-struct BearerScheme;
+/// The shared conventions, and the links that chain a session's tokens into
+/// refresh and logout, and an id into the calls that take it.
+const CONVENTIONS: Conventions = Conventions {
+    service: crate::NAME,
+    links: &[
+        LinkDef {
+            from: "register",
+            status: 201,
+            to: "login",
+            parameters: &[],
+            body: &[
+                ("email", "$request.body#/email"),
+                ("password", "$request.body#/password"),
+            ],
+        },
+        session_link("register", 201, "refresh"),
+        session_link("register", 201, "logout"),
+        session_link("login", 200, "refresh"),
+        session_link("login", 200, "logout"),
+        session_link("refresh", 200, "refresh"),
+        session_link("refresh", 200, "logout"),
+        session_link("accept_invite", 201, "refresh"),
+        id_link(
+            "accept_invite",
+            201,
+            "update_account",
+            &[("id", "$response.body#/account/id")],
+        ),
+        id_link(
+            "create_invite",
+            201,
+            "revoke_invite",
+            &[("id", "$response.body#/id")],
+        ),
+        LinkDef {
+            from: "create_invite",
+            status: 201,
+            to: "accept_invite",
+            parameters: &[],
+            body: &[
+                ("invite_token", "$response.body#/invite_token"),
+                ("password", "invitee password 1"),
+            ],
+        },
+        id_link(
+            "list_invites",
+            200,
+            "revoke_invite",
+            &[("id", "$response.body#/items/0/id")],
+        ),
+        id_link(
+            "list_accounts",
+            200,
+            "update_account",
+            &[("id", "$response.body#/items/0/id")],
+        ),
+        id_link("me", 200, "update_account", &[("id", "$response.body#/id")]),
+    ],
+    idempotent: &[],
+};
 
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+/// After `from` issued tokens, `to` with its refresh token.
+const fn session_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {
+    LinkDef {
+        from,
+        status,
+        to,
+        parameters: &[],
+        body: &[("refresh_token", "$response.body#/refresh_token")],
     }
+}
+
+/// After `from` answered an id, `to` on that id.
+const fn id_link(
+    from: &'static str,
+    status: u16,
+    to: &'static str,
+    id: &'static [(&'static str, &'static str)],
+) -> LinkDef {
+    LinkDef {
+        from,
+        status,
+        to,
+        parameters: id,
+        body: &[],
+    }
+}
+
+/// `{id}`: an account or invite id.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct IdPathDoc {
+    #[param(schema_with = schemas::id)]
+    id: String,
 }
 
 // ---------------------------------------------------------------------------
@@ -223,9 +309,9 @@ fn page_params(
     request_body = RegistrationForCreate,
     responses(
         (status = 201, description = "Registered and logged in", body = TokenResponse),
-        (status = 400, description = "Invalid organization, email or password (the field is named)"),
+        (status = 400, description = "Invalid organization, email or password, or a malformed body; `field` names it"),
         (status = 409, description = "The email already has an account"),
-        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
+        (status = 503, description = "Password hashing is at capacity, or storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn register(
@@ -257,10 +343,11 @@ async fn register(
     request_body = LoginForCreate,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 400, description = "Invalid email or password shape"),
+        (status = 400, description = "Invalid email or password shape, or a malformed body; `field` names it"),
         (status = 401, description = "Wrong email or password, or the account is disabled"),
-        (status = 429, description = "Too many failed logins for this email or address; see Retry-After"),
-        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
+        (status = 409, description = "The session is being changed concurrently; retry"),
+        (status = 429, description = "Too many failed logins for this email or address; retry after Retry-After"),
+        (status = 503, description = "Password hashing is at capacity, or storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn login(
@@ -283,7 +370,10 @@ async fn login(
     request_body = RefreshForCreate,
     responses(
         (status = 200, description = "New tokens", body = TokenResponse),
-        (status = 401, description = "Unknown, expired, reused or revoked refresh token, or a session past its 90 days"),
+        (status = 400, description = "A malformed body; `field` names it"),
+        (status = 401, description = "Unknown, expired, reused or revoked refresh token, a session past its 90 days, or a disabled account"),
+        (status = 409, description = "The session is being changed concurrently; retry"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn refresh(
@@ -305,8 +395,9 @@ async fn refresh(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The session is over (also for unknown tokens)"),
-        (status = 400, description = "refresh_token is not a refresh token"),
-        (status = 401, description = "No valid access token"),
+        (status = 400, description = "`refresh_token` is not a refresh token, or a malformed body"),
+        (status = 409, description = "The session is being changed concurrently; retry"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn logout(
@@ -328,7 +419,8 @@ async fn logout(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = AccountView),
-        (status = 401, description = "No valid access token, or the account is disabled"),
+        (status = 401, description = "No valid access token, or the account is disabled or gone"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn me(
@@ -346,10 +438,12 @@ async fn me(
     request_body = InviteForCreate,
     security(("bearer" = [])),
     responses(
-        (status = 201, description = "The one-time invite token", body = InviteView),
-        (status = 400, description = "Invalid email or role"),
-        (status = 401, description = "No valid access token"),
+        (status = 201, description = "The one-time invite token", body = InviteView,
+),
+        (status = 400, description = "Invalid email or role, or a malformed body; `field` names it"),
         (status = 403, description = "Not an admin, or the role is above the caller's"),
+        (status = 409, description = "The email already has an account, or a concurrent change; retry"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn create_invite(
@@ -381,16 +475,13 @@ async fn create_invite(
 #[utoipa::path(
     get,
     path = "/v1/auth/invites",
-    params(
-        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-    ),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page", body = InviteList),
-        (status = 400, description = "Invalid limit or cursor"),
-        (status = 401, description = "No valid access token"),
+        (status = 400, description = "Invalid limit or cursor, or a parameter this route does not take; `field` names it"),
         (status = 403, description = "Not an admin"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn list_invites(
@@ -415,14 +506,15 @@ async fn list_invites(
 #[utoipa::path(
     delete,
     path = "/v1/auth/invites/{id}",
-    params(("id" = String, Path, description = "Invite id")),
+    params(IdPathDoc),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, description = "Invalid id"),
-        (status = 401, description = "No valid access token"),
         (status = 403, description = "Not an admin, or the invite's role is above the caller's"),
         (status = 404, description = "No such pending invite in the caller's organization"),
+        (status = 409, description = "The invite is being changed concurrently; retry"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn revoke_invite(
@@ -444,11 +536,11 @@ async fn revoke_invite(
     request_body = InviteAcceptance,
     responses(
         (status = 201, description = "Account created and logged in", body = TokenResponse),
-        (status = 400, description = "The password breaks the policy"),
+        (status = 400, description = "The password breaks the policy, or a malformed body; `field` names it"),
         (status = 401, description = "Unknown, expired, used or revoked invite token"),
         (status = 403, description = "The inviter is gone, disabled, or may no longer grant the role"),
-        (status = 409, description = "The email already has an account"),
-        (status = 503, description = "Password hashing is at capacity; retry after Retry-After seconds"),
+        (status = 409, description = "The email already has an account, or a concurrent change; retry"),
+        (status = 503, description = "Password hashing is at capacity, or storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn accept_invite(
@@ -468,16 +560,13 @@ async fn accept_invite(
 #[utoipa::path(
     get,
     path = "/v1/auth/accounts",
-    params(
-        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-    ),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page", body = AccountList),
-        (status = 400, description = "Invalid limit or cursor"),
-        (status = 401, description = "No valid access token"),
+        (status = 400, description = "Invalid limit or cursor, or a parameter this route does not take; `field` names it"),
         (status = 403, description = "Not an admin"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn list_accounts(
@@ -501,16 +590,16 @@ async fn list_accounts(
 #[utoipa::path(
     patch,
     path = "/v1/auth/accounts/{id}",
-    params(("id" = String, Path, description = "Account id")),
-    request_body = AccountForPatch,
+    params(IdPathDoc),
+    request_body = AccountPatchSchema,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The account after the change", body = AccountDetail),
-        (status = 400, description = "Invalid id, role, or nothing to change"),
-        (status = 401, description = "No valid access token"),
+        (status = 400, description = "Invalid id or role, nothing to change, or a malformed body; `field` names it"),
         (status = 403, description = "The caller's role does not allow this change"),
         (status = 404, description = "No such account in the caller's organization"),
-        (status = 409, description = "The last owner cannot be demoted or disabled"),
+        (status = 409, description = "The last owner cannot be demoted or disabled, or a concurrent change; retry"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn update_account(
@@ -547,15 +636,13 @@ async fn update_account(
 #[utoipa::path(
     get,
     path = "/v1/auth/audit",
-    params(
-        ("limit" = Option<u32>, Query, description = "1-1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
-    ),
+    params(PageQuery),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page", body = AuditList),
-        (status = 401, description = "No valid access token"),
+        (status = 400, description = "Invalid limit or cursor, or a parameter this route does not take; `field` names it"),
         (status = 403, description = "Not an admin"),
+        (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
 async fn list_audit(
@@ -580,8 +667,9 @@ async fn list_audit(
     get,
     path = "/v1/auth/.well-known/jwks.json",
     responses(
-        (status = 200, description = "`{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\",\"kid\",\"use\":\"sig\",\"alg\":\"EdDSA\"}]}`"),
-        (status = 503, description = "The key set could not be read"),
+        (status = 200, description = "The public key set (RFC 7517) access tokens verify against", body = JwksSchema,
+            headers(("Cache-Control" = String, description = "`public, max-age=300`"))),
+        (status = 503, description = "The key set could not be read; retry after Retry-After"),
     )
 )]
 async fn get_jwks(State(state): State<AuthState>) -> Reply<Response> {

@@ -1,0 +1,74 @@
+"""Schemathesis hooks for scripts/schemathesis.
+
+Two narrow exceptions to "schema-valid request rejected" (ST202), and
+nothing else; every other failure fails the run:
+
+- A listing's `cursor` is sealed by the server (ChaCha20-Poly1305 over the
+  query's shape), so no schema can say which strings are valid ones: a cursor
+  schemathesis makes up is refused with 400
+  `urn:constellation:problem:invalid-cursor`, as it must be. Only that answer
+  is excused (any other 400 on the same request still fails); real cursors
+  reach the listings through the stateful phase's links.
+- The coverage phase can label a case positive while one of its values is
+  not valid: for an optional header whose pattern needs characters other
+  than letters and digits (an entity tag, `*`), it cannot make a valid value
+  and sends `0`. Such a case is not schema-valid, so its rejection is the
+  expected answer, not a finding. The hook checks each string parameter of
+  the case against the document itself ($ST_DOCUMENT) to tell.
+"""
+
+import json
+import os
+
+import jsonschema
+import schemathesis
+
+INVALID_CURSOR = "urn:constellation:problem:invalid-cursor"
+
+
+with open(os.environ["ST_DOCUMENT"]) as f:
+    DOCUMENT = json.load(f)
+
+
+def _sent_values(case, location):
+    values = {
+        "header": case.headers,
+        "query": case.query,
+        "path": case.path_parameters,
+    }.get(location) or {}
+    if location == "header":
+        return {k.lower(): v for k, v in values.items()}
+    return values
+
+
+def _breaks_document(case):
+    """Whether a string parameter the case sends breaks its documented schema."""
+    operation = DOCUMENT["paths"].get(case.operation.path, {}).get(case.method.lower(), {})
+    for param in operation.get("parameters", []):
+        schema = param.get("schema", {})
+        if schema.get("type") != "string":
+            continue
+        name = param["name"].lower() if param["in"] == "header" else param["name"]
+        value = _sent_values(case, param["in"]).get(name)
+        if isinstance(value, str) and not jsonschema.Draft202012Validator(schema).is_valid(value):
+            return True
+    return False
+
+
+@schemathesis.hook
+def filter_failure(context, failure, case, response):
+    if type(failure).__name__ != "RejectedPositiveData":
+        return True
+    if _breaks_document(case):
+        return False
+    if not (case.query or {}).get("cursor"):
+        return True
+    try:
+        problem = json.loads(response.content)
+    except (TypeError, ValueError):
+        return True
+    return not (
+        isinstance(problem, dict)
+        and problem.get("type") == INVALID_CURSOR
+        and problem.get("field") == "cursor"
+    )
