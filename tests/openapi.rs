@@ -30,7 +30,7 @@ use constellation::SERVICES;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::tokens::TokenConfig;
+use constellation_platform::tokens::VerifierConfig;
 use constellation_web::host::{Context, Resources};
 use serde_json::Value;
 use tower::ServiceExt as _;
@@ -132,7 +132,7 @@ async fn every_route_is_documented_and_every_operation_routed() {
         platform.clone(),
         Resources::default(),
         MetricsSink::discard(),
-        TokenConfig::default(),
+        VerifierConfig::default(),
     );
     let mut union = BTreeSet::new();
     for def in SERVICES {

@@ -23,7 +23,7 @@ use constellation_web::auth::Authenticated;
 use constellation_web::error::ProblemType;
 use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
-use constellation_web::openapi::{Conventions, LinkDef, PageQuery};
+use constellation_web::openapi::{Conventions, IdempotentDef, LinkDef, PageQuery};
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{ApiError, IdempotencyLayer, IdempotencyOptions, Json, PageParams};
 use lambda_http::request::RequestContext;
@@ -57,13 +57,14 @@ pub struct AuthState {
 
 /// The auth routes (without the shared layers nor the token layer; see [`crate::app`]).
 pub fn router(state: AuthState) -> Router {
-    // Creating an invite is the one write here a client may retry that is not
-    // idempotent by nature (register, login and accept-invite act before any
-    // account exists; refresh and logout are single-use by design).
+    // See IDEMPOTENT: the document and the layer say the same.
     let idempotent = IdempotencyLayer::new(
         state.store.table(),
         state.store.clock(),
-        IdempotencyOptions::optional(),
+        IdempotencyOptions {
+            required: IDEMPOTENT[0].required,
+            ..IdempotencyOptions::default()
+        },
     );
     Router::new()
         .route("/v1/auth/register", post(register))
@@ -167,8 +168,18 @@ const CONVENTIONS: Conventions = Conventions {
         ),
         id_link("me", 200, "update_account", &[("id", "$response.body#/id")]),
     ],
-    idempotent: &[],
+    idempotent: IDEMPOTENT,
 };
+
+/// The operations behind the `Idempotency-Key` layer ([`router`] applies it
+/// to each, with these options). Creating an invite is the one write here a
+/// client may retry that is not idempotent by nature: register, login and
+/// accept-invite act before any account exists, and refresh and logout are
+/// single-use by design.
+const IDEMPOTENT: &[IdempotentDef] = &[IdempotentDef {
+    operation: "create_invite",
+    required: false,
+}];
 
 /// After `from` issued tokens, `to` with its refresh token.
 const fn session_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {
