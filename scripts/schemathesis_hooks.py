@@ -1,6 +1,6 @@
 """Schemathesis hooks for scripts/schemathesis.
 
-Two narrow exceptions to "schema-valid request rejected" (ST202), and
+Three narrow exceptions to "schema-valid request rejected" (ST202), and
 nothing else; every other failure fails the run:
 
 - A listing's `cursor` is sealed by the server (ChaCha20-Poly1305 over the
@@ -15,6 +15,11 @@ nothing else; every other failure fails the run:
   and sends `0`. Such a case is not schema-valid, so its rejection is the
   expected answer, not a finding. The hook checks each string parameter of
   the case against the document itself ($ST_DOCUMENT) to tell.
+- An `Idempotency-Key` that an earlier generated case already used for
+  another request is refused with 422
+  `urn:constellation:problem:idempotency-key-reused`, as the contract says:
+  an outcome of the key's history (like 409 or 412), not of this input.
+  Only that answer, to a case that sent the header, is excused.
 """
 
 import json
@@ -24,6 +29,7 @@ import jsonschema
 import schemathesis
 
 INVALID_CURSOR = "urn:constellation:problem:invalid-cursor"
+KEY_REUSED = "urn:constellation:problem:idempotency-key-reused"
 
 
 with open(os.environ["ST_DOCUMENT"]) as f:
@@ -61,14 +67,15 @@ def filter_failure(context, failure, case, response):
         return True
     if _breaks_document(case):
         return False
-    if not (case.query or {}).get("cursor"):
-        return True
     try:
         problem = json.loads(response.content)
     except (TypeError, ValueError):
         return True
-    return not (
-        isinstance(problem, dict)
-        and problem.get("type") == INVALID_CURSOR
-        and problem.get("field") == "cursor"
-    )
+    if not isinstance(problem, dict):
+        return True
+    sent_key = "idempotency-key" in _sent_values(case, "header")
+    if sent_key and response.status_code == 422 and problem.get("type") == KEY_REUSED:
+        return False
+    if not (case.query or {}).get("cursor"):
+        return True
+    return not (problem.get("type") == INVALID_CURSOR and problem.get("field") == "cursor")

@@ -130,3 +130,25 @@ fn cargo_lambda_watch_shares_serves_data_dir() {
         );
     }
 }
+
+/// An empty `Environment`/`Variables` in a function would replace, not
+/// extend, the `Globals` variables when SAM merges them.
+#[test]
+fn no_function_empties_the_global_environment() {
+    let template = template();
+    let lines: Vec<&str> = template.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_end();
+        if trimmed.ends_with("Environment:") || trimmed.ends_with("Variables:") {
+            let indent = line.len() - line.trim_start().len();
+            let next = lines.get(i + 1).copied().unwrap_or_default();
+            let next_indent = next.len() - next.trim_start().len();
+            assert!(
+                next_indent > indent && !next.trim().is_empty(),
+                "template.yaml line {}: `{}` has nothing under it",
+                i + 1,
+                trimmed.trim()
+            );
+        }
+    }
+}

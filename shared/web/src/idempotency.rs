@@ -26,13 +26,14 @@
 //!   handler; the other gets a 409 with `Retry-After: 1`. An "in progress"
 //!   record older than the lock timeout (60 s; its handler crashed) is taken
 //!   over by the next retry, conditionally on its version.
-//! - **Completion**: a response below 500 (except 429, which asks for a
-//!   retry itself) is stored with its status, its headers but the per-response
+//! - **Completion**: a successful response (2xx or 3xx) is stored with its
+//!   status, its headers but the per-response
 //!   ones (`Date`, `X-Request-Id`, `Set-Cookie`, hop-by-hop headers) and its
 //!   body, for [`IdempotencyOptions::retention`] (24 h) from then; every retry
 //!   in that time gets it back with `Idempotent-Replayed: true` and the
 //!   handler does not run. After that, the key is new again.
-//! - **Failures do not poison the key**: a 5xx or 429, a panic, a dropped
+//! - **Failures do not poison the key**: a 4xx (the client may correct the
+//!   request and send it again with the same key), a 5xx, a panic, a dropped
 //!   (cancelled) request, or a body that fails to stream removes the record
 //!   (only if it is still this request's), so a retry runs the handler again.
 //! - **Large responses**: a body over [`MAX_STORED_BODY_BYTES`] (300 KiB, what
@@ -610,7 +611,9 @@ impl Shared {
     /// replayed; answers `response` either way.
     async fn complete(&self, lock: Lock, fingerprint: String, response: Response) -> Response {
         let status = response.status();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        // Only a success is kept: a refused request (4xx) may be corrected
+        // and sent again with the same key, and a 5xx or 429 asks for a retry.
+        if !(status.is_success() || status.is_redirection()) {
             lock.release().await;
             return response;
         }

@@ -49,6 +49,7 @@ constellation_testkit::on_both_backends! {
     keys_are_scoped_to_account_and_route,
     two_concurrent_requests_with_one_key_run_the_handler_once,
     a_server_error_does_not_poison_the_key,
+    a_refused_request_can_be_corrected_and_sent_again_with_its_key,
     a_panic_does_not_poison_the_key,
     a_cancelled_request_does_not_poison_the_key,
     the_key_is_free_again_after_24_hours,
@@ -196,6 +197,7 @@ fn demo_routes(table: Arc<dyn Table>, clock: Arc<ManualClock>, demo: Demo) -> Ro
         )
         .route("/v1/demo/slow", post(slow).route_layer(optional.clone()))
         .route("/v1/demo/flaky", post(flaky).route_layer(optional.clone()))
+        .route("/v1/demo/picky", post(picky).route_layer(optional.clone()))
         .route(
             "/v1/demo/panics",
             post(panics).route_layer(optional.clone()),
@@ -240,6 +242,15 @@ async fn flaky(State(demo): State<Demo>) -> Result<impl IntoResponse, ApiError> 
     let run = demo.run();
     if run == 1 {
         return Err(ApiError::internal(anyhow::anyhow!("first run fails")));
+    }
+    Ok((StatusCode::CREATED, axum::Json(json!({ "run": run }))))
+}
+
+/// Refuses a body of `bad` with 400; creates anything else.
+async fn picky(State(demo): State<Demo>, body: String) -> Result<impl IntoResponse, ApiError> {
+    let run = demo.run();
+    if body == "bad" {
+        return Err(ApiError::invalid("body", "must not be `bad`"));
     }
     Ok((StatusCode::CREATED, axum::Json(json!({ "run": run }))))
 }
@@ -555,6 +566,22 @@ async fn a_server_error_does_not_poison_the_key(fx: Fx) {
     assert!(again.replayed());
     assert_eq!(again.body, retry.body);
     assert_eq!(fx.runs(), 2);
+}
+
+async fn a_refused_request_can_be_corrected_and_sent_again_with_its_key(fx: Fx) {
+    let refused = fx.post("/v1/demo/picky", 1, Some("k-picky"), "bad").await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let corrected = fx.post("/v1/demo/picky", 1, Some("k-picky"), "good").await;
+    assert_eq!(
+        corrected.status,
+        StatusCode::CREATED,
+        "a 4xx is not stored, so the corrected request runs: {}",
+        corrected.body
+    );
+    assert!(!corrected.replayed());
+    let again = fx.post("/v1/demo/picky", 1, Some("k-picky"), "good").await;
+    assert!(again.replayed(), "the success is what a retry replays");
+    assert_eq!(fx.demo.runs.load(Ordering::SeqCst), 2);
 }
 
 async fn a_panic_does_not_poison_the_key(fx: Fx) {

@@ -25,7 +25,7 @@ use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::openapi_route;
 use constellation_web::openapi::{Conventions, IdempotentDef, LinkDef, PageQuery};
 use constellation_web::pagination::RawPageParams;
-use constellation_web::{ApiError, IdempotencyLayer, IdempotencyOptions, Json, PageParams};
+use constellation_web::{ApiError, Json, PageParams};
 use lambda_http::request::RequestContext;
 use schemas::{AccountPatchSchema, JwksSchema};
 use utoipa::{IntoParams, OpenApi};
@@ -57,27 +57,13 @@ pub struct AuthState {
 
 /// The auth routes (without the shared layers nor the token layer; see [`crate::app`]).
 pub fn router(state: AuthState) -> Router {
-    // See IDEMPOTENT: the document and the layer say the same.
-    let idempotent = IdempotencyLayer::new(
-        state.store.table(),
-        state.store.clock(),
-        IdempotencyOptions {
-            required: IDEMPOTENT[0].required,
-            ..IdempotencyOptions::default()
-        },
-    );
     Router::new()
         .route("/v1/auth/register", post(register))
         .route("/v1/auth/login", post(login))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/logout", post(logout))
         .route("/v1/auth/me", get(me))
-        .route(
-            "/v1/auth/invites",
-            post(create_invite)
-                .route_layer(idempotent)
-                .get(list_invites),
-        )
+        .route("/v1/auth/invites", post(create_invite).get(list_invites))
         .route("/v1/auth/invites/{id}", delete(revoke_invite))
         .route("/v1/auth/accept-invite", post(accept_invite))
         .route("/v1/auth/accounts", get(list_accounts))
@@ -171,15 +157,12 @@ const CONVENTIONS: Conventions = Conventions {
     idempotent: IDEMPOTENT,
 };
 
-/// The operations behind the `Idempotency-Key` layer ([`router`] applies it
-/// to each, with these options). Creating an invite is the one write here a
-/// client may retry that is not idempotent by nature: register, login and
-/// accept-invite act before any account exists, and refresh and logout are
-/// single-use by design.
-const IDEMPOTENT: &[IdempotentDef] = &[IdempotentDef {
-    operation: "create_invite",
-    required: false,
-}];
+/// No auth route is behind the `Idempotency-Key` layer: the layer stores the
+/// response for replay, and the one retryable write here, creating an
+/// invite, answers a usable one-time token that must never be stored (only
+/// its hash is). Register, login and accept-invite act before any account
+/// exists to scope a key to; refresh and logout are single-use by design.
+const IDEMPOTENT: &[IdempotentDef] = &[];
 
 /// After `from` issued tokens, `to` with its refresh token.
 const fn session_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {

@@ -218,19 +218,6 @@ pub struct AuthStore {
     metrics: MetricsSink,
 }
 
-impl AuthStore {
-    /// The table the store writes, for layers that keep their records beside
-    /// auth's own (the `Idempotency-Key` records).
-    pub fn table(&self) -> Arc<dyn Table> {
-        self.table.clone()
-    }
-
-    /// The clock the store reads.
-    pub fn clock(&self) -> Arc<dyn Clock> {
-        self.clock.clone()
-    }
-}
-
 impl std::fmt::Debug for AuthStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthStore")
