@@ -20,6 +20,7 @@ constellation_testkit::on_both_backends! {
     refresh_rotates_and_reuse_revokes_the_whole_family,
     refresh_tokens_expire_after_30_days,
     a_rotated_token_is_reuse_only_after_the_grace,
+    a_rotated_token_buys_one_sibling_only,
     sessions_end_90_days_after_login,
 }
 
@@ -168,6 +169,29 @@ async fn a_rotated_token_is_reuse_only_after_the_grace(app: AuthApp) {
         .filter(|e| e["action"] == "refresh_reuse")
         .collect();
     assert_eq!(reuse.len(), 1, "{audit:#?}");
+}
+
+/// Within the grace a rotated token buys one sibling; presented a third
+/// time it is reuse, even within the grace, so a replayed token cannot
+/// keep a chain of its own going beside the owner's.
+async fn a_rotated_token_buys_one_sibling_only(app: AuthApp) {
+    let owner = app.fx_register("ada@example.com").await;
+    let r0 = refresh_token(&owner).to_owned();
+    let first = app.refresh(&r0).await.json();
+    app.advance(Duration::seconds(2));
+    let sibling = app.refresh(&r0).await;
+    assert_eq!(sibling.status, StatusCode::OK);
+    let sibling = sibling.json();
+
+    app.advance(Duration::seconds(2));
+    app.refresh(&r0).await.assert_unauthorized();
+    // That third presentation was reuse: the whole family is gone.
+    app.refresh(refresh_token(&first))
+        .await
+        .assert_unauthorized();
+    app.refresh(refresh_token(&sibling))
+        .await
+        .assert_unauthorized();
 }
 
 async fn sessions_end_90_days_after_login(app: AuthApp) {

@@ -15,10 +15,12 @@
 //! both callers keep a working session. Nothing but hashes is ever stored:
 //! the winner's token is not kept in a form that could be handed out again,
 //! which is why the loser gets a new one rather than the same one. After the
-//! grace a rotated token is reuse, as before: the family is revoked. The
-//! price is that a stolen token replayed within the grace also gets a
-//! sibling; the grace is short, the family still dies with the first
-//! replay after it, and every sibling dies with the family.
+//! grace a rotated token is reuse, as before: the family is revoked. A
+//! rotated token buys one sibling only: presented a third time, even within
+//! the grace, it is reuse, so a thief replaying it cannot keep a chain of
+//! their own beside the owner's (the owner's next rotation and the thief's
+//! would both be siblings of one token, and the third presentation revokes
+//! the family).
 //!
 //! **Absolute lifetime.** A family ends [`SESSION_LIFETIME`] after its
 //! login however often it is refreshed; then refresh answers 401 and the
@@ -83,6 +85,11 @@ struct RefreshRecord {
         skip_serializing_if = "Option::is_none"
     )]
     rotated_at: Option<OffsetDateTime>,
+    /// Whether this rotated token already bought its one extra token within
+    /// the grace: a second presentation is reuse, so a thief replaying it
+    /// cannot grow a chain of their own beside the owner's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    grace_used: bool,
 }
 
 /// A stored family.
@@ -134,6 +141,7 @@ fn refresh_item(
         epoch,
         issued_at: now,
         rotated_at: None,
+        grace_used: false,
     };
     let mut item = record_item(refresh_key(token), &record)?;
     item.expires_at = Some((now + REFRESH_TOKEN_TTL).min(ends_at));
@@ -176,7 +184,9 @@ impl AuthStore {
             let now = self.clock.now();
             let presented = match (record.status, record.rotated_at) {
                 (TokenStatus::Active, _) => Presented::Fresh,
-                (TokenStatus::Rotated, Some(at)) if now < at + REFRESH_REUSE_GRACE => {
+                (TokenStatus::Rotated, Some(at))
+                    if now < at + REFRESH_REUSE_GRACE && !record.grace_used =>
+                {
                     Presented::WithinGrace
                 }
                 (TokenStatus::Rotated, _) => Presented::Reused,
@@ -224,12 +234,21 @@ impl AuthStore {
                         condition: Condition::VersionEquals(item.version),
                     }
                 }
-                // The presented token stays as it is (rotated, its grace
-                // counting from the first rotation).
-                Presented::WithinGrace | Presented::Reused => Write::Check {
-                    key: key.clone(),
-                    condition: Condition::VersionEquals(item.version),
-                },
+                // The presented token stays rotated (its grace counting from
+                // the first rotation) and spends its one extra token.
+                Presented::WithinGrace | Presented::Reused => {
+                    let spent = RefreshRecord {
+                        grace_used: true,
+                        ..record.clone()
+                    };
+                    let mut spent = record_item(key.clone(), &spent)?;
+                    spent.expires_at = item.expires_at;
+                    spent.version = item.version + 1;
+                    Write::Put {
+                        item: spent,
+                        condition: Condition::VersionEquals(item.version),
+                    }
+                }
             };
             let writes = [
                 presented_write,
