@@ -24,7 +24,7 @@ pub struct Relay(pub Arc<KvStore>);
 impl ScheduledHandler for Relay {
     async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
         tracing::debug!(schedule = %event.schedule, "outbox relay triggered");
-        let sent = self.0.relay_outbox(RELAY_MIN_AGE).await?;
-        Ok(json!({ "sent": sent }))
+        let report = self.0.relay_outbox(RELAY_MIN_AGE).await?;
+        Ok(json!({ "sent": report.sent, "refused": report.refused }))
     }
 }

@@ -249,13 +249,10 @@ impl KvStore {
     }
 
     /// Publishes change events older than `min_age` whose inline publish
-    /// failed; returns how many were sent.
+    /// failed.
     #[tracing::instrument(skip(self))]
-    pub async fn relay_outbox(&self, min_age: time::Duration) -> Result<usize, StoreError> {
-        self.outbox
-            .relay(min_age)
-            .await
-            .map(|r: RelayReport| r.sent)
+    pub async fn relay_outbox(&self, min_age: time::Duration) -> Result<RelayReport, StoreError> {
+        self.outbox.relay(min_age).await
     }
 }
 

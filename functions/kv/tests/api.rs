@@ -495,7 +495,8 @@ async fn every_write_and_delete_publishes_a_change_event_in_order(app: KvApp) {
             .store
             .relay_outbox(time::Duration::ZERO)
             .await
-            .unwrap(),
+            .unwrap()
+            .sent,
         0,
         "published events leave the outbox"
     );

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::events::{DomainEvent, EventBus};
+use crate::events::{DomainEvent, EventBus, EventsError};
 use crate::table::{
     Condition, Item, ItemKey, MAX_TRANSACTION_WRITES, Query, SortKey, StoreError, Table, Write,
 };
@@ -31,6 +31,9 @@ pub const RELAY_MIN_AGE: time::Duration = time::Duration::seconds(30);
 pub struct RelayReport {
     /// Events published.
     pub sent: usize,
+    /// Records left in place because they can never be published
+    /// (unreadable, or refused by the bus); each is logged as an error.
+    pub refused: usize,
 }
 
 /// The outbox of one service's table.
@@ -67,6 +70,13 @@ impl Outbox {
                 writes.len(),
                 events.len()
             )));
+        }
+        // An event the bus would refuse must not commit: once stored it could
+        // never be published.
+        for event in events {
+            event
+                .to_detail()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
         let now = self.clock.now();
         let mut all = writes;
@@ -120,12 +130,23 @@ impl Outbox {
                         Some(Ok(event)) => event,
                         _ => {
                             tracing::error!(pk = %item.key.pk, sk = %item.key.sk, "unreadable outbox record left in place");
+                            report.refused += 1;
                             continue;
                         }
                     };
-                    if let Err(e) = self.bus.publish(std::slice::from_ref(&event)).await {
-                        tracing::warn!(error = %e, "outbox relay could not publish; will retry");
-                        return Ok(report);
+                    match self.bus.publish(std::slice::from_ref(&event)).await {
+                        Ok(()) => {}
+                        // Retrying cannot help this one: keep it for an
+                        // operator, and relay the rest.
+                        Err(e @ EventsError::Invalid(_)) => {
+                            tracing::error!(pk = %item.key.pk, sk = %item.key.sk, event_id = %event.id, error = %e, "the bus refuses this outbox event; left in place");
+                            report.refused += 1;
+                            continue;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "outbox relay could not publish; will retry");
+                            return Ok(report);
+                        }
                     }
                     self.table.delete(&item.key, Condition::None).await?;
                     report.sent += 1;

@@ -14,10 +14,12 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::FutureExt as _;
 use tokio::sync::watch;
 
 use crate::queue::{QueueReceiver, ReceivedMessage};
@@ -77,7 +79,13 @@ pub async fn run_consumer<H, F>(
                 continue;
             }
         };
-        let failed: HashSet<String> = match handler(to_sqs_event(&source, &messages)).await {
+        // A panicking handler fails its batch (as a crashed Lambda would),
+        // and the consumer goes on.
+        let handled = AssertUnwindSafe(handler(to_sqs_event(&source, &messages)))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the batch handler panicked")));
+        let failed: HashSet<String> = match handled {
             Ok(response) => response
                 .batch_item_failures
                 .into_iter()
@@ -125,10 +133,14 @@ pub async fn run_schedule(
                 .ok(),
             execution_id: Some(uuid::Uuid::new_v4().to_string()),
         };
-        match handler.run(event).await {
-            Ok(report) => tracing::debug!(schedule = %name, %report, "schedule ran"),
-            Err(e) => {
+        // A panicking run is a failed run, not the end of the schedule.
+        match AssertUnwindSafe(handler.run(event)).catch_unwind().await {
+            Ok(Ok(report)) => tracing::debug!(schedule = %name, %report, "schedule ran"),
+            Ok(Err(e)) => {
                 tracing::warn!(schedule = %name, error = format!("{e:#}"), "schedule run failed; it runs again at its next time")
+            }
+            Err(_) => {
+                tracing::error!(schedule = %name, "schedule run panicked; it runs again at its next time")
             }
         }
     }
@@ -225,14 +237,19 @@ mod tests {
     #[async_trait::async_trait]
     impl ScheduledHandler for Counting {
         async fn run(&self, event: ScheduledEvent) -> anyhow::Result<serde_json::Value> {
-            self.0.lock().unwrap().push(event);
-            anyhow::ensure!(self.0.lock().unwrap().len() != 2, "a failing run");
+            let runs = {
+                let mut seen = self.0.lock().unwrap();
+                seen.push(event);
+                seen.len()
+            };
+            anyhow::ensure!(runs != 2, "a failing run");
+            assert!(runs != 3, "a panicking run");
             Ok(serde_json::json!({}))
         }
     }
 
     #[tokio::test]
-    async fn schedules_run_at_their_rate_survive_a_failed_run_and_stop() {
+    async fn schedules_run_at_their_rate_survive_failed_and_panicking_runs_and_stop() {
         let handler = Arc::new(Counting::default());
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run_schedule(
@@ -247,7 +264,7 @@ mod tests {
         let runs = handler.0.lock().unwrap().clone();
         assert!(
             (3..=5).contains(&runs.len()),
-            "{} runs in 470 ms at 100 ms, the second failing",
+            "{} runs in 470 ms at 100 ms, the second failing and the third panicking",
             runs.len()
         );
         assert!(runs.iter().all(|e| e.schedule == "every-100ms"

@@ -129,6 +129,29 @@ pub async fn outbox_commits_events_with_the_write(fx: &Fixture) -> anyhow::Resul
     );
     let stray = fx.receiver.receive(10, Duration::from_millis(500)).await?;
     ensure!(stray.is_empty(), "a refused write published {stray:?}");
+
+    // An event the bus would refuse (over EventBridge's 256 KiB) is refused
+    // before anything commits: stored, it could never be published.
+    let mut huge = fx_event(FX_ROUTED_EVENT, 3, fx)?;
+    huge.data = json!({ "blob": "x".repeat(300 * 1024) });
+    let other = ItemKey::new("thing", "huge");
+    let refused = outbox
+        .commit(
+            vec![Write::Put {
+                item: Item::new(other.clone()).with("v", 3),
+                condition: Condition::NotExists,
+            }],
+            &[huge],
+        )
+        .await;
+    ensure!(
+        matches!(refused, Err(constellation_platform::StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    ensure!(
+        fx.table.get(&other).await?.is_none(),
+        "the write of a refused event committed"
+    );
     Ok(())
 }
 
