@@ -14,6 +14,7 @@
 //! is older than [`KEY_SET_MAX_AGE`], so retired keys lapse without a cold
 //! start. The set is JSON, `constellation_core::token::PublicKeySet`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
@@ -22,6 +23,7 @@ use constellation_core::auth::Claims;
 use constellation_core::token::{
     Expected, Jwks, PublicKey, PublicKeyEntry, PublicKeySet, Rejection, UnverifiedToken,
 };
+use sha2::{Digest as _, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::clock::Clock;
@@ -35,6 +37,8 @@ pub const KEY_REFRESH_INTERVAL: Duration = Duration::seconds(30);
 /// A verifier re-reads the public key set when its copy is older than this
 /// (so retirements and prunes reach it without a cold start).
 pub const KEY_SET_MAX_AGE: Duration = Duration::minutes(5);
+/// How many verified tokens a verifier remembers (about 3 MB at most).
+pub const VERIFIED_CACHE_ENTRIES: usize = 10_000;
 
 /// Environment variable naming the token issuer (`iss`).
 pub const ISSUER_VAR: &str = "AUTH_ISSUER";
@@ -182,6 +186,9 @@ pub struct TokenVerifier {
     clock: Arc<dyn Clock>,
     /// When the public set was last (re-)read on demand.
     last_refresh: tokio::sync::Mutex<Option<OffsetDateTime>>,
+    /// Tokens already verified, by the SHA-256 of the token, until their
+    /// expiry: each token is checked once per instance, not per request.
+    verified: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
 }
 
 impl fmt::Debug for TokenVerifier {
@@ -208,10 +215,39 @@ impl TokenVerifier {
     /// header's `kid` must be in the public key set (re-read once if it is
     /// not, at most every [`KEY_REFRESH_INTERVAL`]) and valid now.
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.cached(&digest) {
+            return Ok(claims);
+        }
         let unverified = UnverifiedToken::parse(token)?;
         self.refresh_if_stale(self.clock.now()).await;
         let key = self.key_for(unverified.kid()).await?;
-        Ok(unverified.verify(&key, self.config.expected(), self.clock.now())?)
+        let claims = unverified.verify(&key, self.config.expected(), self.clock.now())?;
+        self.remember(digest, &claims);
+        Ok(claims)
+    }
+
+    /// The claims of a token verified before, while it has not expired (the
+    /// verification leeway is not granted again: past `exp` it is checked anew).
+    fn cached(&self, digest: &[u8; 32]) -> Option<Claims> {
+        let now = self.clock.now().unix_timestamp();
+        let cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(digest).filter(|c| c.exp > now).cloned()
+    }
+
+    /// Keeps `claims` for [`TokenVerifier::cached`]; the cache is bounded to
+    /// [`VERIFIED_CACHE_ENTRIES`]: expired entries go first, and if every
+    /// entry is live the cache starts over.
+    fn remember(&self, digest: [u8; 32], claims: &Claims) {
+        let now = self.clock.now().unix_timestamp();
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= VERIFIED_CACHE_ENTRIES {
+            cache.retain(|_, c| c.exp > now);
+            if cache.len() >= VERIFIED_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(digest, claims.clone());
     }
 
     /// The public key set as an RFC 7517 JWKS: every key still valid now.
@@ -326,6 +362,7 @@ pub async fn load_verifier(
         source,
         clock,
         last_refresh: tokio::sync::Mutex::new(None),
+        verified: std::sync::Mutex::default(),
     }))
 }
 
@@ -449,6 +486,44 @@ mod tests {
             verifier.verify(&token).await,
             Err(TokenError::Rejected(Rejection::Expired))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_remembered_until_it_expires_and_no_longer() {
+        let fx = fx();
+        let key = fx_key(1);
+        fx.publish(&[&key], Duration::ZERO).await;
+        let verifier = fx.verifier().await;
+        let (token, claims) = fx.token(&key);
+        assert_eq!(verifier.verify(&token).await.unwrap(), claims);
+
+        // The key set is gone from storage and from memory: only the cache
+        // can still vouch for the token.
+        fx.publish(&[&fx_key(2)], Duration::ZERO).await;
+        fx.clock.advance(KEY_SET_MAX_AGE + Duration::seconds(1));
+        assert!(
+            matches!(
+                verifier.verify(&fx.token(&key).0).await,
+                Err(TokenError::Rejected(Rejection::UnknownKey))
+            ),
+            "a new token of the old key is checked, and refused"
+        );
+        assert_eq!(
+            verifier.verify(&token).await.unwrap(),
+            claims,
+            "the token verified before is served from the cache"
+        );
+        let mut tampered = token.clone();
+        tampered.push('A');
+        assert!(
+            verifier.verify(&tampered).await.is_err(),
+            "a different string is never a cache hit"
+        );
+
+        // At its expiry it is checked again (and the key is unknown now).
+        fx.clock
+            .advance(ACCESS_TOKEN_TTL - KEY_SET_MAX_AGE - Duration::seconds(1));
+        assert!(verifier.verify(&token).await.is_err());
     }
 
     #[tokio::test]
