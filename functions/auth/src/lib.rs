@@ -3,7 +3,7 @@
 //! security audit log, and the public key set.
 //!
 //! [`mod@store`] holds the rules and speaks only to platform ports; [`http`] maps
-//! the HTTP contract onto it; [`app`] wires both to a [`Platform`]. The same
+//! the HTTP contract onto it; [`SERVICE`] describes it to every host. The same
 //! router runs under Lambda (`src/bin/auth.rs`), `constellation serve`, and
 //! the tests. [`signing`] holds the private signing key and its rotation:
 //! only this service loads it; every service verifies with
@@ -23,7 +23,7 @@ use std::sync::Arc;
 use constellation_core::OrgId;
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::tokens::{TokenVerifier, load_verifier};
+use constellation_platform::tokens::TokenVerifier;
 use constellation_web::ServiceInfo;
 use constellation_web::auth::with_auth;
 
@@ -57,26 +57,6 @@ pub async fn store(
         resources.settings,
         metrics,
     ))
-}
-
-/// The complete auth HTTP application over the platform, with the shared
-/// layers, production password hashing and token verification.
-pub async fn app(
-    platform: &Platform,
-    resources: &AuthResources,
-    metrics: MetricsSink,
-) -> anyhow::Result<axum::Router> {
-    // In order, not at once: on a fresh local data dir the issuer creates
-    // the first key pair, which the verifier must then read.
-    let store = store(
-        platform,
-        resources,
-        PasswordHasherParams::owasp(),
-        metrics.clone(),
-    )
-    .await?;
-    let verifier = load_verifier(platform, &resources.tokens.verifier()).await?;
-    Ok(app_with(Arc::new(store), verifier, metrics))
 }
 
 /// The complete auth HTTP application over an existing store and verifier.

@@ -55,7 +55,7 @@ pub struct AuthState {
     pub trusted_proxies: usize,
 }
 
-/// The auth routes (without the shared layers nor the token layer; see [`crate::app`]).
+/// The auth routes (without the shared layers nor the token layer; see [`crate::app_with`]).
 pub fn router(state: AuthState) -> Router {
     Router::new()
         .route("/v1/auth/register", post(register))

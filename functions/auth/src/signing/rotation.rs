@@ -33,6 +33,23 @@ async fn write_signing(secrets: &dyn Secrets, name: &str, doc: &SigningDoc) -> a
         .with_context(|| format!("write secret {name}"))
 }
 
+/// Generates a key pair, makes it the current key of `public` and writes
+/// both secrets (the public set first); returns its `kid`.
+async fn install_new_key(
+    secrets: &dyn Secrets,
+    cfg: &SigningConfig,
+    public: &mut PublicKeySet,
+    now: OffsetDateTime,
+) -> anyhow::Result<String> {
+    let key = generate_key();
+    let doc = SigningDoc::new(&key, now);
+    publish(public, PublicKeyEntry::new(&key.public_key(), now), now);
+    // Public first: a token must never name a key verifiers cannot find.
+    write_public_keys(secrets, &cfg.public_keys_secret, public).await?;
+    write_signing(secrets, &cfg.signing_keys_secret, &doc).await?;
+    Ok(doc.kid)
+}
+
 /// Creates a first key pair if there is none (used locally on first start and
 /// by `serve --provision`), and repairs a public set missing the current key.
 pub async fn ensure_keys(
@@ -59,17 +76,8 @@ pub async fn ensure_keys(
             }
         }
         None => {
-            let key = generate_key();
-            let doc = SigningDoc::new(&key, now);
-            publish(
-                &mut public,
-                PublicKeyEntry::new(&key.public_key(), now),
-                now,
-            );
-            // Public first: a token must never name a key verifiers cannot find.
-            write_public_keys(secrets, &cfg.public_keys_secret, &public).await?;
-            write_signing(secrets, &cfg.signing_keys_secret, &doc).await?;
-            tracing::info!(kid = %doc.kid, "created the first token signing key");
+            let kid = install_new_key(secrets, cfg, &mut public, now).await?;
+            tracing::info!(%kid, "created the first token signing key");
         }
     }
     Ok(())
@@ -98,21 +106,13 @@ pub async fn rotate_keys(
                 .push(PublicKeyEntry::new(&prev_key.public_key(), now));
         }
     }
-    let key = generate_key();
-    let doc = SigningDoc::new(&key, now);
-    publish(
-        &mut public,
-        PublicKeyEntry::new(&key.public_key(), now),
-        now,
-    );
-    write_public_keys(secrets, &cfg.public_keys_secret, &public).await?;
-    write_signing(secrets, &cfg.signing_keys_secret, &doc).await?;
+    let kid = install_new_key(secrets, cfg, &mut public, now).await?;
     tracing::info!(
-        kid = %doc.kid,
+        %kid,
         previous = previous.as_ref().map(|p| p.kid.as_str()),
         "rotated the token signing key"
     );
-    Ok(doc.kid)
+    Ok(kid)
 }
 
 #[cfg(test)]
