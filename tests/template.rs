@@ -91,10 +91,17 @@ fn every_subscription_has_a_rule() {
     for service in SERVICES {
         for sub in service.subscriptions {
             for event in sub.events {
+                // The rule's pattern, then (within the same rule) its target.
+                let rule = template
+                    .split("\n\n")
+                    .find(|block| {
+                        block.contains("Type: AWS::Events::Rule")
+                            && block.contains(&format!("detail-type: [{event}]"))
+                    })
+                    .unwrap_or_else(|| panic!("{}: no EventBus rule routes {event}", service.name));
                 assert!(
-                    template.contains(&format!("detail-type: [{event}]"))
-                        || template.contains(&format!("- {event}\n")),
-                    "{}: no EventBus rule routes {event}",
+                    rule.contains("EventBusName: !Ref EventBus") && rule.contains("Arn: !GetAtt "),
+                    "{}: the rule for {event} must be on the bus and target a queue:\n{rule}",
                     service.name
                 );
             }
