@@ -55,8 +55,8 @@ pub async fn store(platform: &Platform, resources: &KvResources) -> anyhow::Resu
     let table = platform
         .table(&resources.table, &resources.cursor_secret)
         .await?;
-    let bus = platform.event_bus(&resources.event_bus);
-    Ok(KvStore::new(table, bus, platform.clock()))
+    let outbox = platform.outbox(&resources.table, table.clone(), &resources.event_bus);
+    Ok(KvStore::with_outbox(table, outbox, platform.clock()))
 }
 
 async fn context_store(ctx: &Context) -> anyhow::Result<KvStore> {

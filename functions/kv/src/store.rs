@@ -5,12 +5,14 @@
 //! one partition query in byte order and no request can reach another
 //! organization's keys. The value travels as the item's binary payload.
 //!
-//! Writes are optimistic: read the current version, check the client's
-//! precondition against it, then write conditioned on that version; a lost
-//! race re-reads and re-checks. Each write commits its `kv.changed` event
-//! through the platform's [`Outbox`] (same transaction), so an acknowledged
-//! write never loses its event; [`KvStore::relay_outbox`] (the `kv-outbox`
-//! schedule) sends what an inline publish could not.
+//! A `PUT` without a precondition is last-writer-wins: an upsert whose
+//! version the backend increments atomically, so concurrent writers of one
+//! key all succeed. Conditional writes are optimistic: read the current
+//! version, check the client's precondition against it, then write
+//! conditioned on that version; a lost race re-reads and re-checks. Each
+//! write commits its `kv.changed` event through the platform's [`Outbox`],
+//! so an acknowledged write never loses its event; [`KvStore::relay_outbox`]
+//! (the `kv-outbox` schedule) sends what an inline publish could not.
 
 use std::sync::Arc;
 
@@ -100,11 +102,18 @@ fn random_etag() -> Etag {
 }
 
 impl KvStore {
-    /// A store over `table`, publishing changes on `bus`.
+    /// A store over `table`, publishing changes on `bus` through outbox
+    /// records in `table`.
     pub fn new(table: Arc<dyn Table>, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>) -> Self {
+        Self::with_outbox(table.clone(), Outbox::new(table, bus, clock.clone()), clock)
+    }
+
+    /// A store over `table` committing its changes through `outbox` (see
+    /// [`constellation_platform::config::Platform::outbox`]).
+    pub fn with_outbox(table: Arc<dyn Table>, outbox: Outbox, clock: Arc<dyn Clock>) -> Self {
         Self {
-            outbox: Outbox::new(table.clone(), bus, clock.clone()),
             table,
+            outbox,
             clock,
         }
     }
@@ -130,6 +139,9 @@ impl KvStore {
         put: EntryForPut,
     ) -> Result<(Entry, bool), KvError> {
         let item_key = ItemKey::new(partition(org, ns), key.as_str());
+        if put.precondition == Precondition::None {
+            return self.put_unconditionally(org, ns, key, item_key, put).await;
+        }
         let attempt = || async {
             let current = self.table.get(&item_key).await?;
             let current_tag = current.as_ref().map(stored_etag).transpose()?;
@@ -138,16 +150,8 @@ impl KvStore {
             }
             let now = self.clock.now();
             let version = current.as_ref().map_or(1, |i| i.version + 1);
-            let etag = random_etag();
-            let mut item = Item::new(item_key.clone())
-                .with("content_type", put.content_type.as_str())
-                .with("etag", etag.as_str())
-                .with("updated_at", rfc3339(now));
+            let mut item = new_item(item_key.clone(), &put, now);
             item.version = version;
-            item.bytes = Some(put.value.clone());
-            item.expires_at = put.ttl.map(|t| {
-                now + time::Duration::seconds(i64::try_from(t.seconds()).unwrap_or(i64::MAX))
-            });
             let condition = match &current {
                 Some(c) => Condition::VersionEquals(c.version),
                 None => Condition::NotExists,
@@ -163,6 +167,23 @@ impl KvStore {
         retry_on_conflict(attempt, lost_race)
             .await
             .map_err(contention)
+    }
+
+    /// Last writer wins: never a precondition failure, never a lost race.
+    async fn put_unconditionally(
+        &self,
+        org: &OrgId,
+        ns: &Namespace,
+        key: &Key,
+        item_key: ItemKey,
+        put: EntryForPut,
+    ) -> Result<(Entry, bool), KvError> {
+        let now = self.clock.now();
+        let mut item = new_item(item_key, &put, now);
+        // The outbox sets the version the upsert gets.
+        let event = self.event(org, ns, key, 0, ChangeOp::Put, now)?;
+        item.version = self.outbox.upsert(item.clone(), event).await?;
+        Ok((entry_from_item(ns, &item, false)?, item.version == 1))
     }
 
     /// Deletes an entry if it exists and the precondition holds; returns what was deleted.
@@ -268,6 +289,19 @@ fn contention(e: KvError) -> KvError {
     } else {
         e
     }
+}
+
+/// The item a write stores (its version is the caller's to set).
+fn new_item(key: ItemKey, put: &EntryForPut, now: OffsetDateTime) -> Item {
+    let mut item = Item::new(key)
+        .with("content_type", put.content_type.as_str())
+        .with("etag", random_etag().as_str())
+        .with("updated_at", rfc3339(now));
+    item.bytes = Some(put.value.clone());
+    item.expires_at = put
+        .ttl
+        .map(|t| now + time::Duration::seconds(i64::try_from(t.seconds()).unwrap_or(i64::MAX)));
+    item
 }
 
 fn stored_etag(item: &Item) -> Result<Etag, StoreError> {

@@ -20,6 +20,7 @@ constellation_testkit::on_both_backends! {
     conditional_reads_and_writes,
     if_match_compares_strongly_and_if_none_match_weakly,
     concurrent_compare_and_swap_has_one_winner,
+    concurrent_unconditional_puts_all_succeed_last_writer_wins,
     ttl_sets_expires_at_to_now_plus_ttl_and_hides_the_value_after_it,
     listing_pages_through_keys_in_byte_order,
     bad_input_is_a_problem_naming_the_field_and_writes_nothing,
@@ -226,6 +227,49 @@ async fn concurrent_compare_and_swap_has_one_winner(app: KvApp) {
         "the winner's value is stored"
     );
     assert_eq!(stored.header("etag"), replies[winners[0]].header("etag"));
+}
+
+/// Forty clients write one key without a precondition at once: every write
+/// succeeds (one creates it, 201; the rest replace it, 200), each gets its own
+/// version, the stored entry is the one with the highest, and every write
+/// published its change event with its version.
+async fn concurrent_unconditional_puts_all_succeed_last_writer_wins(app: KvApp) {
+    let writers = 40_u64;
+    let replies = futures::future::join_all(
+        (0..writers).map(|i| app.put("/v1/kv/ns/hot").raw(format!("{i}")).send()),
+    )
+    .await;
+    let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let replaced = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!((created, replaced), (1, 39), "{statuses:?}");
+    let mut versions: Vec<u64> = replies
+        .iter()
+        .map(|r| r.json()["version"].as_u64().unwrap())
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=writers).collect::<Vec<_>>());
+
+    let last = replies
+        .iter()
+        .find(|r| r.json()["version"] == writers)
+        .unwrap();
+    let stored = app.get("/v1/kv/ns/hot").await;
+    stored.assert_status(StatusCode::OK);
+    assert_eq!(stored.header("etag"), last.header("etag"));
+    let head = app.get("/v1/kv/ns").await.json();
+    assert_eq!(head["items"][0]["version"], writers, "{head}");
+
+    let events = app.service.change_events().await;
+    let mut published: Vec<u64> = events
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    published.sort_unstable();
+    assert_eq!(published, (1..=writers).collect::<Vec<_>>());
 }
 
 async fn ttl_sets_expires_at_to_now_plus_ttl_and_hides_the_value_after_it(app: KvApp) {

@@ -17,6 +17,7 @@ use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock};
 use crate::events::EventBus;
 use crate::local::LocalBackend;
+use crate::outbox::Outbox;
 use crate::queue::{Queue, QueueAdmin, QueueReceiver, QueueSpec};
 use crate::secrets::{CachedSecrets, SecretValue, Secrets};
 use crate::table::Table;
@@ -298,6 +299,18 @@ impl Platform {
         match &self.backend {
             Backend::Local { backend, .. } => Arc::new(backend.event_bus(name)),
             Backend::Aws(b) => Arc::new(b.event_bus(name)),
+        }
+    }
+
+    /// The outbox of `table` (opened as table `table_name`) publishing on bus
+    /// `bus`. Locally, writes and their events commit in one transaction.
+    pub fn outbox(&self, table_name: &str, table: Arc<dyn Table>, bus: &str) -> Outbox {
+        let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone());
+        match &self.backend {
+            Backend::Local { backend, .. } => {
+                outbox.with_atomic(Arc::new(backend.outbox(table_name, bus)))
+            }
+            Backend::Aws(_) => outbox,
         }
     }
 

@@ -11,8 +11,27 @@
 //! Records live in the service's own table under `OUTBOX#<shard>`, sorted by
 //! a fixed-width timestamp, spread over a few partitions so a busy service
 //! does not write one hot partition.
+//!
+//! Where the table and the bus share one store (the local backend: queues
+//! live in the same SQLite database), an [`AtomicOutbox`] commits the writes
+//! and delivers the events in one transaction instead: no record, no
+//! relay, one commit.
+//!
+//! [`Outbox::upsert`] is the last-writer-wins write: the backend increments
+//! the version atomically, so it never loses a race, and its event carries
+//! the version it got (`data.version`). Where the write and the event cannot
+//! commit together (DynamoDB cannot return the version from a transaction),
+//! the event is first recorded with the item's key, then the item is
+//! upserted with the event's id in [`UPSERT_EVENT_ATTR`]; a record the
+//! request could not publish is sent by the relay with the item's version
+//! if the item still carries that event id. If a later write replaced the
+//! item first, the record is dropped: the later write's event reports the
+//! key's state, so a consumer misses only an intermediate version, and only
+//! when a request died between its write and its publish.
 
 use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::events::{DomainEvent, EventBus, EventsError};
@@ -26,11 +45,43 @@ pub const SHARDS: u32 = 8;
 /// wrote it, so the relay leaves it alone.
 pub const RELAY_MIN_AGE: time::Duration = time::Duration::seconds(30);
 
+/// The attribute [`Outbox::upsert`] sets on the item to the id of its event,
+/// so the relay can tell whether the item is still that write's.
+pub const UPSERT_EVENT_ATTR: &str = "outbox_event";
+
+/// Sets `data.version` of an upsert's event to the version its item got.
+pub fn set_version(event: &mut DomainEvent, version: u64) -> Result<(), StoreError> {
+    match event.data.as_object_mut() {
+        Some(data) => {
+            data.insert("version".to_owned(), version.into());
+            Ok(())
+        }
+        None => Err(StoreError::Invalid(
+            "an upsert's event data must be an object (it gets `version`)".into(),
+        )),
+    }
+}
+
+/// A backend whose table and bus share one transactional store.
+#[async_trait]
+pub trait AtomicOutbox: Send + Sync + std::fmt::Debug {
+    /// Applies `writes` (as [`Table::transact`]) and delivers `events` to the
+    /// queues routed to them, all in one transaction.
+    async fn commit(&self, writes: Vec<Write>, events: Vec<DomainEvent>) -> Result<(), StoreError>;
+
+    /// Upserts `item` (as [`Table::upsert`]) and delivers `event` with the
+    /// version it got ([`set_version`]) in one transaction; returns the version.
+    async fn upsert(&self, item: Item, event: DomainEvent) -> Result<u64, StoreError>;
+}
+
 /// What one relay run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RelayReport {
     /// Events published.
     pub sent: usize,
+    /// Upsert events dropped because a later write replaced their item (or
+    /// the write never happened): the later write's event stands for them.
+    pub superseded: usize,
     /// Records left in place because they can never be published
     /// (unreadable, or refused by the bus); each is logged as an error.
     pub refused: usize,
@@ -42,6 +93,7 @@ pub struct Outbox {
     table: Arc<dyn Table>,
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
+    atomic: Option<Arc<dyn AtomicOutbox>>,
 }
 
 /// A fixed-width, sortable timestamp for outbox sort keys.
@@ -52,7 +104,75 @@ fn stamp(t: time::OffsetDateTime) -> String {
 impl Outbox {
     /// The outbox in `table`, publishing on `bus`.
     pub fn new(table: Arc<dyn Table>, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>) -> Self {
-        Self { table, bus, clock }
+        Self {
+            table,
+            bus,
+            clock,
+            atomic: None,
+        }
+    }
+
+    /// Commits through `atomic` (the same table and bus in one store) instead
+    /// of records and a relay.
+    pub fn with_atomic(mut self, atomic: Arc<dyn AtomicOutbox>) -> Self {
+        self.atomic = Some(atomic);
+        self
+    }
+
+    /// Stores `item` over whatever is stored under its key (last writer
+    /// wins; see [`Table::upsert`]) and commits `event` with it, its
+    /// `data.version` set to the version the item got (see the module docs
+    /// for what "with" means without an [`AtomicOutbox`]). Returns the version.
+    pub async fn upsert(&self, mut item: Item, mut event: DomainEvent) -> Result<u64, StoreError> {
+        // Validate the event's shape (with the widest version) before
+        // anything is written.
+        set_version(&mut event, u64::MAX)?;
+        event
+            .to_detail()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if let Some(atomic) = &self.atomic {
+            return atomic.upsert(item, event).await;
+        }
+        let key = self.record_key(&event);
+        let body = serde_json::to_string(&event)
+            .map_err(|e| StoreError::Invalid(format!("event does not serialize: {e}")))?;
+        let record = Item::new(key.clone())
+            .with("event", body)
+            .with("upsert_pk", item.key.pk.as_str())
+            .with("upsert_sk", item.key.sk.as_str());
+        self.table.put(&record, Condition::NotExists).await?;
+        item.attrs
+            .insert(UPSERT_EVENT_ATTR.to_owned(), event.id.clone().into());
+        let version = self.table.upsert(&item).await?;
+        set_version(&mut event, version)?;
+        self.publish_and_clear(std::slice::from_ref(&event), std::slice::from_ref(&key))
+            .await;
+        Ok(version)
+    }
+
+    fn record_key(&self, event: &DomainEvent) -> ItemKey {
+        let shard = uuid::Uuid::new_v4().as_u128() % u128::from(SHARDS);
+        ItemKey::new(
+            format!("OUTBOX#{shard}"),
+            format!("{}#{}", stamp(self.clock.now()), event.id),
+        )
+    }
+
+    /// Publishes `events` and removes their records; a failure leaves the
+    /// records to the relay.
+    async fn publish_and_clear(&self, events: &[DomainEvent], keys: &[ItemKey]) {
+        match self.bus.publish(events).await {
+            Ok(()) => {
+                for key in keys {
+                    if let Err(e) = self.table.delete(key, Condition::None).await {
+                        tracing::warn!(error = %e, "published event left in the outbox; it will be sent again");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "events not published; the outbox relay will send them");
+            }
+        }
     }
 
     /// Applies `writes` and records `events` in one transaction, then
@@ -78,17 +198,15 @@ impl Outbox {
                 .to_detail()
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
-        let now = self.clock.now();
+        if let Some(atomic) = &self.atomic {
+            return atomic.commit(writes, events.to_vec()).await;
+        }
         let mut all = writes;
         let mut keys = Vec::with_capacity(events.len());
         for event in events {
             let body = serde_json::to_string(event)
                 .map_err(|e| StoreError::Invalid(format!("event does not serialize: {e}")))?;
-            let shard = uuid::Uuid::new_v4().as_u128() % u128::from(SHARDS);
-            let key = ItemKey::new(
-                format!("OUTBOX#{shard}"),
-                format!("{}#{}", stamp(now), event.id),
-            );
+            let key = self.record_key(event);
             all.push(Write::Put {
                 item: Item::new(key.clone()).with("event", body),
                 condition: Condition::NotExists,
@@ -96,20 +214,8 @@ impl Outbox {
             keys.push(key);
         }
         self.table.transact(&all).await?;
-        if events.is_empty() {
-            return Ok(());
-        }
-        match self.bus.publish(events).await {
-            Ok(()) => {
-                for key in &keys {
-                    if let Err(e) = self.table.delete(key, Condition::None).await {
-                        tracing::warn!(error = %e, "published event left in the outbox; it will be sent again");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "events not published; the outbox relay will send them");
-            }
+        if !events.is_empty() {
+            self.publish_and_clear(events, &keys).await;
         }
         Ok(())
     }
@@ -131,6 +237,15 @@ impl Outbox {
                         _ => {
                             tracing::error!(pk = %item.key.pk, sk = %item.key.sk, "unreadable outbox record left in place");
                             report.refused += 1;
+                            continue;
+                        }
+                    };
+                    let event = match self.resolve_upsert(item, event).await? {
+                        Some(event) => event,
+                        None => {
+                            tracing::info!(pk = %item.key.pk, sk = %item.key.sk, "upsert event superseded by a later write; dropped");
+                            self.table.delete(&item.key, Condition::None).await?;
+                            report.superseded += 1;
                             continue;
                         }
                     };
@@ -161,5 +276,25 @@ impl Outbox {
             tracing::info!(sent = report.sent, "relayed stranded events");
         }
         Ok(report)
+    }
+
+    /// For the record of an upsert, its event with the version the item got,
+    /// or `None` if the item is no longer that write's; other records' events
+    /// as they are.
+    async fn resolve_upsert(
+        &self,
+        record: &Item,
+        mut event: DomainEvent,
+    ) -> Result<Option<DomainEvent>, StoreError> {
+        let (Some(pk), Some(sk)) = (record.str("upsert_pk"), record.str("upsert_sk")) else {
+            return Ok(Some(event));
+        };
+        let item = self.table.get(&ItemKey::new(pk, sk)).await?;
+        let Some(item) = item.filter(|i| i.str(UPSERT_EVENT_ATTR) == Some(event.id.as_str()))
+        else {
+            return Ok(None);
+        };
+        set_version(&mut event, item.version)?;
+        Ok(Some(event))
     }
 }

@@ -319,6 +319,14 @@ pub trait Table: Send + Sync + std::fmt::Debug {
     /// returns the new value.
     async fn add(&self, add: &Add) -> Result<i64, StoreError>;
 
+    /// Stores `item` whatever is stored under its key now (last writer
+    /// wins), with the next version: the live item's version + 1, or 1 when
+    /// there is none (an expired item counts as none). `item.version` is
+    /// ignored. Returns the version stored. The version is incremented
+    /// atomically by the backend, so a concurrent writer never makes an
+    /// upsert fail.
+    async fn upsert(&self, item: &Item) -> Result<u64, StoreError>;
+
     /// Applies all writes or none (at most [`MAX_TRANSACTION_WRITES`], distinct keys).
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError>;
 }

@@ -816,6 +816,73 @@ pub async fn secrets_roundtrip_and_cache(fx: &Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An upsert replaces the whole item with the next version (1 when there is
+/// none, or only an expired one), and concurrent upserts of one key all
+/// succeed with distinct versions: last writer wins, no lost race.
+pub async fn table_upsert_versions_and_races(fx: &Fixture) -> anyhow::Result<()> {
+    let t = fx.table.as_ref();
+    let key = ItemKey::new("up", "k");
+    let mut first = fx_item("up", "k").with("a", 1).with("gone", "soon");
+    first.bytes = Some(Bytes::from_static(b"one"));
+    first.gsi1 = Some(IndexKey::new("g", "1"));
+    first.version = 77; // ignored
+    ensure!(
+        t.upsert(&first).await? == 1,
+        "a new item starts at version 1"
+    );
+    let second = fx_item("up", "k").with("a", 2);
+    ensure!(
+        t.upsert(&second).await? == 2,
+        "the next upsert is version 2"
+    );
+    let got = t.get(&key).await?.context("upserted item missing")?;
+    let expected = Item {
+        version: 2,
+        ..second.clone()
+    };
+    ensure!(
+        got == expected,
+        "an upsert replaces the whole item (attributes, bytes, index keys):\n{got:?}\n!=\n{expected:?}"
+    );
+
+    let mut expiring = second.clone().with("a", 3);
+    expiring.expires_at = Some(fx.clock.now() + time::Duration::seconds(60));
+    ensure!(t.upsert(&expiring).await? == 3);
+    fx.clock.advance(time::Duration::seconds(120));
+    ensure!(
+        t.upsert(&second).await? == 1,
+        "an expired item counts as none: the upsert starts again at 1"
+    );
+    let got = t
+        .get(&key)
+        .await?
+        .context("item missing after upsert over expired")?;
+    ensure!(
+        got.expires_at.is_none(),
+        "the expiry of the replaced item survived"
+    );
+
+    let racers = 40;
+    let results = join_all((0..racers).map(|n| {
+        let item = fx_item("up", "k").with("writer", n);
+        async move { t.upsert(&item).await }
+    }))
+    .await;
+    let mut versions = BTreeSet::new();
+    for r in results {
+        versions.insert(r.context("a concurrent upsert failed")?);
+    }
+    let expected: BTreeSet<u64> = (2..2 + racers).collect();
+    ensure!(
+        versions == expected,
+        "{racers} concurrent upserts got versions {versions:?}, not 2..={}",
+        1 + racers
+    );
+    let last = t.get(&key).await?.context("item missing after the race")?;
+    ensure!(last.version == 1 + racers, "final version {}", last.version);
+    Ok(())
+}
+
 /// Instantiates the suite for one backend: `conformance_suite!(fixture_fn)`
 /// inside a module, where `fixture_fn` is an async fn returning
 /// `anyhow::Result<Fixture>`. Every body of [`crate::conformance`] and
@@ -836,6 +903,7 @@ macro_rules! conformance_suite {
             conformance::table_transaction_rollback,
             conformance::table_transaction_commits_all,
             conformance::table_ttl_invisibility,
+            conformance::table_upsert_versions_and_races,
             conformance::blob_put_get_head_delete,
             conformance::blob_presigned_put_pins_type_and_length,
             conformance::blob_presigned_urls_expire,
@@ -845,6 +913,8 @@ macro_rules! conformance_suite {
             conformance::secrets_roundtrip_and_cache,
             messaging::bus_routes_events_to_subscribed_queues,
             messaging::outbox_commits_events_with_the_write,
+            messaging::outbox_upsert_publishes_the_version_it_got,
+            messaging::outbox_relay_resolves_or_drops_stranded_upserts,
             messaging::worker_reports_exactly_the_failed_records,
             messaging::worker_poison_message_dead_letters_and_redrive_brings_it_back,
             messaging::worker_duplicate_delivery_applies_once,

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::local::LocalBackend;
+use constellation_platform::outbox::Outbox;
 use constellation_platform::{
     BlobStore, Clock, EventBus, ManualClock, Queue, QueueAdmin, QueueReceiver, QueueSpec, Route,
     SecretValue, Secrets, Table,
@@ -62,6 +63,9 @@ pub struct Fixture {
     pub secrets: Arc<dyn Secrets>,
     /// The clock the table's TTL reads.
     pub clock: Arc<ManualClock>,
+    /// The outbox of `table` on `bus` as the platform builds it: atomic
+    /// locally, records and a relay in AWS.
+    pub outbox: Outbox,
     _keep: Keep,
 }
 
@@ -119,9 +123,13 @@ pub async fn local() -> anyhow::Result<Fixture> {
     backend
         .set_routes("conformance", &[Route::new(FX_ROUTED_EVENT, &spec.name)])
         .await?;
+    let table: Arc<dyn Table> = Arc::new(backend.table("conformance", fx_key(1)));
+    let bus: Arc<dyn EventBus> = Arc::new(backend.event_bus("conformance"));
+    let outbox = Outbox::new(table.clone(), bus.clone(), clock.clone())
+        .with_atomic(Arc::new(backend.outbox("conformance", "conformance")));
     Ok(Fixture {
         backend: "local",
-        table: Arc::new(backend.table("conformance", fx_key(1))),
+        table,
         blobs: Arc::new(backend.blob_store("conformance", &base_url, fx_key(2))),
         queue: Arc::new(backend.queue(&spec.name)),
         receiver: Arc::new(backend.receiver(&spec)),
@@ -130,9 +138,10 @@ pub async fn local() -> anyhow::Result<Fixture> {
         queue_name: spec.name.clone(),
         dead_letter_name: dlq.name.clone(),
         admin: Arc::new(backend.clone()),
-        bus: Arc::new(backend.event_bus("conformance")),
+        bus,
         secrets: Arc::new(backend.secrets()),
         clock,
+        outbox,
         _keep: Keep::Local {
             _dir: dir,
             _server: AbortOnDrop(server),
@@ -182,9 +191,13 @@ pub async fn aws() -> anyhow::Result<Fixture> {
         .ensure_routes(&bus, &[Route::new(FX_ROUTED_EVENT, &spec.name)])
         .await?;
 
+    let table: Arc<dyn Table> =
+        Arc::new(backend.table(&table_name, fx_key(1), clock.clone() as Arc<dyn Clock>));
+    let bus: Arc<dyn EventBus> = Arc::new(backend.event_bus(&bus));
+    let outbox = Outbox::new(table.clone(), bus.clone(), clock.clone());
     Ok(Fixture {
         backend: "aws",
-        table: Arc::new(backend.table(&table_name, fx_key(1), clock.clone() as Arc<dyn Clock>)),
+        table,
         blobs: Arc::new(backend.blob_store(&bucket)),
         queue: Arc::new(backend.queue(&queue_url)),
         receiver: Arc::new(backend.receiver(&queue_url).await?),
@@ -193,9 +206,10 @@ pub async fn aws() -> anyhow::Result<Fixture> {
         queue_name: spec.name.clone(),
         dead_letter_name: dlq_name,
         admin: Arc::new(backend.clone()),
-        bus: Arc::new(backend.event_bus(&bus)),
+        bus,
         secrets: Arc::new(backend.secrets()),
         clock,
+        outbox,
         _keep: Keep::Aws { _gate: gate },
     })
 }

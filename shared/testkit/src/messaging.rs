@@ -83,7 +83,7 @@ pub async fn bus_routes_events_to_subscribed_queues(fx: &Fixture) -> anyhow::Res
 /// The outbox commits the write and its event together, publishes the
 /// event, and leaves nothing to relay; a failed condition writes neither.
 pub async fn outbox_commits_events_with_the_write(fx: &Fixture) -> anyhow::Result<()> {
-    let outbox = Outbox::new(fx.table.clone(), fx.bus.clone(), fx.clock.clone());
+    let outbox = &fx.outbox;
     let key = ItemKey::new("thing", "1");
     let event = fx_event(FX_ROUTED_EVENT, 1, fx)?;
     outbox
@@ -151,6 +151,111 @@ pub async fn outbox_commits_events_with_the_write(fx: &Fixture) -> anyhow::Resul
     ensure!(
         fx.table.get(&other).await?.is_none(),
         "the write of a refused event committed"
+    );
+    Ok(())
+}
+
+/// Concurrent upserts through the outbox all succeed, and each publishes one
+/// event carrying the version that write got.
+pub async fn outbox_upsert_publishes_the_version_it_got(fx: &Fixture) -> anyhow::Result<()> {
+    let racers = 20_u64;
+    let results = futures::future::join_all((0..racers).map(|n| {
+        let item = Item::new(ItemKey::new("thing", "hot")).with("writer", n);
+        let event = fx_event(FX_ROUTED_EVENT, 0, fx);
+        async move {
+            fx.outbox
+                .upsert(item, event?)
+                .await
+                .map_err(anyhow::Error::from)
+        }
+    }))
+    .await;
+    let mut versions = BTreeSet::new();
+    for r in results {
+        versions.insert(r.context("a concurrent upsert failed")?);
+    }
+    let expected: BTreeSet<u64> = (1..=racers).collect();
+    ensure!(versions == expected, "versions {versions:?}");
+    let mut published = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while published.len() < racers as usize && tokio::time::Instant::now() < deadline {
+        for m in fx.receiver.receive(10, Duration::from_millis(500)).await? {
+            fx.receiver.delete(&m.receipt_handle).await?;
+            let event = DomainEvent::from_queue_body(&m.body)?;
+            let version = event.data["version"]
+                .as_u64()
+                .context("event without version")?;
+            ensure!(
+                published.insert(version),
+                "version {version} published twice"
+            );
+        }
+    }
+    ensure!(
+        published == expected,
+        "published versions {published:?}, not 1..={racers}"
+    );
+    fx.clock.advance(time::Duration::minutes(5));
+    let report = fx.outbox.relay(time::Duration::ZERO).await?;
+    ensure!(
+        report.sent == 0,
+        "published upserts stayed in the outbox: {report:?}"
+    );
+    Ok(())
+}
+
+/// A bus that is down.
+#[derive(Debug)]
+struct DownBus;
+
+#[async_trait]
+impl constellation_platform::EventBus for DownBus {
+    async fn publish(
+        &self,
+        _: &[DomainEvent],
+    ) -> Result<(), constellation_platform::events::EventsError> {
+        Err(constellation_platform::events::EventsError::Unavailable(
+            anyhow::anyhow!("bus down"),
+        ))
+    }
+}
+
+/// With records and a relay: upserts whose publish failed are relayed with
+/// the version their item got, unless a later write replaced the item, in
+/// which case the later write's event stands for them.
+pub async fn outbox_relay_resolves_or_drops_stranded_upserts(fx: &Fixture) -> anyhow::Result<()> {
+    let down = Outbox::new(fx.table.clone(), Arc::new(DownBus), fx.clock.clone());
+    let (hot, cold) = (ItemKey::new("thing", "hot"), ItemKey::new("thing", "cold"));
+    for (key, n) in [(&hot, 1), (&hot, 2), (&cold, 3)] {
+        let item = Item::new(key.clone()).with("n", n);
+        down.upsert(item, fx_event(FX_ROUTED_EVENT, n, fx)?).await?;
+    }
+    fx.clock.advance(time::Duration::minutes(5));
+    let relay = Outbox::new(fx.table.clone(), fx.bus.clone(), fx.clock.clone());
+    let report = relay.relay(time::Duration::ZERO).await?;
+    ensure!(
+        (report.sent, report.superseded, report.refused) == (2, 1, 0),
+        "relay report {report:?}"
+    );
+    let got = receive_until(fx.receiver.as_ref(), 2, Duration::from_secs(8)).await?;
+    let mut published: Vec<(u64, u64)> = got
+        .iter()
+        .map(|m| {
+            let event = DomainEvent::from_queue_body(&m.body)?;
+            Ok((
+                event.data["n"].as_u64().context("n")?,
+                event.data["version"].as_u64().context("version")?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    published.sort_unstable();
+    ensure!(
+        published == [(2, 2), (3, 1)],
+        "relayed (n, version) pairs {published:?}"
+    );
+    ensure!(
+        relay.relay(time::Duration::ZERO).await?.sent == 0,
+        "the relay left records behind"
     );
     Ok(())
 }

@@ -809,6 +809,9 @@ impl Table for UnavailableTable {
     async fn add(&self, _: &Add) -> Result<i64, StoreError> {
         Err(down())
     }
+    async fn upsert(&self, _: &Item) -> Result<u64, StoreError> {
+        Err(down())
+    }
     async fn transact(&self, _: &[Write]) -> Result<(), StoreError> {
         Err(down())
     }

@@ -43,8 +43,9 @@ const VERSION: &str = "_v";
 const EXPIRES: &str = "expires_at";
 const BYTES: &str = "_b";
 
-/// How often [`Table::add`] retries when other writers keep changing the item
-/// between its steps.
+/// How often [`Table::add`] and [`Table::upsert`] retry when other writers
+/// keep changing the item between their steps (only around an item's expiry
+/// for an upsert).
 const MAX_ADD_ATTEMPTS: usize = 8;
 
 type Record = HashMap<String, AttributeValue>;
@@ -123,6 +124,19 @@ impl DynamoTable {
         let mut item = Item::new(add.key.clone());
         item.expires_at = add.expires_at;
         item.attrs.insert(add.field.clone(), Value::from(add.delta));
+        self.replace_absent(&item, replacing, now, "PutItem (add)")
+            .await
+    }
+
+    /// Stores `item` in place of an absent item (`replacing: None`) or of an
+    /// expired one with that version. `Ok(false)` when the item changed meanwhile.
+    async fn replace_absent(
+        &self,
+        item: &Item,
+        replacing: Option<u64>,
+        now: OffsetDateTime,
+        op: &str,
+    ) -> Result<bool, StoreError> {
         let mut e = Expr::default();
         let condition = match replacing {
             None => format!("attribute_not_exists({})", e.name(PK)),
@@ -138,7 +152,7 @@ impl DynamoTable {
             .client
             .put_item()
             .table_name(&self.name)
-            .set_item(Some(to_record(&item)?))
+            .set_item(Some(to_record(item)?))
             .condition_expression(condition)
             .set_expression_attribute_names(e.names())
             .set_expression_attribute_values(e.values())
@@ -146,8 +160,125 @@ impl DynamoTable {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(err) => match self.fail("PutItem (add)", err) {
+            Err(err) => match self.fail(op, err) {
                 StoreError::ConditionFailed { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Overwrites the item unless it is expired, adding 1 to its version in
+    /// the same update; `Done(version)` or `Expired(old version)`.
+    async fn upsert_live(
+        &self,
+        item: &Item,
+        now: OffsetDateTime,
+    ) -> Result<UpsertStep, StoreError> {
+        let mut record = to_record(item)?;
+        for attr in [PK, SK, VERSION] {
+            record.remove(attr);
+        }
+        let mut e = Expr::default();
+        let mut sets = Vec::with_capacity(record.len());
+        for (attr, value) in record.iter() {
+            sets.push(format!("{} = {}", e.name(attr), e.value(value.clone())));
+        }
+        let mut update = String::new();
+        if !sets.is_empty() {
+            update.push_str(&format!("SET {} ", sets.join(", ")));
+        }
+        update.push_str(&format!("ADD {} {}", e.name(VERSION), e.number(1)));
+        let absent: Vec<String> = [EXPIRES, BYTES, "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
+            .into_iter()
+            .filter(|attr| !record.contains_key(*attr))
+            .map(|attr| e.name(attr))
+            .collect();
+        if !absent.is_empty() {
+            update.push_str(&format!(" REMOVE {}", absent.join(", ")));
+        }
+        let condition = format!(
+            "attribute_not_exists({pk}) OR attribute_not_exists({exp}) OR {exp} > {now}",
+            pk = e.name(PK),
+            exp = e.name(EXPIRES),
+            now = e.number(now.unix_timestamp()),
+        );
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key_record(&item.key)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let old = out.attributes.unwrap_or_default();
+                let version = read_version(&old).map_err(|e| self.malformed(e))? + 1;
+                // Attributes of the old item that the new one lacks.
+                let stale: Vec<&String> = old
+                    .keys()
+                    .filter(|a| {
+                        !record.contains_key(*a) && !matches!(a.as_str(), PK | SK | VERSION)
+                    })
+                    .collect();
+                if !stale.is_empty() {
+                    self.remove_stale(&item.key, &stale, version).await?;
+                }
+                Ok(UpsertStep::Done(version))
+            }
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                let old = match se.err() {
+                    UpdateItemError::ConditionalCheckFailedException(ccf) => ccf.item(),
+                    _ => None,
+                };
+                let version = old
+                    .map(read_version)
+                    .transpose()
+                    .map_err(|e| self.malformed(e))?
+                    .unwrap_or(0);
+                Ok(UpsertStep::Expired(version))
+            }
+            Err(err) => Err(self.fail("UpdateItem (upsert)", err)),
+        }
+    }
+
+    /// Removes attributes an upsert left from the item it replaced, unless a
+    /// later write has replaced the item again (its own upsert cleans up).
+    async fn remove_stale(
+        &self,
+        key: &ItemKey,
+        stale: &[&String],
+        version: u64,
+    ) -> Result<(), StoreError> {
+        let mut e = Expr::default();
+        let names: Vec<String> = stale.iter().map(|a| e.name(a)).collect();
+        let update = format!("REMOVE {}", names.join(", "));
+        let condition = format!("{} = {}", e.name(VERSION), e.number(version));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key_record(key)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err) => match self.fail("UpdateItem (upsert cleanup)", err) {
+                StoreError::ConditionFailed { .. } => Ok(()),
                 other => Err(other),
             },
         }
@@ -250,6 +381,14 @@ impl DynamoTable {
             isk,
         })
     }
+}
+
+/// What one attempt of [`Table::upsert`] found.
+enum UpsertStep {
+    /// Stored with this version.
+    Done(u64),
+    /// An expired item with this version: replace it.
+    Expired(u64),
 }
 
 /// What one attempt of [`Table::add`] found.
@@ -460,6 +599,34 @@ impl Table for DynamoTable {
         }
         Err(StoreError::Unavailable(anyhow!(
             "add on table {} kept racing with other writers",
+            self.name
+        )))
+    }
+
+    #[tracing::instrument(skip(self, item), fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk))]
+    async fn upsert(&self, item: &Item) -> Result<u64, StoreError> {
+        validate_item(item)?;
+        for _ in 0..MAX_ADD_ATTEMPTS {
+            let now = self.clock.now();
+            match self.upsert_live(item, now).await? {
+                UpsertStep::Done(version) => return Ok(version),
+                UpsertStep::Expired(old) => {
+                    // An expired item counts as none: start again at 1.
+                    let fresh = Item {
+                        version: 1,
+                        ..item.clone()
+                    };
+                    if self
+                        .replace_absent(&fresh, Some(old), now, "PutItem (upsert)")
+                        .await?
+                    {
+                        return Ok(1);
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(anyhow!(
+            "upsert on table {} kept racing with items expiring",
             self.name
         )))
     }

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::{Fail, LocalBackend, write_tx};
+use super::LocalBackend;
 use crate::blob::{
     BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_content_type,
     validate_expiry,
@@ -203,57 +203,71 @@ impl Objects {
         let (bucket, key, content_type) =
             (bucket.to_owned(), key.to_owned(), content_type.to_owned());
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        self.backend
-            .run("put blob", move |conn| {
-                std::fs::create_dir_all(&tmp_dir)?;
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
-                let write_tmp = || {
-                    let mut file = std::fs::File::create(&tmp)?;
-                    file.write_all(&body)?;
-                    file.sync_all()
-                };
-                let written: Result<(), Fail<BlobError>> =
-                    write_tmp().map_err(Fail::from).and_then(|()| {
-                        write_tx(conn, |tx| {
-                            tx.prepare_cached(
-                                "INSERT OR REPLACE INTO blobs (bucket, key, content_type, length, updated_at) \
-                                 VALUES (?, ?, ?, ?, ?)",
-                            )?
-                            .execute(params![bucket, key, content_type, body.len() as i64, now])?;
-                            std::fs::rename(&tmp, &path)?;
-                            Ok(())
-                        })
-                    });
-                if written.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                written
+        let tmp = tmp_dir.join(uuid::Uuid::new_v4().simple().to_string());
+        let (staged, body_len) = (tmp.clone(), body.len() as i64);
+        let parent = path.parent().map(std::path::Path::to_path_buf);
+        // The bytes are written and synced off the writer, which only
+        // records the metadata and renames the file into place.
+        let wrote = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&tmp_dir)?;
+            if let Some(parent) = parent {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut file = std::fs::File::create(&staged)?;
+            file.write_all(&body)?;
+            file.sync_all()
+        })
+        .await;
+        match wrote {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(BlobError::Backend(
+                    anyhow::Error::new(e).context("put blob"),
+                ));
+            }
+            Err(e) => {
+                return Err(BlobError::Backend(
+                    anyhow::Error::new(e).context("put blob"),
+                ));
+            }
+        }
+        let staged = tmp.clone();
+        let written = self
+            .backend
+            .write("put blob", move |tx| {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO blobs (bucket, key, content_type, length, updated_at) \
+                     VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![bucket, key, content_type, body_len, now])?;
+                std::fs::rename(&staged, &path)?;
+                Ok(())
             })
-            .await
+            .await;
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         self.path(bucket, key)?;
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
-        self.backend
-            .run("head blob", move |conn| {
-                let meta = conn
-                    .prepare_cached(
-                        "SELECT content_type, length FROM blobs WHERE bucket = ? AND key = ?",
-                    )?
-                    .query_row(params![bucket, key], |row| {
-                        Ok(BlobMeta {
-                            content_type: row.get(0)?,
-                            content_length: row.get::<_, i64>(1)?.try_into().unwrap_or_default(),
-                        })
+        self.backend.read_now("head blob", move |conn| {
+            let meta = conn
+                .prepare_cached(
+                    "SELECT content_type, length FROM blobs WHERE bucket = ? AND key = ?",
+                )?
+                .query_row(params![bucket, key], |row| {
+                    Ok(BlobMeta {
+                        content_type: row.get(0)?,
+                        content_length: row.get::<_, i64>(1)?.try_into().unwrap_or_default(),
                     })
-                    .optional()?;
-                Ok(meta)
-            })
-            .await
+                })
+                .optional()?;
+            Ok(meta)
+        })
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<(BlobMeta, Bytes)>, BlobError> {
@@ -280,15 +294,13 @@ impl Objects {
         let path = self.path(bucket, key)?;
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         self.backend
-            .run("delete blob", move |conn| {
-                write_tx(conn, |tx| {
-                    tx.prepare_cached("DELETE FROM blobs WHERE bucket = ? AND key = ?")?
-                        .execute(params![bucket, key])?;
-                    match std::fs::remove_file(&path) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-                        _ => Ok(()),
-                    }
-                })
+            .write("delete blob", move |tx| {
+                tx.prepare_cached("DELETE FROM blobs WHERE bucket = ? AND key = ?")?
+                    .execute(params![bucket, key])?;
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                    _ => Ok(()),
+                }
             })
             .await
     }

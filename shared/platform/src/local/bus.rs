@@ -5,12 +5,12 @@
 //! matching queue, all events of one call in one transaction.
 
 use async_trait::async_trait;
-use rusqlite::params;
+use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::queue::{insert_messages, validate_body};
-use super::{Fail, LocalBackend, write_tx};
+use super::{Fail, LocalBackend};
 use crate::events::{
     BusEnvelope, DomainEvent, EVENT_SOURCE, EventBus, EventsError, Route, validate_type,
 };
@@ -46,38 +46,50 @@ pub(super) fn envelope(event: &DomainEvent, now: OffsetDateTime) -> BusEnvelope 
     }
 }
 
+/// Each event's type and the body its queues receive, checked as
+/// EventBridge and SQS would check them.
+pub(super) fn envelopes(events: &[DomainEvent]) -> Result<Vec<(String, String)>, EventsError> {
+    let now = OffsetDateTime::now_utc();
+    let mut bodies = Vec::with_capacity(events.len());
+    for event in events {
+        validate_type(&event.event_type)?;
+        event.to_detail()?;
+        let body = serde_json::to_string(&envelope(event, now))
+            .map_err(|e| EventsError::Invalid(format!("envelope does not serialize: {e}")))?;
+        validate_body(&body).map_err(|e| EventsError::Invalid(e.to_string()))?;
+        bodies.push((event.event_type.clone(), body));
+    }
+    Ok(bodies)
+}
+
+/// Appends each body to every queue routed from bus `bus` for its type,
+/// inside the caller's transaction.
+pub(super) fn deliver<E>(
+    tx: &Connection,
+    bus: &str,
+    bodies: &[(String, String)],
+) -> Result<(), Fail<E>> {
+    let mut routes =
+        tx.prepare_cached("SELECT queue FROM event_routes WHERE bus = ? AND event_type = ?")?;
+    for (event_type, body) in bodies {
+        let queues = routes
+            .query_map(params![bus, event_type], |row| row.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for queue in queues {
+            insert_messages::<E>(tx, &queue, &[body.as_str()])?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl EventBus for SqliteBus {
     #[tracing::instrument(skip(self, events), fields(bus = %self.name, count = events.len()))]
     async fn publish(&self, events: &[DomainEvent]) -> Result<(), EventsError> {
-        let now = OffsetDateTime::now_utc();
-        let mut bodies = Vec::with_capacity(events.len());
-        for event in events {
-            validate_type(&event.event_type)?;
-            event.to_detail()?;
-            let body = serde_json::to_string(&envelope(event, now))
-                .map_err(|e| EventsError::Invalid(format!("envelope does not serialize: {e}")))?;
-            validate_body(&body).map_err(|e| EventsError::Invalid(e.to_string()))?;
-            bodies.push((event.event_type.clone(), body));
-        }
+        let bodies = envelopes(events)?;
         let bus = self.name.clone();
         self.backend
-            .run("publish events", move |conn| {
-                write_tx(conn, |tx| {
-                    let mut routes = tx.prepare_cached(
-                        "SELECT queue FROM event_routes WHERE bus = ? AND event_type = ?",
-                    )?;
-                    for (event_type, body) in &bodies {
-                        let queues = routes
-                            .query_map(params![bus, event_type], |row| row.get::<_, String>(0))?
-                            .collect::<rusqlite::Result<Vec<_>>>()?;
-                        for queue in queues {
-                            insert_messages::<EventsError>(tx, &queue, &[body.as_str()])?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
+            .write("publish events", move |tx| deliver(tx, &bus, &bodies))
             .await
     }
 }
@@ -91,18 +103,16 @@ impl LocalBackend {
             validate_type(&route.event_type)?;
         }
         let (bus, routes) = (bus.to_owned(), routes.to_vec());
-        self.run("set event routes", move |conn| {
-            write_tx(conn, |tx| {
-                tx.prepare_cached("DELETE FROM event_routes WHERE bus = ?")?
-                    .execute(params![bus])?;
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO event_routes (bus, event_type, queue) VALUES (?, ?, ?)",
-                )?;
-                for r in &routes {
-                    insert.execute(params![bus, r.event_type, r.queue])?;
-                }
-                Ok::<_, Fail<EventsError>>(())
-            })
+        self.write("set event routes", move |tx| {
+            tx.prepare_cached("DELETE FROM event_routes WHERE bus = ?")?
+                .execute(params![bus])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO event_routes (bus, event_type, queue) VALUES (?, ?, ?)",
+            )?;
+            for r in &routes {
+                insert.execute(params![bus, r.event_type, r.queue])?;
+            }
+            Ok::<_, Fail<EventsError>>(())
         })
         .await
     }

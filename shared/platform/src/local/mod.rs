@@ -2,17 +2,24 @@
 //!
 //! `constellation serve` runs all services in one process, but `cargo lambda
 //! watch` runs one process per function over the same data directory, so
-//! correctness never rests on in-process locks: every write is a
-//! `BEGIN IMMEDIATE` transaction (SQLite's write lock, shared across
-//! processes), the database runs in WAL mode so readers never wait, and a
-//! busy timeout absorbs brief contention. SQLite calls block, so each runs on
-//! tokio's blocking pool over a small set of mutex-guarded connections.
+//! correctness never rests on in-process locks alone: every write commits in
+//! a `BEGIN IMMEDIATE` transaction (SQLite's write lock, shared across
+//! processes) and a busy timeout absorbs the wait for another process.
+//!
+//! Within a process, all writes go through one writer thread that commits
+//! them in batches ([`writer`]: group commit, one fsync for many requests,
+//! `synchronous = FULL`). Reads use their own connections: the database runs
+//! in WAL mode, so a reader never waits for the writer. A point read is a few
+//! microseconds of SQLite work and runs on the caller's thread; reads that
+//! can return many rows run on tokio's blocking pool.
 
 mod blob;
 mod bus;
+mod outbox;
 mod queue;
 mod secrets;
 mod table;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,13 +27,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+
+use writer::Writer;
 
 pub use blob::FileBlobStore;
 pub use bus::SqliteBus;
+pub use outbox::SqliteOutbox;
 pub use queue::{SqliteQueue, SqliteReceiver};
 pub use secrets::SqliteSecrets;
 pub use table::SqliteTable;
+pub use writer::WriterStats;
 
 use crate::blob::BlobError;
 use crate::clock::Clock;
@@ -35,7 +46,7 @@ use crate::queue::{QueueError, QueueSpec};
 use crate::secrets::SecretsError;
 use crate::table::StoreError;
 
-/// How many SQLite connections one [`LocalBackend`] keeps open.
+/// How many read connections one [`LocalBackend`] keeps open (the writer has its own).
 const POOL_SIZE: usize = 4;
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,7 +106,7 @@ CREATE TABLE IF NOT EXISTS secrets (
 ";
 
 /// Every local adapter over one data directory. Cheap to clone; clones share
-/// the connection pool.
+/// the read connections and the writer.
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
     inner: Arc<Inner>,
@@ -105,8 +116,9 @@ pub struct LocalBackend {
 struct Inner {
     data_dir: PathBuf,
     clock: Arc<dyn Clock>,
-    pool: Vec<Mutex<Connection>>,
+    readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    writer: Writer,
 }
 
 impl LocalBackend {
@@ -122,25 +134,30 @@ impl LocalBackend {
             restrict_to_owner(data_dir)?;
         }
         let db = data_dir.join("constellation.db");
-        let pool = (0..POOL_SIZE)
-            .map(|_| connect(&db).map(Mutex::new))
-            .collect::<anyhow::Result<_>>()?;
-        let backend = Self {
-            inner: Arc::new(Inner {
-                data_dir: data_dir.to_owned(),
-                clock,
-                pool,
-                next: AtomicUsize::new(0),
-            }),
-        };
-        let mut conn = backend.inner.connection();
+        let mut conn = connect(&db)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .context("lock the database to create the schema")?;
         tx.execute_batch(SCHEMA).context("create the schema")?;
         tx.commit().context("commit the schema")?;
-        drop(conn);
-        Ok(backend)
+        let writer = Writer::start(conn, &db).context("start the SQLite writer")?;
+        let readers = (0..POOL_SIZE)
+            .map(|_| {
+                let conn = connect(&db)?;
+                conn.execute_batch("PRAGMA query_only = ON")
+                    .context("make a read connection read-only")?;
+                Ok(Mutex::new(conn))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                data_dir: data_dir.to_owned(),
+                clock,
+                readers,
+                next: AtomicUsize::new(0),
+                writer,
+            }),
+        })
     }
 
     /// A logical table; many share one SQLite table. `cursor_key` signs its query cursors.
@@ -171,6 +188,12 @@ impl LocalBackend {
         SqliteBus::new(self.clone(), name)
     }
 
+    /// Writes to table `table` committed with their events from bus `bus`
+    /// in one transaction.
+    pub fn outbox(&self, table: &str, bus: &str) -> SqliteOutbox {
+        SqliteOutbox::new(self.clone(), table, bus)
+    }
+
     /// Named secrets.
     pub fn secrets(&self) -> SqliteSecrets {
         SqliteSecrets::new(self.clone())
@@ -195,34 +218,69 @@ impl LocalBackend {
         self.inner.data_dir.join("blobs")
     }
 
-    /// Runs `f` on a pooled connection on the blocking pool, mapping SQLite
-    /// and I/O failures to the port's error type with `op` as context.
-    async fn run<T, E, F>(&self, op: &'static str, f: F) -> Result<T, E>
+    /// Runs the read `f` on a read connection on the blocking pool (for reads
+    /// that may return many rows), mapping SQLite and I/O failures to the
+    /// port's error type with `op` as context.
+    async fn read<T, E, F>(&self, op: &'static str, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: PortError,
-        F: FnOnce(&mut Connection) -> Result<T, Fail<E>> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Fail<E>> + Send + 'static,
     {
         let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || f(&mut inner.connection())).await {
+        match tokio::task::spawn_blocking(move || f(&inner.reader())).await {
             Ok(result) => result.map_err(|fail| fail.into_port(op)),
             Err(join) => Err(E::backend(anyhow::Error::new(join).context(op))),
         }
     }
+
+    /// Runs the small read `f` (one row by key) here, on the caller's
+    /// thread: in WAL mode it never waits for a writer, and it costs less
+    /// than a hop to the blocking pool.
+    fn read_now<T, E, F>(&self, op: &'static str, f: F) -> Result<T, E>
+    where
+        E: PortError,
+        F: FnOnce(&Connection) -> Result<T, Fail<E>>,
+    {
+        f(&self.inner.reader()).map_err(|fail| fail.into_port(op))
+    }
+
+    /// Queues the write `f` for the writer and waits until it has committed
+    /// (see [`writer`]); `f` runs inside the batch's transaction and its
+    /// effects are rolled back alone if it fails.
+    async fn write<T, E, F>(&self, op: &'static str, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: PortError,
+        F: FnOnce(&Connection) -> Result<T, Fail<E>> + Send + 'static,
+    {
+        self.inner
+            .writer
+            .write(f)
+            .await
+            .map_err(|fail| fail.into_port(op))
+    }
+
+    /// What the writer has done since this backend was opened.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
 }
 
 impl Inner {
-    /// A free connection if there is one, else waits for one in turn.
-    fn connection(&self) -> MutexGuard<'_, Connection> {
-        for conn in &self.pool {
+    /// A free read connection if there is one, else waits for one in turn.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for conn in &self.readers {
             match conn.try_lock() {
                 Ok(guard) => return guard,
                 Err(TryLockError::Poisoned(p)) => return p.into_inner(),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len();
-        self.pool[i].lock().unwrap_or_else(PoisonError::into_inner)
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -252,17 +310,6 @@ fn connect(db: &Path) -> anyhow::Result<Connection> {
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .context("set pragmas")?;
     Ok(conn)
-}
-
-/// Runs `f` in a `BEGIN IMMEDIATE` transaction, committing only if it succeeds.
-fn write_tx<T, E>(
-    conn: &mut Connection,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T, Fail<E>>,
-) -> Result<T, Fail<E>> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = f(&tx)?;
-    tx.commit()?;
-    Ok(out)
 }
 
 /// Why a blocking local operation failed, before it is mapped to a port error.

@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Transaction, params};
+use rusqlite::{Connection, params};
 use time::OffsetDateTime;
 
-use super::{Fail, LocalBackend, write_tx};
+use super::{Fail, LocalBackend};
 use crate::queue::{
     MAX_MESSAGE_BYTES, Queue, QueueAdmin, QueueError, QueueReceiver, QueueSpec, QueueStats,
     ReceivedMessage,
@@ -44,7 +44,7 @@ pub(super) fn validate_body(body: &str) -> Result<(), QueueError> {
 /// Appends `bodies` to queue `queue` inside the caller's write transaction,
 /// visible at once.
 pub(super) fn insert_messages<E>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     queue: &str,
     bodies: &[&str],
 ) -> Result<(), Fail<E>> {
@@ -89,11 +89,9 @@ impl Queue for SqliteQueue {
         }
         let (queue, bodies) = (self.name.clone(), bodies.to_vec());
         self.backend
-            .run("send messages", move |conn| {
-                write_tx(conn, |tx| {
-                    let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
-                    insert_messages(tx, &queue, &bodies)
-                })
+            .write("send messages", move |tx| {
+                let bodies: Vec<&str> = bodies.iter().map(String::as_str).collect();
+                insert_messages(tx, &queue, &bodies)
             })
             .await
     }
@@ -117,8 +115,7 @@ impl SqliteReceiver {
     async fn receive_now(&self, max: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
         let spec = self.spec.clone();
         self.backend
-            .run("receive messages", move |conn| {
-                write_tx(conn, |tx| {
+            .write("receive messages", move |tx| {
                     let now = now_millis();
                     let hidden_until = now.saturating_add(millis(spec.visibility_timeout));
                     let mut select = tx.prepare_cached(
@@ -178,7 +175,6 @@ impl SqliteReceiver {
                     }
                     Ok(delivered)
                 })
-            })
             .await
     }
 }
@@ -211,13 +207,11 @@ impl QueueReceiver for SqliteReceiver {
     async fn delete(&self, receipt_handle: &str) -> Result<(), QueueError> {
         let (queue, receipt) = (self.spec.name.clone(), receipt_handle.to_owned());
         self.backend
-            .run("delete message", move |conn| {
-                write_tx(conn, |tx| {
-                    // A stale receipt (the message was delivered again since) matches nothing.
-                    tx.prepare_cached("DELETE FROM messages WHERE queue = ? AND receipt = ?")?
-                        .execute(params![queue, receipt])?;
-                    Ok(())
-                })
+            .write("delete message", move |tx| {
+                // A stale receipt (the message was delivered again since) matches nothing.
+                tx.prepare_cached("DELETE FROM messages WHERE queue = ? AND receipt = ?")?
+                    .execute(params![queue, receipt])?;
+                Ok(())
             })
             .await
     }
@@ -226,7 +220,7 @@ impl QueueReceiver for SqliteReceiver {
 #[async_trait]
 impl QueueAdmin for LocalBackend {
     async fn list(&self) -> Result<Vec<QueueStats>, QueueError> {
-        self.run("list queues", move |conn| {
+        self.read("list queues", move |conn| {
             let now = now_millis();
             let mut select = conn.prepare_cached(
                 "SELECT queue, SUM(visible_at <= ?), SUM(visible_at > ?) FROM messages \
@@ -252,8 +246,7 @@ impl QueueAdmin for LocalBackend {
 
     async fn redrive(&self, from: &str, to: &str, limit: u32) -> Result<u64, QueueError> {
         let (from, to) = (from.to_owned(), to.to_owned());
-        self.run("redrive messages", move |conn| {
-            write_tx(conn, |tx| {
+        self.write("redrive messages", move |tx| {
                 // One statement: moved and removed together.
                 let moved = tx
                     .prepare_cached(
@@ -263,7 +256,6 @@ impl QueueAdmin for LocalBackend {
                     .execute(params![to, now_millis(), from, i64::from(limit)])?;
                 Ok(moved as u64)
             })
-        })
         .await
     }
 }
@@ -274,7 +266,7 @@ impl LocalBackend {
     /// inspecting a local queue.
     pub async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
         let name = name.to_owned();
-        self.run("peek messages", move |conn| {
+        self.read("peek messages", move |conn| {
             let mut select = conn.prepare_cached(
                 "SELECT id, body, sent_at, receive_count FROM messages \
                  WHERE queue = ? ORDER BY seq LIMIT ?",

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension as _, params};
 
-use super::{LocalBackend, write_tx};
+use super::LocalBackend;
 use crate::secrets::{SecretValue, Secrets, SecretsError, validate_secret_name};
 
 /// Named secrets in the local database.
@@ -26,15 +26,13 @@ impl Secrets for SqliteSecrets {
     async fn get(&self, name: &str) -> Result<Option<SecretValue>, SecretsError> {
         validate_secret_name(name)?;
         let name = name.to_owned();
-        self.backend
-            .run("get secret", move |conn| {
-                let value = conn
-                    .prepare_cached("SELECT value FROM secrets WHERE name = ?")?
-                    .query_row(params![name], |row| row.get::<_, String>(0))
-                    .optional()?;
-                Ok(value.map(SecretValue::new))
-            })
-            .await
+        self.backend.read_now("get secret", move |conn| {
+            let value = conn
+                .prepare_cached("SELECT value FROM secrets WHERE name = ?")?
+                .query_row(params![name], |row| row.get::<_, String>(0))
+                .optional()?;
+            Ok(value.map(SecretValue::new))
+        })
     }
 
     #[tracing::instrument(skip(self, value))]
@@ -43,8 +41,7 @@ impl Secrets for SqliteSecrets {
         let (name, value) = (name.to_owned(), value.clone());
         let now = self.backend.now().unix_timestamp();
         self.backend
-            .run("put secret", move |conn| {
-                write_tx(conn, |tx| {
+            .write("put secret", move |tx| {
                     tx.prepare_cached(
                         "INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?) \
                          ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -52,7 +49,6 @@ impl Secrets for SqliteSecrets {
                     .execute(params![name, value.expose(), now])?;
                     Ok(())
                 })
-            })
             .await
     }
 }

@@ -10,11 +10,11 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension as _, Row, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension as _, Row, params, params_from_iter};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::{Fail, LocalBackend, write_tx};
+use super::{Fail, LocalBackend};
 use crate::cursor::{CursorSealer, Position};
 use crate::table::{
     Add, Condition, Index, IndexKey, Item, ItemKey, Page, Query, SortKey, StoreError, Table, Write,
@@ -95,7 +95,7 @@ fn holds(condition: Condition, live: Option<&Item>) -> bool {
 
 /// Checks `condition` against the stored item, failing with `ConditionFailed { index }`.
 fn require(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     tbl: &str,
     key: &ItemKey,
     condition: Condition,
@@ -110,7 +110,7 @@ fn require(
     }
 }
 
-fn store(tx: &Transaction<'_>, tbl: &str, item: &Item) -> Result<()> {
+fn store(tx: &Connection, tbl: &str, item: &Item) -> Result<()> {
     let Ok(version) = i64::try_from(item.version) else {
         return invalid("version out of range");
     };
@@ -135,7 +135,34 @@ fn store(tx: &Transaction<'_>, tbl: &str, item: &Item) -> Result<()> {
     Ok(())
 }
 
-fn remove(tx: &Transaction<'_>, tbl: &str, key: &ItemKey) -> Result<()> {
+/// Applies a transaction's writes inside the caller's transaction.
+pub(super) fn apply_writes(tx: &Connection, tbl: &str, writes: &[Write], now: i64) -> Result<()> {
+    for (i, write) in writes.iter().enumerate() {
+        match write {
+            Write::Put { item, condition } => {
+                require(tx, tbl, &item.key, *condition, now, Some(i))?;
+                store(tx, tbl, item)?;
+            }
+            Write::Delete { key, condition } => {
+                require(tx, tbl, key, *condition, now, Some(i))?;
+                remove(tx, tbl, key)?;
+            }
+            Write::Check { key, condition } => {
+                require(tx, tbl, key, *condition, now, Some(i))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores `item` with the live item's version + 1 (1 if none); the version stored.
+pub(super) fn upsert(tx: &Connection, tbl: &str, mut item: Item, now: i64) -> Result<u64> {
+    item.version = load(tx, tbl, &item.key, now)?.map_or(1, |live| live.version + 1);
+    store(tx, tbl, &item)?;
+    Ok(item.version)
+}
+
+fn remove(tx: &Connection, tbl: &str, key: &ItemKey) -> Result<()> {
     tx.prepare_cached("DELETE FROM items WHERE tbl = ? AND pk = ? AND sk = ?")?
         .execute(params![tbl, key.pk, key.sk])?;
     Ok(())
@@ -230,8 +257,7 @@ impl Table for SqliteTable {
     async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
         let (tbl, key, now) = (self.name.clone(), key.clone(), self.now());
         self.backend
-            .run("get item", move |conn| load(conn, &tbl, &key, now))
-            .await
+            .read_now("get item", move |conn| load(conn, &tbl, &key, now))
     }
 
     #[tracing::instrument(skip(self, item), fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk))]
@@ -239,11 +265,9 @@ impl Table for SqliteTable {
         validate_item(item)?;
         let (tbl, item, now) = (self.name.clone(), item.clone(), self.now());
         self.backend
-            .run("put item", move |conn| {
-                write_tx(conn, |tx| {
-                    require(tx, &tbl, &item.key, condition, now, None)?;
-                    store(tx, &tbl, &item)
-                })
+            .write("put item", move |tx| {
+                require(tx, &tbl, &item.key, condition, now, None)?;
+                store(tx, &tbl, &item)
             })
             .await
     }
@@ -256,12 +280,10 @@ impl Table for SqliteTable {
     ) -> Result<Option<Item>, StoreError> {
         let (tbl, key, now) = (self.name.clone(), key.clone(), self.now());
         self.backend
-            .run("delete item", move |conn| {
-                write_tx(conn, |tx| {
-                    let live = require(tx, &tbl, &key, condition, now, None)?;
-                    remove(tx, &tbl, &key)?;
-                    Ok(live)
-                })
+            .write("delete item", move |tx| {
+                let live = require(tx, &tbl, &key, condition, now, None)?;
+                remove(tx, &tbl, &key)?;
+                Ok(live)
             })
             .await
     }
@@ -277,7 +299,7 @@ impl Table for SqliteTable {
             .map_err(|f| f.into_port("query"))?;
         let mut items = self
             .backend
-            .run("query", move |conn| {
+            .read("query", move |conn| {
                 let mut stmt = conn.prepare_cached(&sql)?;
                 let rows = stmt.query_map(params_from_iter(args), read_item)?;
                 rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
@@ -296,36 +318,43 @@ impl Table for SqliteTable {
     async fn add(&self, add: &Add) -> Result<i64, StoreError> {
         let (tbl, add, now) = (self.name.clone(), add.clone(), self.now());
         self.backend
-            .run("add to item", move |conn| {
-                write_tx(conn, |tx| {
-                    let mut item = match load(tx, &tbl, &add.key, now)? {
-                        Some(item) => item,
-                        None => Item {
-                            version: 0,
-                            expires_at: add.expires_at,
-                            ..Item::new(add.key.clone())
-                        },
-                    };
-                    let current = match item.attrs.get(&add.field) {
-                        None => 0,
-                        Some(value) => match value.as_i64() {
-                            Some(n) => n,
-                            None => return invalid(format!("`{}` is not an integer", add.field)),
-                        },
-                    };
-                    let Some(next) = current.checked_add(add.delta) else {
-                        return invalid(format!("`{}` would overflow", add.field));
-                    };
-                    if add.floor.is_some_and(|floor| next < floor) {
-                        return Err(Fail::Port(StoreError::condition_failed()));
-                    }
-                    item.attrs.insert(add.field.clone(), Value::from(next));
-                    item.version += 1;
-                    validate_item(&item).map_err(Fail::Port)?;
-                    store(tx, &tbl, &item)?;
-                    Ok(next)
-                })
+            .write("add to item", move |tx| {
+                let mut item = match load(tx, &tbl, &add.key, now)? {
+                    Some(item) => item,
+                    None => Item {
+                        version: 0,
+                        expires_at: add.expires_at,
+                        ..Item::new(add.key.clone())
+                    },
+                };
+                let current = match item.attrs.get(&add.field) {
+                    None => 0,
+                    Some(value) => match value.as_i64() {
+                        Some(n) => n,
+                        None => return invalid(format!("`{}` is not an integer", add.field)),
+                    },
+                };
+                let Some(next) = current.checked_add(add.delta) else {
+                    return invalid(format!("`{}` would overflow", add.field));
+                };
+                if add.floor.is_some_and(|floor| next < floor) {
+                    return Err(Fail::Port(StoreError::condition_failed()));
+                }
+                item.attrs.insert(add.field.clone(), Value::from(next));
+                item.version += 1;
+                validate_item(&item).map_err(Fail::Port)?;
+                store(tx, &tbl, &item)?;
+                Ok(next)
             })
+            .await
+    }
+
+    #[tracing::instrument(skip(self, item), fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk))]
+    async fn upsert(&self, item: &Item) -> Result<u64, StoreError> {
+        validate_item(item)?;
+        let (tbl, item, now) = (self.name.clone(), item.clone(), self.now());
+        self.backend
+            .write("upsert item", move |tx| upsert(tx, &tbl, item, now))
             .await
     }
 
@@ -334,26 +363,7 @@ impl Table for SqliteTable {
         validate_transaction(writes)?;
         let (tbl, writes, now) = (self.name.clone(), writes.to_vec(), self.now());
         self.backend
-            .run("transact", move |conn| {
-                write_tx(conn, |tx| {
-                    for (i, write) in writes.iter().enumerate() {
-                        match write {
-                            Write::Put { item, condition } => {
-                                require(tx, &tbl, &item.key, *condition, now, Some(i))?;
-                                store(tx, &tbl, item)?;
-                            }
-                            Write::Delete { key, condition } => {
-                                require(tx, &tbl, key, *condition, now, Some(i))?;
-                                remove(tx, &tbl, key)?;
-                            }
-                            Write::Check { key, condition } => {
-                                require(tx, &tbl, key, *condition, now, Some(i))?;
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-            })
+            .write("transact", move |tx| apply_writes(tx, &tbl, &writes, now))
             .await
     }
 }
