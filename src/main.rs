@@ -11,7 +11,7 @@ use constellation_auth::signing::{SigningConfig, rotate_keys};
 use constellation_auth::{AuditAction, AuditEvent, AuthResources, record_audit};
 use constellation_platform::QueueStats;
 use constellation_platform::config::{BackendKind, Platform};
-use constellation_platform::observe::{MetricsSink, init_tracing};
+use constellation_platform::observe::{MetricsSink, init_tracing, init_tracing_in_background};
 use constellation_platform::schedule::ScheduledEvent;
 use constellation_platform::tokens::VerifierConfig;
 use constellation_web::host::{Context, ResourceKind, Resources};
@@ -147,7 +147,15 @@ enum KeysAction {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // `serve` logs every request: off the request path. The one-shot
+    // commands write straight to stdout.
+    let _log = match cli.command {
+        Command::Serve { .. } => Some(init_tracing_in_background()),
+        _ => {
+            init_tracing();
+            None
+        }
+    };
     match cli.command {
         Command::Serve {
             addr,

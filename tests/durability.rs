@@ -30,7 +30,7 @@ fn free_port() -> u16 {
 /// Starts the built binary's `serve` on `dir` and waits until it answers.
 async fn start(dir: &Path) -> (Child, String) {
     let base = format!("http://127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_constellation"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_constellation"))
         .args(["serve", "--addr", base.trim_start_matches("http://")])
         .arg("--data-dir")
         .arg(dir)
@@ -48,6 +48,8 @@ async fn start(dir: &Path) -> (Child, String) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    child.kill().unwrap();
+    child.wait().unwrap();
     panic!("serve did not come up at {base}");
 }
 
