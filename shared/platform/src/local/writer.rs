@@ -195,3 +195,64 @@ fn apply(conn: &Connection, batch: &mut [Box<dyn Job>]) -> rusqlite::Result<()> 
     }
     result
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::clock::SystemClock;
+    use crate::local::LocalBackend;
+    use crate::table::{Condition, Item, ItemKey, StoreError, Table as _};
+
+    /// Concurrent writes share transactions, and a write whose condition
+    /// fails is answered with its error while the rest of its batch commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writes_share_commits_and_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let table = backend.table("t", [1; 32]);
+        table
+            .put(&Item::new(ItemKey::new("p", "taken")), Condition::None)
+            .await
+            .unwrap();
+        let before = backend.writer_stats();
+        let writes = (0..200).map(|i| {
+            let table = table.clone();
+            tokio::spawn(async move {
+                // Every tenth write collides with the existing item.
+                let sk = if i % 10 == 0 {
+                    "taken".to_owned()
+                } else {
+                    format!("k{i}")
+                };
+                table
+                    .put(&Item::new(ItemKey::new("p", sk)), Condition::NotExists)
+                    .await
+            })
+        });
+        let results = futures::future::join_all(writes).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(StoreError::ConditionFailed { .. }))))
+            .count();
+        let ok = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+        assert_eq!((ok, refused), (180, 20));
+        for i in (0..200).filter(|i| i % 10 != 0) {
+            assert!(
+                table
+                    .get(&ItemKey::new("p", format!("k{i}")))
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "k{i} missing"
+            );
+        }
+        let after = backend.writer_stats();
+        assert_eq!(after.writes - before.writes, 200);
+        assert!(
+            after.batches - before.batches < 200 && after.largest_batch > 1,
+            "no write shared a commit: {before:?} -> {after:?}"
+        );
+    }
+}
