@@ -13,7 +13,6 @@ use constellation_kv::config::{CURSOR_SECRET_VAR, TABLE_VAR};
 use constellation_platform::SecretValue;
 use constellation_platform::config::BackendKind;
 use constellation_platform::observe::MetricsSink;
-use constellation_platform::secrets::Secrets as _;
 use constellation_platform::tokens::VerifierConfig;
 use constellation_testkit::http::{TestApp, TestPlatform, TestTokens};
 use constellation_web::host::{Context, EVENT_BUS_VAR, Resources};
