@@ -219,7 +219,7 @@ impl AwsBackend {
 
     /// Secrets Manager in the configured account and region.
     pub fn secrets(&self) -> SecretsManagerSecrets {
-        SecretsManagerSecrets::new(self.secretsmanager().clone())
+        SecretsManagerSecrets::new(self.clone())
     }
 }
 
