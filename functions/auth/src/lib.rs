@@ -37,17 +37,16 @@ pub use store::{AuditAction, AuditEvent, AuthStore};
 /// The service name: its path prefix is `/v1/auth`.
 pub const NAME: &str = "auth";
 
-/// Builds the auth store from the platform: its table, the token issuer
-/// (the private signing key), and password hashing with `params`.
+/// Builds the auth store from the platform: its table (which reads its
+/// cursor secret on first use), the token issuer (the private signing key,
+/// read now), and password hashing with `params`.
 pub async fn store(
     platform: &Platform,
     resources: &AuthResources,
     params: PasswordHasherParams,
     metrics: MetricsSink,
 ) -> anyhow::Result<AuthStore> {
-    let table = platform
-        .table(&resources.table, &resources.cursor_secret)
-        .await?;
+    let table = platform.table_on_first_use(&resources.table, &resources.cursor_secret);
     let issuer = signing::load_issuer(platform, &resources.tokens).await?;
     Ok(AuthStore::new(
         table,

@@ -51,10 +51,9 @@ fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// Builds the kv store from the platform and the resources it should use.
+/// Nothing is read yet: the table reads its cursor secret on first use.
 pub async fn store(platform: &Platform, resources: &KvResources) -> anyhow::Result<KvStore> {
-    let table = platform
-        .table(&resources.table, &resources.cursor_secret)
-        .await?;
+    let table = platform.table_on_first_use(&resources.table, &resources.cursor_secret);
     let outbox = platform.outbox(&resources.table, table.clone(), &resources.event_bus);
     Ok(KvStore::with_outbox(table, outbox, platform.clock()))
 }
@@ -65,8 +64,11 @@ async fn context_store(ctx: &Context) -> anyhow::Result<KvStore> {
 
 fn build_app(ctx: &Context) -> BoxFuture<'_, anyhow::Result<axum::Router>> {
     Box::pin(async move {
-        // Independent secret reads: at cold start, do them at once.
-        let (verifier, store) = tokio::try_join!(ctx.verifier(), context_store(ctx))?;
+        // No I/O here: the verifier's public keys and the table's cursor
+        // secret are read on first use, so a cold start answers a health
+        // check without a secret read, and a first request reads both at once.
+        let verifier = ctx.verifier().await?;
+        let store = context_store(ctx).await?;
         Ok(app_with(Arc::new(store), verifier, ctx.metrics.clone()))
     })
 }

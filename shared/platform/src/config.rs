@@ -3,7 +3,10 @@
 //! Everything is read once, at cold start, from environment variables (the
 //! names template.yaml sets), and a missing variable fails fast with its name.
 //! [`Platform`] is the one object a service's `main` builds; it hands out the
-//! ports, already wired to the chosen backend.
+//! ports, already wired to the chosen backend. Each port's accessor exists
+//! when its cargo feature is on (`dynamodb`, `s3`, `sqs`, `eventbridge`; see
+//! this crate's Cargo.toml), so a function that forgets to name a port it
+//! uses fails to compile rather than failing in AWS.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,13 +16,18 @@ use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::aws::AwsBackend;
+#[cfg(feature = "s3")]
 use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock};
+#[cfg(feature = "eventbridge")]
 use crate::events::EventBus;
 use crate::local::LocalBackend;
+#[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
 use crate::outbox::Outbox;
+#[cfg(feature = "sqs")]
 use crate::queue::{Queue, QueueAdmin, QueueReceiver, QueueSpec};
 use crate::secrets::{CachedSecrets, SecretValue, Secrets};
+#[cfg(feature = "dynamodb")]
 use crate::table::Table;
 
 /// Environment variable selecting the backend: `local` or `aws`.
@@ -74,6 +82,7 @@ pub enum PlatformError {
         source: anyhow::Error,
     },
     /// Looking up a queue failed.
+    #[cfg(feature = "sqs")]
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
 }
@@ -130,6 +139,8 @@ impl BackendKind {
 enum Backend {
     Local {
         backend: LocalBackend,
+        /// Where local presigned blob URLs point (blob stores are the `s3` feature's).
+        #[cfg_attr(not(feature = "s3"), allow(dead_code))]
         public_url: String,
     },
     Aws(AwsBackend),
@@ -252,7 +263,9 @@ impl Platform {
         Ok(Sha256::digest(value.expose().as_bytes()).into())
     }
 
-    /// The table `name`, with cursors signed by a key derived from the secret `cursor_secret`.
+    /// The table `name`, with cursors signed by a key derived from the secret
+    /// `cursor_secret`, which is read now: a failure to read it is this call's.
+    #[cfg(feature = "dynamodb")]
     pub async fn table(
         &self,
         name: &str,
@@ -265,7 +278,23 @@ impl Platform {
         })
     }
 
+    /// The table `name` like [`Platform::table`], but opened on its first
+    /// use: the secret `cursor_secret` is read then, not now, so a Lambda
+    /// cold start (and a health check) reads no secret. Until the secret is
+    /// read, every operation tries again and fails as
+    /// [`StoreError::Unavailable`](crate::table::StoreError::Unavailable),
+    /// which a service answers with 503; the failure is logged.
+    #[cfg(feature = "dynamodb")]
+    pub fn table_on_first_use(&self, name: &str, cursor_secret: &str) -> Arc<dyn Table> {
+        Arc::new(crate::lazy::LazyTable::new(
+            self.clone(),
+            name.to_owned(),
+            cursor_secret.to_owned(),
+        ))
+    }
+
     /// The queue `reference` (a queue URL in AWS, a queue name locally).
+    #[cfg(feature = "sqs")]
     pub fn queue(&self, reference: &str) -> Arc<dyn Queue> {
         match &self.backend {
             Backend::Local { backend, .. } => Arc::new(backend.queue(reference)),
@@ -275,6 +304,7 @@ impl Platform {
 
     /// The consuming side of a queue: `spec` shapes the local queue; in AWS
     /// `reference` is the queue URL and the queue's own attributes apply.
+    #[cfg(feature = "sqs")]
     pub async fn receiver(
         &self,
         spec: &QueueSpec,
@@ -287,6 +317,7 @@ impl Platform {
     }
 
     /// The operator's view of every queue (`constellation queue`).
+    #[cfg(feature = "sqs")]
     pub fn queue_admin(&self) -> Arc<dyn QueueAdmin> {
         match &self.backend {
             Backend::Local { backend, .. } => Arc::new(backend.clone()),
@@ -295,6 +326,7 @@ impl Platform {
     }
 
     /// The event bus `name` (an EventBridge bus name in AWS).
+    #[cfg(feature = "eventbridge")]
     pub fn event_bus(&self, name: &str) -> Arc<dyn EventBus> {
         match &self.backend {
             Backend::Local { backend, .. } => Arc::new(backend.event_bus(name)),
@@ -304,6 +336,7 @@ impl Platform {
 
     /// The outbox of `table` (opened as table `table_name`) publishing on bus
     /// `bus`. Locally, writes and their events commit in one transaction.
+    #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
     pub fn outbox(&self, table_name: &str, table: Arc<dyn Table>, bus: &str) -> Outbox {
         let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone());
         match &self.backend {
@@ -315,6 +348,7 @@ impl Platform {
     }
 
     /// The bucket `name`.
+    #[cfg(feature = "s3")]
     pub async fn blob_store(&self, name: &str) -> Result<Arc<dyn BlobStore>, PlatformError> {
         Ok(match &self.backend {
             Backend::Local {
@@ -329,6 +363,7 @@ impl Platform {
     }
 
     /// The router serving local presigned blob URLs (`None` in AWS, where S3 serves them).
+    #[cfg(feature = "s3")]
     pub async fn local_blob_router(&self) -> Result<Option<axum::Router>, PlatformError> {
         match &self.backend {
             Backend::Local { backend, .. } => {

@@ -5,6 +5,11 @@
 //! Services name only the traits in this crate's root modules; which adapter
 //! stands behind them is decided once, at start-up, by [`config`]. Every
 //! adapter passes the same conformance suite in `constellation-testkit`.
+//!
+//! Each AWS SDK client is behind a cargo feature (`dynamodb`, `s3`, `sqs`,
+//! `eventbridge`, and `provision` for creating resources); the default is
+//! all of them. A Lambda function enables only the ones it uses, so that it
+//! links only those clients.
 
 pub mod aws;
 pub mod blob;
@@ -13,6 +18,8 @@ pub mod config;
 pub mod cursor;
 pub mod events;
 pub mod inbox;
+#[cfg(feature = "dynamodb")]
+mod lazy;
 pub mod local;
 pub mod observe;
 pub mod outbox;

@@ -13,6 +13,13 @@
 //! key it does not know, so a new key is accepted at once, and when its copy
 //! is older than [`KEY_SET_MAX_AGE`], so retired keys lapse without a cold
 //! start. The set is JSON, `constellation_core::token::PublicKeySet`.
+//!
+//! A service's verifier reads the set on its first use
+//! ([`TokenVerifier::on_first_use`]), not at cold start: a Lambda answers a
+//! health check, or a request without a token, without a Secrets Manager
+//! round trip. Until a first read succeeds, verification fails as
+//! [`TokenError::Unavailable`] (503), the failure is logged, and the next
+//! request tries again.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -184,8 +191,11 @@ pub struct TokenVerifier {
     /// Read uncached, so a rotated key is visible at once.
     source: Arc<dyn Secrets>,
     clock: Arc<dyn Clock>,
-    /// When the public set was last (re-)read on demand.
+    /// When the public set was last (re-)read on demand; held while reading.
     last_refresh: tokio::sync::Mutex<Option<OffsetDateTime>>,
+    /// Whether a missing secret is an error (AWS, where auth's keys are
+    /// provisioned before any service starts) or an empty set (local).
+    require_secret: bool,
     /// Tokens already verified, by the SHA-256 of the token, until their
     /// expiry: each token is checked once per instance, not per request.
     verified: std::sync::Mutex<HashMap<[u8; 32], Claims>>,
@@ -220,6 +230,7 @@ impl TokenVerifier {
             return Ok(claims);
         }
         let unverified = UnverifiedToken::parse(token)?;
+        self.ensure_loaded().await?;
         self.refresh_if_stale(self.clock.now()).await;
         let key = self.key_for(unverified.kid()).await?;
         let claims = unverified.verify(&key, self.config.expected(), self.clock.now())?;
@@ -252,6 +263,7 @@ impl TokenVerifier {
 
     /// The public key set as an RFC 7517 JWKS: every key still valid now.
     pub async fn jwks(&self) -> Result<Jwks, TokenError> {
+        self.ensure_loaded().await?;
         let now = self.clock.now();
         self.refresh_if_stale(now).await;
         let ring = self.ring.read().unwrap_or_else(|p| p.into_inner());
@@ -307,6 +319,52 @@ impl TokenVerifier {
         }
     }
 
+    /// Reads the public key set if it never was. Concurrent first callers
+    /// share one read; a failure is logged and returned, and the next caller
+    /// tries again.
+    async fn ensure_loaded(&self) -> Result<(), TokenError> {
+        let loaded = |v: &Self| {
+            v.ring
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .loaded_at
+                .is_some()
+        };
+        if loaded(self) {
+            return Ok(());
+        }
+        // The refresh lock serialises first readers; a first read is not a
+        // refresh, so it leaves the refresh interval's timer alone.
+        let _reading = self.last_refresh.lock().await;
+        if loaded(self) {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let secret = &self.config.public_keys_secret;
+        let result = match read_public_keys(self.source.as_ref(), secret).await {
+            Ok(Some(set)) => Ok(set),
+            Ok(None) if !self.require_secret => Ok(PublicKeySet::default()),
+            Ok(None) => Err(anyhow::anyhow!("secret {secret} does not exist")),
+            Err(e) => Err(e),
+        };
+        let set = result.map_err(|e| {
+            tracing::error!(
+                error = format!("{e:#}"),
+                secret = %secret,
+                "reading the public key set failed"
+            );
+            TokenError::Unavailable(e)
+        })?;
+        if set.keys.is_empty() {
+            tracing::warn!(
+                secret = %secret,
+                "the public key set is empty: no token verifies until a key is created"
+            );
+        }
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = KeyRing::from_set(set, now);
+        Ok(())
+    }
+
     fn find(&self, kid: &str, now: OffsetDateTime) -> Option<PublicKey> {
         self.ring
             .read()
@@ -329,41 +387,58 @@ impl TokenVerifier {
     }
 }
 
-/// Builds a verifier from the public key set (never the private secret).
-/// In AWS the secret must exist (the auth function's keys are provisioned
-/// before any service starts). Locally a missing set counts as empty: the
-/// auth service creates the first key pair when it starts, possibly after
-/// this service, and the first token naming it makes the verifier re-read
-/// the set. It is re-read, uncached, when a token names an unknown `kid` (at
-/// most every [`KEY_REFRESH_INTERVAL`]), so a new key is accepted at once,
-/// and when its copy is older than [`KEY_SET_MAX_AGE`] (one request then
-/// pays one read), so retired keys lapse without a cold start.
+impl TokenVerifier {
+    /// A verifier that reads the public key set (never the private secret)
+    /// when it first verifies a token or lists the keys; nothing is read
+    /// now. In AWS the secret must exist (auth's keys are provisioned before
+    /// any service starts). Locally a missing set counts as empty: the auth
+    /// service creates the first key pair when it starts, possibly after this
+    /// service, and the first token naming it makes the verifier re-read the
+    /// set. It is re-read, uncached, when a token names an unknown `kid` (at
+    /// most every [`KEY_REFRESH_INTERVAL`]), so a new key is accepted at once,
+    /// and when its copy is older than [`KEY_SET_MAX_AGE`] (one request then
+    /// pays one read), so retired keys lapse without a cold start.
+    pub fn on_first_use(platform: &Platform, cfg: &VerifierConfig) -> Arc<Self> {
+        Self::over(
+            cfg,
+            platform.uncached_secrets(),
+            platform.clock(),
+            platform.kind() == BackendKind::Aws,
+        )
+    }
+
+    fn over(
+        cfg: &VerifierConfig,
+        source: Arc<dyn Secrets>,
+        clock: Arc<dyn Clock>,
+        require_secret: bool,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config: cfg.clone(),
+            ring: RwLock::new(KeyRing::default()),
+            source,
+            clock,
+            last_refresh: tokio::sync::Mutex::new(None),
+            require_secret,
+            verified: std::sync::Mutex::default(),
+        })
+    }
+}
+
+/// Builds a verifier like [`TokenVerifier::on_first_use`] and reads the
+/// public key set now, failing if it cannot be read (or, in AWS, does not
+/// exist): for hosts whose only work is verifying (the authorizer), where
+/// the start is the right place to fail.
 pub async fn load_verifier(
     platform: &Platform,
     cfg: &VerifierConfig,
 ) -> anyhow::Result<Arc<TokenVerifier>> {
-    let clock = platform.clock();
-    let source = platform.uncached_secrets();
-    let now = clock.now();
-    let set = match read_public_keys(source.as_ref(), &cfg.public_keys_secret).await? {
-        Some(set) => set,
-        None if platform.kind() == BackendKind::Local => PublicKeySet::default(),
-        None => anyhow::bail!("secret {} does not exist", cfg.public_keys_secret),
-    };
-    if set.keys.is_empty() {
-        tracing::warn!(
-            secret = %cfg.public_keys_secret,
-            "the public key set is empty: no token verifies until a key is created"
-        );
-    }
-    Ok(Arc::new(TokenVerifier {
-        config: cfg.clone(),
-        ring: RwLock::new(KeyRing::from_set(set, now)),
-        source,
-        clock,
-        last_refresh: tokio::sync::Mutex::new(None),
-        verified: std::sync::Mutex::default(),
-    }))
+    let verifier = TokenVerifier::on_first_use(platform, cfg);
+    verifier.ensure_loaded().await.map_err(|e| match e {
+        TokenError::Unavailable(cause) => cause,
+        other => other.into(),
+    })?;
+    Ok(verifier)
 }
 
 #[cfg(test)]
@@ -660,5 +735,129 @@ mod tests {
             err.to_string().contains("AUTH_PUBLIC_KEYS_SECRET_ID"),
             "{err}"
         );
+    }
+
+    /// A secret store that counts reads, fails the first `fail_first` of
+    /// them, and takes a moment per read so that concurrent readers overlap.
+    #[derive(Debug)]
+    struct Counted {
+        inner: Arc<dyn Secrets>,
+        reads: std::sync::atomic::AtomicUsize,
+        fail_first: usize,
+    }
+
+    impl Counted {
+        fn over(platform: &Platform, fail_first: usize) -> Arc<Self> {
+            Arc::new(Self {
+                inner: platform.uncached_secrets(),
+                reads: std::sync::atomic::AtomicUsize::new(0),
+                fail_first,
+            })
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Secrets for Counted {
+        async fn get(&self, name: &str) -> Result<Option<SecretValue>, crate::SecretsError> {
+            let n = self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            if n < self.fail_first {
+                return Err(crate::SecretsError::Unavailable(anyhow::anyhow!(
+                    "secrets store down"
+                )));
+            }
+            self.inner.get(name).await
+        }
+
+        async fn put(&self, name: &str, value: &SecretValue) -> Result<(), crate::SecretsError> {
+            self.inner.put(name, value).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_verifier_reads_its_keys_once_when_the_first_tokens_arrive_together() {
+        let fx = fx();
+        let key = fx_key(1);
+        fx.publish(&[&key], Duration::ZERO).await;
+        let source = Counted::over(&fx.platform, 0);
+        let verifier = TokenVerifier::over(&fx.cfg, source.clone(), fx.clock.clone(), true);
+        assert_eq!(source.reads(), 0, "building the verifier read the secret");
+
+        // A request without a token needs no keys.
+        assert!(matches!(
+            verifier.verify("").await,
+            Err(TokenError::Rejected(Rejection::Missing))
+        ));
+        assert_eq!(source.reads(), 0);
+
+        // Twenty first requests at once (distinct tokens, so none is served
+        // from the verified-token cache): one read between them.
+        let tokens: Vec<(String, Claims)> = (0..20)
+            .map(|i| {
+                let claims = access_claims(
+                    fx.cfg.expected(),
+                    &fx_principal(),
+                    fx.clock.now(),
+                    format!("fx-{i}"),
+                );
+                (key.sign(&claims), claims)
+            })
+            .collect();
+        let results =
+            futures::future::join_all(tokens.iter().map(|(t, _)| verifier.verify(t))).await;
+        for (result, (_, claims)) in results.into_iter().zip(&tokens) {
+            assert_eq!(&result.unwrap(), claims);
+        }
+        assert_eq!(source.reads(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_read_answers_unavailable_and_the_next_request_reads_again() {
+        let fx = fx();
+        let key = fx_key(1);
+        fx.publish(&[&key], Duration::ZERO).await;
+        let source = Counted::over(&fx.platform, 1);
+        let verifier = TokenVerifier::over(&fx.cfg, source.clone(), fx.clock.clone(), true);
+        let (token, claims) = fx.token(&key);
+        assert!(matches!(
+            verifier.verify(&token).await,
+            Err(TokenError::Unavailable(_))
+        ));
+        assert!(verifier.jwks().await.is_ok());
+        assert_eq!(verifier.verify(&token).await.unwrap(), claims);
+        assert_eq!(source.reads(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_missing_key_set_is_unavailable_where_it_must_exist_and_empty_locally() {
+        let fx = fx();
+        let key = fx_key(1);
+        let (token, _) = fx.token(&key);
+        let strict = TokenVerifier::over(
+            &fx.cfg,
+            fx.platform.uncached_secrets(),
+            fx.clock.clone(),
+            true,
+        );
+        match strict.verify(&token).await {
+            Err(TokenError::Unavailable(e)) => {
+                assert!(
+                    format!("{e:#}").contains(&fx.cfg.public_keys_secret),
+                    "{e:#}"
+                )
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // Locally (the platform of `fx` is local) a missing set is empty.
+        let lenient = TokenVerifier::on_first_use(&fx.platform, &fx.cfg);
+        assert!(matches!(
+            lenient.verify(&token).await,
+            Err(TokenError::Rejected(Rejection::UnknownKey))
+        ));
+        assert!(lenient.jwks().await.unwrap().keys.is_empty());
     }
 }

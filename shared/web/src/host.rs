@@ -9,26 +9,43 @@
 //! list of these in the root crate; the Lambda `main`s call [`lambda_http`],
 //! [`lambda_worker`] or [`lambda_schedule`] with the same description, so
 //! a function builds exactly what `serve` builds for that part.
+//!
+//! A Lambda's cold start does no I/O beyond what the platform needs to open:
+//! the token verifier and the tables a builder asks for read their secrets
+//! on first use ([`Context::verifier`], [`Context::table`]), so a health
+//! check reads none and a request reads only what it needs, concurrently
+//! when it needs several. The accessors of optional ports exist with this
+//! crate's feature of the same name (`dynamodb`, `sqs`, `eventbridge`,
+//! `provision`), mirroring `constellation-platform`'s.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+#[cfg(feature = "sqs")]
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+#[cfg(feature = "provision")]
 use constellation_platform::SecretValue;
+#[cfg(feature = "provision")]
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::config::{BackendKind, ConfigError, Platform, optional, required};
-use constellation_platform::events::{EventBus, Route};
+#[cfg(feature = "eventbridge")]
+use constellation_platform::events::EventBus;
+use constellation_platform::events::Route;
 use constellation_platform::observe::{MetricsSink, init_tracing};
-use constellation_platform::queue::{Queue, QueueSpec};
+#[cfg(feature = "sqs")]
+use constellation_platform::queue::Queue;
+use constellation_platform::queue::QueueSpec;
 use constellation_platform::schedule::{ScheduleExpr, ScheduledEvent, ScheduledHandler};
+#[cfg(feature = "dynamodb")]
 use constellation_platform::table::Table;
-use constellation_platform::tokens::{TokenVerifier, VerifierConfig, load_verifier};
-use constellation_platform::worker::{RecordHandler, Worker};
-use tokio::sync::OnceCell;
+use constellation_platform::tokens::{TokenVerifier, VerifierConfig};
+use constellation_platform::worker::RecordHandler;
+#[cfg(feature = "sqs")]
+use constellation_platform::worker::Worker;
 
 /// A boxed future borrowing the context, as the builders return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -223,7 +240,7 @@ pub struct Context {
     pub metrics: MetricsSink,
     /// Which tokens the services accept, and where the public keys are.
     pub tokens: VerifierConfig,
-    verifier: Arc<OnceCell<Arc<TokenVerifier>>>,
+    verifier: Arc<OnceLock<Arc<TokenVerifier>>>,
 }
 
 impl Context {
@@ -252,12 +269,15 @@ impl Context {
         }
     }
 
-    /// The token verifier, loaded on first use.
+    /// The token verifier, one per context and the services sharing it. It
+    /// reads the public key set when it first verifies a token
+    /// ([`TokenVerifier::on_first_use`]), so getting it does no I/O and
+    /// cannot fail; the `Result` keeps builders' `?` unchanged.
     pub async fn verifier(&self) -> anyhow::Result<Arc<TokenVerifier>> {
-        self.verifier
-            .get_or_try_init(|| load_verifier(&self.platform, &self.tokens))
-            .await
-            .cloned()
+        Ok(self
+            .verifier
+            .get_or_init(|| TokenVerifier::on_first_use(&self.platform, &self.tokens))
+            .clone())
     }
 
     /// The reference named by `var`.
@@ -265,7 +285,10 @@ impl Context {
         self.resources.get(var)
     }
 
-    /// The table named by `var`, with cursors sealed by the secret named by `cursor_var`.
+    /// The table named by `var`, with cursors sealed by the secret named by
+    /// `cursor_var`; the secret is read on the table's first use
+    /// ([`Platform::table_on_first_use`]), so only a missing variable fails here.
+    #[cfg(feature = "dynamodb")]
     pub async fn table(
         &self,
         var: &'static str,
@@ -273,21 +296,23 @@ impl Context {
     ) -> anyhow::Result<Arc<dyn Table>> {
         Ok(self
             .platform
-            .table(self.resource(var)?, self.resource(cursor_var)?)
-            .await?)
+            .table_on_first_use(self.resource(var)?, self.resource(cursor_var)?))
     }
 
     /// The queue named by `var`.
+    #[cfg(feature = "sqs")]
     pub fn queue(&self, var: &'static str) -> anyhow::Result<Arc<dyn Queue>> {
         Ok(self.platform.queue(self.resource(var)?))
     }
 
     /// The event bus (the service must list [`EVENT_BUS`]).
+    #[cfg(feature = "eventbridge")]
     pub fn event_bus(&self) -> anyhow::Result<Arc<dyn EventBus>> {
         Ok(self.platform.event_bus(self.resource(EVENT_BUS_VAR)?))
     }
 
     /// The worker of `consumer`, ready for batches.
+    #[cfg(feature = "sqs")]
     pub async fn worker(&self, consumer: &ConsumerDef) -> anyhow::Result<Worker> {
         let handler = (consumer.handler)(self).await?;
         Ok(Worker::new(
@@ -358,6 +383,7 @@ impl ServiceDef {
 /// Creates every resource of `defs` that is missing, under its default
 /// name, in the shape template.yaml gives it, and returns the references
 /// (queue URLs) to use. Existing resources are left as they are.
+#[cfg(feature = "provision")]
 pub async fn provision(aws: &AwsBackend, defs: &[ResourceDef]) -> anyhow::Result<Resources> {
     let mut out = Resources::default();
     for def in defs {
@@ -394,6 +420,7 @@ pub async fn provision(aws: &AwsBackend, defs: &[ResourceDef]) -> anyhow::Result
     Ok(out)
 }
 
+#[cfg(feature = "provision")]
 fn hex_key() -> String {
     use rand::RngCore as _;
     let mut raw = [0_u8; 32];
@@ -424,6 +451,7 @@ pub async fn lambda_http(def: &ServiceDef) -> Result<(), lambda_http::Error> {
 }
 
 /// The `main` of a worker function: SQS batches in, partial batch failures out.
+#[cfg(feature = "sqs")]
 pub async fn lambda_worker(def: &ServiceDef, name: &str) -> Result<(), lambda_runtime::Error> {
     let consumer = def
         .consumer(name)

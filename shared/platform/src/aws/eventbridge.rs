@@ -2,19 +2,16 @@
 //! chunks of [`PUBLISH_BATCH_SIZE`]. EventBridge may accept a call but refuse
 //! some entries; those are sent again a few times and the publish fails if
 //! any remain. Routing is the bus's rules (template.yaml, or
-//! [`AwsBackend::ensure_routes`] for tests and `serve --provision`).
+//! `AwsBackend::ensure_routes` for tests and `serve --provision`).
 
-use std::collections::BTreeMap;
-
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::error::SdkError;
-use aws_sdk_eventbridge::types::{PutEventsRequestEntry, RuleState, Target};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
-use super::{AwsBackend, classify, error_code, sqs};
+use super::{AwsBackend, classify};
 use crate::events::{
-    DomainEvent, EVENT_SOURCE, EventBus, EventsError, PUBLISH_BATCH_SIZE, Route, validate_type,
+    DomainEvent, EVENT_SOURCE, EventBus, EventsError, PUBLISH_BATCH_SIZE, validate_type,
 };
 
 /// Retries of entries EventBridge refused within an accepted call.
@@ -111,104 +108,6 @@ impl EventBus for EventBridgeBus {
 impl AwsBackend {
     /// The EventBridge bus `name`.
     pub fn event_bus(&self, name: &str) -> EventBridgeBus {
-        EventBridgeBus::new(self.inner.eventbridge.clone(), name)
-    }
-
-    /// Creates the custom bus `name` unless it exists.
-    #[tracing::instrument(skip(self))]
-    pub async fn ensure_event_bus(&self, name: &str) -> anyhow::Result<()> {
-        match self
-            .inner
-            .eventbridge
-            .create_event_bus()
-            .name(name)
-            .send()
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(bus = name, "created event bus");
-                Ok(())
-            }
-            Err(e) if error_code(&e) == Some("ResourceAlreadyExistsException") => Ok(()),
-            Err(e) => Err(anyhow::Error::new(e).context(format!("creating event bus {name}"))),
-        }
-    }
-
-    /// Creates, for each queue named in `routes`, one rule on `bus` matching
-    /// the event types routed to it, targeting that queue (looked up by
-    /// name), and a queue policy letting that rule send to it: the shape
-    /// template.yaml gives each consumer. Rules are named `to-<queue>`.
-    #[tracing::instrument(skip(self, routes))]
-    pub async fn ensure_routes(&self, bus: &str, routes: &[Route]) -> anyhow::Result<()> {
-        let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for r in routes {
-            validate_type(&r.event_type)?;
-            by_queue
-                .entry(r.queue.as_str())
-                .or_default()
-                .push(r.event_type.as_str());
-        }
-        for (queue, types) in by_queue {
-            let rule_name: String = format!("to-{queue}").chars().take(64).collect();
-            let pattern = serde_json::json!({
-                "source": [EVENT_SOURCE],
-                "detail-type": types,
-            });
-            let rule = self
-                .inner
-                .eventbridge
-                .put_rule()
-                .name(&rule_name)
-                .event_bus_name(bus)
-                .event_pattern(pattern.to_string())
-                .state(RuleState::Enabled)
-                .send()
-                .await
-                .with_context(|| format!("creating rule {rule_name} on bus {bus}"))?;
-            let rule_arn = rule.rule_arn().unwrap_or_default().to_owned();
-            let url = sqs::queue_url(&self.inner.sqs, queue)
-                .await
-                .with_context(|| format!("the queue {queue} a rule routes to"))?;
-            let queue_arn = sqs::queue_arn(&self.inner.sqs, &url).await?;
-            let target = Target::builder()
-                .id("queue")
-                .arn(&queue_arn)
-                .build()
-                .context("rule target")?;
-            let out = self
-                .inner
-                .eventbridge
-                .put_targets()
-                .rule(&rule_name)
-                .event_bus_name(bus)
-                .targets(target)
-                .send()
-                .await
-                .with_context(|| format!("targeting {queue} from rule {rule_name}"))?;
-            anyhow::ensure!(
-                out.failed_entry_count() == 0,
-                "rule {rule_name} refused its target {queue}"
-            );
-            let policy = serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Sid": "EventBridgeRule",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
-                }],
-            });
-            self.inner
-                .sqs
-                .set_queue_attributes()
-                .queue_url(&url)
-                .attributes(QueueAttributeName::Policy, policy.to_string())
-                .send()
-                .await
-                .with_context(|| format!("policy of queue {queue}"))?;
-        }
-        Ok(())
+        EventBridgeBus::new(self.eventbridge().clone(), name)
     }
 }

@@ -1,39 +1,57 @@
 //! AWS adapters: the ports over DynamoDB, S3, SQS, Secrets Manager and EventBridge.
 //!
-//! [`AwsBackend`] holds one SDK configuration and one client per service
-//! (clients are cheap to clone and share a connection pool), and hands out
-//! adapters bound to a table, bucket or queue. Provisioning (creating those
-//! resources when they are missing, for tests and `serve --backend aws`) lives
-//! in [`provision`]; in a deployment the SAM template creates them instead.
+//! [`AwsBackend`] holds one SDK configuration and hands out adapters bound to
+//! a table, bucket or queue. Each SDK client is built on first use (clients
+//! share one HTTP connection pool through the configuration) and exists only
+//! when its cargo feature is on: a Lambda links, and builds at cold start,
+//! only the clients of the ports it uses. Provisioning (creating those
+//! resources when they are missing, for tests and `serve --backend aws`)
+//! lives in [`provision`]; in a deployment the SAM template creates them.
+//!
+//! Inside Lambda the configuration comes from the environment variables the
+//! Lambda service sets (`AWS_REGION`, the role's `AWS_ACCESS_KEY_ID` /
+//! `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`): no profile file is read
+//! and no credential or region source is probed (IMDS, ECS, SSO, web
+//! identity). Elsewhere the SDK's usual chain applies.
 //!
 //! Every adapter sorts SDK failures the same way (see [`is_transient`]):
 //! throttling, 5xx, timeouts and dispatch failures are "unavailable"
 //! (retryable); everything else is a backend error carrying the operation and
 //! resource in its context.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use aws_config::{BehaviorVersion, SdkConfig};
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_config::{BehaviorVersion, ConfigLoader, SdkConfig};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
-use crate::clock::Clock;
-use crate::queue::QueueError;
+/// An SDK call's failure, the same type for every service client.
+type SdkError<E> = aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>;
 
+#[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(feature = "eventbridge")]
 mod eventbridge;
+#[cfg(feature = "provision")]
 pub mod provision;
+#[cfg(feature = "s3")]
 mod s3;
 mod secrets;
+#[cfg(feature = "sqs")]
 mod sqs;
 
+#[cfg(feature = "dynamodb")]
 pub use dynamo::DynamoTable;
+#[cfg(feature = "eventbridge")]
 pub use eventbridge::EventBridgeBus;
+#[cfg(feature = "s3")]
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerSecrets;
+#[cfg(feature = "sqs")]
 pub use sqs::{SqsQueue, SqsReceiver};
 
-/// One SDK configuration and a client for each service the ports use.
-/// Cloning is cheap (one shared allocation).
+/// One SDK configuration and, built on first use, a client for each service
+/// the enabled ports use. Cloning is cheap (one shared allocation).
 #[derive(Clone, Debug)]
 pub struct AwsBackend {
     inner: Arc<Clients>,
@@ -42,11 +60,43 @@ pub struct AwsBackend {
 #[derive(Debug)]
 struct Clients {
     config: SdkConfig,
-    dynamodb: aws_sdk_dynamodb::Client,
-    s3: aws_sdk_s3::Client,
-    sqs: aws_sdk_sqs::Client,
-    secrets: aws_sdk_secretsmanager::Client,
-    eventbridge: aws_sdk_eventbridge::Client,
+    #[cfg(feature = "dynamodb")]
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    #[cfg(feature = "s3")]
+    s3: OnceLock<aws_sdk_s3::Client>,
+    #[cfg(feature = "sqs")]
+    sqs: OnceLock<aws_sdk_sqs::Client>,
+    secrets: OnceLock<aws_sdk_secretsmanager::Client>,
+    #[cfg(feature = "eventbridge")]
+    eventbridge: OnceLock<aws_sdk_eventbridge::Client>,
+}
+
+/// Whether this process is a Lambda function (the runtime sets this variable).
+fn in_lambda() -> bool {
+    crate::config::optional("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
+/// The SDK's configuration loader; inside Lambda, restricted to the
+/// environment (see the module docs).
+fn loader() -> ConfigLoader {
+    let loader = aws_config::defaults(BehaviorVersion::latest());
+    if !in_lambda() {
+        return loader;
+    }
+    use aws_config::environment::{
+        EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
+    };
+    use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+    loader
+        .region(EnvironmentVariableRegionProvider::new())
+        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
+        // An empty profile in place of ~/.aws/config and ~/.aws/credentials,
+        // which do not exist in Lambda; settings still come from `AWS_*` variables.
+        .profile_files(
+            EnvConfigFiles::builder()
+                .with_contents(EnvConfigFileKind::Config, "")
+                .build(),
+        )
 }
 
 impl AwsBackend {
@@ -59,67 +109,117 @@ impl AwsBackend {
     /// Like [`AwsBackend::from_env`], but talking to `endpoint` (an emulator
     /// such as moto or LocalStack) when one is given.
     pub async fn connect(endpoint: Option<&str>) -> Self {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = loader();
         if let Some(url) = endpoint {
             loader = loader.endpoint_url(url);
         }
         Self::from_sdk_config(&loader.load().await)
     }
 
-    /// Clients for an already loaded configuration. With an endpoint override
-    /// (an emulator) S3 is addressed path-style, as emulators expect.
+    /// A backend over an already loaded configuration; its clients are built
+    /// when first used. With an endpoint override (an emulator) S3 is
+    /// addressed path-style, as emulators expect.
     pub fn from_sdk_config(cfg: &SdkConfig) -> Self {
-        let s3_config = aws_sdk_s3::config::Builder::from(cfg)
-            .force_path_style(cfg.endpoint_url().is_some())
-            .build();
         Self {
             inner: Arc::new(Clients {
                 config: cfg.clone(),
-                dynamodb: aws_sdk_dynamodb::Client::new(cfg),
-                s3: aws_sdk_s3::Client::from_conf(s3_config),
-                sqs: aws_sdk_sqs::Client::new(cfg),
-                secrets: aws_sdk_secretsmanager::Client::new(cfg),
-                eventbridge: aws_sdk_eventbridge::Client::new(cfg),
+                #[cfg(feature = "dynamodb")]
+                dynamodb: OnceLock::new(),
+                #[cfg(feature = "s3")]
+                s3: OnceLock::new(),
+                #[cfg(feature = "sqs")]
+                sqs: OnceLock::new(),
+                secrets: OnceLock::new(),
+                #[cfg(feature = "eventbridge")]
+                eventbridge: OnceLock::new(),
             }),
         }
     }
 
-    /// The configuration the clients were built from.
+    /// The configuration the clients are built from.
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.inner.config
     }
 
+    #[cfg(feature = "dynamodb")]
+    fn dynamodb(&self) -> &aws_sdk_dynamodb::Client {
+        self.inner
+            .dynamodb
+            .get_or_init(|| aws_sdk_dynamodb::Client::new(&self.inner.config))
+    }
+
+    #[cfg(feature = "s3")]
+    fn s3(&self) -> &aws_sdk_s3::Client {
+        self.inner.s3.get_or_init(|| {
+            let cfg = &self.inner.config;
+            let s3_config = aws_sdk_s3::config::Builder::from(cfg)
+                .force_path_style(cfg.endpoint_url().is_some())
+                .build();
+            aws_sdk_s3::Client::from_conf(s3_config)
+        })
+    }
+
+    #[cfg(feature = "sqs")]
+    fn sqs(&self) -> &aws_sdk_sqs::Client {
+        self.inner
+            .sqs
+            .get_or_init(|| aws_sdk_sqs::Client::new(&self.inner.config))
+    }
+
+    fn secretsmanager(&self) -> &aws_sdk_secretsmanager::Client {
+        self.inner
+            .secrets
+            .get_or_init(|| aws_sdk_secretsmanager::Client::new(&self.inner.config))
+    }
+
+    #[cfg(feature = "eventbridge")]
+    fn eventbridge(&self) -> &aws_sdk_eventbridge::Client {
+        self.inner
+            .eventbridge
+            .get_or_init(|| aws_sdk_eventbridge::Client::new(&self.inner.config))
+    }
+
     /// The table `name`; cursors are sealed under `cursor_key`, and TTL is
     /// judged by `clock`.
-    pub fn table(&self, name: &str, cursor_key: [u8; 32], clock: Arc<dyn Clock>) -> DynamoTable {
-        DynamoTable::new(self.inner.dynamodb.clone(), name, cursor_key, clock)
+    #[cfg(feature = "dynamodb")]
+    pub fn table(
+        &self,
+        name: &str,
+        cursor_key: [u8; 32],
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> DynamoTable {
+        DynamoTable::new(self.dynamodb().clone(), name, cursor_key, clock)
     }
 
     /// The bucket `bucket`.
+    #[cfg(feature = "s3")]
     pub fn blob_store(&self, bucket: &str) -> S3BlobStore {
-        S3BlobStore::new(self.inner.s3.clone(), bucket)
+        S3BlobStore::new(self.s3().clone(), bucket)
     }
 
     /// The queue at `queue_url`, for sending.
+    #[cfg(feature = "sqs")]
     pub fn queue(&self, queue_url: &str) -> SqsQueue {
-        SqsQueue::new(self.inner.sqs.clone(), queue_url)
+        SqsQueue::new(self.sqs().clone(), queue_url)
     }
 
     /// The queue at `queue_url`, for receiving; looks up its ARN.
+    #[cfg(feature = "sqs")]
     #[tracing::instrument(skip(self))]
-    pub async fn receiver(&self, queue_url: &str) -> Result<SqsReceiver, QueueError> {
-        SqsReceiver::connect(self.inner.sqs.clone(), queue_url).await
+    pub async fn receiver(&self, queue_url: &str) -> Result<SqsReceiver, crate::queue::QueueError> {
+        SqsReceiver::connect(self.sqs().clone(), queue_url).await
+    }
+
+    /// The URL of the queue named `name`.
+    #[cfg(feature = "sqs")]
+    #[tracing::instrument(skip(self))]
+    pub async fn queue_url(&self, name: &str) -> Result<String, crate::queue::QueueError> {
+        sqs::queue_url(self.sqs(), name).await
     }
 
     /// Secrets Manager in the configured account and region.
     pub fn secrets(&self) -> SecretsManagerSecrets {
-        SecretsManagerSecrets::new(self.inner.secrets.clone())
-    }
-
-    /// The URL of the queue named `name`.
-    #[tracing::instrument(skip(self))]
-    pub async fn queue_url(&self, name: &str) -> Result<String, QueueError> {
-        sqs::queue_url(&self.inner.sqs, name).await
+        SecretsManagerSecrets::new(self.clone())
     }
 }
 
@@ -161,6 +261,7 @@ pub(crate) fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
 }
 
 /// The service's error code, if the service answered with one.
+#[cfg(feature = "dynamodb")]
 pub(crate) fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
     match err {
         SdkError::ServiceError(e) => e.err().code(),
@@ -169,6 +270,7 @@ pub(crate) fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&
 }
 
 /// The HTTP status the service answered with, if it answered.
+#[cfg(feature = "s3")]
 pub(crate) fn http_status<E>(err: &SdkError<E>) -> Option<u16> {
     err.raw_response().map(|r| r.status().as_u16())
 }

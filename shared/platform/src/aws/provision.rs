@@ -5,7 +5,7 @@
 //! Each is idempotent: a resource that already exists is left as it is
 //! (queues get their attributes brought in line with the spec).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -14,12 +14,14 @@ use aws_sdk_dynamodb::types::{
     Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
     TimeToLiveStatus,
 };
+use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use aws_sdk_sqs::operation::create_queue::CreateQueueError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::{AwsBackend, error_code, sqs};
+use crate::events::{EVENT_SOURCE, Route, validate_type};
 use crate::queue::QueueSpec;
 use crate::secrets::SecretValue;
 
@@ -64,8 +66,7 @@ impl AwsBackend {
     #[tracing::instrument(skip(self))]
     pub async fn ensure_table(&self, name: &str) -> anyhow::Result<()> {
         let mut create = self
-            .inner
-            .dynamodb
+            .dynamodb()
             .create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
@@ -94,8 +95,7 @@ impl AwsBackend {
         let deadline = tokio::time::Instant::now() + TABLE_READY_TIMEOUT;
         loop {
             let out = self
-                .inner
-                .dynamodb
+                .dynamodb()
                 .describe_table()
                 .table_name(name)
                 .send()
@@ -122,8 +122,7 @@ impl AwsBackend {
     /// hides expired items itself, TTL only reclaims their space.
     async fn ensure_ttl(&self, name: &str) {
         let current = self
-            .inner
-            .dynamodb
+            .dynamodb()
             .describe_time_to_live()
             .table_name(name)
             .send()
@@ -145,8 +144,7 @@ impl AwsBackend {
             .build();
         let result = match spec {
             Ok(spec) => self
-                .inner
-                .dynamodb
+                .dynamodb()
                 .update_time_to_live()
                 .table_name(name)
                 .time_to_live_specification(spec)
@@ -180,7 +178,7 @@ impl AwsBackend {
                 DLQ_RETENTION_SECONDS.to_string(),
             )]);
             let dlq_url = self.create_queue(dlq, dlq_attributes).await?;
-            let arn = sqs::queue_arn(&self.inner.sqs, &dlq_url)
+            let arn = sqs::queue_arn(self.sqs(), &dlq_url)
                 .await
                 .with_context(|| format!("ARN of dead-letter queue {dlq}"))?;
             let policy = serde_json::json!({
@@ -198,8 +196,7 @@ impl AwsBackend {
         attributes: HashMap<QueueAttributeName, String>,
     ) -> anyhow::Result<String> {
         let created = self
-            .inner
-            .sqs
+            .sqs()
             .create_queue()
             .queue_name(name)
             .set_attributes(Some(attributes.clone()))
@@ -218,9 +215,8 @@ impl AwsBackend {
                     Some(CreateQueueError::QueueNameExists(_))
                 ) =>
             {
-                let url = sqs::queue_url(&self.inner.sqs, name).await?;
-                self.inner
-                    .sqs
+                let url = sqs::queue_url(self.sqs(), name).await?;
+                self.sqs()
                     .set_queue_attributes()
                     .queue_url(&url)
                     .set_attributes(Some(attributes))
@@ -237,7 +233,7 @@ impl AwsBackend {
     /// account already owns it.
     #[tracing::instrument(skip(self))]
     pub async fn ensure_bucket(&self, name: &str) -> anyhow::Result<()> {
-        let mut create = self.inner.s3.create_bucket().bucket(name);
+        let mut create = self.s3().create_bucket().bucket(name);
         if let Some(region) = self.inner.config.region().map(|r| r.as_ref().to_owned())
             && region != "us-east-1"
         {
@@ -276,6 +272,100 @@ impl AwsBackend {
             .with_context(|| format!("creating secret {name}"))?;
         if created {
             tracing::info!(secret = name, "created secret");
+        }
+        Ok(())
+    }
+
+    /// Creates the custom bus `name` unless it exists.
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure_event_bus(&self, name: &str) -> anyhow::Result<()> {
+        match self
+            .eventbridge()
+            .create_event_bus()
+            .name(name)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(bus = name, "created event bus");
+                Ok(())
+            }
+            Err(e) if error_code(&e) == Some("ResourceAlreadyExistsException") => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("creating event bus {name}"))),
+        }
+    }
+
+    /// Creates, for each queue named in `routes`, one rule on `bus` matching
+    /// the event types routed to it, targeting that queue (looked up by
+    /// name), and a queue policy letting that rule send to it: the shape
+    /// template.yaml gives each consumer. Rules are named `to-<queue>`.
+    #[tracing::instrument(skip(self, routes))]
+    pub async fn ensure_routes(&self, bus: &str, routes: &[Route]) -> anyhow::Result<()> {
+        let mut by_queue: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for r in routes {
+            validate_type(&r.event_type)?;
+            by_queue
+                .entry(r.queue.as_str())
+                .or_default()
+                .push(r.event_type.as_str());
+        }
+        for (queue, types) in by_queue {
+            let rule_name: String = format!("to-{queue}").chars().take(64).collect();
+            let pattern = serde_json::json!({
+                "source": [EVENT_SOURCE],
+                "detail-type": types,
+            });
+            let rule = self
+                .eventbridge()
+                .put_rule()
+                .name(&rule_name)
+                .event_bus_name(bus)
+                .event_pattern(pattern.to_string())
+                .state(RuleState::Enabled)
+                .send()
+                .await
+                .with_context(|| format!("creating rule {rule_name} on bus {bus}"))?;
+            let rule_arn = rule.rule_arn().unwrap_or_default().to_owned();
+            let url = sqs::queue_url(self.sqs(), queue)
+                .await
+                .with_context(|| format!("the queue {queue} a rule routes to"))?;
+            let queue_arn = sqs::queue_arn(self.sqs(), &url).await?;
+            let target = Target::builder()
+                .id("queue")
+                .arn(&queue_arn)
+                .build()
+                .context("rule target")?;
+            let out = self
+                .eventbridge()
+                .put_targets()
+                .rule(&rule_name)
+                .event_bus_name(bus)
+                .targets(target)
+                .send()
+                .await
+                .with_context(|| format!("targeting {queue} from rule {rule_name}"))?;
+            anyhow::ensure!(
+                out.failed_entry_count() == 0,
+                "rule {rule_name} refused its target {queue}"
+            );
+            let policy = serde_json::json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": "EventBridgeRule",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+                }],
+            });
+            self.sqs()
+                .set_queue_attributes()
+                .queue_url(&url)
+                .attributes(QueueAttributeName::Policy, policy.to_string())
+                .send()
+                .await
+                .with_context(|| format!("policy of queue {queue}"))?;
         }
         Ok(())
     }

@@ -13,10 +13,13 @@ use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError;
 use super::classify;
 use crate::secrets::{SecretValue, Secrets, SecretsError, validate_secret_name};
 
-/// Secrets Manager in the configured account and region.
+/// Secrets Manager in the configured account and region. Its client is
+/// built on the first read or write, not with this adapter: building it
+/// sets up the HTTPS connector (loading the system's root certificates),
+/// which a cold start that reads no secret should not pay.
 #[derive(Clone, Debug)]
 pub struct SecretsManagerSecrets {
-    client: aws_sdk_secretsmanager::Client,
+    backend: super::AwsBackend,
 }
 
 fn fail<E>(op: &str, name: &str, err: SdkError<E>) -> SecretsError
@@ -36,8 +39,12 @@ where
 }
 
 impl SecretsManagerSecrets {
-    pub(crate) fn new(client: aws_sdk_secretsmanager::Client) -> Self {
-        Self { client }
+    pub(crate) fn new(backend: super::AwsBackend) -> Self {
+        Self { backend }
+    }
+
+    fn client(&self) -> &aws_sdk_secretsmanager::Client {
+        self.backend.secretsmanager()
     }
 
     /// Creates the secret with `value`; `Ok(false)` if it already exists.
@@ -47,7 +54,7 @@ impl SecretsManagerSecrets {
         value: &SecretValue,
     ) -> Result<bool, SecretsError> {
         match self
-            .client
+            .client()
             .create_secret()
             .name(name)
             .secret_string(value.expose())
@@ -70,7 +77,7 @@ impl SecretsManagerSecrets {
     /// Sets the current value of an existing secret; `Ok(false)` if there is none.
     async fn update(&self, name: &str, value: &SecretValue) -> Result<bool, SecretsError> {
         match self
-            .client
+            .client()
             .put_secret_value()
             .secret_id(name)
             .secret_string(value.expose())
@@ -96,7 +103,13 @@ impl Secrets for SecretsManagerSecrets {
     #[tracing::instrument(skip(self))]
     async fn get(&self, name: &str) -> Result<Option<SecretValue>, SecretsError> {
         validate_secret_name(name)?;
-        let out = match self.client.get_secret_value().secret_id(name).send().await {
+        let out = match self
+            .client()
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(err)
                 if matches!(

@@ -302,7 +302,7 @@ const REDRIVE_VISIBILITY_SECS: i32 = 60;
 #[async_trait]
 impl QueueAdmin for super::AwsBackend {
     async fn list(&self) -> Result<Vec<QueueStats>, QueueError> {
-        let client = &self.inner.sqs;
+        let client = self.sqs();
         let mut urls = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -347,13 +347,12 @@ impl QueueAdmin for super::AwsBackend {
     }
 
     async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
-        let url = queue_url(&self.inner.sqs, name).await?;
+        let url = queue_url(self.sqs(), name).await?;
         let mut shown = Vec::new();
         while shown.len() < limit as usize {
             let want = (limit as usize - shown.len()).min(10) as i32;
             let out = self
-                .inner
-                .sqs
+                .sqs()
                 .receive_message()
                 .queue_url(&url)
                 .max_number_of_messages(want)
@@ -382,7 +381,7 @@ impl QueueAdmin for super::AwsBackend {
     }
 
     async fn redrive(&self, from: &str, to: &str, limit: u32) -> Result<u64, QueueError> {
-        let client = &self.inner.sqs;
+        let client = self.sqs();
         let from_url = queue_url(client, from).await?;
         let target = SqsQueue::new(client.clone(), &queue_url(client, to).await?);
         let mut moved = 0_u64;

@@ -1,0 +1,156 @@
+//! A table opened on its first use ([`crate::config::Platform::table_on_first_use`]).
+//!
+//! Opening a table reads a secret (the key its cursors are sealed with). A
+//! Lambda that opened its tables at cold start would pay that read, a round
+//! trip to Secrets Manager, before its first answer, even when that answer is
+//! a health check that touches no table. [`LazyTable`] defers the read to the
+//! first operation; concurrent first operations share one read. A failed read
+//! is logged, answers [`StoreError::Unavailable`] (a 503 for the caller), and
+//! is tried again by the next operation.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::OnceCell;
+
+use crate::config::Platform;
+use crate::table::{Add, Condition, Item, ItemKey, Page, Query, StoreError, Table, Write};
+
+/// A table that reads its cursor secret and opens itself on first use.
+pub(crate) struct LazyTable {
+    platform: Platform,
+    name: String,
+    cursor_secret: String,
+    table: OnceCell<Arc<dyn Table>>,
+}
+
+impl std::fmt::Debug for LazyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyTable")
+            .field("name", &self.name)
+            .field("open", &self.table.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyTable {
+    pub(crate) fn new(platform: Platform, name: String, cursor_secret: String) -> Self {
+        Self {
+            platform,
+            name,
+            cursor_secret,
+            table: OnceCell::new(),
+        }
+    }
+
+    /// The open table, opening it first if needed.
+    async fn table(&self) -> Result<&dyn Table, StoreError> {
+        let table = self
+            .table
+            .get_or_try_init(|| self.platform.table(&self.name, &self.cursor_secret))
+            .await
+            .map_err(|e| {
+                let e = anyhow::Error::new(e).context(format!("open table {}", self.name));
+                tracing::error!(error = format!("{e:#}"), table = %self.name, "opening the table failed");
+                StoreError::Unavailable(e)
+            })?;
+        Ok(table.as_ref())
+    }
+}
+
+#[async_trait]
+impl Table for LazyTable {
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
+        self.table().await?.get(key).await
+    }
+
+    async fn put(&self, item: &Item, condition: Condition) -> Result<(), StoreError> {
+        self.table().await?.put(item, condition).await
+    }
+
+    async fn delete(
+        &self,
+        key: &ItemKey,
+        condition: Condition,
+    ) -> Result<Option<Item>, StoreError> {
+        self.table().await?.delete(key, condition).await
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        self.table().await?.query(query).await
+    }
+
+    async fn add(&self, add: &Add) -> Result<i64, StoreError> {
+        self.table().await?.add(add).await
+    }
+
+    async fn upsert(&self, item: &Item) -> Result<u64, StoreError> {
+        self.table().await?.upsert(item).await
+    }
+
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.table().await?.transact(writes).await
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const CURSOR_SECRET: &str = "fx/cursor-key";
+
+    fn fx_platform(dir: &tempfile::TempDir) -> Platform {
+        Platform::local(
+            dir.path().to_path_buf(),
+            String::new(),
+            Arc::new(ManualClock::starting_now()),
+        )
+        .unwrap()
+    }
+
+    fn fx_item(n: usize) -> Item {
+        Item::new(ItemKey::new("p", format!("{n:02}"))).with("n", n as i64)
+    }
+
+    #[tokio::test]
+    async fn a_table_reads_its_secret_on_first_use_and_cursors_outlive_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = fx_platform(&dir);
+        let table = platform.table_on_first_use("things", CURSOR_SECRET);
+        let secrets = platform.uncached_secrets();
+        assert!(
+            secrets.get(CURSOR_SECRET).await.unwrap().is_none(),
+            "opening the table read (and created) its secret before any use"
+        );
+
+        // The first operations arrive together: they share one open, so one
+        // key is generated and stored, whatever the interleaving.
+        let items: Vec<Item> = (0..16).map(fx_item).collect();
+        let writes = items.iter().map(|item| table.put(item, Condition::None));
+        for result in futures::future::join_all(writes).await {
+            result.unwrap();
+        }
+        assert!(secrets.get(CURSOR_SECRET).await.unwrap().is_some());
+        let query = Query {
+            limit: 5,
+            ..Query::partition("p")
+        };
+        let first = table.query(&query).await.unwrap();
+        assert_eq!(first.items.len(), 5);
+        let cursor = first.next_cursor.expect("a second page");
+
+        // Another process (a new cold start) continues the same query.
+        let again = fx_platform(&dir).table_on_first_use("things", CURSOR_SECRET);
+        let next = again
+            .query(&Query {
+                cursor: Some(cursor),
+                ..query
+            })
+            .await
+            .unwrap();
+        let numbers: Vec<i64> = next.items.iter().map(|i| i.int("n").unwrap()).collect();
+        assert_eq!(numbers, vec![5, 6, 7, 8, 9]);
+    }
+}
