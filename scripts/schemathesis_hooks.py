@@ -1,7 +1,8 @@
 """Schemathesis hooks for scripts/schemathesis.
 
-Three narrow exceptions to "schema-valid request rejected" (ST202), and
-nothing else; every other failure fails the run:
+Three narrow exceptions to "schema-valid request rejected" (ST202), one to
+"created resource not found" (ST302), and nothing else; every other failure
+fails the run:
 
 - A listing's `cursor` is sealed by the server (ChaCha20-Poly1305 over the
   query's shape), so no schema can say which strings are valid ones: a cursor
@@ -20,6 +21,11 @@ nothing else; every other failure fails the run:
   `urn:constellation:problem:idempotency-key-reused`, as the contract says:
   an outcome of the key's history (like 409 or 412), not of this input.
   Only that answer, to a case that sent the header, is excused.
+- An invite exists until it is accepted: the stateful phase can follow the
+  link from `POST /invites` to `POST /accept-invite` (with the token the
+  creation answered) and then to `DELETE /invites/{id}`, which rightly
+  answers 404. Excused only when the server's own log ($ST_SERVE_LOG)
+  records that this invite was accepted or revoked before.
 """
 
 import json
@@ -61,8 +67,39 @@ def _breaks_document(case):
     return False
 
 
+def _invite_consumed(case):
+    """Whether serve logged that the invite named in the case's path was
+    accepted or revoked."""
+    invite = (case.path_parameters or {}).get("id")
+    path = os.environ.get("ST_SERVE_LOG")
+    if not invite or not path:
+        return False
+    with open(path) as log:
+        for line in log:
+            if invite not in line:
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("invite") == invite and record.get("message") in (
+                "invite accepted",
+                "invite revoked",
+            ):
+                return True
+    return False
+
+
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
+    if type(failure).__name__ == "EnsureResourceAvailability":
+        consumed = (
+            failure.created_with == "POST /v1/auth/invites"
+            and failure.not_available_with == "DELETE /v1/auth/invites/{id}"
+            and response.status_code == 404
+            and _invite_consumed(case)
+        )
+        return not consumed
     if type(failure).__name__ != "RejectedPositiveData":
         return True
     if _breaks_document(case):

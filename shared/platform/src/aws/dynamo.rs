@@ -202,22 +202,18 @@ impl DynamoTable {
             exp = e.name(EXPIRES),
             now = e.number(now.unix_timestamp()),
         );
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key_record(&item.key)))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .return_values(ReturnValue::AllOld)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let old = out.attributes.unwrap_or_default();
+        let updated = self
+            .conditional_update(
+                "UpdateItem (upsert)",
+                &item.key,
+                update,
+                condition,
+                &e,
+                ReturnValue::AllOld,
+            )
+            .await?;
+        match updated {
+            Updated::Done(old) => {
                 let version = read_version(&old).map_err(|e| self.malformed(e))? + 1;
                 // Attributes of the old item that the new one lacks.
                 let stale: Vec<&String> = old
@@ -231,6 +227,40 @@ impl DynamoTable {
                 }
                 Ok(UpsertStep::Done(version))
             }
+            Updated::Refused(old) => {
+                let version = read_version(&old).map_err(|e| self.malformed(e))?;
+                Ok(UpsertStep::Expired(version))
+            }
+        }
+    }
+
+    /// One UpdateItem whose failed condition is an outcome, not an error:
+    /// `Done` with the attributes `returns` asks for, or `Refused` with the
+    /// item the condition saw (empty when there was none).
+    async fn conditional_update(
+        &self,
+        op: &str,
+        key: &ItemKey,
+        update: String,
+        condition: String,
+        e: &Expr,
+        returns: ReturnValue,
+    ) -> Result<Updated, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(key_record(key)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .return_values(returns)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Updated::Done(out.attributes.unwrap_or_default())),
             Err(SdkError::ServiceError(se))
                 if matches!(
                     se.err(),
@@ -238,17 +268,12 @@ impl DynamoTable {
                 ) =>
             {
                 let old = match se.err() {
-                    UpdateItemError::ConditionalCheckFailedException(ccf) => ccf.item(),
+                    UpdateItemError::ConditionalCheckFailedException(ccf) => ccf.item().cloned(),
                     _ => None,
                 };
-                let version = old
-                    .map(read_version)
-                    .transpose()
-                    .map_err(|e| self.malformed(e))?
-                    .unwrap_or(0);
-                Ok(UpsertStep::Expired(version))
+                Ok(Updated::Refused(old.unwrap_or_default()))
             }
-            Err(err) => Err(self.fail("UpdateItem (upsert)", err)),
+            Err(err) => Err(self.fail(op, err)),
         }
     }
 
@@ -264,24 +289,17 @@ impl DynamoTable {
         let names: Vec<String> = stale.iter().map(|a| e.name(a)).collect();
         let update = format!("REMOVE {}", names.join(", "));
         let condition = format!("{} = {}", e.name(VERSION), e.number(version));
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key_record(key)))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) => match self.fail("UpdateItem (upsert cleanup)", err) {
-                StoreError::ConditionFailed { .. } => Ok(()),
-                other => Err(other),
-            },
-        }
+        // A refused condition means a later write replaced the item.
+        self.conditional_update(
+            "UpdateItem (upsert cleanup)",
+            key,
+            update,
+            condition,
+            &e,
+            ReturnValue::None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Adds to a live item. On a failed condition, says why from the old item.
@@ -306,25 +324,20 @@ impl DynamoTable {
             };
             condition = format!("{condition} AND ({f} >= {bound}{absent_ok})");
         }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(key_record(&add.key)))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(e.names())
-            .set_expression_attribute_values(e.values())
-            .return_values(ReturnValue::UpdatedNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => {
-                let value = out
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&add.field))
+        let updated = self
+            .conditional_update(
+                "UpdateItem (add)",
+                &add.key,
+                update,
+                condition,
+                &e,
+                ReturnValue::UpdatedNew,
+            )
+            .await?;
+        match updated {
+            Updated::Done(attrs) => {
+                let value = attrs
+                    .get(&add.field)
                     .ok_or_else(|| self.malformed("add returned no value"))?;
                 let n = match value {
                     AttributeValue::N(n) => n.parse::<i64>().ok(),
@@ -333,30 +346,16 @@ impl DynamoTable {
                 n.map(AddStep::Done)
                     .ok_or_else(|| self.malformed(format!("`{}` is not an integer", add.field)))
             }
-            Err(SdkError::ServiceError(se))
-                if matches!(
-                    se.err(),
-                    UpdateItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                let old = match se.err() {
-                    UpdateItemError::ConditionalCheckFailedException(ccf) => ccf.item(),
-                    _ => None,
-                };
-                match old.filter(|o| !o.is_empty()) {
-                    None => Ok(AddStep::Absent),
-                    Some(old) => {
-                        let expires = read_expiry(old).map_err(|e| self.malformed(e))?;
-                        if expires.is_some_and(|at| at <= now) {
-                            let version = read_version(old).map_err(|e| self.malformed(e))?;
-                            Ok(AddStep::Expired(version))
-                        } else {
-                            Ok(AddStep::FloorViolated)
-                        }
-                    }
+            Updated::Refused(old) if old.is_empty() => Ok(AddStep::Absent),
+            Updated::Refused(old) => {
+                let expires = read_expiry(&old).map_err(|e| self.malformed(e))?;
+                if expires.is_some_and(|at| at <= now) {
+                    let version = read_version(&old).map_err(|e| self.malformed(e))?;
+                    Ok(AddStep::Expired(version))
+                } else {
+                    Ok(AddStep::FloorViolated)
                 }
             }
-            Err(err) => Err(self.fail("UpdateItem (add)", err)),
         }
     }
 
@@ -381,6 +380,14 @@ impl DynamoTable {
             isk,
         })
     }
+}
+
+/// What a conditional UpdateItem came to (see `DynamoTable::conditional_update`).
+enum Updated {
+    /// Applied; the attributes asked for.
+    Done(Record),
+    /// The condition failed; the item it saw (empty: none).
+    Refused(Record),
 }
 
 /// What one attempt of [`Table::upsert`] found.
