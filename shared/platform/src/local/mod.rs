@@ -51,6 +51,10 @@ const POOL_SIZE: usize = 4;
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The version of [`SCHEMA`] (SQLite's `user_version`); bump it with every
+/// change to the schema.
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
     tbl TEXT NOT NULL,
@@ -135,11 +139,20 @@ impl LocalBackend {
         }
         let db = data_dir.join("constellation.db");
         let mut conn = connect(&db)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context("lock the database to create the schema")?;
-        tx.execute_batch(SCHEMA).context("create the schema")?;
-        tx.commit().context("commit the schema")?;
+        // A database already at this schema needs no write (and no fsync)
+        // to open: that is most of a local Lambda's cold start.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .context("read the schema version")?;
+        if version != SCHEMA_VERSION {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("lock the database to create the schema")?;
+            tx.execute_batch(SCHEMA).context("create the schema")?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .context("record the schema version")?;
+            tx.commit().context("commit the schema")?;
+        }
         let writer = Writer::start(conn, &db).context("start the SQLite writer")?;
         let readers = (0..POOL_SIZE)
             .map(|_| {
@@ -381,3 +394,34 @@ macro_rules! port_error {
 }
 
 port_error!(StoreError, BlobError, QueueError, SecretsError, EventsError);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::table::{Condition, Item, ItemKey, Table as _};
+
+    /// The schema is created once and recorded; a later open of the same
+    /// directory finds it (and its data) without writing it again.
+    #[tokio::test]
+    async fn the_schema_is_recorded_and_reopening_keeps_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let key = ItemKey::new("p", "s");
+        first
+            .table("t", [1; 32])
+            .put(&Item::new(key.clone()), Condition::NotExists)
+            .await
+            .unwrap();
+        drop(first);
+        let conn = Connection::open(dir.path().join("constellation.db")).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(conn);
+        let again = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        assert!(again.table("t", [1; 32]).get(&key).await.unwrap().is_some());
+    }
+}
