@@ -30,6 +30,8 @@ type SdkError<E> = aws_smithy_runtime_api::client::result::SdkError<E, HttpRespo
 
 #[cfg(feature = "dynamodb")]
 mod dynamo;
+#[cfg(feature = "dynamodb")]
+mod dynamo_layout;
 #[cfg(feature = "eventbridge")]
 mod eventbridge;
 #[cfg(feature = "provision")]
