@@ -8,9 +8,12 @@
 //! and travel inward only as these types.
 
 pub mod auth;
+pub mod csv;
+pub mod etag;
 pub mod ids;
 pub mod kv;
 pub mod media;
+pub mod money;
 pub mod token;
 pub mod validation;
 
