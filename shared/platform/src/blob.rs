@@ -68,11 +68,14 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
         content_length: u64,
         expires_in: Duration,
     ) -> Result<PresignedRequest, BlobError>;
-    /// A URL that reads the object.
+    /// A URL that reads the object. With `content_disposition`, the
+    /// response carries that `Content-Disposition` header (S3's
+    /// `response-content-disposition`), covered by the signature.
     async fn presign_get(
         &self,
         key: &str,
         expires_in: Duration,
+        content_disposition: Option<&str>,
     ) -> Result<PresignedRequest, BlobError>;
 }
 
@@ -103,6 +106,57 @@ pub fn validate_expiry(expires_in: Duration) -> Result<(), BlobError> {
     } else {
         Ok(())
     }
+}
+
+/// Checks a `Content-Disposition` value to be signed into a URL: visible
+/// ASCII and spaces, at most 1024 bytes (build it with [`attachment`]).
+pub fn validate_disposition(value: &str) -> Result<(), BlobError> {
+    if !value.is_empty()
+        && value.len() <= 1024
+        && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        Ok(())
+    } else {
+        Err(BlobError::Invalid(
+            "a content disposition is 1 to 1024 visible ASCII characters".into(),
+        ))
+    }
+}
+
+/// Characters RFC 8187's `attr-char` leaves unescaped.
+const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<name>`
+/// (RFC 6266 with RFC 8187 encoding): a download saved under `filename`
+/// whatever its characters, and never shown inline. The fallback replaces
+/// every character outside printable ASCII, and `"` and `\`, with `_`.
+pub fn attachment(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        percent_encoding::utf8_percent_encode(filename, ATTR_CHAR_ESCAPES)
+    )
 }
 
 /// Checks a content type with the same rule the HTTP edge applies

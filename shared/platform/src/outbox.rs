@@ -298,3 +298,21 @@ impl Outbox {
         Ok(Some(event))
     }
 }
+
+/// The schedule that relays one outbox: every service that publishes runs
+/// one (`<service>-outbox`, every minute), sending the events whose inline
+/// publish failed.
+#[derive(Debug, Clone)]
+pub struct OutboxRelay(pub Outbox);
+
+#[async_trait]
+impl crate::schedule::ScheduledHandler for OutboxRelay {
+    async fn run(
+        &self,
+        event: crate::schedule::ScheduledEvent,
+    ) -> anyhow::Result<serde_json::Value> {
+        tracing::debug!(schedule = %event.schedule, "outbox relay triggered");
+        let report = self.0.relay(RELAY_MIN_AGE).await?;
+        Ok(serde_json::to_value(report)?)
+    }
+}

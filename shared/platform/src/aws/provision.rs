@@ -16,7 +16,10 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_s3::operation::create_bucket::CreateBucketError;
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
+    NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+};
 use aws_sdk_sqs::operation::create_queue::CreateQueueError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -348,25 +351,109 @@ impl AwsBackend {
                 out.failed_entry_count() == 0,
                 "rule {rule_name} refused its target {queue}"
             );
-            let policy = serde_json::json!({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Sid": "EventBridgeRule",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
-                }],
+            let statement = serde_json::json!({
+                "Sid": "EventBridgeRule",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
             });
-            self.sqs()
-                .set_queue_attributes()
-                .queue_url(&url)
-                .attributes(QueueAttributeName::Policy, policy.to_string())
-                .send()
+            self.grant_send(&url, statement)
                 .await
                 .with_context(|| format!("policy of queue {queue}"))?;
         }
+        Ok(())
+    }
+
+    /// Puts `statement` into the policy of the queue at `url`, replacing the
+    /// statement with the same `Sid` and keeping the others: a queue can be
+    /// the target of a bus rule and of a bucket notification at once.
+    async fn grant_send(&self, url: &str, statement: serde_json::Value) -> anyhow::Result<()> {
+        let current = self
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::Policy)
+            .send()
+            .await
+            .context("reading the queue policy")?
+            .attributes
+            .and_then(|mut a| a.remove(&QueueAttributeName::Policy));
+        let mut statements: Vec<serde_json::Value> = current
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+            .and_then(|p| p.get("Statement").and_then(|s| s.as_array()).cloned())
+            .unwrap_or_default();
+        statements.retain(|s| s.get("Sid") != statement.get("Sid"));
+        statements.push(statement);
+        let policy = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
+        self.sqs()
+            .set_queue_attributes()
+            .queue_url(url)
+            .attributes(QueueAttributeName::Policy, policy.to_string())
+            .send()
+            .await
+            .context("writing the queue policy")?;
+        Ok(())
+    }
+
+    /// Replaces the event notifications of bucket `bucket`: objects created
+    /// under each prefix are announced on the queue at its URL, which is
+    /// granted `sqs:SendMessage` from the bucket (the shape template.yaml
+    /// gives the media bucket).
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure_bucket_notifications(
+        &self,
+        bucket: &str,
+        notifications: &[(String, String)],
+    ) -> anyhow::Result<()> {
+        let mut configurations = Vec::with_capacity(notifications.len());
+        for (i, (prefix, url)) in notifications.iter().enumerate() {
+            let queue_arn = sqs::queue_arn(self.sqs(), url).await?;
+            let statement = serde_json::json!({
+                "Sid": format!("S3Notification-{bucket}"),
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": format!("arn:aws:s3:::{bucket}")}},
+            });
+            self.grant_send(url, statement)
+                .await
+                .with_context(|| format!("letting bucket {bucket} notify {url}"))?;
+            let filter = NotificationConfigurationFilter::builder()
+                .key(
+                    S3KeyFilter::builder()
+                        .filter_rules(
+                            FilterRule::builder()
+                                .name(FilterRuleName::Prefix)
+                                .value(prefix)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build();
+            configurations.push(
+                QueueConfiguration::builder()
+                    .id(format!("created-{i}"))
+                    .queue_arn(queue_arn)
+                    .events(Event::from("s3:ObjectCreated:*"))
+                    .filter(filter)
+                    .build()
+                    .context("bucket notification")?,
+            );
+        }
+        self.s3()
+            .put_bucket_notification_configuration()
+            .bucket(bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .set_queue_configurations(Some(configurations))
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("notifications of bucket {bucket}"))?;
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use super::{classify, http_status};
 use crate::blob::{
     BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_content_type,
-    validate_expiry,
+    validate_disposition, validate_expiry,
 };
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -212,9 +212,13 @@ impl BlobStore for S3BlobStore {
         &self,
         key: &str,
         expires_in: Duration,
+        content_disposition: Option<&str>,
     ) -> Result<PresignedRequest, BlobError> {
         validate_blob_key(key)?;
         validate_expiry(expires_in)?;
+        if let Some(disposition) = content_disposition {
+            validate_disposition(disposition)?;
+        }
         let config = PresigningConfig::expires_in(expires_in)
             .map_err(|e| BlobError::Invalid(format!("presign expiry: {e}")))?;
         let presigned = self
@@ -222,6 +226,7 @@ impl BlobStore for S3BlobStore {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_response_content_disposition(content_disposition.map(str::to_owned))
             .presigned(config)
             .await
             .map_err(|e| self.fail("presign GetObject", key, e))?;
@@ -295,14 +300,16 @@ mod tests {
     #[tokio::test]
     async fn presigning_checks_key_and_expiry_first() {
         let store = fx_store().await;
-        let bad_key = store.presign_get("../x", Duration::from_secs(60)).await;
+        let bad_key = store
+            .presign_get("../x", Duration::from_secs(60), None)
+            .await;
         assert!(matches!(bad_key, Err(BlobError::Invalid(_))));
         let too_long = store
             .presign_put("a", "text/plain", 1, Duration::from_secs(8 * 24 * 3600))
             .await;
         assert!(matches!(too_long, Err(BlobError::Invalid(_))));
         let get = store
-            .presign_get("a/b.txt", Duration::from_secs(60))
+            .presign_get("a/b.txt", Duration::from_secs(60), None)
             .await
             .unwrap();
         assert_eq!(get.method, "GET");

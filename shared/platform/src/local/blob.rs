@@ -31,10 +31,10 @@ use serde::Deserialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
 
-use super::LocalBackend;
+use super::{Fail, LocalBackend};
 use crate::blob::{
     BlobError, BlobMeta, BlobStore, PresignedRequest, validate_blob_key, validate_content_type,
-    validate_expiry,
+    validate_disposition, validate_expiry,
 };
 
 /// Characters escaped in a key's URL path: all but unreserved ones and `/`.
@@ -80,6 +80,7 @@ impl SigningKey {
             grant.content_type.unwrap_or_default(),
             &length,
             &grant.expires.to_string(),
+            grant.disposition.unwrap_or_default(),
         ] {
             mac.update(part.as_bytes());
             mac.update(b"\n");
@@ -97,6 +98,8 @@ struct Grant<'a> {
     content_length: Option<u64>,
     /// Unix seconds.
     expires: i64,
+    /// The `Content-Disposition` a GET answers with.
+    disposition: Option<&'a str>,
 }
 
 /// A [`BlobStore`] over files in the local data directory.
@@ -156,6 +159,13 @@ impl FileBlobStore {
         }
         if let Some(length) = grant.content_length {
             let _ = write!(url, "&X-Content-Length={length}");
+        }
+        if let Some(disposition) = grant.disposition {
+            let _ = write!(
+                url,
+                "&X-Response-Content-Disposition={}",
+                utf8_percent_encode(disposition, QUERY_ESCAPES)
+            );
         }
         let signature = hex::encode(self.signing_key.mac(grant).finalize().into_bytes());
         let _ = write!(url, "&X-Expires={}&X-Signature={signature}", grant.expires);
@@ -241,6 +251,7 @@ impl Objects {
                      VALUES (?, ?, ?, ?, ?)",
                 )?
                 .execute(params![bucket, key, content_type, body_len, now])?;
+                notify_created(tx, &bucket, &key, body_len)?;
                 std::fs::rename(&staged, &path)?;
                 Ok(())
             })
@@ -306,6 +317,87 @@ impl Objects {
     }
 }
 
+/// Sends the S3 event notification of a new object to every queue a
+/// notification of `bucket` names for a prefix of `key`, inside the write
+/// transaction that stores the object: the event is there exactly when the
+/// object is. The body has the shape S3 sends to SQS (`Records[].s3`, the
+/// key URL-encoded), so one worker reads both.
+fn notify_created(
+    tx: &rusqlite::Connection,
+    bucket: &str,
+    key: &str,
+    size: i64,
+) -> Result<(), Fail<BlobError>> {
+    let queues = tx
+        .prepare_cached("SELECT prefix, queue FROM bucket_notifications WHERE bucket = ?")?
+        .query_map(params![bucket], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let queues: Vec<&str> = queues
+        .iter()
+        .filter(|(prefix, _)| key.starts_with(prefix.as_str()))
+        .map(|(_, queue)| queue.as_str())
+        .collect();
+    if queues.is_empty() {
+        return Ok(());
+    }
+    let time = OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let body = serde_json::json!({
+        "Records": [{
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "local",
+            "eventTime": time,
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "constellation-local",
+                "bucket": {"name": bucket, "arn": format!("arn:aws:s3:::{bucket}")},
+                "object": {
+                    "key": utf8_percent_encode(key, QUERY_ESCAPES).to_string(),
+                    "size": size,
+                    "sequencer": format!("{:016X}", OffsetDateTime::now_utc().unix_timestamp_nanos()),
+                },
+            },
+        }],
+    })
+    .to_string();
+    for queue in queues {
+        super::queue::insert_messages::<BlobError>(tx, queue, &[body.as_str()])?;
+    }
+    Ok(())
+}
+
+impl LocalBackend {
+    /// Replaces the event notifications of `bucket`: each object created
+    /// under one of the prefixes is announced on its queue (what
+    /// template.yaml's `NotificationConfiguration` does in AWS). `serve`
+    /// sets them at start from the services' bucket resources.
+    pub async fn set_bucket_notifications(
+        &self,
+        bucket: &str,
+        notifications: &[(String, String)],
+    ) -> Result<(), BlobError> {
+        validate_bucket(bucket)?;
+        let (bucket, notifications) = (bucket.to_owned(), notifications.to_vec());
+        self.write("set bucket notifications", move |tx| {
+            tx.prepare_cached("DELETE FROM bucket_notifications WHERE bucket = ?")?
+                .execute(params![bucket])?;
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO bucket_notifications (bucket, prefix, queue) VALUES (?, ?, ?)",
+            )?;
+            for (prefix, queue) in &notifications {
+                insert.execute(params![bucket, prefix, queue])?;
+            }
+            Ok::<_, Fail<BlobError>>(())
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl BlobStore for FileBlobStore {
     #[tracing::instrument(skip(self, body), fields(bucket = %self.bucket, len = body.len()))]
@@ -348,6 +440,7 @@ impl BlobStore for FileBlobStore {
             content_type: Some(content_type),
             content_length: Some(content_length),
             expires: expiry(expires_in)?,
+            disposition: None,
         }))
     }
 
@@ -356,9 +449,13 @@ impl BlobStore for FileBlobStore {
         &self,
         key: &str,
         expires_in: Duration,
+        content_disposition: Option<&str>,
     ) -> Result<PresignedRequest, BlobError> {
         validate_bucket(&self.bucket)?;
         validate_blob_key(key)?;
+        if let Some(disposition) = content_disposition {
+            validate_disposition(disposition)?;
+        }
         Ok(self.presign(&Grant {
             method: "GET",
             bucket: &self.bucket,
@@ -366,6 +463,7 @@ impl BlobStore for FileBlobStore {
             content_type: None,
             content_length: None,
             expires: expiry(expires_in)?,
+            disposition: content_disposition,
         }))
     }
 }
@@ -395,6 +493,8 @@ struct Signed {
     content_length: Option<u64>,
     #[serde(rename = "X-Expires")]
     expires: i64,
+    #[serde(rename = "X-Response-Content-Disposition")]
+    disposition: Option<String>,
     #[serde(rename = "X-Signature")]
     signature: String,
 }
@@ -431,6 +531,7 @@ fn authorize(
         content_type: signed.content_type.as_deref(),
         content_length: signed.content_length,
         expires: signed.expires,
+        disposition: signed.disposition.as_deref(),
     };
     let signature = hex::decode(&signed.signature).unwrap_or_default();
     if state
@@ -527,11 +628,24 @@ async fn get_object(
         return reject(StatusCode::FORBIDDEN, why);
     }
     match state.objects.get(&bucket, &key).await {
-        Ok(Some((meta, body))) => (
-            [(header::CONTENT_TYPE, meta.content_type)],
-            Body::from(body),
-        )
-            .into_response(),
+        Ok(Some((meta, body))) => {
+            let mut response = (
+                [(header::CONTENT_TYPE, meta.content_type)],
+                Body::from(body),
+            )
+                .into_response();
+            // Signed with the URL, so already checked to be a valid header value.
+            if let Some(value) = signed
+                .disposition
+                .as_deref()
+                .and_then(|d| header::HeaderValue::from_str(d).ok())
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_DISPOSITION, value);
+            }
+            response
+        }
         Ok(None) => reject(StatusCode::NOT_FOUND, "no such key"),
         Err(BlobError::Invalid(_)) => reject(StatusCode::BAD_REQUEST, "invalid object key"),
         Err(e) => internal(&e),

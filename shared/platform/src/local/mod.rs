@@ -53,7 +53,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The version of [`SCHEMA`] (SQLite's `user_version`); bump it with every
 /// change to the schema.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -93,6 +93,13 @@ CREATE TABLE IF NOT EXISTS blobs (
     length INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS bucket_notifications (
+    bucket TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    PRIMARY KEY (bucket, prefix, queue)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS event_routes (
