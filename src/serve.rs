@@ -131,6 +131,18 @@ impl Server {
             service.validate()?;
             let ctx = base.for_service(resources(&platform, service, aws.as_ref()).await?);
             routes.extend(service.routes(&ctx.resources)?);
+            if let Some(local) = platform.local_backend() {
+                for (bucket, notifications) in service.bucket_notifications(&ctx.resources)? {
+                    let by_name = notifications
+                        .into_iter()
+                        .map(|(prefix, queue)| {
+                            let name = queue.rsplit('/').next().unwrap_or(&queue).to_owned();
+                            (prefix, name)
+                        })
+                        .collect::<Vec<_>>();
+                    local.set_bucket_notifications(&bucket, &by_name).await?;
+                }
+            }
             if let Ok(name) = ctx.resources.get(EVENT_BUS_VAR) {
                 bus = Some(name.to_owned());
             }

@@ -664,7 +664,7 @@ pub async fn blob_presigned_put_pins_type_and_length(fx: &Fixture) -> anyhow::Re
     );
 
     let get = b
-        .presign_get("uploads/photo.png", Duration::from_secs(300))
+        .presign_get("uploads/photo.png", Duration::from_secs(300), None)
         .await?;
     let read = send(&get, Vec::new(), None).await?;
     ensure!(
@@ -673,6 +673,41 @@ pub async fn blob_presigned_put_pins_type_and_length(fx: &Fixture) -> anyhow::Re
         read.status()
     );
     ensure!(read.bytes().await?.as_ref() == [7; 10]);
+
+    // A download URL names the file; the disposition is part of what is signed.
+    let disposition = constellation_platform::blob::attachment("Beleg März \"2026\".png");
+    let download = b
+        .presign_get(
+            "uploads/photo.png",
+            Duration::from_secs(300),
+            Some(&disposition),
+        )
+        .await?;
+    let read = send(&download, Vec::new(), None).await?;
+    ensure!(
+        read.status().is_success(),
+        "download gave {}",
+        read.status()
+    );
+    let got = read
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    ensure!(
+        got.as_deref() == Some(disposition.as_str()),
+        "download answered Content-Disposition {got:?}, not {disposition:?}"
+    );
+    let tampered = PresignedRequest {
+        url: download.url.replace("attachment", "inline"),
+        ..download.clone()
+    };
+    let refused = send(&tampered, Vec::new(), None).await?;
+    ensure!(
+        refused.status() == 403,
+        "a download URL with its disposition changed gave {}",
+        refused.status()
+    );
     Ok(())
 }
 
@@ -685,7 +720,7 @@ pub async fn blob_presigned_urls_expire(fx: &Fixture) -> anyhow::Result<()> {
         .presign_put("expiring/b.txt", "text/plain", 5, Duration::from_secs(1))
         .await?;
     let get = b
-        .presign_get("expiring/a.txt", Duration::from_secs(1))
+        .presign_get("expiring/a.txt", Duration::from_secs(1), None)
         .await?;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let put_late = send(&put, b"hello".to_vec(), Some("text/plain")).await?;

@@ -8,3 +8,4 @@ pub mod fixtures;
 pub mod http;
 pub mod messaging;
 pub mod s3_gate;
+pub mod services;

@@ -48,6 +48,14 @@ pub enum ProblemType {
     IdempotencyKeyReused,
     /// 428: this route requires an `Idempotency-Key` header.
     IdempotencyKeyRequired,
+    /// 406: none of the media types in `Accept` can be produced.
+    NotAcceptable,
+    /// 409: the resource's state does not allow this move (`current_status` names the state).
+    InvalidTransition,
+    /// 422: an expense this large needs a ready receipt before it is submitted.
+    ReceiptRequired,
+    /// 428: this route needs `If-Match` (send the `ETag` you read).
+    PreconditionRequired,
     /// 500: an unexpected failure.
     Internal,
     /// 503: a dependency is briefly unavailable; retry.
@@ -75,6 +83,10 @@ impl ProblemType {
             }
             Self::IdempotencyKeyReused => "urn:constellation:problem:idempotency-key-reused",
             Self::IdempotencyKeyRequired => "urn:constellation:problem:idempotency-key-required",
+            Self::NotAcceptable => "urn:constellation:problem:not-acceptable",
+            Self::InvalidTransition => "urn:constellation:problem:invalid-transition",
+            Self::ReceiptRequired => "urn:constellation:problem:receipt-required",
+            Self::PreconditionRequired => "urn:constellation:problem:precondition-required",
             Self::Internal => "urn:constellation:problem:internal",
             Self::Unavailable => "urn:constellation:problem:unavailable",
         }
@@ -98,6 +110,10 @@ impl ProblemType {
             Self::IdempotencyKeyInProgress => "Request with this idempotency key in progress",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::IdempotencyKeyRequired => "Idempotency key required",
+            Self::NotAcceptable => "Not acceptable",
+            Self::InvalidTransition => "Invalid transition",
+            Self::ReceiptRequired => "Receipt required",
+            Self::PreconditionRequired => "Precondition required",
             Self::Internal => "Internal server error",
             Self::Unavailable => "Service unavailable",
         }
@@ -121,6 +137,10 @@ impl ProblemType {
             Self::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Self::InvalidTransition => StatusCode::CONFLICT,
+            Self::ReceiptRequired => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -147,6 +167,15 @@ pub enum ApiError {
     Unauthenticated {
         /// Why the token was rejected, safe to show the client; `None` when there was no token.
         description: Option<String>,
+    },
+    /// 409 `invalid-transition`: the move is not possible from the
+    /// resource's current status, which the problem names in `current_status`.
+    #[error("{detail}")]
+    InvalidTransition {
+        /// What was refused, in a sentence.
+        detail: String,
+        /// The status the resource is in.
+        current_status: String,
     },
     /// 429, with `Retry-After` seconds.
     #[error("too many requests")]
@@ -197,6 +226,7 @@ impl ApiError {
         match self {
             Self::Client { problem, .. } => *problem,
             Self::Unauthenticated { .. } => ProblemType::Unauthorized,
+            Self::InvalidTransition { .. } => ProblemType::InvalidTransition,
             Self::TooManyRequests { .. } => ProblemType::TooManyRequests,
             Self::Unavailable(_) => ProblemType::Unavailable,
             Self::Internal(_) => ProblemType::Internal,
@@ -242,6 +272,8 @@ struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    current_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
 }
 
@@ -251,6 +283,15 @@ pub fn problem_response(
     detail: Option<&str>,
     field: Option<&str>,
 ) -> Response {
+    render(problem, detail, field, None)
+}
+
+fn render(
+    problem: ProblemType,
+    detail: Option<&str>,
+    field: Option<&str>,
+    current_status: Option<&str>,
+) -> Response {
     let status = problem.status();
     let body = Problem {
         kind: problem.uri(),
@@ -258,6 +299,7 @@ pub fn problem_response(
         status: status.as_u16(),
         detail,
         field,
+        current_status,
         request_id: current_request_id(),
     };
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -298,6 +340,15 @@ impl IntoResponse for ApiError {
                 detail,
                 field,
             } => problem_response(*problem, Some(detail), field.as_deref()),
+            Self::InvalidTransition {
+                detail,
+                current_status,
+            } => render(
+                ProblemType::InvalidTransition,
+                Some(detail),
+                None,
+                Some(current_status),
+            ),
             Self::Unauthenticated { description: None } => problem_response(
                 ProblemType::Unauthorized,
                 Some("a bearer access token is required"),

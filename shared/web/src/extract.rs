@@ -79,9 +79,16 @@ fn deserialize_with_path<'de, T: DeserializeOwned>(
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        // serde names an unknown field in its message; surface it as the field.
-        let field = match message.strip_prefix("unknown field `") {
-            Some(rest) => rest.split('`').next().map(str::to_owned),
+        // serde names an unknown or missing field in its message; surface
+        // it as the field (under the path of the object that lacks it).
+        let named = message
+            .strip_prefix("unknown field `")
+            .or_else(|| message.strip_prefix("missing field `"))
+            .and_then(|rest| rest.split('`').next());
+        let field = match named {
+            Some(name) if path == "." => Some(name.to_owned()),
+            Some(name) if message.starts_with("missing") => Some(format!("{path}.{name}")),
+            Some(name) => Some(name.to_owned()),
             None if path != "." => Some(path),
             None => None,
         };

@@ -77,6 +77,25 @@ pub enum ResourceKind {
     GeneratedSecret,
     /// The EventBridge bus.
     EventBus,
+    /// An S3 bucket (a directory of the data dir locally).
+    Bucket {
+        /// Announce objects created under a prefix on a queue (S3 event
+        /// notifications in AWS; the local blob store sends the same event).
+        notify: Option<BucketNotify>,
+    },
+}
+
+/// A bucket's notifications as `(prefix, queue reference)` pairs.
+pub type Notifications = Vec<(String, String)>;
+
+/// An S3 event notification: objects created under `prefix` are announced
+/// on the queue named by the variable `queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketNotify {
+    /// The variable of the queue.
+    pub queue: &'static str,
+    /// The key prefix (`uploads/`).
+    pub prefix: &'static str,
 }
 
 /// One resource a service uses.
@@ -305,6 +324,15 @@ impl Context {
         Ok(self.platform.queue(self.resource(var)?))
     }
 
+    /// The bucket named by `var`.
+    #[cfg(feature = "s3")]
+    pub async fn blob_store(
+        &self,
+        var: &'static str,
+    ) -> anyhow::Result<Arc<dyn constellation_platform::blob::BlobStore>> {
+        Ok(self.platform.blob_store(self.resource(var)?).await?)
+    }
+
     /// The event bus (the service must list [`EVENT_BUS`]).
     #[cfg(feature = "eventbridge")]
     pub fn event_bus(&self) -> anyhow::Result<Arc<dyn EventBus>> {
@@ -345,6 +373,24 @@ impl ServiceDef {
         Ok(routes)
     }
 
+    /// The event notifications of its buckets: for each bucket, its name and
+    /// its `(prefix, queue reference)` pairs, resolved from `resources`.
+    pub fn bucket_notifications(
+        &self,
+        resources: &Resources,
+    ) -> Result<Vec<(String, Notifications)>, ConfigError> {
+        let mut out = Vec::new();
+        for def in self.resources {
+            if let ResourceKind::Bucket { notify: Some(n) } = def.kind {
+                out.push((
+                    resources.get(def.var)?.to_owned(),
+                    vec![(n.prefix.to_owned(), resources.get(n.queue)?.to_owned())],
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks the description itself: every variable a consumer, schedule or
     /// subscription names is a resource, and every expression parses.
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -367,6 +413,17 @@ impl ServiceDef {
             s.expression
                 .parse::<ScheduleExpr>()
                 .with_context(|| format!("{}: schedule {}", self.name, s.name))?;
+        }
+        for def in self.resources {
+            if let ResourceKind::Bucket { notify: Some(n) } = def.kind {
+                anyhow::ensure!(
+                    known(n.queue),
+                    "{}: bucket {} notifies an undeclared queue {}",
+                    self.name,
+                    def.var,
+                    n.queue
+                );
+            }
         }
         for sub in self.subscriptions {
             anyhow::ensure!(
@@ -407,8 +464,20 @@ pub async fn provision(aws: &AwsBackend, defs: &[ResourceDef]) -> anyhow::Result
                 aws.ensure_event_bus(def.default).await?;
                 def.default.to_owned()
             }
+            ResourceKind::Bucket { .. } => {
+                aws.ensure_bucket(def.default).await?;
+                def.default.to_owned()
+            }
         };
         out.set(def.var, value);
+    }
+    // Notifications name queues, which exist by now.
+    for def in defs {
+        if let ResourceKind::Bucket { notify: Some(n) } = def.kind {
+            let url = out.get(n.queue)?.to_owned();
+            aws.ensure_bucket_notifications(def.default, &[(n.prefix.to_owned(), url)])
+                .await?;
+        }
     }
     // Dead-letter queues exist once their source queue does.
     for def in defs {

@@ -444,6 +444,12 @@ fn problem_schema() -> Schema {
             )),
         )
         .property(
+            "current_status",
+            text().description(Some(
+                "For `invalid-transition`: the status the resource is in",
+            )),
+        )
+        .property(
             "request_id",
             text().description(Some("The request's id, as in `x-request-id`")),
         )
