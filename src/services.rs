@@ -5,7 +5,12 @@ use constellation_web::ServiceDef;
 
 /// Every service, in start order: auth first, because on a fresh local data
 /// directory it creates the signing keys every other service verifies with.
-pub const SERVICES: &[&ServiceDef] = &[&constellation_auth::SERVICE, &constellation_kv::SERVICE];
+pub const SERVICES: &[&ServiceDef] = &[
+    &constellation_auth::SERVICE,
+    &constellation_kv::SERVICE,
+    &constellation_media::SERVICE,
+    &constellation_expenses::SERVICE,
+];
 
 /// The service named `name`.
 pub fn service(name: &str) -> Option<&'static ServiceDef> {
