@@ -331,3 +331,156 @@ async fn auth_events_register_login_and_publish_keys() {
         "no private key material in the JWKS"
     );
 }
+
+/// A service's app on a fresh local platform, with the kv fixture's token
+/// (a staff member of `org-events`), and the platform for its workers.
+async fn fx_app(def: &ServiceDef) -> (FxKv, Platform) {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        "http://127.0.0.1:9".into(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let app = (def.app)(&fx_context(&platform, def).await).await.unwrap();
+    let issuer = load_issuer(&platform, &SigningConfig::default())
+        .await
+        .unwrap();
+    let principal = Principal {
+        account: AccountId::from_bytes([7; 16]),
+        org: OrgId::parse("org-events").unwrap(),
+        role: Role::Staff,
+    };
+    let token = issuer
+        .issue(&principal, time::OffsetDateTime::now_utc())
+        .token;
+    (
+        FxKv {
+            app,
+            token,
+            _dir: dir,
+        },
+        platform,
+    )
+}
+
+fn sqs_event(file: &str) -> aws_lambda_events::event::sqs::SqsEvent {
+    let raw =
+        std::fs::read_to_string(format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+async fn run_schedule_event(ctx: &Context, def: &ServiceDef, file: &str) -> Value {
+    let raw =
+        std::fs::read_to_string(format!("{}/events/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let event: ScheduledEvent = serde_json::from_str(&raw).unwrap();
+    let schedule = def.schedule(&event.schedule).unwrap();
+    (schedule.handler)(ctx)
+        .await
+        .unwrap()
+        .run(event)
+        .await
+        .unwrap()
+}
+
+/// The media function's events, and its worker's: a `media.requested`
+/// envelope records an upload, the SQS-wrapped S3 event of its object runs
+/// the check (ten bytes that are no PNG: rejected), S3's test event is
+/// accepted and ignored, and the outbox schedule runs.
+#[tokio::test]
+async fn media_events_through_the_function_and_the_worker() {
+    let def = &constellation_media::SERVICE;
+    let (fx, platform) = fx_app(def).await;
+    let health = invoke(&fx, "media-health.json").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(json(&health.body)["service"], "media");
+    let created = invoke(&fx, "media-create-upload.json").await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let upload = json(&created.body);
+    assert_eq!(upload["status"], "pending");
+    assert_eq!(upload["upload"]["headers"]["content-type"], "image/jpeg");
+
+    let ctx = fx_context(&platform, def).await;
+    let worker = ctx
+        .worker(def.consumer("media-worker").unwrap())
+        .await
+        .unwrap();
+    let requested = worker
+        .handle_batch(sqs_event("media-worker-requested.json"))
+        .await;
+    assert!(requested.batch_item_failures.is_empty());
+    let bucket = platform.blob_store("constellation-media").await.unwrap();
+    bucket
+        .put(
+            "uploads/org-events/0123456789abcdef0123456789abcdef",
+            bytes::Bytes::from_static(b"not a png!"),
+            "image/png",
+        )
+        .await
+        .unwrap();
+    let created = worker.handle_batch(sqs_event("media-worker-s3.json")).await;
+    assert!(created.batch_item_failures.is_empty(), "{created:?}");
+    let store = constellation_media::store(&ctx).await.unwrap();
+    let principal = Principal {
+        account: AccountId::from_bytes([7; 16]),
+        org: OrgId::parse("org-events").unwrap(),
+        role: Role::Staff,
+    };
+    let id = constellation_core::media::MediaId::parse("0123456789abcdef0123456789abcdef").unwrap();
+    let media = store.get(&principal, &id).await.unwrap();
+    assert_eq!(media.status.as_str(), "rejected");
+    assert_eq!(media.reason.as_deref(), Some("type-mismatch"));
+    let test_event = worker
+        .handle_batch(sqs_event("media-worker-s3-test-event.json"))
+        .await;
+    assert!(test_event.batch_item_failures.is_empty());
+    let report = run_schedule_event(&ctx, def, "media-outbox-schedule.json").await;
+    assert_eq!(report["sent"], 0, "{report}");
+}
+
+/// The expenses function's events, and its worker's.
+#[tokio::test]
+async fn expenses_events_through_the_function_and_the_worker() {
+    let def = &constellation_expenses::SERVICE;
+    let (fx, platform) = fx_app(def).await;
+    assert_eq!(invoke(&fx, "expenses-health.json").await.status, 200);
+    let path = format!("{}/events/expenses-create.json", env!("CARGO_MANIFEST_DIR"));
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    let raw = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("REPLACED-BY-TEST", &fx.token)
+        .replace("INCURRED-ON-BY-TEST", &today);
+    let request = lambda_http::request::from_str(&raw).unwrap();
+    let response = fx
+        .app
+        .clone()
+        .oneshot(request.map(axum::body::Body::new))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(json(&body)["amount"], "12.50");
+    let list = invoke(&fx, "expenses-list.json").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(json(&list.body)["items"].as_array().unwrap().len(), 1);
+
+    let ctx = fx_context(&platform, def).await;
+    let worker = ctx
+        .worker(def.consumer("expenses-worker").unwrap())
+        .await
+        .unwrap();
+    let ready = worker
+        .handle_batch(sqs_event("expenses-worker-media-ready.json"))
+        .await;
+    assert!(
+        ready.batch_item_failures.is_empty(),
+        "an event about an expense that is not there changes nothing"
+    );
+    let report = run_schedule_event(&ctx, def, "expenses-outbox-schedule.json").await;
+    assert_eq!(report["sent"], 0, "{report}");
+}

@@ -36,7 +36,7 @@ use crate::domain::{Details, MAX_RECEIPTS, Status, Transition, date, format_date
 
 /// The service that owns receipts' media (echoed back in `media.*` events).
 pub const OWNER_SERVICE: &str = "expenses";
-/// The most expenses a summary or an export reads (then it refuses with 422).
+/// The most expenses a summary or an export reads (then it refuses with 400).
 pub const MAX_SCAN: usize = 20_000;
 
 /// An expense id: 32 lowercase hex digits, the first 12 its creation time in
@@ -408,16 +408,15 @@ impl ExpenseStore {
         }
     }
 
-    /// One page of the expenses `p` may see that `filter` admits, newest
-    /// first. A page may hold fewer than `limit` items (the filter runs over
-    /// each page read); follow `next_cursor` to the end.
-    pub async fn list(
+    /// One page as [`ExpenseStore::list`] answers it, and how many
+    /// expenses were read for it (what a scan's cost is counted in).
+    pub async fn read_page(
         &self,
         p: &Principal,
         mut filter: Filter,
         limit: u32,
         cursor: Option<String>,
-    ) -> Result<(Vec<Expense>, Option<String>), ExpenseError> {
+    ) -> Result<(Vec<Expense>, Option<String>, usize), ExpenseError> {
         if !is_admin(p) {
             match filter.submitter.as_deref() {
                 Some(s) if s != p.account.as_str() => {
@@ -447,7 +446,21 @@ impl ExpenseStore {
                 items.push(e);
             }
         }
-        Ok((items, page.next_cursor))
+        Ok((items, page.next_cursor, page.items.len()))
+    }
+
+    /// One page of the expenses `p` may see that `filter` admits, newest
+    /// first. A page may hold fewer than `limit` items (the filter runs over
+    /// each page read); follow `next_cursor` to the end.
+    pub async fn list(
+        &self,
+        p: &Principal,
+        filter: Filter,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<(Vec<Expense>, Option<String>), ExpenseError> {
+        let (items, next, _) = self.read_page(p, filter, limit, cursor).await?;
+        Ok((items, next))
     }
 
     /// Every expense `p` may see that `filter` admits, page by page, handing
@@ -464,11 +477,11 @@ impl ExpenseStore {
         let mut cursor = None;
         let mut seen = 0_usize;
         loop {
-            let (items, next) = self.list(p, filter.clone(), 500, cursor).await?;
-            seen += items.len();
+            let (items, next, read) = self.read_page(p, filter.clone(), 500, cursor).await?;
+            seen += read;
             if seen > MAX_SCAN {
                 return Err(ExpenseError::TooLarge(format!(
-                    "more than {MAX_SCAN} expenses match; narrow from and to"
+                    "this would read more than {MAX_SCAN} expenses; narrow from and to"
                 )));
             }
             each(items)?;
@@ -593,6 +606,10 @@ impl ExpenseStore {
                 current: current.status,
             });
         }
+        if *patch == Patch::default() {
+            // Nothing to change: the expense as it is, with its ETag.
+            return Ok(current);
+        }
         let mut changed = current.clone();
         changed.details = apply(&current.details, patch, self.clock.now())?;
         if current.status == Status::Rejected {
@@ -664,6 +681,16 @@ impl ExpenseStore {
             Transition::Reimburse => "reimburse",
             Transition::Edit => "edit",
         };
+        if matches!(
+            transition,
+            Transition::Approve | Transition::Reject | Transition::Reimburse
+        ) && !is_admin(p)
+        {
+            // The same answer whatever the id: nothing about it leaks.
+            return Err(ExpenseError::Forbidden(
+                "only an admin or owner may do this",
+            ));
+        }
         for _ in 0..5 {
             let current = self.for_change(p, id, precondition).await?;
             transition
@@ -786,9 +813,12 @@ impl ExpenseStore {
                 return Ok(());
             };
             let mut changed = current.clone();
-            if event_type == media_events::DELETED {
+            if event_type == media_events::DELETED
+                && matches!(current.status, Status::Draft | Status::Rejected)
+            {
                 changed.receipts.retain(|r| r.media_id != change.id);
             } else {
+                // Once submitted, a receipt stays listed; a deleted one says so.
                 for r in changed
                     .receipts
                     .iter_mut()

@@ -315,6 +315,21 @@ fn from_item(org: &OrgId, item: &Item) -> Result<Media, StoreError> {
     })
 }
 
+/// The name a download is saved under: the client's, ending in the
+/// extension of the checked type (so a PDF named `x.html` saves as
+/// `x.html.pdf` and never opens as a page).
+pub fn download_name(filename: &str, content_type: UploadType) -> String {
+    let ext = content_type.extension();
+    let lower = filename.to_lowercase();
+    let has = lower.ends_with(&format!(".{ext}"))
+        || (content_type == UploadType::Jpeg && lower.ends_with(".jpeg"));
+    if has {
+        filename.to_owned()
+    } else {
+        format!("{filename}.{ext}")
+    }
+}
+
 /// Whether `principal` may see and delete `media`: the uploader, and admins
 /// and owners; attachments and avatars are the organization's to see.
 fn may_read(principal: &Principal, media: &Media) -> bool {
@@ -437,7 +452,7 @@ impl MediaStore {
             return Ok(None);
         };
         let expires_at = self.clock.now() + DOWNLOAD_URL_LIFETIME;
-        let disposition = attachment(&media.filename);
+        let disposition = attachment(&download_name(&media.filename, media.content_type));
         let download = self
             .blobs
             .presign_get(&key, DOWNLOAD_URL_LIFETIME, Some(&disposition))

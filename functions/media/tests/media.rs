@@ -230,6 +230,15 @@ async fn a_png_declared_as_pdf_is_rejected_and_its_bytes_deleted(app: MediaApp) 
         .json();
     assert_eq!(m["status"], "ready", "{m}");
     assert!(m.get("thumbnail").is_none() && m.get("width").is_none());
+    let download = fetch(m["download_url"].as_str().unwrap()).await;
+    let disposition = download.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        disposition.ends_with("filename*=UTF-8''file.pdf"),
+        "saved with the checked type's extension: {disposition}"
+    );
 }
 
 async fn a_body_of_another_length_is_refused_by_the_presigned_url(app: MediaApp) {
@@ -485,6 +494,13 @@ async fn bad_upload_requests_name_the_field(app: MediaApp) {
         r.assert_status(StatusCode::BAD_REQUEST);
         assert_eq!(r.field().as_deref(), Some(field), "{field} = {value}");
     }
+    let mut whole = good.clone();
+    whole["size"] = json!(10.0);
+    app.post("/v1/media/uploads")
+        .bearer(&member)
+        .json(&whole)
+        .await
+        .assert_status(StatusCode::CREATED);
     let mut extra = good.clone();
     extra["key"] = json!("uploads/other-org/x");
     let r = app

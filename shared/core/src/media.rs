@@ -143,6 +143,16 @@ impl UploadType {
         }
     }
 
+    /// The file extension a download of this type is saved with.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpg",
+            Self::Png => "png",
+            Self::Webp => "webp",
+            Self::Pdf => "pdf",
+        }
+    }
+
     /// Whether it is an image (decoded, measured and thumbnailed).
     pub fn is_image(self) -> bool {
         !matches!(self, Self::Pdf)
@@ -183,6 +193,12 @@ crate::validation::text_newtype!(MediaId);
 /// The pattern of a [`MediaId`] (for the OpenAPI document).
 pub const MEDIA_ID_PATTERN: &str = "^[0-9a-f]{32}$";
 
+/// Unicode's bidirectional formatting characters, which can make a name
+/// display with another extension than it has (`invoice` U+202E `fdp.exe` shows as `invoiceexe.pdf`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A file name as the client gave it: 1 to 255 characters, no control
 /// characters, not only whitespace. It is only ever shown back and offered
 /// as the download's name, never used in a storage key.
@@ -195,7 +211,7 @@ impl Filename {
         let chars = raw.chars().count();
         if chars == 0
             || chars > MAX_FILENAME_CHARS
-            || raw.chars().any(char::is_control)
+            || raw.chars().any(|c| c.is_control() || is_bidi_control(c))
             || raw.trim().is_empty()
         {
             return Err(ValidationError::new(
@@ -358,6 +374,10 @@ mod tests {
             (("receipt", "image/png", 5, ""), "filename"),
             (("receipt", "image/png", 5, "  "), "filename"),
             (("receipt", "image/png", 5, "a\nb"), "filename"),
+            (
+                ("receipt", "image/png", 5, "bill\u{202e}gnp.exe"),
+                "filename",
+            ),
         ] {
             let (p, t, s, f) = args;
             assert_eq!(

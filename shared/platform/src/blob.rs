@@ -138,11 +138,44 @@ const ATTR_CHAR_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
     .remove(b'|')
     .remove(b'~');
 
+/// The most bytes the percent-encoded name takes in [`attachment`].
+const MAX_ENCODED_NAME: usize = 600;
+/// The most characters of the ASCII fallback name in [`attachment`].
+const MAX_FALLBACK_NAME: usize = 150;
+
+/// `name` cut (on a character boundary, keeping an extension of up to 16
+/// characters) to the longest prefix whose `cost` is at most `limit`.
+fn shorten(name: &str, limit: usize, cost: impl Fn(&str) -> usize) -> String {
+    if cost(name) <= limit {
+        return name.to_owned();
+    }
+    let ext = name
+        .rfind('.')
+        .map(|i| &name[i..])
+        .filter(|e| e.chars().count() <= 16 && cost(e) < limit)
+        .unwrap_or("");
+    let stem = &name[..name.len() - ext.len()];
+    let mut kept = String::new();
+    for c in stem.chars() {
+        let mut next = kept.clone();
+        next.push(c);
+        if cost(&next) + cost(ext) > limit {
+            break;
+        }
+        kept = next;
+    }
+    kept + ext
+}
+
 /// `attachment; filename="<ascii fallback>"; filename*=UTF-8''<name>`
 /// (RFC 6266 with RFC 8187 encoding): a download saved under `filename`
 /// whatever its characters, and never shown inline. The fallback replaces
-/// every character outside printable ASCII, and `"` and `\`, with `_`.
+/// every character outside printable ASCII, and `"` and `\\`, with `_`.
+/// Long names are shortened (keeping their extension) so that the value
+/// always fits the 1024 bytes a presigned URL may carry.
 pub fn attachment(filename: &str) -> String {
+    let encode = |s: &str| percent_encoding::utf8_percent_encode(s, ATTR_CHAR_ESCAPES).to_string();
+    let encoded = encode(&shorten(filename, MAX_ENCODED_NAME, |s| encode(s).len()));
     let fallback: String = filename
         .chars()
         .map(|c| {
@@ -153,10 +186,8 @@ pub fn attachment(filename: &str) -> String {
             }
         })
         .collect();
-    format!(
-        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
-        percent_encoding::utf8_percent_encode(filename, ATTR_CHAR_ESCAPES)
-    )
+    let fallback = shorten(&fallback, MAX_FALLBACK_NAME, |s| s.chars().count());
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 /// Checks a content type with the same rule the HTTP edge applies
@@ -165,4 +196,31 @@ pub fn validate_content_type(content_type: &str) -> Result<(), BlobError> {
     constellation_core::media::MediaType::parse("content_type", content_type)
         .map(drop)
         .map_err(|e| BlobError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_name_makes_a_disposition_a_url_can_carry() {
+        for name in [
+            "Beleg März.jpg".to_owned(),
+            "日本語の領収書".repeat(40) + ".pdf",
+            "é".repeat(255),
+            format!("{}.jpeg", "\"".repeat(250)),
+        ] {
+            let value = attachment(&name);
+            assert!(validate_disposition(&value).is_ok(), "{name}: {value}");
+        }
+        let long = attachment(&("é".repeat(300) + ".pdf"));
+        assert!(
+            long.ends_with(".pdf"),
+            "the extension survives shortening: {long}"
+        );
+        assert_eq!(
+            attachment("a \"b\".png"),
+            "attachment; filename=\"a _b_.png\"; filename*=UTF-8''a%20%22b%22.png"
+        );
+    }
 }

@@ -207,7 +207,7 @@ impl BlobStore for S3BlobStore {
         Ok(request)
     }
 
-    #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
+    #[tracing::instrument(skip(self, content_disposition), fields(bucket = %self.bucket))]
     async fn presign_get(
         &self,
         key: &str,

@@ -444,7 +444,7 @@ impl BlobStore for FileBlobStore {
         }))
     }
 
-    #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
+    #[tracing::instrument(skip(self, content_disposition), fields(bucket = %self.bucket))]
     async fn presign_get(
         &self,
         key: &str,

@@ -17,33 +17,33 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use constellation_core::auth::Role;
-use constellation_core::etag::{Precondition, etag_list_pattern};
-use constellation_core::money::{Currency, MAX_AMOUNT_LEN, format_minor};
+use constellation_core::etag::Precondition;
+use constellation_core::money::format_minor;
 use constellation_platform::{Clock, Table};
 use constellation_web::error::ProblemType;
 use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::{
-    Conventions, IdempotentDef, LinkDef, PageQuery, one_of, openapi_route, text,
+    Conventions, IdempotentDef, LinkDef, PageQuery, one_of, openapi_route,
 };
 use constellation_web::pagination::RawPageParams;
-use constellation_web::uploads::{
-    PresignedView, UploadView, content_type_schema, filename_schema, size_schema,
-};
+use constellation_web::uploads::{PresignedView, UploadView};
 use constellation_web::{
     ApiError, Authenticated, IdempotencyLayer, IdempotencyOptions, Json, PageParams,
 };
-use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa::{IntoParams, OpenApi};
 
 use crate::domain::{
-    self, Details, MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_MERCHANT_CHARS, MAX_REASON_CHARS,
-    Status, Transition,
+    self, Details, MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_MERCHANT_CHARS, Status,
+    Transition,
 };
-use crate::store::{
-    EXPENSE_ID_PATTERN, Expense, ExpenseError, ExpenseId, ExpenseStore, Filter, GroupBy,
-    HistoryEntry, Patch, Receipt,
-};
+use crate::store::{Expense, ExpenseId, ExpenseStore, Filter, GroupBy, MAX_SCAN, Patch};
+
+mod dto;
+
+pub use dto::*;
+
+type Reply<T> = Result<T, ApiError>;
 
 /// The largest request body expenses accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -96,9 +96,28 @@ pub fn router(store: Arc<ExpenseStore>, table: Arc<dyn Table>, clock: Arc<dyn Cl
         ExpenseForCreate, ExpenseForPatch, ReasonBody, ReceiptForCreate, ExpenseView,
         ExpenseList, ReceiptView, HistoryView, SummaryView, GroupView, UploadView, PresignedView
     )),
-    modifiers(&CONVENTIONS)
+    modifiers(&CONVENTIONS, &PatchNeedsIfMatch)
 )]
 pub struct ApiDoc;
+
+/// Marks `If-Match` required on `PATCH /v1/expenses/{id}` (utoipa leaves a
+/// header parameter with a custom schema optional).
+struct PatchNeedsIfMatch;
+
+impl utoipa::Modify for PatchNeedsIfMatch {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let patch = doc
+            .paths
+            .paths
+            .get_mut("/v1/expenses/{id}")
+            .and_then(|item| item.patch.as_mut());
+        if let Some(params) = patch.and_then(|op| op.parameters.as_mut()) {
+            for p in params.iter_mut().filter(|p| p.name == "If-Match") {
+                p.required = utoipa::openapi::Required::True;
+            }
+        }
+    }
+}
 
 const fn id_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {
     LinkDef {
@@ -132,367 +151,6 @@ const CONVENTIONS: Conventions = Conventions {
         },
     ],
 };
-
-// ---------------------------------------------------------------------------
-// Documented inputs
-
-fn amount_schema() -> Object {
-    text()
-        .pattern(Some("^[0-9]+(\\.[0-9]+)?$"))
-        .max_length(Some(MAX_AMOUNT_LEN))
-        .description(Some(
-            "A decimal string with at most the currency's decimals, more than 0 and at most 1,000,000 (`12.34`)",
-        ))
-        .examples(["12.34"])
-        .build()
-}
-
-fn currency_schema() -> Object {
-    one_of(Currency::all().map(|c| c.code()))
-        .description(Some("An active ISO 4217 currency code"))
-        .examples(["EUR"])
-        .build()
-}
-
-fn bounded_text(min: usize, max: usize, what: &str) -> Object {
-    text()
-        .min_length(Some(min))
-        .max_length(Some(max))
-        .pattern(Some(format!(
-            "^[^{}]*$",
-            constellation_core::validation::class(constellation_core::validation::CONTROL_CHARS)
-        )))
-        .description(Some(format!(
-            "{what}: {min} to {max} characters, no control characters (trimmed)"
-        )))
-        .build()
-}
-
-fn category_schema() -> Object {
-    bounded_text(1, MAX_CATEGORY_CHARS, "The category")
-}
-
-fn merchant_schema() -> Object {
-    bounded_text(1, MAX_MERCHANT_CHARS, "Who was paid")
-}
-
-fn description_schema() -> Object {
-    bounded_text(0, MAX_DESCRIPTION_CHARS, "What for")
-}
-
-fn reason_schema() -> Object {
-    bounded_text(1, MAX_REASON_CHARS, "Why")
-}
-
-fn date_schema() -> Object {
-    text()
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-            utoipa::openapi::KnownFormat::Date,
-        )))
-        .description(Some("A date as YYYY-MM-DD"))
-        .build()
-}
-
-fn incurred_on_schema() -> Object {
-    text()
-        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-            utoipa::openapi::KnownFormat::Date,
-        )))
-        .description(Some(
-            "The day it was spent (YYYY-MM-DD): not after tomorrow (UTC), at most 365 days ago",
-        ))
-        .build()
-}
-
-fn status_schema() -> Object {
-    one_of(Status::ALL).build()
-}
-
-fn expense_id_schema() -> Object {
-    text()
-        .pattern(Some(EXPENSE_ID_PATTERN))
-        .description(Some("An expense id as issued"))
-        .build()
-}
-
-fn if_match_schema() -> Object {
-    text()
-        .pattern(Some(etag_list_pattern()))
-        .description(Some("The `ETag` you read, or `*`"))
-        .build()
-}
-
-/// `POST /v1/expenses`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ExpenseForCreate {
-    /// The amount.
-    #[schema(schema_with = amount_schema)]
-    pub amount: String,
-    /// Its currency.
-    #[schema(schema_with = currency_schema)]
-    pub currency: String,
-    /// The category.
-    #[schema(schema_with = category_schema)]
-    pub category: String,
-    /// Who was paid.
-    #[schema(schema_with = merchant_schema)]
-    pub merchant: String,
-    /// What for (optional, empty by default).
-    #[schema(schema_with = description_schema)]
-    #[serde(default)]
-    pub description: String,
-    /// When.
-    #[schema(schema_with = incurred_on_schema)]
-    pub incurred_on: String,
-}
-
-/// `PATCH /v1/expenses/{id}`: at least one field.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
-pub struct ExpenseForPatch {
-    /// New amount.
-    #[schema(schema_with = amount_schema)]
-    pub amount: Option<String>,
-    /// New currency.
-    #[schema(schema_with = currency_schema)]
-    pub currency: Option<String>,
-    /// New category.
-    #[schema(schema_with = category_schema)]
-    pub category: Option<String>,
-    /// New merchant.
-    #[schema(schema_with = merchant_schema)]
-    pub merchant: Option<String>,
-    /// New description.
-    #[schema(schema_with = description_schema)]
-    pub description: Option<String>,
-    /// New date.
-    #[schema(schema_with = incurred_on_schema)]
-    pub incurred_on: Option<String>,
-}
-
-/// `POST /v1/expenses/{id}/reject`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReasonBody {
-    /// Why, 1 to 500 characters.
-    #[schema(schema_with = reason_schema)]
-    pub reason: String,
-}
-
-/// `POST /v1/expenses/{id}/receipts`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReceiptForCreate {
-    /// The file's media type.
-    #[schema(schema_with = content_type_schema)]
-    pub content_type: String,
-    /// Its exact size.
-    #[schema(schema_with = size_schema)]
-    pub size: u64,
-    /// Its name.
-    #[schema(schema_with = filename_schema)]
-    pub filename: String,
-}
-
-// ---------------------------------------------------------------------------
-// Answers
-
-/// A receipt of an expense.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ReceiptView {
-    /// The media id (`GET /v1/media/{id}`).
-    pub media_id: String,
-    /// `pending`, `ready` or `rejected`.
-    pub status: String,
-}
-
-/// One step of an expense's history.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct HistoryView {
-    /// The status it arrived at.
-    pub status: String,
-    /// When.
-    pub at: String,
-    /// Who.
-    pub by: String,
-    /// Why (rejections).
-    pub reason: Option<String>,
-}
-
-/// An expense.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ExpenseView {
-    /// The id.
-    pub id: String,
-    /// Who filed it.
-    pub submitter: String,
-    /// The amount with exactly the currency's decimals.
-    pub amount: String,
-    /// The currency.
-    pub currency: String,
-    /// The category.
-    pub category: String,
-    /// Who was paid.
-    pub merchant: String,
-    /// What for.
-    pub description: String,
-    /// The day it was spent.
-    pub incurred_on: String,
-    /// `draft`, `submitted`, `approved`, `rejected` or `reimbursed`.
-    #[schema(schema_with = status_schema)]
-    pub status: String,
-    /// Its receipts.
-    pub receipts: Vec<ReceiptView>,
-    /// Every status it has had.
-    pub history: Vec<HistoryView>,
-    /// Filed.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
-}
-
-impl From<&Expense> for ExpenseView {
-    fn from(e: &Expense) -> Self {
-        let fmt = |t: time::OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default()
-        };
-        Self {
-            id: e.id.as_str().to_owned(),
-            submitter: e.submitter.clone(),
-            amount: e.details.amount.amount_string(),
-            currency: e.details.amount.currency().code().to_owned(),
-            category: e.details.category.clone(),
-            merchant: e.details.merchant.clone(),
-            description: e.details.description.clone(),
-            incurred_on: domain::format_date(e.details.incurred_on),
-            status: e.status.as_str().to_owned(),
-            receipts: e
-                .receipts
-                .iter()
-                .map(|Receipt { media_id, status }| ReceiptView {
-                    media_id: media_id.clone(),
-                    status: status.clone(),
-                })
-                .collect(),
-            history: e
-                .history
-                .iter()
-                .map(
-                    |HistoryEntry {
-                         status,
-                         at,
-                         by,
-                         reason,
-                     }| HistoryView {
-                        status: status.clone(),
-                        at: at.clone(),
-                        by: by.clone(),
-                        reason: reason.clone(),
-                    },
-                )
-                .collect(),
-            created_at: fmt(e.created_at),
-            updated_at: fmt(e.updated_at),
-        }
-    }
-}
-
-/// One page of expenses.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ExpenseList {
-    /// The expenses, newest first.
-    pub items: Vec<ExpenseView>,
-    /// Pass as `cursor` for the next page; absent on the last.
-    pub next_cursor: Option<String>,
-}
-
-/// One group of a summary.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct GroupView {
-    /// The category, submitter, month (`YYYY-MM`) or status.
-    pub key: String,
-    /// The currency of this group's expenses.
-    pub currency: String,
-    /// How many.
-    pub count: u64,
-    /// Their exact total, with the currency's decimals.
-    pub total: String,
-}
-
-/// `GET /v1/expenses/summary`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SummaryView {
-    /// One group per key and currency, by key then currency.
-    pub groups: Vec<GroupView>,
-}
-
-impl From<ExpenseError> for ApiError {
-    fn from(e: ExpenseError) -> Self {
-        match e {
-            ExpenseError::NotFound => ApiError::not_found("no such expense"),
-            ExpenseError::Forbidden(why) => ApiError::client(ProblemType::Forbidden, why),
-            e @ ExpenseError::InvalidTransition { current, .. } => ApiError::InvalidTransition {
-                detail: e.to_string(),
-                current_status: current.as_str().to_owned(),
-            },
-            e @ ExpenseError::ReceiptRequired => {
-                ApiError::client(ProblemType::ReceiptRequired, e.to_string())
-            }
-            e @ ExpenseError::PreconditionRequired => ApiError::Client {
-                problem: ProblemType::PreconditionRequired,
-                detail: e.to_string(),
-                field: Some("If-Match".to_owned()),
-            },
-            e @ ExpenseError::PreconditionFailed => ApiError::Client {
-                problem: ProblemType::PreconditionFailed,
-                detail: e.to_string(),
-                field: Some("If-Match".to_owned()),
-            },
-            e @ ExpenseError::Contention => ApiError::client(ProblemType::Conflict, e.to_string()),
-            ExpenseError::Invalid(v) => v.into(),
-            ExpenseError::TooLarge(why) => ApiError::client(ProblemType::InvalidInput, why),
-            ExpenseError::Store(e) => e.into(),
-            ExpenseError::Blob(e) => match e {
-                e @ constellation_platform::BlobError::Unavailable(_) => {
-                    ApiError::Unavailable(e.into())
-                }
-                e => ApiError::internal(e),
-            },
-        }
-    }
-}
-
-type Reply<T> = Result<T, ApiError>;
-
-/// The `{id}` path parameter.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct ExpensePath {
-    /// The expense id.
-    #[param(schema_with = expense_id_schema)]
-    pub id: String,
-}
-
-/// The optional `If-Match` header.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct IfMatchHeader {
-    /// Change only if the expense still has this `ETag`.
-    #[param(rename = "If-Match", schema_with = if_match_schema)]
-    pub if_match: Option<String>,
-}
-
-/// The required `If-Match` header of `PATCH`.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct RequiredIfMatch {
-    /// The `ETag` you read (or `*`).
-    #[param(rename = "If-Match", schema_with = if_match_schema)]
-    pub if_match: String,
-}
 
 /// The expense id from the path (400 naming `id` when malformed).
 struct IdParam(ExpenseId);
@@ -591,11 +249,7 @@ fn dates(pairs: &[(String, String)]) -> Result<(Option<time::Date>, Option<time:
     let to = query_param(pairs, "to")
         .map(|d| domain::date("to", d))
         .transpose()?;
-    if let (Some(f), Some(t)) = (from, to)
-        && f > t
-    {
-        return Err(ApiError::invalid("to", "must not be before from"));
-    }
+    // `from` after `to` is an empty range: nothing matches it.
     Ok((from, to))
 }
 
@@ -839,18 +493,28 @@ async fn export(
     // still a proper 503; later pages stream, and a failure there ends the
     // body early (the client sees a truncated transfer, never a short file
     // that looks complete).
-    let (first, cursor) = store.list(&p, filter.clone(), 500, None).await?;
+    let (first, cursor, read) = store.read_page(&p, filter.clone(), 500, None).await?;
     let mut head = String::new();
     constellation_core::csv::write_row(&mut head, &CSV_HEADER);
     csv_rows(&mut head, &first);
     let stream = futures::stream::unfold(
-        (store, p, filter, Chunk::First(head, cursor)),
-        |(store, p, filter, next)| async move {
+        (store, p, filter, Chunk::First(head, cursor), read),
+        |(store, p, filter, next, mut read)| async move {
             let (chunk, then) = match next {
                 Chunk::First(head, Some(c)) => (Ok(head), Chunk::Page(c)),
                 Chunk::First(head, None) => (Ok(head), Chunk::Done),
-                Chunk::Page(c) => match store.list(&p, filter.clone(), 500, Some(c)).await {
-                    Ok((items, next)) => {
+                Chunk::Page(_) if read > MAX_SCAN => {
+                    tracing::warn!(read, "expense export stopped at its read limit");
+                    (
+                        Err(std::io::Error::other(
+                            "export too large; narrow from and to",
+                        )),
+                        Chunk::Done,
+                    )
+                }
+                Chunk::Page(c) => match store.read_page(&p, filter.clone(), 500, Some(c)).await {
+                    Ok((items, next, n)) => {
+                        read += n;
                         let mut rows = String::new();
                         csv_rows(&mut rows, &items);
                         (Ok(rows), next.map_or(Chunk::Done, Chunk::Page))
@@ -862,7 +526,7 @@ async fn export(
                 },
                 Chunk::Done => return None,
             };
-            Some((chunk, (store, p, filter, then)))
+            Some((chunk, (store, p, filter, then, read)))
         },
     );
     Ok((
@@ -939,12 +603,6 @@ async fn patch_expense(
         description: body.description,
         incurred_on: body.incurred_on,
     };
-    if patch == Patch::default() {
-        return Err(ApiError::invalid(
-            "body",
-            "name at least one field to change",
-        ));
-    }
     let e = store.patch(p, &id, &precondition, &patch).await?;
     Ok(answer(StatusCode::OK, &e))
 }
