@@ -1,8 +1,8 @@
 """Schemathesis hooks for scripts/schemathesis.
 
 Three narrow exceptions to "schema-valid request rejected" (ST202), one to
-"created resource not found" (ST302), and nothing else; every other failure
-fails the run:
+"created resource not found" (ST302), one to "missing required header
+accepted" (ST203), and nothing else; every other failure fails the run:
 
 - A listing's `cursor` is sealed by the server (ChaCha20-Poly1305 over the
   query's shape), so no schema can say which strings are valid ones: a cursor
@@ -26,6 +26,11 @@ fails the run:
   creation answered) and then to `DELETE /invites/{id}`, which rightly
   answers 404. Excused only when the server's own log ($ST_SERVE_LOG)
   records that this invite was accepted or revoked before.
+- A write that requires `If-Match` answers its absence with 428
+  `urn:constellation:problem:precondition-required` (RFC 6585 section 3:
+  the status for exactly this case), which the contract names; schemathesis
+  expects a 400-family answer other than 428. Only that answer, for that
+  header, is excused.
 """
 
 import json
@@ -35,6 +40,7 @@ import jsonschema
 import schemathesis
 
 INVALID_CURSOR = "urn:constellation:problem:invalid-cursor"
+PRECONDITION_REQUIRED = "urn:constellation:problem:precondition-required"
 KEY_REUSED = "urn:constellation:problem:idempotency-key-reused"
 
 
@@ -100,6 +106,18 @@ def filter_failure(context, failure, case, response):
             and _invite_consumed(case)
         )
         return not consumed
+    if type(failure).__name__ == "MissingHeaderNotRejected":
+        try:
+            problem = json.loads(response.content)
+        except (TypeError, ValueError):
+            return True
+        required_precondition = (
+            failure.header_name.lower() == "if-match"
+            and response.status_code == 428
+            and isinstance(problem, dict)
+            and problem.get("type") == PRECONDITION_REQUIRED
+        )
+        return not required_precondition
     if type(failure).__name__ != "RejectedPositiveData":
         return True
     if _breaks_document(case):

@@ -181,7 +181,11 @@ mod tests {
             field_of(r#"{"name":"a","size":"big"}"#).as_deref(),
             Some("size")
         );
-        assert_eq!(field_of(r#"{"name":"a"}"#).as_deref(), Some("size"), "a missing field is named");
+        assert_eq!(
+            field_of(r#"{"name":"a"}"#).as_deref(),
+            Some("size"),
+            "a missing field is named"
+        );
         assert!(parse_json::<ThingForCreate>(br#"{"name":"a","size":2}"#).is_ok());
     }
 

@@ -81,6 +81,20 @@ pub fn integer(min: u64, max: u64) -> ObjectBuilder {
         .maximum(Some(max))
 }
 
+/// The pattern of text without control characters; with `required`, also
+/// not blank (at least one character that is neither control nor
+/// whitespace, as a trimmed value must keep one).
+pub fn plain_text_pattern(required: bool) -> String {
+    use constellation_core::validation::WHITESPACE_CHARS;
+    let control = class(CONTROL_CHARS);
+    if required {
+        let whitespace = class(WHITESPACE_CHARS);
+        format!("^[^{control}]*[^{control}{whitespace}][^{control}]*$")
+    } else {
+        format!("^[^{control}]*$")
+    }
+}
+
 /// A string of one of `values`.
 pub fn one_of<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> ObjectBuilder {
     text().enum_values(Some(values.into_iter().map(|v| v.as_ref().to_owned())))

@@ -17,7 +17,7 @@ use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::Object;
 
-use crate::openapi::{integer, one_of, text};
+use crate::openapi::{integer, one_of, plain_text_pattern, text};
 
 /// How long an upload URL works.
 pub const UPLOAD_URL_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -123,13 +123,7 @@ pub fn filename_schema() -> Object {
     text()
         .min_length(Some(1))
         .max_length(Some(MAX_FILENAME_CHARS))
-        .pattern(Some(format!(
-            "^[^{}]*[^{}{}][^{}]*$",
-            constellation_core::validation::class(constellation_core::validation::CONTROL_CHARS),
-            constellation_core::validation::class(constellation_core::validation::CONTROL_CHARS),
-            constellation_core::validation::class(constellation_core::validation::WHITESPACE_CHARS),
-            constellation_core::validation::class(constellation_core::validation::CONTROL_CHARS),
-        )))
+        .pattern(Some(plain_text_pattern(true)))
         .description(Some(
             "The file's name, offered back when it is downloaded: 1 to 255 characters, not blank, no control characters",
         ))

@@ -5,7 +5,7 @@ use constellation_core::etag::etag_list_pattern;
 use constellation_core::money::{Currency, MAX_AMOUNT_LEN};
 use constellation_web::ApiError;
 use constellation_web::error::ProblemType;
-use constellation_web::openapi::{one_of, text};
+use constellation_web::openapi::{one_of, plain_text_pattern, text};
 use constellation_web::uploads::{content_type_schema, filename_schema, size_schema};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
@@ -41,10 +41,7 @@ pub(super) fn bounded_text(min: usize, max: usize, what: &str) -> Object {
     text()
         .min_length(Some(min))
         .max_length(Some(max))
-        .pattern(Some(format!(
-            "^[^{}]*$",
-            constellation_core::validation::class(constellation_core::validation::CONTROL_CHARS)
-        )))
+        .pattern(Some(plain_text_pattern(min > 0)))
         .description(Some(format!(
             "{what}: {min} to {max} characters, no control characters (trimmed)"
         )))

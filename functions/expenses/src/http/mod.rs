@@ -658,6 +658,7 @@ async fn move_along(
     responses(
         (status = 200, description = "Submitted", body = ExpenseView,
             headers(("ETag" = String, description = "The new entity tag"))),
+        (status = 400, description = "Malformed id or If-Match; `field` names it"),
         (status = 403, description = "Not the submitter"),
         (status = 404, description = "No such expense the caller may see"),
         (status = 409, description = "`invalid-transition`: not a draft; `current_status` names its status"),
@@ -684,6 +685,7 @@ async fn submit(
     responses(
         (status = 200, description = "Approved", body = ExpenseView,
             headers(("ETag" = String, description = "The new entity tag"))),
+        (status = 400, description = "Malformed id or If-Match; `field` names it"),
         (status = 403, description = "Not an admin, or one's own expense"),
         (status = 404, description = "No such expense the caller may see"),
         (status = 409, description = "`invalid-transition`: not submitted; `current_status` names its status"),
@@ -746,6 +748,7 @@ async fn reject(
     responses(
         (status = 200, description = "Reimbursed", body = ExpenseView,
             headers(("ETag" = String, description = "The new entity tag"))),
+        (status = 400, description = "Malformed id or If-Match; `field` names it"),
         (status = 403, description = "Not an admin"),
         (status = 404, description = "No such expense the caller may see"),
         (status = 409, description = "`invalid-transition`: not approved; `current_status` names its status"),
