@@ -20,7 +20,8 @@ use constellation_core::OrgId;
 use constellation_core::auth::{Principal, Role};
 use constellation_core::etag::{Etag, Precondition};
 use constellation_core::media::{
-    MediaChanged, MediaId, MediaOwner, MediaRequested, Purpose, UploadSpec, events as media_events,
+    MediaChanged, MediaId, MediaOwner, MediaRequested, OwnerDeleted, Purpose, UploadSpec,
+    events as media_events,
 };
 use constellation_core::money::{Currency, Money};
 use constellation_platform::blob::{BlobError, BlobStore};
@@ -214,8 +215,8 @@ pub enum ExpenseError {
     /// 75 or more major units and no ready receipt.
     #[error("an expense of 75 or more needs at least one ready receipt before it is submitted")]
     ReceiptRequired,
-    /// `If-Match` is required here.
-    #[error("send If-Match with the ETag you read")]
+    /// `If-Match` with a tag is required here.
+    #[error("send If-Match with the ETag you read (not *)")]
     PreconditionRequired,
     /// `If-Match` did not match.
     #[error("the expense changed since you read it")]
@@ -593,7 +594,9 @@ impl ExpenseStore {
         precondition: &Precondition,
         patch: &Patch,
     ) -> Result<Expense, ExpenseError> {
-        if matches!(precondition, Precondition::None) {
+        // `*` would match whatever is there now: no protection against a
+        // lost update, so an edit needs the tag the client read.
+        if matches!(precondition, Precondition::None | Precondition::Exists) {
             return Err(ExpenseError::PreconditionRequired);
         }
         let current = self.for_change(p, id, precondition).await?;
@@ -645,15 +648,30 @@ impl ExpenseStore {
                 current: current.status,
             });
         }
-        match self
-            .table
-            .delete(
-                &item_key(&p.org, id.as_str()),
-                Condition::VersionEquals(current.version),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
+        // Its receipts go with it: media deletes what this event lists.
+        let deleted = DomainEvent::new(
+            media_events::EXPENSE_DELETED,
+            &p.org,
+            self.clock.now(),
+            OwnerDeleted {
+                owner: MediaOwner {
+                    service: OWNER_SERVICE.to_owned(),
+                    id: id.as_str().to_owned(),
+                },
+                media: current
+                    .receipts
+                    .iter()
+                    .map(|r| r.media_id.clone())
+                    .collect(),
+            },
+        )
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let write = Write::Delete {
+            key: item_key(&p.org, id.as_str()),
+            condition: Condition::VersionEquals(current.version),
+        };
+        match self.outbox.commit(vec![write], &[deleted]).await {
+            Ok(()) => Ok(()),
             Err(StoreError::ConditionFailed { .. })
                 if matches!(precondition, Precondition::Matches(_)) =>
             {

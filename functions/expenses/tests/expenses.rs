@@ -24,6 +24,7 @@ constellation_testkit::on_both_backends! {
     summaries_are_exact_per_group_and_currency,
     the_csv_export_is_rfc4180_and_formula_safe,
     delete_only_drafts_of_ones_own,
+    deleting_a_draft_deletes_its_receipts,
 }
 
 const ORG: &str = "org-exp";
@@ -170,6 +171,7 @@ async fn members_see_their_own_and_admins_the_organizations(app: ExpensesApp) {
     let admin = token(&app, Role::Admin);
     let outsider = app.service.tokens.token("org-other", Role::Owner);
     let a = create_ok(&app, &alice, "10", "EUR").await;
+    app.advance(time::Duration::milliseconds(5));
     let b = create_ok(&app, &bob, "20", "EUR").await;
     let path = format!("/v1/expenses/{}", id(&a));
     app.get(&path)
@@ -316,6 +318,20 @@ async fn patch_needs_if_match_and_returns_a_rejected_expense_to_draft(app: Expen
         .patch(&path)
         .bearer(&me)
         .header("if-match", "*")
+        .json(&change)
+        .await;
+    r.assert_status(StatusCode::PRECONDITION_REQUIRED);
+    let submitted_tag = app
+        .get(&path)
+        .bearer(&me)
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let r = app
+        .patch(&path)
+        .bearer(&me)
+        .header("if-match", &submitted_tag)
         .json(&change)
         .await;
     r.assert_status(StatusCode::CONFLICT);
@@ -467,9 +483,26 @@ async fn nobody_approves_their_own_and_members_approve_nothing(app: ExpensesApp)
     act(&app, &staff, &theirs, "approve")
         .await
         .assert_status(StatusCode::FORBIDDEN);
-    act(&app, &owner, &own, "approve")
-        .await
-        .assert_status(StatusCode::OK);
+    let r = app
+        .post(&format!("/v1/expenses/{own}/approve"))
+        .bearer(&owner)
+        .json(&json!({"reason": ""}))
+        .await;
+    assert_eq!(
+        r.field().as_deref(),
+        Some("reason"),
+        "an approval note is 1 to 500 characters"
+    );
+    let approved = app
+        .post(&format!("/v1/expenses/{own}/approve"))
+        .bearer(&owner)
+        .json(&json!({"reason": "within budget"}))
+        .await;
+    approved.assert_status(StatusCode::OK);
+    assert_eq!(approved.json()["history"][2]["reason"], "within budget");
+    let again = act(&app, &owner, &own, "approve").await;
+    again.assert_status(StatusCode::CONFLICT);
+    assert_eq!(again.problem()["current_status"], "approved");
 }
 
 async fn large_expenses_need_a_ready_receipt(app: ExpensesApp) {
@@ -882,4 +915,43 @@ async fn delete_only_drafts_of_ones_own(app: ExpensesApp) {
     let r = app.delete(&format!("/v1/expenses/{s}")).bearer(&me).await;
     r.assert_status(StatusCode::CONFLICT);
     assert_eq!(r.problem()["current_status"], "submitted");
+}
+
+async fn deleting_a_draft_deletes_its_receipts(app: ExpensesApp) {
+    let me = token(&app, Role::Member);
+    let e = id(&create_ok(&app, &me, "80", "EUR").await);
+    let pdf = constellation_media::sample::pdf();
+    let upload = app
+        .post(&format!("/v1/expenses/{e}/receipts"))
+        .bearer(&me)
+        .json(
+            &json!({"content_type": "application/pdf", "size": pdf.len(), "filename": "bill.pdf"}),
+        )
+        .await
+        .json();
+    app.service.pump().await.unwrap();
+    let put = reqwest::Client::new()
+        .put(upload["upload"]["url"].as_str().unwrap())
+        .header("content-type", "application/pdf");
+    assert_eq!(put.body(pdf).send().await.unwrap().status().as_u16(), 200);
+    app.service.pump().await.unwrap();
+    let media = format!("/v1/media/{}", id(&upload));
+    let ready = app.get(&media).bearer(&me).await.json();
+    assert_eq!(ready["status"], "ready");
+    let download = ready["download_url"].as_str().unwrap().to_owned();
+
+    app.delete(&format!("/v1/expenses/{e}"))
+        .bearer(&me)
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    app.service.pump().await.unwrap();
+    app.get(&media)
+        .bearer(&me)
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    let gone = reqwest::get(&download).await.unwrap().status().as_u16();
+    assert!(
+        gone == 404 || gone == 403,
+        "the receipt's bytes are gone: {gone}"
+    );
 }

@@ -59,7 +59,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     }],
     subscriptions: &[SubscriptionDef {
         queue: config::QUEUE_VAR,
-        events: &[events::REQUESTED],
+        events: &[events::REQUESTED, events::EXPENSE_DELETED],
     }],
     openapi,
 };

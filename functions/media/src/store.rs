@@ -22,8 +22,8 @@ use bytes::Bytes;
 use constellation_core::OrgId;
 use constellation_core::auth::{Principal, Role};
 use constellation_core::media::{
-    MediaChanged, MediaId, MediaOwner, MediaRequested, Purpose, UploadSpec, UploadType, events,
-    stored_key, thumbnail_key, upload_key,
+    MediaChanged, MediaId, MediaOwner, MediaRequested, OwnerDeleted, Purpose, UploadSpec,
+    UploadType, events, stored_key, thumbnail_key, upload_key,
 };
 use constellation_platform::blob::{BlobError, BlobStore, attachment};
 use constellation_platform::outbox::Outbox;
@@ -484,32 +484,65 @@ impl MediaStore {
                     "only its uploader or an admin may delete media",
                 ));
             }
-            self.remove_bytes(&media).await?;
-            let now = self.clock.now();
-            let mut deleted = media.clone();
-            deleted.status = Status::Deleted;
-            deleted.updated_at = now;
-            let mut item = next_version(&deleted, &media);
-            item.expires_at = Some(now + DELETED_TTL);
-            let event = deleted.event(events::DELETED, now)?;
-            match self
-                .outbox
-                .commit(
-                    vec![Write::Put {
-                        item,
-                        condition: Condition::VersionEquals(media.version),
-                    }],
-                    &[event],
-                )
-                .await
-            {
+            match self.mark_deleted(&media).await {
                 Ok(()) => return Ok(()),
                 // The worker finished it meanwhile: delete what it wrote too.
-                Err(StoreError::ConditionFailed { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(MediaError::Store(StoreError::ConditionFailed { .. })) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(MediaError::Contention)
+    }
+
+    /// Deletes each media of `gone.media` in `org` that `gone.owner` owns
+    /// (others are left alone: an event cannot delete what its sender does
+    /// not own). Deleting what is already gone changes nothing.
+    #[tracing::instrument(skip_all, fields(org = %org, owner = %gone.owner.id))]
+    pub async fn delete_owned(&self, org: &OrgId, gone: &OwnerDeleted) -> Result<(), MediaError> {
+        for raw in gone.media.iter().take(100) {
+            let Ok(id) = MediaId::parse(raw) else {
+                continue;
+            };
+            for _ in 0..5 {
+                let Some(media) = self.find(org, &id).await? else {
+                    break;
+                };
+                if media.status == Status::Deleted || media.owner.as_ref() != Some(&gone.owner) {
+                    break;
+                }
+                match self.mark_deleted(&media).await {
+                    Err(MediaError::Store(StoreError::ConditionFailed { .. })) => continue,
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `media`'s bytes, then records it deleted (with its event),
+    /// conditioned on the version read.
+    async fn mark_deleted(&self, media: &Media) -> Result<(), MediaError> {
+        self.remove_bytes(media).await?;
+        let now = self.clock.now();
+        let mut deleted = media.clone();
+        deleted.status = Status::Deleted;
+        deleted.updated_at = now;
+        let mut item = next_version(&deleted, media);
+        item.expires_at = Some(now + DELETED_TTL);
+        let event = deleted.event(events::DELETED, now)?;
+        self.outbox
+            .commit(
+                vec![Write::Put {
+                    item,
+                    condition: Condition::VersionEquals(media.version),
+                }],
+                &[event],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn remove_bytes(&self, media: &Media) -> Result<(), BlobError> {

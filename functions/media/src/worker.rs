@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::SqsMessage;
 use constellation_core::OrgId;
-use constellation_core::media::{MediaRequested, events, parse_upload_key};
+use constellation_core::media::{MediaRequested, OwnerDeleted, events, parse_upload_key};
 use constellation_platform::DomainEvent;
 use constellation_platform::worker::{RecordError, RecordHandler};
 use serde::Deserialize;
@@ -80,11 +80,20 @@ impl MediaWorker {
     }
 
     async fn domain_event(&self, event: DomainEvent) -> Result<(), RecordError> {
+        let org = OrgId::parse(&event.org).map_err(RecordError::permanent)?;
+        if event.event_type == events::EXPENSE_DELETED {
+            let gone: OwnerDeleted =
+                serde_json::from_value(event.data).map_err(RecordError::permanent)?;
+            return self
+                .0
+                .delete_owned(&org, &gone)
+                .await
+                .map_err(|e| classify(ProcessError::Media(e)));
+        }
         if event.event_type != events::REQUESTED {
             tracing::warn!(event_type = %event.event_type, "event not for media; ignored");
             return Ok(());
         }
-        let org = OrgId::parse(&event.org).map_err(RecordError::permanent)?;
         let request: MediaRequested =
             serde_json::from_value(event.data).map_err(RecordError::permanent)?;
         self.0.register(&org, &request).await.map_err(|e| {

@@ -305,6 +305,19 @@ pub mod events {
     pub const REJECTED: &str = "media.rejected";
     /// Media was deleted.
     pub const DELETED: &str = "media.deleted";
+    /// An expense was deleted: media deletes the receipts it owned
+    /// ([`super::OwnerDeleted`]).
+    pub const EXPENSE_DELETED: &str = "expense.deleted";
+}
+
+/// The data of an event saying a record that owned media is gone: media
+/// deletes each listed media whose owner it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwnerDeleted {
+    /// The record that is gone.
+    pub owner: MediaOwner,
+    /// The ids of the media it owned.
+    pub media: Vec<String>,
 }
 
 /// Which record of which service an upload belongs to (a receipt's expense,

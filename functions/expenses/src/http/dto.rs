@@ -160,6 +160,16 @@ pub struct ReasonBody {
     pub reason: String,
 }
 
+/// `POST /v1/expenses/{id}/approve` (the body is optional).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalBody {
+    /// A note, 1 to 500 characters.
+    #[schema(schema_with = reason_schema)]
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// `POST /v1/expenses/{id}/receipts`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -367,7 +377,7 @@ pub struct IfMatchHeader {
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct RequiredIfMatch {
-    /// The `ETag` you read (or `*`).
+    /// The `ETag` you read (`*` is refused with 428: it would not protect the edit).
     #[param(rename = "If-Match", schema_with = if_match_schema, required = true)]
     pub if_match: String,
 }

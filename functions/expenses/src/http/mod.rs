@@ -21,14 +21,14 @@ use constellation_core::etag::Precondition;
 use constellation_core::money::format_minor;
 use constellation_platform::{Clock, Table};
 use constellation_web::error::ProblemType;
-use constellation_web::extract::{query_param, query_params};
+use constellation_web::extract::{parse_json, query_param, query_params};
 use constellation_web::openapi::{
     Conventions, IdempotentDef, LinkDef, PageQuery, one_of, openapi_route,
 };
 use constellation_web::pagination::RawPageParams;
 use constellation_web::uploads::{PresignedView, UploadView};
 use constellation_web::{
-    ApiError, Authenticated, IdempotencyLayer, IdempotencyOptions, Json, PageParams,
+    ApiError, Authenticated, IdempotencyLayer, IdempotencyOptions, Json, LimitedBody, PageParams,
 };
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, OpenApi};
@@ -93,7 +93,7 @@ pub fn router(store: Arc<ExpenseStore>, table: Arc<dyn Table>, clock: Arc<dyn Cl
         delete_expense, submit, approve, reject, reimburse, add_receipt
     ),
     components(schemas(
-        ExpenseForCreate, ExpenseForPatch, ReasonBody, ReceiptForCreate, ExpenseView,
+        ExpenseForCreate, ExpenseForPatch, ReasonBody, ApprovalBody, ReceiptForCreate, ExpenseView,
         ExpenseList, ReceiptView, HistoryView, SummaryView, GroupView, UploadView, PresignedView
     )),
     modifiers(&CONVENTIONS, &PatchNeedsIfMatch)
@@ -676,11 +676,13 @@ async fn submit(
     move_along(&store, &auth, &id, &headers, Transition::Submit, None).await
 }
 
-/// Approves a submitted expense (admins and owners, never their own).
+/// Approves a submitted expense (admins and owners, never their own),
+/// optionally with `{"reason"}` (1 to 500 characters), kept in its history.
 #[utoipa::path(
     post,
     path = "/v1/expenses/{id}/approve",
     params(ExpensePath, IfMatchHeader),
+    request_body(content = Option<ApprovalBody>, description = "Optional: a note kept in the history"),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved", body = ExpenseView,
@@ -698,8 +700,15 @@ async fn approve(
     auth: Authenticated,
     IdParam(id): IdParam,
     headers: HeaderMap,
+    body: LimitedBody,
 ) -> Reply<Response> {
-    move_along(&store, &auth, &id, &headers, Transition::Approve, None).await
+    let reason = if body.0.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let body: ApprovalBody = parse_json(&body.0)?;
+        body.reason.as_deref().map(domain::reason).transpose()?
+    };
+    move_along(&store, &auth, &id, &headers, Transition::Approve, reason).await
 }
 
 /// Rejects a submitted expense with a reason (admins and owners, never their own).

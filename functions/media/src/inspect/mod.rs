@@ -433,12 +433,13 @@ fn thumbnail(image: &DynamicImage) -> ImageResult<Vec<u8>> {
     let target = |x: u32, size: u32, thumb_size: usize| {
         (u64::from(x) * thumb_size as u64 / u64::from(size)) as usize
     };
-    let columns: Vec<usize> = (0..width).map(|x| target(x, width, tw)).collect();
+    // Columns are computed as they are met, not tabled: a 40-megapixel
+    // image can be 40 million pixels wide.
     for y in 0..height {
         let row = target(y, height, th) * tw;
-        for (x, &column) in columns.iter().enumerate() {
-            // x < width, a u32.
-            let [r, g, b, a] = image.get_pixel(x as u32, y).0;
+        for x in 0..width {
+            let column = target(x, width, tw);
+            let [r, g, b, a] = image.get_pixel(x, y).0;
             let a = u64::from(a);
             let over_white = |c: u8| (u64::from(c) * a + 255 * (255 - a) + 127) / 255;
             let sum = &mut sums[row + column];
