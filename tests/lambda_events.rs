@@ -54,33 +54,7 @@ struct FxKv {
 }
 
 async fn fx_kv() -> FxKv {
-    let dir = tempfile::tempdir().unwrap();
-    let platform = Platform::local(
-        dir.path().to_path_buf(),
-        "http://127.0.0.1:9".into(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let app =
-        (constellation_kv::SERVICE.app)(&fx_context(&platform, &constellation_kv::SERVICE).await)
-            .await
-            .unwrap();
-    let issuer = load_issuer(&platform, &SigningConfig::default())
-        .await
-        .unwrap();
-    let principal = Principal {
-        account: AccountId::from_bytes([7; 16]),
-        org: OrgId::parse("org-events").unwrap(),
-        role: Role::Staff,
-    };
-    let token = issuer
-        .issue(&principal, time::OffsetDateTime::now_utc())
-        .token;
-    FxKv {
-        app,
-        token,
-        _dir: dir,
-    }
+    fx_app(&constellation_kv::SERVICE).await.0
 }
 
 /// Feeds `events/<event_file>` to the app. Events carry the placeholder

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::outbox::OutboxRelay;
 use constellation_platform::schedule::ScheduledHandler;
 use constellation_platform::tokens::TokenVerifier;
 use constellation_web::host::{BoxFuture, Context, ScheduleDef, ServiceDef, SubscriptionDef};
@@ -76,7 +77,7 @@ fn build_app(ctx: &Context) -> BoxFuture<'_, anyhow::Result<axum::Router>> {
 fn build_relay(ctx: &Context) -> BoxFuture<'_, anyhow::Result<Arc<dyn ScheduledHandler>>> {
     Box::pin(async move {
         let store = context_store(ctx).await?;
-        Ok(Arc::new(relay::Relay(Arc::new(store))) as Arc<dyn ScheduledHandler>)
+        Ok(Arc::new(OutboxRelay(store.outbox().clone())) as Arc<dyn ScheduledHandler>)
     })
 }
 

@@ -269,6 +269,11 @@ impl KvStore {
         self.outbox.commit(vec![write], &[event]).await
     }
 
+    /// The outbox (relayed by the `kv-outbox` schedule).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     /// Publishes change events older than `min_age` whose inline publish
     /// failed.
     #[tracing::instrument(skip(self))]

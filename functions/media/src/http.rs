@@ -200,12 +200,7 @@ impl From<MediaError> for ApiError {
                 "the media is being changed concurrently; retry",
             ),
             MediaError::Store(e) => e.into(),
-            MediaError::Blob(e) => match e {
-                e @ constellation_platform::BlobError::Unavailable(_) => {
-                    ApiError::Unavailable(e.into())
-                }
-                e => ApiError::internal(e),
-            },
+            MediaError::Blob(e) => e.into(),
         }
     }
 }

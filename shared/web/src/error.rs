@@ -261,6 +261,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<constellation_platform::BlobError> for ApiError {
+    fn from(e: constellation_platform::BlobError) -> Self {
+        match e {
+            e @ constellation_platform::BlobError::Unavailable(_) => Self::Unavailable(e.into()),
+            e => Self::Internal(e.into()),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Problem<'a> {
     #[serde(rename = "type")]

@@ -345,12 +345,7 @@ impl From<ExpenseError> for ApiError {
             ExpenseError::Invalid(v) => v.into(),
             ExpenseError::TooLarge(why) => ApiError::client(ProblemType::InvalidInput, why),
             ExpenseError::Store(e) => e.into(),
-            ExpenseError::Blob(e) => match e {
-                e @ constellation_platform::BlobError::Unavailable(_) => {
-                    ApiError::Unavailable(e.into())
-                }
-                e => ApiError::internal(e),
-            },
+            ExpenseError::Blob(e) => e.into(),
         }
     }
 }
