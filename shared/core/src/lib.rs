@@ -14,6 +14,7 @@ pub mod ids;
 pub mod kv;
 pub mod media;
 pub mod money;
+pub mod orders;
 pub mod token;
 pub mod validation;
 
