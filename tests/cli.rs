@@ -145,7 +145,10 @@ fn run_runs_a_schedule_by_name_and_names_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
     let report = constellation(dir.path(), None, &["run", "kv-outbox"]);
     let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
-    assert_eq!(report, serde_json::json!({ "sent": 0, "refused": 0 }));
+    assert_eq!(
+        report,
+        serde_json::json!({ "sent": 0, "refused": 0, "superseded": 0 })
+    );
     let err = constellation_fails(dir.path(), &["run", "no-such-schedule"]);
     assert!(err.contains("kv-outbox"), "lists the schedules: {err}");
 }

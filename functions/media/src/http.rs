@@ -100,7 +100,7 @@ pub struct UploadForCreate {
     pub content_type: String,
     /// Exact size in bytes, 1 to 10 MiB.
     #[schema(schema_with = size_schema)]
-    #[serde(deserialize_with = "constellation_web::uploads::whole_number")]
+    #[serde(deserialize_with = "constellation_web::extract::whole_u64")]
     pub size: u64,
     /// The file's name (shown back, and offered when downloading).
     #[schema(schema_with = filename_schema)]

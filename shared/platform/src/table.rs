@@ -15,8 +15,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-/// The most writes one [`Table::transact`] call accepts.
-pub const MAX_TRANSACTION_WRITES: usize = 25;
+/// The most writes one [`Table::transact`] call accepts: DynamoDB's
+/// `TransactWriteItems` limit (100 since 2022; the test script starts moto
+/// with the same limit, its own default being the old 25).
+pub const MAX_TRANSACTION_WRITES: usize = 100;
 /// The most items one query page returns.
 pub const MAX_QUERY_LIMIT: u32 = 1000;
 /// Attribute names the adapters reserve for themselves (`expires_at` is the

@@ -510,15 +510,30 @@ pub async fn table_transaction_commits_all(fx: &Fixture) -> anyhow::Result<()> {
     t.transact(&writes[..2]).await?;
     ensure!(t.get(&ItemKey::new("tx", "a")).await?.map(|i| i.version) == Some(2));
     ensure!(t.get(&ItemKey::new("tx", "b")).await?.is_some());
-    let too_many: Vec<Write> = (0..26)
-        .map(|i| Write::Put {
-            item: fx_item("tx", &format!("bulk-{i}")),
-            condition: Condition::None,
-        })
-        .collect();
+    let bulk = |n: usize| -> Vec<Write> {
+        (0..n)
+            .map(|i| Write::Put {
+                item: fx_item("tx", &format!("bulk-{i}")),
+                condition: Condition::NotExists,
+            })
+            .collect()
+    };
+    let limit = constellation_platform::table::MAX_TRANSACTION_WRITES;
     ensure!(
-        matches!(t.transact(&too_many).await, Err(StoreError::Invalid(_))),
-        "26 writes accepted"
+        matches!(
+            t.transact(&bulk(limit + 1)).await,
+            Err(StoreError::Invalid(_))
+        ),
+        "{} writes accepted",
+        limit + 1
+    );
+    t.transact(&bulk(limit))
+        .await
+        .context("DynamoDB's limit of writes in one transaction")?;
+    ensure!(
+        t.get(&ItemKey::new("tx", &format!("bulk-{}", limit - 1)))
+            .await?
+            .is_some()
     );
     Ok(())
 }

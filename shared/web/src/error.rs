@@ -56,6 +56,10 @@ pub enum ProblemType {
     ReceiptRequired,
     /// 428: this route needs `If-Match` (send the `ETag` you read).
     PreconditionRequired,
+    /// 409: another product of the organization has this SKU.
+    SkuTaken,
+    /// 409: the change would leave less stock on hand than is reserved.
+    InsufficientStock,
     /// 500: an unexpected failure.
     Internal,
     /// 503: a dependency is briefly unavailable; retry.
@@ -87,6 +91,8 @@ impl ProblemType {
             Self::InvalidTransition => "urn:constellation:problem:invalid-transition",
             Self::ReceiptRequired => "urn:constellation:problem:receipt-required",
             Self::PreconditionRequired => "urn:constellation:problem:precondition-required",
+            Self::SkuTaken => "urn:constellation:problem:sku-taken",
+            Self::InsufficientStock => "urn:constellation:problem:insufficient-stock",
             Self::Internal => "urn:constellation:problem:internal",
             Self::Unavailable => "urn:constellation:problem:unavailable",
         }
@@ -114,6 +120,8 @@ impl ProblemType {
             Self::InvalidTransition => "Invalid transition",
             Self::ReceiptRequired => "Receipt required",
             Self::PreconditionRequired => "Precondition required",
+            Self::SkuTaken => "SKU taken",
+            Self::InsufficientStock => "Insufficient stock",
             Self::Internal => "Internal server error",
             Self::Unavailable => "Service unavailable",
         }
@@ -141,6 +149,7 @@ impl ProblemType {
             Self::InvalidTransition => StatusCode::CONFLICT,
             Self::ReceiptRequired => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            Self::SkuTaken | Self::InsufficientStock => StatusCode::CONFLICT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -82,28 +82,6 @@ pub async fn presign_upload(
     })
 }
 
-/// Deserializes a size: a JSON integer, or a number with no fractional
-/// part (`404.0` is the integer 404 to JSON Schema, so to clients that
-/// generate requests from the OpenAPI document).
-pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    use serde::Deserialize as _;
-    let n = serde_json::Number::deserialize(d)?;
-    if let Some(n) = n.as_u64() {
-        return Ok(n);
-    }
-    match n.as_f64() {
-        // Below 2^53 every whole f64 is exact.
-        Some(f) if f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&f) =>
-        {
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            Ok(f as u64)
-        }
-        _ => Err(serde::de::Error::custom(
-            "invalid value: expected a whole number of bytes",
-        )),
-    }
-}
-
 /// The schema of `content_type` in an upload request.
 pub fn content_type_schema() -> Object {
     one_of(UploadType::ALL)

@@ -179,7 +179,7 @@ pub struct ReceiptForCreate {
     pub content_type: String,
     /// Its exact size.
     #[schema(schema_with = size_schema)]
-    #[serde(deserialize_with = "constellation_web::uploads::whole_number")]
+    #[serde(deserialize_with = "constellation_web::extract::whole_u64")]
     pub size: u64,
     /// Its name.
     #[schema(schema_with = filename_schema)]
