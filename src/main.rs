@@ -62,6 +62,7 @@ impl BackendArgs {
             provision: false,
             aws_endpoint: self.aws_endpoint_url.clone(),
             emf: false,
+            rate_limits: true,
         }
     }
 
@@ -85,6 +86,9 @@ enum Command {
         /// Print CloudWatch EMF metric lines.
         #[arg(long)]
         emf: bool,
+        /// Do not apply API Gateway's per-route limits per caller (load tests).
+        #[arg(long, env = "CONSTELLATION_NO_RATE_LIMIT")]
+        no_rate_limit: bool,
     },
     /// Print the OpenAPI 3.1 document of every service.
     Openapi,
@@ -162,11 +166,13 @@ async fn main() -> anyhow::Result<()> {
             backend,
             provision,
             emf,
+            no_rate_limit,
         } => {
             let config = ServeConfig {
                 addr,
                 provision,
                 emf,
+                rate_limits: !no_rate_limit,
                 ..backend.serve_config()
             };
             Server::bind(&config).await?.run(shutdown_signal()).await

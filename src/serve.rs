@@ -24,6 +24,7 @@ use constellation_platform::tokens::VerifierConfig;
 use constellation_web::ServiceDef;
 use constellation_web::error::{ProblemType, problem_response};
 use constellation_web::host::{self, Context, EVENT_BUS_VAR, Resources};
+use constellation_web::throttle::{PLATFORM_LIMITS, Throttle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -44,6 +45,8 @@ pub struct ServeConfig {
     pub aws_endpoint: Option<String>,
     /// Print CloudWatch EMF metric lines to stdout.
     pub emf: bool,
+    /// Apply API Gateway's route limits per caller ([`PLATFORM_LIMITS`]).
+    pub rate_limits: bool,
 }
 
 /// A bound, ready server.
@@ -164,6 +167,12 @@ impl Server {
             apps.push((service.name, app));
         }
         let mut app = mount(apps);
+        if config.rate_limits {
+            let throttle = Throttle::new(PLATFORM_LIMITS);
+            app = app.layer(axum::middleware::from_fn(move |req, next| {
+                constellation_web::throttle::throttle(throttle.clone(), req, next)
+            }));
+        }
         if let Some(blobs) = platform.local_blob_router().await? {
             app = app.merge(blobs);
         }

@@ -31,7 +31,12 @@ fn free_port() -> u16 {
 async fn start(dir: &Path) -> (Child, String) {
     let base = format!("http://127.0.0.1:{}", free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_constellation"))
-        .args(["serve", "--addr", base.trim_start_matches("http://")])
+        .args([
+            "serve",
+            "--no-rate-limit",
+            "--addr",
+            base.trim_start_matches("http://"),
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("RUST_LOG", "warn")

@@ -33,6 +33,7 @@ async fn spawn_serve(data_dir: &Path) -> Running {
         provision: false,
         aws_endpoint: None,
         emf: false,
+        rate_limits: true,
     })
     .await
 }
@@ -265,6 +266,7 @@ async fn serve_provisions_and_runs_on_the_aws_backend() {
         provision: true,
         aws_endpoint: Some(endpoint.clone()),
         emf: false,
+        rate_limits: true,
     })
     .await;
     let http = running.http();
@@ -440,5 +442,42 @@ async fn register_login_use_kv_refresh_logout() {
     .unwrap();
     assert_eq!(jwks["keys"][0]["kty"], "OKP");
     assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    running.shutdown().await;
+}
+
+/// `serve` applies API Gateway's route limits per caller: past the burst,
+/// 429 problems with `Retry-After`; another caller is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_past_their_limit_get_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = spawn_serve(dir.path()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/kv/health", running.base);
+    let replies = futures::future::join_all((0..300).map(|_| {
+        client
+            .get(&url)
+            .header("authorization", "Bearer caller-a")
+            .send()
+    }))
+    .await;
+    let limited: Vec<_> = replies
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|r| r.status() == 429)
+        .collect();
+    assert!(
+        !limited.is_empty(),
+        "300 requests at once exceed the burst of 200"
+    );
+    let first = &limited[0];
+    assert!(first.headers().get("retry-after").is_some());
+    assert_eq!(first.headers()["content-type"], "application/problem+json");
+    let other = client
+        .get(&url)
+        .header("authorization", "Bearer caller-b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200, "another caller has its own budget");
     running.shutdown().await;
 }

@@ -411,6 +411,7 @@ async fn the_sample_worker_path_on_the_local_backend() {
         provision: false,
         aws_endpoint: None,
         emf: false,
+        rate_limits: true,
     };
     let platform = constellation::serve::platform(&config, String::new())
         .await
@@ -429,6 +430,7 @@ async fn the_sample_worker_path_on_the_aws_backend() {
         provision: true,
         aws_endpoint: Some(endpoint),
         emf: false,
+        rate_limits: true,
     };
     let platform = constellation::serve::platform(&config, String::new())
         .await

@@ -531,7 +531,7 @@ pub async fn table_transaction_commits_all(fx: &Fixture) -> anyhow::Result<()> {
         .await
         .context("DynamoDB's limit of writes in one transaction")?;
     ensure!(
-        t.get(&ItemKey::new("tx", &format!("bulk-{}", limit - 1)))
+        t.get(&ItemKey::new("tx", format!("bulk-{}", limit - 1)))
             .await?
             .is_some()
     );

@@ -237,6 +237,16 @@ impl TestServices {
     /// every queue empty. Returns how many messages were handled; failed
     /// ones stay (hidden for the queue's visibility timeout).
     pub async fn pump(&self) -> anyhow::Result<usize> {
+        self.pump_times(1).await
+    }
+
+    /// [`TestServices::pump`], handing every batch to its worker twice
+    /// before deleting it: every message is delivered twice, as SQS may.
+    pub async fn pump_twice(&self) -> anyhow::Result<usize> {
+        self.pump_times(2).await
+    }
+
+    async fn pump_times(&self, deliveries: usize) -> anyhow::Result<usize> {
         let mut handled = 0;
         for _round in 0..50 {
             let mut got_any = false;
@@ -249,13 +259,17 @@ impl TestServices {
                     continue;
                 }
                 got_any = true;
-                let event = to_sqs_event(c.receiver.source_arn(), &messages);
-                let response = c.worker.handle_batch(event).await;
-                let failed: HashSet<String> = response
-                    .batch_item_failures
-                    .into_iter()
-                    .map(|f| f.item_identifier)
-                    .collect();
+                let mut failed: HashSet<String> = HashSet::new();
+                for _ in 0..deliveries {
+                    let event = to_sqs_event(c.receiver.source_arn(), &messages);
+                    let response = c.worker.handle_batch(event).await;
+                    failed.extend(
+                        response
+                            .batch_item_failures
+                            .into_iter()
+                            .map(|f| f.item_identifier),
+                    );
+                }
                 for m in &messages {
                     if failed.contains(&m.message_id) {
                         tracing::info!(consumer = c.name, id = %m.message_id, "record failed; left for redelivery");

@@ -151,6 +151,41 @@ impl<S: Send + Sync> FromRequest<S> for LimitedBody {
     }
 }
 
+/// Deserializes a JSON number that is a whole number into a `u64`: an
+/// integer, or a number without fractional part (`404.0` is the integer
+/// 404 to JSON Schema, so to clients that generate requests from the
+/// OpenAPI document). Use with `#[serde(deserialize_with = ...)]`.
+pub fn whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = whole(d)?;
+    u64::try_from(n).map_err(|_| {
+        serde::de::Error::custom("invalid value: expected a whole number of at least 0")
+    })
+}
+
+/// [`whole_u64`] for signed numbers.
+pub fn whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    whole(d)
+}
+
+fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    use serde::Deserialize as _;
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(n) = n.as_i64() {
+        return Ok(n);
+    }
+    match n.as_f64() {
+        // Within ±2^53 every whole f64 is exact.
+        Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 =>
+        {
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(f as i64)
+        }
+        _ => Err(serde::de::Error::custom(
+            "invalid value: expected a whole number",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +224,28 @@ mod tests {
         assert!(parse_json::<ThingForCreate>(br#"{"name":"a","size":2}"#).is_ok());
     }
 
+    #[derive(Debug, serde::Deserialize)]
+    struct Sized {
+        #[serde(deserialize_with = "whole_u64")]
+        size: u64,
+        #[serde(deserialize_with = "whole_i64")]
+        delta: i64,
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_floats() {
+        let ok: Sized = parse_json(br#"{"size":404.0,"delta":-3}"#).unwrap();
+        assert_eq!((ok.size, ok.delta), (404, -3));
+        for bad in [
+            r#"{"size":1.5,"delta":1}"#,
+            r#"{"size":-1,"delta":1}"#,
+            r#"{"size":1,"delta":"1"}"#,
+            r#"{"size":1e300,"delta":1}"#,
+        ] {
+            assert!(parse_json::<Sized>(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn only_whitespace_may_follow_the_value() {
         assert_eq!(
@@ -200,40 +257,5 @@ mod tests {
             Some("body")
         );
         assert!(parse_json::<ThingForCreate>(b"{\"name\":\"a\",\"size\":2}\n\t ").is_ok());
-    }
-}
-
-/// Deserializes a JSON number that is a whole number into a `u64`: an
-/// integer, or a number without fractional part (`404.0` is the integer
-/// 404 to JSON Schema, so to clients that generate requests from the
-/// OpenAPI document). Use with `#[serde(deserialize_with = ...)]`.
-pub fn whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let n = whole(d)?;
-    u64::try_from(n).map_err(|_| {
-        serde::de::Error::custom("invalid value: expected a whole number of at least 0")
-    })
-}
-
-/// [`whole_u64`] for signed numbers.
-pub fn whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    whole(d)
-}
-
-fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    use serde::Deserialize as _;
-    let n = serde_json::Number::deserialize(d)?;
-    if let Some(n) = n.as_i64() {
-        return Ok(n);
-    }
-    match n.as_f64() {
-        // Within ±2^53 every whole f64 is exact.
-        Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 =>
-        {
-            #[allow(clippy::cast_possible_truncation)]
-            Ok(f as i64)
-        }
-        _ => Err(serde::de::Error::custom(
-            "invalid value: expected a whole number",
-        )),
     }
 }

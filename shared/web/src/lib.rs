@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod layers;
 pub mod openapi;
 pub mod pagination;
+pub mod throttle;
 pub mod uploads;
 
 pub use auth::{Authenticated, with_auth};

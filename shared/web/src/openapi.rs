@@ -337,6 +337,11 @@ impl Conventions {
             ensure("415", "The body is not sent as application/json");
         }
         ensure(
+            "429",
+            "Too many requests from this caller (API Gateway's route throttling, or `serve`'s \
+             per-caller limits); retry after `Retry-After` seconds",
+        );
+        ensure(
             "500",
             "An unexpected failure; the body carries only the request id (the cause is logged)",
         );
