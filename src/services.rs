@@ -10,6 +10,7 @@ pub const SERVICES: &[&ServiceDef] = &[
     &constellation_kv::SERVICE,
     &constellation_media::SERVICE,
     &constellation_expenses::SERVICE,
+    &constellation_catalog::SERVICE,
 ];
 
 /// The service named `name`.

@@ -458,3 +458,29 @@ async fn expenses_events_through_the_function_and_the_worker() {
     let report = run_schedule_event(&ctx, def, "expenses-outbox-schedule.json").await;
     assert_eq!(report["sent"], 0, "{report}");
 }
+
+/// The catalog function's events, and its worker's: a product created
+/// through the HTTP event, then the SQS-wrapped `order.placed` envelope for
+/// an unknown product, refused (and refused once, delivered twice).
+#[tokio::test]
+async fn catalog_events_through_the_function_and_the_worker() {
+    let def = &constellation_catalog::SERVICE;
+    let (fx, platform) = fx_app(def).await;
+    assert_eq!(invoke(&fx, "catalog-health.json").await.status, 200);
+    let created = invoke(&fx, "catalog-create-product.json").await;
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(json(&created.body)["price"]["amount"], "0.25");
+    let ctx = fx_context(&platform, def).await;
+    let worker = ctx
+        .worker(def.consumer("catalog-worker").unwrap())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let placed = worker
+            .handle_batch(sqs_event("catalog-worker-order-placed.json"))
+            .await;
+        assert!(placed.batch_item_failures.is_empty(), "{placed:?}");
+    }
+    let report = run_schedule_event(&ctx, def, "catalog-outbox-schedule.json").await;
+    assert_eq!(report["sent"], 0, "{report}");
+}
