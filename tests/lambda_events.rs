@@ -468,7 +468,12 @@ async fn catalog_events_through_the_function_and_the_worker() {
     let (fx, platform) = fx_app(def).await;
     assert_eq!(invoke(&fx, "catalog-health.json").await.status, 200);
     let created = invoke(&fx, "catalog-create-product.json").await;
-    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
     assert_eq!(json(&created.body)["price"]["amount"], "0.25");
     let ctx = fx_context(&platform, def).await;
     let worker = ctx

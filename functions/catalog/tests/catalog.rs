@@ -212,6 +212,7 @@ async fn suppliers_are_managed_by_staff_and_kept_while_named(app: CatalogApp) {
         .post("/v1/catalog/products")
         .json(&json!({"sku": "SUP-2", "name": "Nut", "price": {"amount": "1", "currency": "EUR"}, "supplier_id": "f".repeat(32)}))
         .await;
+    r.assert_status(StatusCode::NOT_FOUND);
     assert_eq!(r.field().as_deref(), Some("supplier_id"));
     let lone = app.post("/v1/catalog/suppliers").json(&body).await.json();
     app.delete(&format!(

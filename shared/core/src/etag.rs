@@ -22,6 +22,13 @@ pub fn etag_list_pattern() -> String {
     format!("^[ \\t]*(?:\\*|{tag}(?:[ \\t]*,[ \\t]*{tag})*)[ \\t]*$")
 }
 
+/// [`etag_list_pattern`] without `*`: what an edit that must name the tag
+/// it read accepts.
+pub fn etag_tags_pattern() -> String {
+    let tag = entity_tag_pattern();
+    format!("^[ \\t]*{tag}(?:[ \\t]*,[ \\t]*{tag})*[ \\t]*$")
+}
+
 /// An opaque entity tag that changes on every write of a key.
 ///
 /// On the wire it is quoted (`"3f2a..."`); inside it is 32 lowercase hex digits.

@@ -54,6 +54,15 @@ where
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(body_rejection)?;
+        // Every body is an object: serde would also read a struct from an
+        // array of its fields in order, which no client means.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::Client {
+                problem: ProblemType::MalformedBody,
+                detail: "body: must be a JSON object".into(),
+                field: Some("body".into()),
+            });
+        }
         parse_json(&bytes).map(Json)
     }
 }
@@ -184,6 +193,17 @@ fn whole<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
             "invalid value: expected a whole number",
         )),
     }
+}
+
+/// Deserializes an optional field that, when present, must not be `null`
+/// (a merge patch's `null` would remove a field that cannot be removed):
+/// use with `#[serde(default, deserialize_with = "not_null")]`.
+pub fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 #[cfg(test)]

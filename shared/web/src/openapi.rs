@@ -95,6 +95,22 @@ pub fn plain_text_pattern(required: bool) -> String {
     }
 }
 
+/// An amount of money on the wire: a positive decimal string of at most
+/// 7 integer digits and 4 decimals. What no schema can say (a currency's
+/// own number of decimals; at most 1,000,000) is checked by
+/// `constellation_core::money` and answered with 400 naming the field.
+pub fn money_amount_schema() -> Object {
+    text()
+        .pattern(Some("^(?=[0-9.]*[1-9])[0-9]{1,7}(\\.[0-9]{1,4})?$"))
+        .max_length(Some(12))
+        .description(Some(
+            "A decimal string: more than 0, at most 1,000,000, with at most the currency's \
+             decimals (JPY 0, EUR 2, KWD 3); answered with exactly the currency's decimals",
+        ))
+        .examples(["12.34"])
+        .build()
+}
+
 /// A string of one of `values`.
 pub fn one_of<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> ObjectBuilder {
     text().enum_values(Some(values.into_iter().map(|v| v.as_ref().to_owned())))

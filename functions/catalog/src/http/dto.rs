@@ -1,7 +1,7 @@
 //! The documented shapes of the catalog contract, and the problem each
 //! store error answers with.
 
-use constellation_core::money::{Currency, MAX_AMOUNT_LEN, Money};
+use constellation_core::money::{Currency, Money};
 use constellation_web::ApiError;
 use constellation_web::error::ProblemType;
 use constellation_web::openapi::{integer, one_of, plain_text_pattern, text};
@@ -58,6 +58,10 @@ pub(super) fn sku_schema() -> Object {
     text().pattern(Some(SKU_PATTERN)).build()
 }
 
+pub(super) fn sku_prefix_schema() -> Object {
+    text().pattern(Some("^[A-Z0-9-]{0,32}$")).build()
+}
+
 pub(super) fn id_schema() -> Object {
     text()
         .pattern(Some("^[0-9a-f]{32}$"))
@@ -66,13 +70,7 @@ pub(super) fn id_schema() -> Object {
 }
 
 pub(super) fn amount_schema() -> Object {
-    text()
-        .pattern(Some("^[0-9]+(\\.[0-9]+)?$"))
-        .max_length(Some(MAX_AMOUNT_LEN))
-        .description(Some(
-            "A decimal string with at most the currency's decimals, more than 0 and at most 1,000,000",
-        ))
-        .build()
+    constellation_web::openapi::money_amount_schema()
 }
 
 pub(super) fn currency_schema() -> Object {
@@ -150,12 +148,15 @@ pub struct SupplierForCreate {
 pub struct SupplierForPatch {
     /// Name.
     #[schema(schema_with = name_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub name: Option<String>,
     /// Contact e-mail.
     #[schema(schema_with = email_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub email: Option<String>,
     /// Contact phone.
     #[schema(schema_with = phone_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub phone: Option<String>,
     /// Days from order to delivery.
     #[schema(schema_with = lead_time_schema)]
@@ -253,12 +254,15 @@ pub struct ProductForCreate {
     pub price: MoneyBody,
     /// The supplier (optional).
     #[schema(schema_with = id_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub supplier_id: Option<String>,
     /// `inventory.low` when available stock falls below this (default 0).
     #[schema(schema_with = reorder_schema)]
     #[serde(default, deserialize_with = "some_whole_i64")]
     pub reorder_level: Option<i64>,
     /// Orderable (default true).
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub active: Option<bool>,
 }
 
@@ -268,23 +272,31 @@ pub struct ProductForCreate {
 pub struct ProductForPatch {
     /// SKU.
     #[schema(schema_with = sku_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub sku: Option<String>,
     /// Name.
     #[schema(schema_with = name_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub name: Option<String>,
     /// Description.
     #[schema(schema_with = description_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub description: Option<String>,
     /// Unit price.
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub price: Option<MoneyBody>,
     /// The supplier.
     #[schema(schema_with = id_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub supplier_id: Option<String>,
     /// Reorder level.
     #[schema(schema_with = reorder_schema)]
     #[serde(default, deserialize_with = "some_whole_i64")]
     pub reorder_level: Option<i64>,
     /// Orderable.
+    #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub active: Option<bool>,
 }
 
@@ -432,6 +444,7 @@ pub struct IdPath {
 #[into_params(parameter_in = Query)]
 pub struct ProductQuery {
     /// SKUs starting with this.
+    #[param(schema_with = sku_prefix_schema)]
     pub sku_prefix: Option<String>,
     /// Only this supplier's.
     #[param(schema_with = id_schema)]
@@ -453,6 +466,11 @@ impl From<CatalogError> for ApiError {
                 problem: ProblemType::InsufficientStock,
                 detail: e.to_string(),
                 field: Some("delta".into()),
+            },
+            e @ CatalogError::UnknownSupplier => ApiError::Client {
+                problem: ProblemType::NotFound,
+                detail: e.to_string(),
+                field: Some("supplier_id".into()),
             },
             CatalogError::InUse(why) => ApiError::client(ProblemType::Conflict, why),
             e @ CatalogError::PreconditionRequired => ApiError::Client {

@@ -312,7 +312,8 @@ async fn delete_supplier(
     responses(
         (status = 201, description = "The product", body = ProductView,
             headers(("ETag" = String, description = "The product's entity tag"))),
-        (status = 400, description = "An invalid field (an unknown supplier too), or a malformed body; `field` names it"),
+        (status = 400, description = "An invalid field, or a malformed body; `field` names it"),
+        (status = 404, description = "`supplier_id` names no supplier of the organization (`field` says so)"),
         (status = 403, description = "Members read only"),
         (status = 409, description = "`sku-taken`: another product has this SKU"),
         (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
@@ -324,7 +325,7 @@ async fn create_product(
 ) -> Reply<Response> {
     let p = auth.require(WRITE)?;
     let supplier_id = match body.supplier_id {
-        Some(s) if !is_id(&s) => return Err(ApiError::invalid("supplier_id", "no such supplier")),
+        Some(s) if !is_id(&s) => return Err(crate::store::CatalogError::UnknownSupplier.into()),
         s => s,
     };
     let fields = ProductFields {
@@ -414,7 +415,7 @@ async fn get_product(
             headers(("ETag" = String, description = "The new entity tag"))),
         (status = 400, description = "An invalid field, a malformed id or If-Match, or a malformed body; `field` names it"),
         (status = 403, description = "Members read only"),
-        (status = 404, description = "No such product in the caller's organization"),
+        (status = 404, description = "No such product in the caller's organization, or `supplier_id` names no supplier (`field` says so)"),
         (status = 409, description = "`sku-taken`, or changed concurrently"),
         (status = 412, description = "`If-Match` does not match"),
         (status = 428, description = "`If-Match` is missing (or `*`)"),
@@ -445,7 +446,7 @@ async fn patch_product(
         .transpose()?;
     let price = body.price.as_ref().map(MoneyBody::parse).transpose()?;
     if body.supplier_id.as_deref().is_some_and(|s| !is_id(s)) {
-        return Err(ApiError::invalid("supplier_id", "no such supplier"));
+        return Err(crate::store::CatalogError::UnknownSupplier.into());
     }
     let reorder = body.reorder_level.map(reorder_level).transpose()?;
     let product = store
@@ -581,6 +582,6 @@ pub struct IfMatchHeader {
 
 fn if_match_schema() -> utoipa::openapi::schema::Object {
     constellation_web::openapi::text()
-        .pattern(Some(constellation_core::etag::etag_list_pattern()))
+        .pattern(Some(constellation_core::etag::etag_tags_pattern()))
         .build()
 }

@@ -139,6 +139,9 @@ pub enum CatalogError {
         /// What on_hand would become.
         would_be: i64,
     },
+    /// `supplier_id` names no supplier of the organization.
+    #[error("supplier_id: no such supplier")]
+    UnknownSupplier,
     /// The resource is still in use.
     #[error("{0}")]
     InUse(&'static str),
@@ -459,9 +462,7 @@ impl CatalogStore {
     /// rewritten as read (a new version), so a delete racing this fails.
     async fn touch_supplier(&self, org: &OrgId, supplier_id: &str) -> Result<Write, CatalogError> {
         let s = self.supplier(org, supplier_id).await.map_err(|e| match e {
-            CatalogError::NotFound(_) => CatalogError::Invalid(
-                constellation_core::ValidationError::new("supplier_id", "no such supplier"),
-            ),
+            CatalogError::NotFound(_) => CatalogError::UnknownSupplier,
             e => e,
         })?;
         let mut touched = s.clone();

@@ -2,7 +2,7 @@
 //! parameters, and the problem each store error answers with.
 
 use constellation_core::etag::etag_list_pattern;
-use constellation_core::money::{Currency, MAX_AMOUNT_LEN};
+use constellation_core::money::Currency;
 use constellation_web::ApiError;
 use constellation_web::error::ProblemType;
 use constellation_web::openapi::{one_of, plain_text_pattern, text};
@@ -20,14 +20,7 @@ use crate::store::{EXPENSE_ID_PATTERN, Expense, ExpenseError, HistoryEntry, Rece
 // Documented inputs
 
 pub(super) fn amount_schema() -> Object {
-    text()
-        .pattern(Some("^[0-9]+(\\.[0-9]+)?$"))
-        .max_length(Some(MAX_AMOUNT_LEN))
-        .description(Some(
-            "A decimal string with at most the currency's decimals, more than 0 and at most 1,000,000 (`12.34`)",
-        ))
-        .examples(["12.34"])
-        .build()
+    constellation_web::openapi::money_amount_schema()
 }
 
 pub(super) fn currency_schema() -> Object {
@@ -95,6 +88,13 @@ pub(super) fn expense_id_schema() -> Object {
         .build()
 }
 
+pub(super) fn tags_only_schema() -> Object {
+    text()
+        .pattern(Some(constellation_core::etag::etag_tags_pattern()))
+        .description(Some("The `ETag` you read"))
+        .build()
+}
+
 pub(super) fn if_match_schema() -> Object {
     text()
         .pattern(Some(etag_list_pattern()))
@@ -133,21 +133,27 @@ pub struct ExpenseForCreate {
 pub struct ExpenseForPatch {
     /// New amount.
     #[schema(schema_with = amount_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub amount: Option<String>,
     /// New currency.
     #[schema(schema_with = currency_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub currency: Option<String>,
     /// New category.
     #[schema(schema_with = category_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub category: Option<String>,
     /// New merchant.
     #[schema(schema_with = merchant_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub merchant: Option<String>,
     /// New description.
     #[schema(schema_with = description_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub description: Option<String>,
     /// New date.
     #[schema(schema_with = incurred_on_schema)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     pub incurred_on: Option<String>,
 }
 
@@ -373,6 +379,6 @@ pub struct IfMatchHeader {
 #[into_params(parameter_in = Header)]
 pub struct RequiredIfMatch {
     /// The `ETag` you read (`*` is refused with 428: it would not protect the edit).
-    #[param(rename = "If-Match", schema_with = if_match_schema, required = true)]
+    #[param(rename = "If-Match", schema_with = tags_only_schema, required = true)]
     pub if_match: String,
 }

@@ -705,8 +705,11 @@ async fn approve(
     let reason = if body.0.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let body: ApprovalBody = parse_json(&body.0)?;
-        body.reason.as_deref().map(domain::reason).transpose()?
+        let body: Option<ApprovalBody> = parse_json(&body.0)?;
+        body.and_then(|b| b.reason)
+            .as_deref()
+            .map(domain::reason)
+            .transpose()?
     };
     move_along(&store, &auth, &id, &headers, Transition::Approve, reason).await
 }
