@@ -168,9 +168,10 @@ pub fn product_id(field: &str, raw: &str) -> Result<String, Invalid> {
     }
 }
 
-/// The lines of a new order, each `(product_id, quantity)` as sent: 1 to
-/// [`MAX_LINES`] lines of distinct products, each quantity 1 to [`MAX_QUANTITY`].
-pub fn lines(raw: &[(String, i64)]) -> Result<Vec<PlacedLine>, Invalid> {
+/// The lines of a new order, each `(product_id, quantity)` as sent (a
+/// quantity that is not a whole number is `None`): 1 to [`MAX_LINES`] lines
+/// of distinct products, each quantity 1 to [`MAX_QUANTITY`].
+pub fn lines(raw: &[(String, Option<i64>)]) -> Result<Vec<PlacedLine>, Invalid> {
     if raw.is_empty() || raw.len() > MAX_LINES {
         return Err(Invalid::new(
             "lines",
@@ -180,8 +181,8 @@ pub fn lines(raw: &[(String, i64)]) -> Result<Vec<PlacedLine>, Invalid> {
     let mut out: Vec<PlacedLine> = Vec::with_capacity(raw.len());
     for (i, (product, quantity)) in raw.iter().enumerate() {
         let product_id = product_id(&format!("lines[{i}].product_id"), product)?;
-        let quantity = u32::try_from(*quantity)
-            .ok()
+        let quantity = quantity
+            .and_then(|q| u32::try_from(q).ok())
             .filter(|q| (1..=MAX_QUANTITY).contains(q))
             .ok_or_else(|| {
                 Invalid::new(
@@ -341,8 +342,11 @@ mod tests {
         }
     }
 
-    fn raw(lines: &[(&str, i64)]) -> Vec<(String, i64)> {
-        lines.iter().map(|(p, q)| ((*p).to_owned(), *q)).collect()
+    fn raw(lines: &[(&str, i64)]) -> Vec<(String, Option<i64>)> {
+        lines
+            .iter()
+            .map(|(p, q)| ((*p).to_owned(), Some(*q)))
+            .collect()
     }
 
     fn reserved(product: &str, quantity: u32, amount: &str, currency: &str) -> ReservedLine {
@@ -368,7 +372,13 @@ mod tests {
         assert_eq!(field(&[("p1", 1), ("", 1)]), "lines[1].product_id");
         assert_eq!(field(&[("p 1", 1)]), "lines[0].product_id");
         assert_eq!(field(&[("p1", 1), ("p2", 1), ("p1", 2)]), "lines");
-        let many: Vec<(String, i64)> = (0..=MAX_LINES).map(|i| (format!("p{i}"), 1)).collect();
+        assert_eq!(
+            lines(&[("p1".to_owned(), None)]).unwrap_err().field,
+            "lines[0].quantity"
+        );
+        let many: Vec<(String, Option<i64>)> = (0..=MAX_LINES)
+            .map(|i| (format!("p{i}"), Some(1)))
+            .collect();
         assert_eq!(lines(&many).unwrap_err().field, "lines");
         assert!(lines(&many[..MAX_LINES]).is_ok());
     }

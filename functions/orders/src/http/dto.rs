@@ -7,7 +7,7 @@ use constellation_web::ApiError;
 use constellation_web::error::ProblemType;
 use constellation_web::openapi::{integer, one_of, plain_text_pattern, text};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::Object;
+use utoipa::openapi::schema::{Object, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{MAX_NOTE_CHARS, MAX_PRODUCT_ID_CHARS, MAX_WAIT_SECS, Status};
@@ -30,7 +30,9 @@ pub(super) fn quantity_schema() -> Object {
 }
 
 pub(super) fn note_schema() -> Object {
+    // `null` is no note, as answers write it.
     text()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .max_length(Some(MAX_NOTE_CHARS))
         .pattern(Some(plain_text_pattern(false)))
         .description(Some(format!(
@@ -69,7 +71,26 @@ pub struct LineForCreate {
     pub product_id: String,
     /// How many.
     #[schema(schema_with = quantity_schema)]
-    pub quantity: i64,
+    pub quantity: serde_json::Number,
+}
+
+impl LineForCreate {
+    /// The quantity as a whole number, if it is one: `3` or `3.0` (the
+    /// integer 3 to JSON Schema, so to clients generated from the document).
+    pub fn whole_quantity(&self) -> Option<i64> {
+        if let Some(q) = self.quantity.as_i64() {
+            return Some(q);
+        }
+        // Whole numbers below 2^53 are exact as f64; larger ones are out of range anyway.
+        match self.quantity.as_f64() {
+            Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 =>
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                Some(f as i64)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// `POST /v1/orders`.

@@ -150,9 +150,6 @@ fn answer(status: StatusCode, o: &Order) -> Response {
         (status = 202, description = "The pending order; poll `GET /v1/orders/{id}?wait=N` for catalog's answer", body = OrderView,
             headers(("Location" = String, description = "The order's URL"))),
         (status = 400, description = "An invalid field (`lines[0].quantity`, a product listed twice in `lines`...), or a malformed body; `field` names it"),
-        (status = 409, description = "A request with this `Idempotency-Key` is still being handled"),
-        (status = 422, description = "This `Idempotency-Key` was used for a different request"),
-        (status = 428, description = "`Idempotency-Key` is missing"),
         (status = 503, description = "Storage is briefly unavailable; retry after Retry-After"),
     )
 )]
@@ -162,10 +159,13 @@ async fn create_order(
     Json(body): Json<OrderForCreate>,
 ) -> Reply<Response> {
     let p = auth.require(Role::Member)?;
-    let raw: Vec<(String, i64)> = body
+    let raw: Vec<(String, Option<i64>)> = body
         .lines
         .into_iter()
-        .map(|l| (l.product_id, l.quantity))
+        .map(|l| {
+            let quantity = l.whole_quantity();
+            (l.product_id, quantity)
+        })
         .collect();
     let lines = domain::lines(&raw).map_err(|e| ApiError::invalid(e.field, e.reason))?;
     let note = domain::note(body.note.as_deref())?;
