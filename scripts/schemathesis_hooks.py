@@ -1,7 +1,7 @@
 """Schemathesis hooks for scripts/schemathesis.
 
-Four narrow exceptions to "schema-valid request rejected" (ST202), one to
-"created resource not found" (ST302), one to "missing required header
+Six narrow exceptions to "schema-valid request rejected" (ST202), one to
+"created resource not found" (ST302), two to "missing required header
 accepted" (ST203), and nothing else; every other failure fails the run:
 
 - A listing's `cursor` is sealed by the server (ChaCha20-Poly1305 over the
@@ -31,6 +31,16 @@ accepted" (ST203), and nothing else; every other failure fails the run:
   fields that JSON Schema cannot state without one schema per currency. A
   400 `invalid-input` naming an amount field with exactly those reasons is
   excused (any other 400 still fails).
+- An expense's `incurred_on` is no later than tomorrow and at most 365
+  days ago, relative to the server's today: no schema can state it. A 400
+  `invalid-input` naming `incurred_on` with exactly those reasons is
+  excused.
+- An order's lines name distinct products: a rule across array items
+  that JSON Schema cannot state for one property of objects. A 400
+  `invalid-input` naming `lines` for a body that really repeats a
+  `product_id` is excused.
+- A route that requires `Idempotency-Key` (placing an order) answers its
+  absence with 428 `idempotency-key-required`, as the contract says.
 - A write that requires `If-Match` answers its absence with 428
   `urn:constellation:problem:precondition-required` (RFC 6585 section 3:
   the status for exactly this case), which the contract names; schemathesis
@@ -46,9 +56,11 @@ import schemathesis
 
 INVALID_CURSOR = "urn:constellation:problem:invalid-cursor"
 PRECONDITION_REQUIRED = "urn:constellation:problem:precondition-required"
+KEY_REQUIRED = "urn:constellation:problem:idempotency-key-required"
 INVALID_INPUT = "urn:constellation:problem:invalid-input"
 AMOUNT_FIELDS = ("amount", "price.amount")
 CURRENCY_RULES = ("decimal place", "has no minor unit", "must be at most 1000000")
+DATE_RULES = ("days ago", "after tomorrow")
 KEY_REUSED = "urn:constellation:problem:idempotency-key-reused"
 
 
@@ -104,6 +116,16 @@ def _invite_consumed(case):
     return False
 
 
+def _repeats_a_product(case):
+    """Whether the case's body lists one product_id twice."""
+    body = case.body if isinstance(case.body, dict) else {}
+    lines = body.get("lines")
+    if not isinstance(lines, list):
+        return False
+    ids = [l.get("product_id") for l in lines if isinstance(l, dict)]
+    return len(ids) != len(set(ids))
+
+
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
     if type(failure).__name__ == "EnsureResourceAvailability":
@@ -119,13 +141,13 @@ def filter_failure(context, failure, case, response):
             problem = json.loads(response.content)
         except (TypeError, ValueError):
             return True
-        required_precondition = (
-            failure.header_name.lower() == "if-match"
-            and response.status_code == 428
+        expected = {"if-match": PRECONDITION_REQUIRED, "idempotency-key": KEY_REQUIRED}
+        required_header = (
+            response.status_code == 428
             and isinstance(problem, dict)
-            and problem.get("type") == PRECONDITION_REQUIRED
+            and problem.get("type") == expected.get(failure.header_name.lower())
         )
-        return not required_precondition
+        return not required_header
     if type(failure).__name__ != "RejectedPositiveData":
         return True
     if _breaks_document(case):
@@ -141,6 +163,20 @@ def filter_failure(context, failure, case, response):
         and problem.get("type") == INVALID_INPUT
         and problem.get("field") in AMOUNT_FIELDS
         and any(rule in problem.get("detail", "") for rule in CURRENCY_RULES)
+    ):
+        return False
+    if (
+        response.status_code == 400
+        and problem.get("type") == INVALID_INPUT
+        and problem.get("field") == "incurred_on"
+        and any(rule in problem.get("detail", "") for rule in DATE_RULES)
+    ):
+        return False
+    if (
+        response.status_code == 400
+        and problem.get("type") == INVALID_INPUT
+        and problem.get("field") == "lines"
+        and _repeats_a_product(case)
     ):
         return False
     sent_key = "idempotency-key" in _sent_values(case, "header")

@@ -11,6 +11,7 @@ pub const SERVICES: &[&ServiceDef] = &[
     &constellation_media::SERVICE,
     &constellation_expenses::SERVICE,
     &constellation_catalog::SERVICE,
+    &constellation_orders::SERVICE,
 ];
 
 /// The service named `name`.

@@ -289,7 +289,9 @@ async fn list_expenses(
         status: query_param(&pairs, "status")
             .map(|s| Status::parse("status", s))
             .transpose()?,
-        category: query_param(&pairs, "category").map(str::to_owned),
+        category: query_param(&pairs, "category")
+            .map(|c| domain::text("category", c, 1, crate::domain::MAX_CATEGORY_CHARS))
+            .transpose()?,
         submitter: query_param(&pairs, "submitter").map(str::to_owned),
         from,
         to,

@@ -1,0 +1,122 @@
+//! The orders service: orders placed by members, confirmed or rejected by
+//! catalog's answers to `order.placed` (a saga over the bus; see
+//! `constellation_core::orders`), then cancelled or shipped.
+//!
+//! [`domain`] holds the rules that need no storage; [`store`] the rules
+//! over platform ports; [`http`] the contract; [`worker`] catalog's events.
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+
+use constellation_core::orders::events as order_events;
+use constellation_platform::observe::MetricsSink;
+use constellation_platform::outbox::OutboxRelay;
+use constellation_platform::schedule::ScheduledHandler;
+use constellation_platform::tokens::TokenVerifier;
+use constellation_platform::worker::{Events, RecordHandler};
+use constellation_platform::{Clock, Table};
+use constellation_web::host::{
+    BoxFuture, ConsumerDef, Context, ScheduleDef, ServiceDef, SubscriptionDef,
+};
+use constellation_web::{ServiceInfo, with_auth};
+
+pub use config::OrdersResources;
+pub use store::OrderStore;
+
+/// The service name: its path prefix is `/v1/orders`.
+pub const NAME: &str = "orders";
+/// The worker's name (its Lambda binary).
+pub const WORKER: &str = "orders-worker";
+/// The outbox relay schedule's name (its Lambda binary).
+pub const RELAY: &str = "orders-outbox";
+
+/// orders as every host sees it.
+pub const SERVICE: ServiceDef = ServiceDef {
+    name: NAME,
+    resources: config::RESOURCES,
+    app: build_app,
+    consumers: &[ConsumerDef {
+        name: WORKER,
+        queue: config::QUEUE_VAR,
+        dead_letter: config::DLQ_VAR,
+        batch_size: 10,
+        handler: build_worker,
+    }],
+    schedules: &[ScheduleDef {
+        name: RELAY,
+        expression: "rate(1 minute)",
+        handler: build_relay,
+    }],
+    subscriptions: &[SubscriptionDef {
+        queue: config::QUEUE_VAR,
+        events: &[order_events::STOCK_RESERVED, order_events::STOCK_REJECTED],
+    }],
+    openapi,
+};
+
+fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    http::ApiDoc::openapi()
+}
+
+/// The store and its table (which also keeps `Idempotency-Key` records).
+pub fn store(ctx: &Context) -> anyhow::Result<(OrderStore, Arc<dyn Table>)> {
+    let r = OrdersResources::from_resources(&ctx.resources)?;
+    let platform = &ctx.platform;
+    let table = platform.table_on_first_use(&r.table, &r.cursor_secret);
+    let outbox = platform.outbox(&r.table, table.clone(), &r.event_bus);
+    Ok((
+        OrderStore::new(table.clone(), outbox, platform.clock()),
+        table,
+    ))
+}
+
+fn build_app(ctx: &Context) -> BoxFuture<'_, anyhow::Result<axum::Router>> {
+    Box::pin(async move {
+        let verifier = ctx.verifier().await?;
+        let (store, table) = store(ctx)?;
+        Ok(app_with(
+            Arc::new(store),
+            table,
+            ctx.platform.clock(),
+            verifier,
+            ctx.metrics.clone(),
+        ))
+    })
+}
+
+fn build_worker(ctx: &Context) -> BoxFuture<'_, anyhow::Result<Arc<dyn RecordHandler>>> {
+    Box::pin(async move {
+        let (store, _) = store(ctx)?;
+        Ok(Arc::new(Events(worker::StockAnswers(Arc::new(store)))) as Arc<dyn RecordHandler>)
+    })
+}
+
+fn build_relay(ctx: &Context) -> BoxFuture<'_, anyhow::Result<Arc<dyn ScheduledHandler>>> {
+    Box::pin(async move {
+        let (store, _) = store(ctx)?;
+        Ok(Arc::new(OutboxRelay(store.outbox().clone())) as Arc<dyn ScheduledHandler>)
+    })
+}
+
+/// The complete orders HTTP application over an existing store.
+pub fn app_with(
+    store: Arc<OrderStore>,
+    table: Arc<dyn Table>,
+    clock: Arc<dyn Clock>,
+    verifier: Arc<TokenVerifier>,
+    metrics: MetricsSink,
+) -> axum::Router {
+    constellation_web::service(
+        ServiceInfo {
+            name: NAME,
+            metrics,
+        },
+        with_auth(http::router(store, table, clock), verifier),
+    )
+}
