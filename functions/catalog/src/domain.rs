@@ -18,23 +18,7 @@ pub const MAX_DELTA: i64 = 1_000_000;
 /// The pattern of a SKU.
 pub const SKU_PATTERN: &str = "^[A-Z0-9][A-Z0-9-]{0,31}$";
 
-/// Trimmed free text of `min` to `max` characters without control characters.
-pub fn text(
-    field: &'static str,
-    raw: &str,
-    min: usize,
-    max: usize,
-) -> Result<String, ValidationError> {
-    let value = raw.trim();
-    let chars = value.chars().count();
-    if chars < min || chars > max || value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            format!("must be {min} to {max} characters without control characters"),
-        ));
-    }
-    Ok(value.to_owned())
-}
+pub use constellation_core::validation::trimmed_text as text;
 
 /// A SKU: `[A-Z0-9][A-Z0-9-]{0,31}`.
 pub fn sku(raw: &str) -> Result<String, ValidationError> {

@@ -141,23 +141,7 @@ pub struct Details {
     pub incurred_on: Date,
 }
 
-/// One free-text field: trimmed, `min` to `max` characters, no control characters.
-pub fn text(
-    field: &'static str,
-    raw: &str,
-    min: usize,
-    max: usize,
-) -> Result<String, ValidationError> {
-    let value = raw.trim();
-    let chars = value.chars().count();
-    if chars < min || chars > max || value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            format!("must be {min} to {max} characters without control characters"),
-        ));
-    }
-    Ok(value.to_owned())
-}
+pub use constellation_core::validation::trimmed_text as text;
 
 /// The date format on the wire.
 pub const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =

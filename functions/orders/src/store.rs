@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use constellation_core::OrgId;
 use constellation_core::auth::Principal;
+use constellation_core::ids::{TIME_ORDERED_ID_PATTERN, is_time_ordered_id, time_ordered_id};
 use constellation_core::money::{Currency, Money};
 use constellation_core::orders::{
     OrderRef, PlacedLine, StockRejected, StockReserved, WireMoney, events,
@@ -45,17 +46,12 @@ pub struct OrderId(String);
 impl OrderId {
     fn new(now: OffsetDateTime) -> Self {
         let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        let random = uuid::Uuid::new_v4().as_u128() & ((1_u128 << 80) - 1);
-        Self(format!("{:012x}{random:020x}", millis & 0xffff_ffff_ffff))
+        Self(time_ordered_id(millis, uuid::Uuid::new_v4().as_u128()))
     }
 
     /// Parses an id as issued.
     pub fn parse(raw: &str) -> Result<Self, constellation_core::ValidationError> {
-        if raw.len() == 32
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if is_time_ordered_id(raw) {
             Ok(Self(raw.to_owned()))
         } else {
             Err(constellation_core::ValidationError::new(
@@ -72,7 +68,7 @@ impl OrderId {
 }
 
 /// The pattern of an order id (for the OpenAPI document).
-pub const ORDER_ID_PATTERN: &str = "^[0-9a-f]{32}$";
+pub const ORDER_ID_PATTERN: &str = TIME_ORDERED_ID_PATTERN;
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -36,6 +36,26 @@ impl OrgId {
 
 crate::validation::text_newtype!(OrgId);
 
+/// A record id that sorts by creation time: 12 hex digits of the creation
+/// time in milliseconds, then 20 of the caller's randomness (the core has
+/// no clock and no random source of its own).
+pub fn time_ordered_id(unix_millis: u64, random: u128) -> String {
+    let random = random & ((1_u128 << 80) - 1);
+    format!("{:012x}{random:020x}", unix_millis & 0xffff_ffff_ffff)
+}
+
+/// Whether `raw` is an id as [`time_ordered_id`] makes them: 32 lowercase
+/// hex digits.
+pub fn is_time_ordered_id(raw: &str) -> bool {
+    raw.len() == 32
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The pattern of [`time_ordered_id`]s (for OpenAPI documents).
+pub const TIME_ORDERED_ID_PATTERN: &str = "^[0-9a-f]{32}$";
+
 #[cfg(test)]
 mod tests {
     use super::*;

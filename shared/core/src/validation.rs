@@ -32,6 +32,25 @@ impl fmt::Display for ValidationError {
 
 impl std::error::Error for ValidationError {}
 
+/// Free text as services keep it: trimmed, `min` to `max` characters, no
+/// control characters; `field` names the input in the error.
+pub fn trimmed_text(
+    field: &'static str,
+    raw: &str,
+    min: usize,
+    max: usize,
+) -> Result<String, ValidationError> {
+    let value = raw.trim();
+    let chars = value.chars().count();
+    if chars < min || chars > max || value.chars().any(char::is_control) {
+        return Err(ValidationError::new(
+            field,
+            format!("must be {min} to {max} characters without control characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 /// The characters [`char::is_control`] matches (Unicode category Cc), as
 /// inclusive ranges: the rules that refuse control characters, written for
 /// the OpenAPI document (see [`class`]).

@@ -111,6 +111,45 @@ pub fn money_amount_schema() -> Object {
         .build()
 }
 
+/// The link from `from`'s `status` answer to `to`, passing the answer's
+/// `id` as the `{id}` path parameter: how a created resource chains into
+/// the calls that take it.
+pub const fn id_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {
+    LinkDef {
+        from,
+        status,
+        to,
+        parameters: &[("id", "$response.body#/id")],
+        body: &[],
+    }
+}
+
+/// Marks a header parameter of one `PATCH` operation required (utoipa
+/// leaves a header parameter with a custom schema optional). Apply with
+/// `#[openapi(modifiers(&RequiredPatchHeader { .. }))]`.
+#[derive(Debug, Clone, Copy)]
+pub struct RequiredPatchHeader {
+    /// The path of the operation.
+    pub path: &'static str,
+    /// The header.
+    pub header: &'static str,
+}
+
+impl utoipa::Modify for RequiredPatchHeader {
+    fn modify(&self, doc: &mut OpenApi) {
+        let patch = doc
+            .paths
+            .paths
+            .get_mut(self.path)
+            .and_then(|item| item.patch.as_mut());
+        if let Some(params) = patch.and_then(|op| op.parameters.as_mut()) {
+            for p in params.iter_mut().filter(|p| p.name == self.header) {
+                p.required = Required::True;
+            }
+        }
+    }
+}
+
 /// A string of one of `values`.
 pub fn one_of<S: AsRef<str>>(values: impl IntoIterator<Item = S>) -> ObjectBuilder {
     text().enum_values(Some(values.into_iter().map(|v| v.as_ref().to_owned())))

@@ -14,7 +14,9 @@ use constellation_core::auth::{Email, Role};
 use constellation_core::etag::Precondition;
 use constellation_platform::{Clock, Table};
 use constellation_web::extract::{query_param, query_params};
-use constellation_web::openapi::{Conventions, IdempotentDef, LinkDef, PageQuery, openapi_route};
+use constellation_web::openapi::{
+    Conventions, IdempotentDef, PageQuery, RequiredPatchHeader, id_link, openapi_route,
+};
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{
     ApiError, Authenticated, IdempotencyLayer, IdempotencyOptions, Json, PageParams,
@@ -89,37 +91,15 @@ pub fn router(store: Arc<CatalogStore>, table: Arc<dyn Table>, clock: Arc<dyn Cl
         ProductForCreate, ProductForPatch, ProductView, ProductList, StockView, AdjustmentBody,
         MovementView, MovementList
     )),
-    modifiers(&CONVENTIONS, &PatchNeedsIfMatch)
+    modifiers(&CONVENTIONS, &PATCH_NEEDS_IF_MATCH)
 )]
 pub struct ApiDoc;
 
-/// Marks `If-Match` required on `PATCH /v1/catalog/products/{id}`.
-struct PatchNeedsIfMatch;
-
-impl utoipa::Modify for PatchNeedsIfMatch {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let patch = doc
-            .paths
-            .paths
-            .get_mut("/v1/catalog/products/{id}")
-            .and_then(|item| item.patch.as_mut());
-        if let Some(params) = patch.and_then(|op| op.parameters.as_mut()) {
-            for p in params.iter_mut().filter(|p| p.name == "If-Match") {
-                p.required = utoipa::openapi::Required::True;
-            }
-        }
-    }
-}
-
-const fn id_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {
-    LinkDef {
-        from,
-        status,
-        to,
-        parameters: &[("id", "$response.body#/id")],
-        body: &[],
-    }
-}
+/// `If-Match` is required on `PATCH /v1/catalog/products/{id}`.
+const PATCH_NEEDS_IF_MATCH: RequiredPatchHeader = RequiredPatchHeader {
+    path: "/v1/catalog/products/{id}",
+    header: "If-Match",
+};
 
 const CONVENTIONS: Conventions = Conventions {
     service: crate::NAME,
@@ -571,7 +551,7 @@ async fn list_movements(
     }))
 }
 
-/// The `If-Match` header of `PATCH` (required; documented so by [`PatchNeedsIfMatch`]).
+/// The `If-Match` header of `PATCH` (required; documented so by `PATCH_NEEDS_IF_MATCH`).
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct IfMatchHeader {

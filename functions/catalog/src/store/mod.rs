@@ -23,6 +23,7 @@ use std::sync::Arc;
 use constellation_core::OrgId;
 use constellation_core::auth::Email;
 use constellation_core::etag::{Etag, Precondition};
+use constellation_core::ids::{is_time_ordered_id, time_ordered_id};
 use constellation_core::money::{Currency, Money};
 use constellation_platform::outbox::Outbox;
 use constellation_platform::retry::backoff;
@@ -178,19 +179,15 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Backend(anyhow::anyhow!("catalog record has a bad {what}"))
 }
 
-/// A time-ordered id: 12 hex digits of milliseconds, 20 random.
+/// A time-ordered id for a new record.
 pub(crate) fn new_id(now: OffsetDateTime) -> String {
     let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    let random = uuid::Uuid::new_v4().as_u128() & ((1_u128 << 80) - 1);
-    format!("{:012x}{random:020x}", millis & 0xffff_ffff_ffff)
+    time_ordered_id(millis, uuid::Uuid::new_v4().as_u128())
 }
 
-/// Whether `raw` is an id as issued (32 lowercase hex digits).
+/// Whether `raw` is an id as issued.
 pub fn is_id(raw: &str) -> bool {
-    raw.len() == 32
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    is_time_ordered_id(raw)
 }
 
 fn supplier_key(org: &OrgId, id: &str) -> ItemKey {

@@ -23,7 +23,7 @@ use constellation_platform::{Clock, Table};
 use constellation_web::error::ProblemType;
 use constellation_web::extract::{parse_json, query_param, query_params};
 use constellation_web::openapi::{
-    Conventions, IdempotentDef, LinkDef, PageQuery, one_of, openapi_route,
+    Conventions, IdempotentDef, PageQuery, RequiredPatchHeader, id_link, one_of, openapi_route,
 };
 use constellation_web::pagination::RawPageParams;
 use constellation_web::uploads::{PresignedView, UploadView};
@@ -96,38 +96,15 @@ pub fn router(store: Arc<ExpenseStore>, table: Arc<dyn Table>, clock: Arc<dyn Cl
         ExpenseForCreate, ExpenseForPatch, ReasonBody, ApprovalBody, ReceiptForCreate, ExpenseView,
         ExpenseList, ReceiptView, HistoryView, SummaryView, GroupView, UploadView, PresignedView
     )),
-    modifiers(&CONVENTIONS, &PatchNeedsIfMatch)
+    modifiers(&CONVENTIONS, &PATCH_NEEDS_IF_MATCH)
 )]
 pub struct ApiDoc;
 
-/// Marks `If-Match` required on `PATCH /v1/expenses/{id}` (utoipa leaves a
-/// header parameter with a custom schema optional).
-struct PatchNeedsIfMatch;
-
-impl utoipa::Modify for PatchNeedsIfMatch {
-    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
-        let patch = doc
-            .paths
-            .paths
-            .get_mut("/v1/expenses/{id}")
-            .and_then(|item| item.patch.as_mut());
-        if let Some(params) = patch.and_then(|op| op.parameters.as_mut()) {
-            for p in params.iter_mut().filter(|p| p.name == "If-Match") {
-                p.required = utoipa::openapi::Required::True;
-            }
-        }
-    }
-}
-
-const fn id_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {
-    LinkDef {
-        from,
-        status,
-        to,
-        parameters: &[("id", "$response.body#/id")],
-        body: &[],
-    }
-}
+/// `If-Match` is required on `PATCH /v1/expenses/{id}`.
+const PATCH_NEEDS_IF_MATCH: RequiredPatchHeader = RequiredPatchHeader {
+    path: "/v1/expenses/{id}",
+    header: "If-Match",
+};
 
 const CONVENTIONS: Conventions = Conventions {
     service: crate::NAME,

@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use constellation_core::auth::Role;
 use constellation_platform::{Clock, Table};
 use constellation_web::extract::{query_param, query_params};
-use constellation_web::openapi::{Conventions, IdempotentDef, LinkDef, PageQuery, openapi_route};
+use constellation_web::openapi::{Conventions, IdempotentDef, PageQuery, id_link, openapi_route};
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{
     ApiError, Authenticated, IdempotencyLayer, IdempotencyOptions, Json, PageParams,
@@ -78,16 +78,6 @@ pub fn router(store: Arc<OrderStore>, table: Arc<dyn Table>, clock: Arc<dyn Cloc
     modifiers(&CONVENTIONS)
 )]
 pub struct ApiDoc;
-
-const fn id_link(from: &'static str, status: u16, to: &'static str) -> LinkDef {
-    LinkDef {
-        from,
-        status,
-        to,
-        parameters: &[("id", "$response.body#/id")],
-        body: &[],
-    }
-}
 
 const CONVENTIONS: Conventions = Conventions {
     service: crate::NAME,
