@@ -217,14 +217,17 @@ async fn shutdown_finishes_acknowledged_writes() {
     }
     running.shutdown().await;
     let mut acknowledged = Vec::new();
+    let mut unanswered = Vec::new();
     for (i, w) in writes.into_iter().enumerate() {
         match w.await.unwrap() {
             Ok(201) => acknowledged.push(format!("k{i}")),
             Ok(status) => panic!("k{i}: shutting down answered {status}"),
             // Refused once the listener closed: never sent, so never acknowledged.
             Err(e) if e.is_connect() => {}
-            // A request the server had accepted must be answered, not dropped.
-            Err(e) => panic!("k{i}: an in-flight write was cut off: {e}"),
+            // A connection accepted but not yet read is closed as idle by a
+            // graceful shutdown: the client sees an error, and the write
+            // must then not have happened (checked after the restart).
+            Err(_) => unanswered.push(format!("k{i}")),
         }
     }
     assert!(
@@ -239,6 +242,18 @@ async fn shutdown_finishes_acknowledged_writes() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "acknowledged write {key} was lost");
+    }
+    for key in &unanswered {
+        let r = http
+            .get(format!("{}/v1/kv/load/{key}", again.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            404,
+            "write {key} was applied but its answer was cut off by the shutdown"
+        );
     }
     again.shutdown().await;
 }
