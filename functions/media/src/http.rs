@@ -9,14 +9,14 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use constellation_core::auth::Role;
 use constellation_core::media::{MEDIA_ID_PATTERN, MediaId, Purpose, UploadSpec};
 use constellation_web::error::ProblemType;
+use constellation_web::extract::PathId;
 use constellation_web::openapi::{Conventions, LinkDef, one_of, openapi_route, text};
 use constellation_web::uploads::{
     PresignedView, UploadView, content_type_schema, filename_schema, size_schema,
@@ -216,20 +216,6 @@ pub struct MediaPath {
     pub id: String,
 }
 
-/// A media id from the path (400 naming `id` when malformed).
-struct IdParam(MediaId);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdParam {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid("id", "must be a media id as issued"))?;
-        Ok(Self(MediaId::parse(&raw)?))
-    }
-}
-
 /// Asks to upload a file: answers a pending media id and a 15-minute
 /// presigned PUT pinned to the declared type and size.
 #[utoipa::path(
@@ -280,7 +266,7 @@ async fn create_upload(
 async fn get_media(
     State(store): State<Arc<MediaStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<MediaId>,
 ) -> Reply<Response> {
     let principal = auth.require(Role::Member)?;
     let media = store.get(principal, &id).await?;
@@ -310,7 +296,7 @@ async fn get_media(
 async fn delete_media(
     State(store): State<Arc<MediaStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<MediaId>,
 ) -> Reply<StatusCode> {
     let principal = auth.require(Role::Member)?;
     store.delete(principal, &id).await?;

@@ -6,6 +6,7 @@ use constellation_core::ValidationError;
 use constellation_core::auth::{Principal, Role};
 use constellation_core::money::{Currency, Money};
 use constellation_core::orders::{MAX_LINES, MAX_QUANTITY, PlacedLine, ReservedLine, WireMoney};
+use constellation_core::validation::trimmed_text;
 
 /// The longest note, in characters.
 pub const MAX_NOTE_CHARS: usize = 500;
@@ -207,22 +208,10 @@ pub fn lines(raw: &[(String, Option<i64>)]) -> Result<Vec<PlacedLine>, Invalid> 
     Ok(out)
 }
 
-/// Free text: trimmed, at most `max` characters, no control characters.
-fn text(field: &'static str, raw: &str, max: usize) -> Result<String, ValidationError> {
-    let value = raw.trim();
-    if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {max} characters without control characters"),
-        ));
-    }
-    Ok(value.to_owned())
-}
-
 /// The optional note: at most [`MAX_NOTE_CHARS`] characters; blank is none.
 pub fn note(raw: Option<&str>) -> Result<Option<String>, ValidationError> {
     let Some(raw) = raw else { return Ok(None) };
-    let note = text("note", raw, MAX_NOTE_CHARS)?;
+    let note = trimmed_text("note", raw, 0, MAX_NOTE_CHARS)?;
     Ok((!note.is_empty()).then_some(note))
 }
 

@@ -206,6 +206,52 @@ where
     T::deserialize(d).map(Some)
 }
 
+/// What a `{id}` path parameter parses into (400 naming `id` otherwise).
+pub trait FromPathId: Sized {
+    /// Parses the raw path segment.
+    fn from_path_id(raw: &str) -> Result<Self, constellation_core::ValidationError>;
+}
+
+/// A time-ordered record id (`constellation_core::ids::time_ordered_id`), kept as text.
+impl FromPathId for String {
+    fn from_path_id(raw: &str) -> Result<Self, constellation_core::ValidationError> {
+        if constellation_core::ids::is_time_ordered_id(raw) {
+            Ok(raw.to_owned())
+        } else {
+            Err(constellation_core::ValidationError::new(
+                "id",
+                "must be an id as issued",
+            ))
+        }
+    }
+}
+
+impl FromPathId for constellation_core::media::MediaId {
+    fn from_path_id(raw: &str) -> Result<Self, constellation_core::ValidationError> {
+        Self::parse(raw)
+    }
+}
+
+/// The `{id}` path parameter, parsed as `T`: a 400 naming `id` when it is
+/// not one, before the handler runs.
+#[derive(Debug, Clone)]
+pub struct PathId<T>(pub T);
+
+impl<S: Send + Sync, T: FromPathId> axum::extract::FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::invalid("id", "must be an id as issued"))?;
+        Ok(Self(T::from_path_id(&raw)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use constellation_core::auth::{Email, Role};
 use constellation_core::etag::Precondition;
 use constellation_platform::{Clock, Table};
+use constellation_web::extract::PathId;
 use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::{
     Conventions, IdempotentDef, PageQuery, RequiredPatchHeader, id_link, openapi_route,
@@ -119,24 +119,6 @@ const CONVENTIONS: Conventions = Conventions {
     }],
 };
 
-/// The `{id}` path parameter (400 naming `id` when malformed).
-struct IdParam(String);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdParam {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid("id", "must be an id as issued"))?;
-        if is_id(&raw) {
-            Ok(Self(raw))
-        } else {
-            Err(ApiError::invalid("id", "must be an id as issued"))
-        }
-    }
-}
-
 fn page(pairs: &[(String, String)]) -> Result<PageParams, ApiError> {
     PageParams::parse(RawPageParams {
         limit: query_param(pairs, "limit").map(str::to_owned),
@@ -214,7 +196,7 @@ async fn list_suppliers(
 async fn get_supplier(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
 ) -> Reply<axum::Json<SupplierView>> {
     let p = auth.require(READ)?;
     Ok(axum::Json(SupplierView::from(
@@ -236,7 +218,7 @@ async fn get_supplier(
 async fn patch_supplier(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
     Json(body): Json<SupplierForPatch>,
 ) -> Reply<axum::Json<SupplierView>> {
     let p = auth.require(WRITE)?;
@@ -277,7 +259,7 @@ async fn patch_supplier(
 async fn delete_supplier(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
 ) -> Reply<StatusCode> {
     let p = auth.require(WRITE)?;
     store.delete_supplier(&p.org, &id).await?;
@@ -378,7 +360,7 @@ async fn list_products(
 async fn get_product(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
 ) -> Reply<Response> {
     let p = auth.require(READ)?;
     Ok(with_etag(
@@ -404,7 +386,7 @@ async fn get_product(
 async fn patch_product(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
     headers: HeaderMap,
     Json(body): Json<ProductForPatch>,
 ) -> Reply<Response> {
@@ -471,7 +453,7 @@ async fn patch_product(
 async fn delete_product(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
 ) -> Reply<StatusCode> {
     let p = auth.require(WRITE)?;
     store.archive_product(&p.org, &id).await?;
@@ -492,7 +474,7 @@ async fn delete_product(
 async fn get_stock(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
 ) -> Reply<axum::Json<StockView>> {
     let p = auth.require(READ)?;
     Ok(axum::Json(store.product(&p.org, &id).await?.levels.into()))
@@ -512,7 +494,7 @@ async fn get_stock(
 async fn adjust_stock(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
     Json(body): Json<AdjustmentBody>,
 ) -> Reply<axum::Json<StockView>> {
     let p = auth.require(WRITE)?;
@@ -536,7 +518,7 @@ async fn adjust_stock(
 async fn list_movements(
     State(store): State<Arc<CatalogStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<String>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Reply<axum::Json<MovementList>> {
     let p = auth.require(READ)?;

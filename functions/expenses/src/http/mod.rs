@@ -11,8 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +20,7 @@ use constellation_core::etag::Precondition;
 use constellation_core::money::format_minor;
 use constellation_platform::{Clock, Table};
 use constellation_web::error::ProblemType;
+use constellation_web::extract::{FromPathId, PathId};
 use constellation_web::extract::{parse_json, query_param, query_params};
 use constellation_web::openapi::{
     Conventions, IdempotentDef, PageQuery, RequiredPatchHeader, id_link, one_of, openapi_route,
@@ -129,17 +129,9 @@ const CONVENTIONS: Conventions = Conventions {
     ],
 };
 
-/// The expense id from the path (400 naming `id` when malformed).
-struct IdParam(ExpenseId);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdParam {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid("id", "must be an expense id as issued"))?;
-        Ok(Self(ExpenseId::parse(&raw)?))
+impl FromPathId for ExpenseId {
+    fn from_path_id(raw: &str) -> Result<Self, constellation_core::ValidationError> {
+        Self::parse(raw)
     }
 }
 
@@ -539,7 +531,7 @@ async fn export(
 async fn get_expense(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
 ) -> Reply<Response> {
     let p = auth.require(Role::Member)?;
     let e = store.get(p, &id).await?;
@@ -568,7 +560,7 @@ async fn get_expense(
 async fn patch_expense(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
     headers: HeaderMap,
     Json(body): Json<ExpenseForPatch>,
 ) -> Reply<Response> {
@@ -605,7 +597,7 @@ async fn patch_expense(
 async fn delete_expense(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
     headers: HeaderMap,
 ) -> Reply<StatusCode> {
     let p = auth.require(Role::Member)?;
@@ -649,7 +641,7 @@ async fn move_along(
 async fn submit(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
     headers: HeaderMap,
 ) -> Reply<Response> {
     move_along(&store, &auth, &id, &headers, Transition::Submit, None).await
@@ -677,7 +669,7 @@ async fn submit(
 async fn approve(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
     headers: HeaderMap,
     body: LimitedBody,
 ) -> Reply<Response> {
@@ -714,7 +706,7 @@ async fn approve(
 async fn reject(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
     headers: HeaderMap,
     Json(body): Json<ReasonBody>,
 ) -> Reply<Response> {
@@ -750,7 +742,7 @@ async fn reject(
 async fn reimburse(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
     headers: HeaderMap,
 ) -> Reply<Response> {
     move_along(&store, &auth, &id, &headers, Transition::Reimburse, None).await
@@ -776,7 +768,7 @@ async fn reimburse(
 async fn add_receipt(
     State(store): State<Arc<ExpenseStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<ExpenseId>,
     Json(body): Json<ReceiptForCreate>,
 ) -> Reply<Response> {
     let p = auth.require(Role::Member)?;

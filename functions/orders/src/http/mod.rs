@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use constellation_core::auth::Role;
 use constellation_platform::{Clock, Table};
+use constellation_web::extract::{FromPathId, PathId};
 use constellation_web::extract::{query_param, query_params};
 use constellation_web::openapi::{Conventions, IdempotentDef, PageQuery, id_link, openapi_route};
 use constellation_web::pagination::RawPageParams;
@@ -103,17 +103,9 @@ const CONVENTIONS: Conventions = Conventions {
     ],
 };
 
-/// The order id from the path (400 naming `id` when malformed).
-struct IdParam(OrderId);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdParam {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::invalid("id", "must be an order id as issued"))?;
-        Ok(Self(OrderId::parse(&raw)?))
+impl FromPathId for OrderId {
+    fn from_path_id(raw: &str) -> Result<Self, constellation_core::ValidationError> {
+        Self::parse(raw)
     }
 }
 
@@ -217,7 +209,7 @@ async fn list_orders(
 async fn get_order(
     State(store): State<Arc<OrderStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<OrderId>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Reply<Response> {
     let p = auth.require(Role::Member)?;
@@ -270,7 +262,7 @@ async fn act(
 async fn cancel_order(
     State(store): State<Arc<OrderStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<OrderId>,
 ) -> Reply<Response> {
     act(&store, &auth, &id, Action::Cancel).await
 }
@@ -294,7 +286,7 @@ async fn cancel_order(
 async fn ship_order(
     State(store): State<Arc<OrderStore>>,
     auth: Authenticated,
-    IdParam(id): IdParam,
+    PathId(id): PathId<OrderId>,
 ) -> Reply<Response> {
     act(&store, &auth, &id, Action::Ship).await
 }
