@@ -96,6 +96,9 @@ enum Command {
     Run {
         /// The schedule's name.
         schedule: String,
+        /// For a daily job: the day to cover (`YYYY-MM-DD`) instead of yesterday.
+        #[arg(long)]
+        date: Option<String>,
         #[command(flatten)]
         backend: BackendArgs,
     },
@@ -181,7 +184,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", constellation::openapi().to_pretty_json()?);
             Ok(())
         }
-        Command::Run { schedule, backend } => run_schedule(&schedule, &backend).await,
+        Command::Run {
+            schedule,
+            date,
+            backend,
+        } => run_schedule(&schedule, date, &backend).await,
         Command::Queue { action, backend } => queue(action, &backend).await,
         Command::Keys {
             action: KeysAction::Rotate,
@@ -210,7 +217,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Runs the schedule `name` once and prints its report.
-async fn run_schedule(name: &str, backend: &BackendArgs) -> anyhow::Result<()> {
+async fn run_schedule(
+    name: &str,
+    date: Option<String>,
+    backend: &BackendArgs,
+) -> anyhow::Result<()> {
     let (service, schedule) = SERVICES
         .iter()
         .find_map(|s| s.schedule(name).map(|sch| (s, sch)))
@@ -238,6 +249,7 @@ async fn run_schedule(name: &str, backend: &BackendArgs) -> anyhow::Result<()> {
             schedule: name.to_owned(),
             scheduled_time: None,
             execution_id: Some(format!("manual-{}", uuid_like())),
+            date,
         })
         .await?;
     println!("{report}");

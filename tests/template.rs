@@ -55,7 +55,7 @@ fn schedules_match_the_template() {
     let template = template();
     for service in SERVICES {
         for schedule in service.schedules {
-            let block = function_block(&template, schedule.name);
+            let block = function_block(&template, schedule.function);
             assert!(
                 block.contains(&format!("ScheduleExpression: {}\n", schedule.expression)),
                 "{}: template.yaml runs it at another expression than {}",

@@ -36,6 +36,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     consumers: &[],
     schedules: &[ScheduleDef {
         name: relay::SCHEDULE,
+        function: relay::SCHEDULE,
         expression: relay::EXPRESSION,
         handler: build_relay,
     }],

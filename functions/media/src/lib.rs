@@ -54,6 +54,7 @@ pub const SERVICE: ServiceDef = ServiceDef {
     }],
     schedules: &[ScheduleDef {
         name: RELAY,
+        function: RELAY,
         expression: "rate(1 minute)",
         handler: build_relay,
     }],

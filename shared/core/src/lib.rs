@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod csv;
+pub mod directory;
 pub mod etag;
 pub mod ids;
 pub mod kv;

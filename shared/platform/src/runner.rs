@@ -132,6 +132,7 @@ pub async fn run_schedule(
                 .format(&time::format_description::well_known::Rfc3339)
                 .ok(),
             execution_id: Some(uuid::Uuid::new_v4().to_string()),
+            date: None,
         };
         // A panicking run is a failed run, not the end of the schedule.
         match AssertUnwindSafe(handler.run(event)).catch_unwind().await {

@@ -35,6 +35,11 @@ pub struct ScheduledEvent {
     /// The scheduler's id for this run, if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_id: Option<String>,
+    /// The day a daily job covers (`YYYY-MM-DD`), when run by hand for a
+    /// given day (`constellation run <schedule> --date`); scheduled runs
+    /// leave it out and the job derives its day from `scheduled_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
 }
 
 /// What a schedule runs.

@@ -166,8 +166,12 @@ pub struct ConsumerDef {
 /// and `constellation run <name>` by hand.
 #[derive(Debug, Clone, Copy)]
 pub struct ScheduleDef {
-    /// The schedule's name: its Lambda binary in template.yaml.
+    /// The schedule's name (the `schedule` of its [`ScheduledEvent`]).
     pub name: &'static str,
+    /// The Lambda binary that runs it in template.yaml; one function may
+    /// run several schedules of its service, told apart by the event's
+    /// `schedule`.
+    pub function: &'static str,
     /// `rate(...)` or `cron(...)`, exactly as template.yaml's `ScheduleExpression`.
     pub expression: &'static str,
     /// Builds the handler.
@@ -535,17 +539,43 @@ pub async fn lambda_worker(def: &ServiceDef, name: &str) -> Result<(), lambda_ru
     .await
 }
 
-/// The `main` of a scheduled function: runs the handler for each
-/// EventBridge Scheduler invocation; an error fails the invocation (and
-/// Scheduler retries it).
-pub async fn lambda_schedule(def: &ServiceDef, name: &str) -> Result<(), lambda_runtime::Error> {
-    let schedule = def
-        .schedule(name)
-        .with_context(|| format!("{} has no schedule {name}", def.name))?;
+/// The `main` of a scheduled function: runs, for each EventBridge
+/// Scheduler invocation, the handler of the schedule the event names (one
+/// function may run several schedules; an event naming none goes to the
+/// function's only schedule). An error fails the invocation (and Scheduler
+/// retries it).
+pub async fn lambda_schedule(
+    def: &ServiceDef,
+    function: &str,
+) -> Result<(), lambda_runtime::Error> {
+    let schedules: Vec<&ScheduleDef> = def
+        .schedules
+        .iter()
+        .filter(|s| s.function == function)
+        .collect();
+    if schedules.is_empty() {
+        return Err(format!("{} has no schedule run by {function}", def.name).into());
+    }
     let ctx = lambda_context(def).await?;
-    let handler = &(schedule.handler)(&ctx).await?;
+    let mut handlers = Vec::with_capacity(schedules.len());
+    for s in &schedules {
+        handlers.push((s.name, (s.handler)(&ctx).await?));
+    }
+    let handlers = &handlers;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ScheduledEvent>| async move {
+            let handler = match (event.payload.schedule.as_str(), handlers.as_slice()) {
+                ("", [(_, only)]) => only,
+                (name, _) => {
+                    &handlers
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .ok_or_else(|| -> lambda_runtime::Error {
+                            format!("this function runs no schedule `{name}`").into()
+                        })?
+                        .1
+                }
+            };
             handler
                 .run(event.payload)
                 .await
