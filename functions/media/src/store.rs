@@ -142,6 +142,7 @@ impl Media {
     }
 
     fn event(&self, event_type: &str, now: OffsetDateTime) -> Result<DomainEvent, StoreError> {
+        let ready = self.status == Status::Ready;
         DomainEvent::new(
             event_type,
             &self.org,
@@ -153,6 +154,9 @@ impl Media {
                 uploader: self.uploader.clone(),
                 reason: self.reason.clone(),
                 owner: self.owner.clone(),
+                stored_key: ready.then(|| self.stored_key()).flatten(),
+                download_name: ready.then(|| download_name(&self.filename, self.content_type)),
+                content_type: ready.then(|| self.content_type.as_str().to_owned()),
             },
         )
         .map_err(|e| StoreError::Invalid(e.to_string()))

@@ -22,7 +22,8 @@ use constellation_core::auth::Principal;
 use constellation_core::ids::{TIME_ORDERED_ID_PATTERN, is_time_ordered_id, time_ordered_id};
 use constellation_core::money::{Currency, Money};
 use constellation_core::orders::{
-    OrderRef, PlacedLine, StockRejected, StockReserved, WireMoney, events,
+    OrderChanged, OrderConfirmed, OrderRejected, PlacedLine, StockRejected, StockReserved,
+    WireMoney, events,
 };
 use constellation_platform::inbox::Inbox;
 use constellation_platform::outbox::Outbox;
@@ -345,31 +346,6 @@ fn lost_race(e: &OrderError) -> bool {
     matches!(e, OrderError::Store(e) if is_lost_race(e, 0))
 }
 
-/// The event data of `order.confirmed`: [`OrderRef`]'s `order_id` and the
-/// exact total (core's contract names no payload for it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderConfirmed {
-    /// The order.
-    pub order_id: String,
-    /// Who placed it.
-    pub placed_by: String,
-    /// Its exact total.
-    pub total: WireMoney,
-}
-
-/// The event data of `order.rejected`: [`OrderRef`]'s `order_id` and
-/// catalog's reason (core's contract names no payload for it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderRejected {
-    /// The order.
-    pub order_id: String,
-    /// Who placed it.
-    pub placed_by: String,
-    /// Catalog's reason.
-    pub reason: String,
-    /// The product at fault.
-    pub product_id: Option<String>,
-}
 
 /// The order service's rules.
 #[derive(Debug, Clone)]
@@ -411,8 +387,13 @@ impl OrderStore {
         self.event(
             event_type,
             &o.org,
-            OrderRef {
+            OrderChanged {
                 order_id: o.id.as_str().to_owned(),
+                placed_by: o.placed_by.clone(),
+                total: o.total().map(|(total, currency)| WireMoney {
+                    amount: constellation_core::money::format_minor(total, currency),
+                    currency: currency.code().to_owned(),
+                }),
             },
         )
     }

@@ -367,6 +367,18 @@ pub struct MediaChanged {
     /// The record it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<MediaOwner>,
+    /// Once ready: the object key of the checked bytes in the media bucket,
+    /// so a service showing the media (comms' attachments) can presign a
+    /// download without reading media's table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_key: Option<String>,
+    /// Once ready: the name a download is saved under (the client's name
+    /// with the checked type's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_name: Option<String>,
+    /// Once ready: the checked content type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 #[cfg(test)]

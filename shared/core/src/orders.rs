@@ -101,9 +101,46 @@ pub struct StockRejected {
     pub product_id: Option<String>,
 }
 
-/// The data of [`events::CANCELLED`] and [`events::SHIPPED`].
+/// What catalog reads of [`events::CANCELLED`] and [`events::SHIPPED`]
+/// (whose data is an [`OrderChanged`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderRef {
     /// The order.
     pub order_id: String,
+}
+
+/// The data of [`events::CANCELLED`] and [`events::SHIPPED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderChanged {
+    /// The order.
+    pub order_id: String,
+    /// Who placed it.
+    pub placed_by: String,
+    /// Its exact total, once it was priced (a confirmed order's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<WireMoney>,
+}
+
+/// The data of [`events::CONFIRMED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderConfirmed {
+    /// The order.
+    pub order_id: String,
+    /// Who placed it.
+    pub placed_by: String,
+    /// Its exact total.
+    pub total: WireMoney,
+}
+
+/// The data of [`events::REJECTED`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRejected {
+    /// The order.
+    pub order_id: String,
+    /// Who placed it.
+    pub placed_by: String,
+    /// Catalog's reason.
+    pub reason: String,
+    /// The product at fault.
+    pub product_id: Option<String>,
 }
