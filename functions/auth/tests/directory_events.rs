@@ -463,9 +463,17 @@ async fn republishing_sends_one_snapshot_per_account(fx: Fx) {
         .bearer(access(&admin))
         .await
         .assert_status(StatusCode::OK);
+    // A second owner rewrites the organization item (its owner count): the
+    // organization must stay in the index that `None` enumerates.
+    fx.app
+        .patch(&account_path(&admin))
+        .json(&json!({"role": "owner"}))
+        .bearer(access(&acme))
+        .await
+        .assert_status(StatusCode::OK);
     let other = fx.app.fx_register("owner@other.example").await;
     let live = published(&fx).await;
-    assert_eq!(live.len(), 5);
+    assert_eq!(live.len(), 6);
     // The newest version each account published, as a consumer keeps it.
     let mut kept: BTreeMap<String, AccountSnapshot> = BTreeMap::new();
     for e in live {
