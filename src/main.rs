@@ -116,6 +116,13 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Operate the comms service's copy of the directory.
+    Comms {
+        #[command(subcommand)]
+        action: CommsAction,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +220,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{kid}");
             Ok(())
         }
+        Command::Comms {
+            action: CommsAction::Resync { org },
+            backend,
+        } => comms_resync(org.as_deref(), &backend).await,
     }
 }
 
@@ -330,5 +341,38 @@ async fn queue(action: QueueAction, backend: &BackendArgs) -> anyhow::Result<()>
             println!("moved {moved} messages from {dlq} to {to}");
         }
     }
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+enum CommsAction {
+    /// Have auth republish a snapshot (`account.updated`, current version)
+    /// of every account, which rebuilds comms' copy of the directory.
+    Resync {
+        /// Only this organization's accounts (default: every organization).
+        #[arg(long)]
+        org: Option<String>,
+    },
+}
+
+/// Republishes account snapshots through auth's outbox, as auth itself
+/// would (its store, its table, its bus), and prints how many.
+async fn comms_resync(org: Option<&str>, backend: &BackendArgs) -> anyhow::Result<()> {
+    let org = org
+        .map(constellation_core::OrgId::parse)
+        .transpose()
+        .context("--org")?;
+    let platform = backend.platform().await?;
+    let service = &constellation_auth::SERVICE;
+    let resources = serve::resources(&platform, service, None).await?;
+    let ctx = Context::new(
+        platform,
+        resources,
+        MetricsSink::discard(),
+        VerifierConfig::from_env()?,
+    );
+    let store = constellation_auth::build_store(&ctx).await?;
+    let published = store.republish_accounts(org.as_ref()).await?;
+    println!("published {published} account snapshots");
     Ok(())
 }

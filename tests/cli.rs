@@ -152,3 +152,89 @@ fn run_runs_a_schedule_by_name_and_names_the_known_ones() {
     let err = constellation_fails(dir.path(), &["run", "no-such-schedule"]);
     assert!(err.contains("kv-outbox"), "lists the schedules: {err}");
 }
+
+/// `comms resync` has auth republish a snapshot of every account (of one
+/// organization with `--org`) to the queues account events are routed to,
+/// and says how many; a malformed or unknown `--org` fails.
+#[tokio::test]
+async fn comms_resync_republishes_account_snapshots() {
+    use constellation_auth::store::{OrgName, Registration};
+    use constellation_core::auth::{Email, Password};
+    use constellation_core::directory::events;
+    use constellation_platform::DomainEvent;
+    use constellation_platform::events::Route;
+    use constellation_web::host::DEFAULT_EVENT_BUS;
+
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        String::new(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let routes: Vec<Route> = events::ALL
+        .iter()
+        .map(|t| Route::new(*t, "directory"))
+        .collect();
+    platform
+        .local_backend()
+        .unwrap()
+        .set_routes(DEFAULT_EVENT_BUS, &routes)
+        .await
+        .unwrap();
+    let store = constellation_auth::store(
+        &platform,
+        &constellation_auth::AuthResources::local(),
+        constellation_auth::PasswordHasherParams::insecure_fast_for_tests(),
+        constellation_platform::observe::MetricsSink::discard(),
+    )
+    .await
+    .unwrap();
+    let mut orgs = Vec::new();
+    for email in ["a@example.com", "b@example.com"] {
+        let email = Email::parse(email).unwrap();
+        let session = store
+            .register(
+                Registration {
+                    organization: OrgName::parse("Acme").unwrap(),
+                    password: Password::new_for("a long and unusual passphrase", &email).unwrap(),
+                    email,
+                },
+                &constellation_auth::ClientAddr::unknown(),
+            )
+            .await
+            .unwrap();
+        orgs.push(session.account.org.to_string());
+    }
+    let spec = QueueSpec::with_dlq("directory", std::time::Duration::from_secs(30), 5);
+    let receiver = platform.receiver(&spec, "directory").await.unwrap();
+    let drain = async || {
+        let mut types = Vec::new();
+        loop {
+            let batch = receiver
+                .receive(10, std::time::Duration::from_millis(300))
+                .await
+                .unwrap();
+            if batch.is_empty() {
+                return types;
+            }
+            for m in batch {
+                types.push(DomainEvent::from_queue_body(&m.body).unwrap().event_type);
+                receiver.delete(&m.receipt_handle).await.unwrap();
+            }
+        }
+    };
+    assert_eq!(drain().await, [events::ACCOUNT_CREATED; 2]);
+
+    let out = constellation(dir.path(), None, &["comms", "resync"]);
+    assert_eq!(out.trim(), "published 2 account snapshots");
+    assert_eq!(drain().await, [events::ACCOUNT_UPDATED; 2]);
+    let out = constellation(dir.path(), None, &["comms", "resync", "--org", &orgs[0]]);
+    assert_eq!(out.trim(), "published 1 account snapshots");
+    assert_eq!(drain().await, [events::ACCOUNT_UPDATED]);
+
+    let err = constellation_fails(dir.path(), &["comms", "resync", "--org", "not an org"]);
+    assert!(err.contains("--org"), "{err}");
+    let unknown = "f".repeat(32);
+    constellation_fails(dir.path(), &["comms", "resync", "--org", &unknown]);
+}

@@ -5,6 +5,7 @@
 use std::time::Duration as StdDuration;
 
 use constellation_platform::config::{BackendKind, ConfigError, optional, required};
+use constellation_web::host::{DEFAULT_EVENT_BUS, EVENT_BUS_VAR};
 
 use crate::signing::SigningConfig;
 
@@ -38,6 +39,8 @@ pub struct AuthResources {
     pub table: String,
     /// Secret id of the cursor-signing key.
     pub cursor_secret: String,
+    /// The event bus account events are published on (through the outbox).
+    pub event_bus: String,
     /// Token issuer, audience and both key secrets.
     pub tokens: SigningConfig,
     /// Limits and trust settings.
@@ -122,12 +125,13 @@ impl AuthResources {
         Self {
             table: DEFAULT_TABLE.to_owned(),
             cursor_secret: DEFAULT_CURSOR_SECRET.to_owned(),
+            event_bus: DEFAULT_EVENT_BUS.to_owned(),
             tokens: SigningConfig::default(),
             settings: AuthSettings::default(),
         }
     }
 
-    /// Reads the resources: in AWS the table and cursor secret are required;
+    /// Reads the resources: in AWS the table, cursor secret and event bus are required;
     /// locally each falls back to its default. Token settings come from
     /// [`SigningConfig::from_env`], limits from [`AuthSettings::from_env`].
     pub fn from_env(kind: BackendKind) -> Result<Self, ConfigError> {
@@ -137,6 +141,7 @@ impl AuthResources {
             BackendKind::Aws => Ok(Self {
                 table: required(TABLE_VAR)?,
                 cursor_secret: required(CURSOR_SECRET_VAR)?,
+                event_bus: required(EVENT_BUS_VAR)?,
                 tokens,
                 settings,
             }),
@@ -145,6 +150,7 @@ impl AuthResources {
                 Ok(Self {
                     table: optional(TABLE_VAR).unwrap_or(d.table),
                     cursor_secret: optional(CURSOR_SECRET_VAR).unwrap_or(d.cursor_secret),
+                    event_bus: optional(EVENT_BUS_VAR).unwrap_or(d.event_bus),
                     tokens,
                     settings,
                 })

@@ -8,6 +8,10 @@
 //! the tests. [`signing`] holds the private signing key and its rotation:
 //! only this service loads it; every service verifies with
 //! `constellation_platform::tokens`.
+//!
+//! auth publishes the directory events of `constellation_core::directory`
+//! (`account.created`, `account.updated`, `account.disabled`) through its
+//! outbox, relayed by the `auth-outbox` schedule; see `store`'s `directory`.
 
 pub mod client;
 pub mod config;
@@ -31,15 +35,16 @@ pub use client::ClientAddr;
 pub use config::{AuthResources, AuthSettings};
 pub use http::{AuthState, router};
 pub use password::PasswordHasherParams;
-pub use service::SERVICE;
+pub use service::{RELAY, SERVICE, build_store};
 pub use store::{AuditAction, AuditEvent, AuthStore};
 
 /// The service name: its path prefix is `/v1/auth`.
 pub const NAME: &str = "auth";
 
 /// Builds the auth store from the platform: its table (which reads its
-/// cursor secret on first use), the token issuer (the private signing key,
-/// read now), and password hashing with `params`.
+/// cursor secret on first use) and that table's outbox on the event bus,
+/// the token issuer (the private signing key, read now), and password
+/// hashing with `params`.
 pub async fn store(
     platform: &Platform,
     resources: &AuthResources,
@@ -47,9 +52,11 @@ pub async fn store(
     metrics: MetricsSink,
 ) -> anyhow::Result<AuthStore> {
     let table = platform.table_on_first_use(&resources.table, &resources.cursor_secret);
+    let outbox = platform.outbox(&resources.table, table.clone(), &resources.event_bus);
     let issuer = signing::load_issuer(platform, &resources.tokens).await?;
     Ok(AuthStore::new(
         table,
+        outbox,
         platform.clock(),
         Arc::new(issuer),
         params,

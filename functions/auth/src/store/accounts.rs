@@ -12,9 +12,14 @@
 //! count rewrites it in the same transaction, conditioned on its version
 //! and on the caller's own account, so two owners demoting each other at
 //! once leave one owner and the loser is told it lost its role (403).
+//!
+//! A change commits its directory event with it: `account.disabled` when
+//! the account becomes disabled, else `account.updated`, carrying the
+//! account as it is after the change and the version it got.
 
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Email, Principal, Role};
+use constellation_core::directory::events as directory;
 use constellation_platform::StoreError;
 use constellation_platform::table::{Condition, Item, ItemKey, Query, SortKey, Write};
 use serde::{Deserialize, Serialize};
@@ -109,7 +114,7 @@ impl StoredAccount {
         Ok(item)
     }
 
-    fn from_item(item: &Item) -> Result<Self, AuthError> {
+    pub(super) fn from_item(item: &Item) -> Result<Self, AuthError> {
         let org = item
             .key
             .pk
@@ -272,7 +277,15 @@ impl AuthStore {
                 }
                 writes.push(OrgRecord { owners, ..record }.put_over(&org)?);
             }
-            match self.table.transact(&writes).await {
+            // Re-enabling is an update (`disabled: false`); only the change
+            // to disabled is `account.disabled`.
+            let event_type = if disabled && !was.disabled {
+                directory::ACCOUNT_DISABLED
+            } else {
+                directory::ACCOUNT_UPDATED
+            };
+            let event = self.account_event(event_type, &updated, self.clock.now())?;
+            match self.outbox.commit(writes, &[event]).await {
                 Ok(()) => {}
                 Err(StoreError::ConditionFailed { .. }) => continue,
                 Err(e) if is_conflict(&e) && attempt + 1 < MAX_ATTEMPTS => {

@@ -16,11 +16,13 @@
 //! accepted: accepting re-checks that the inviter still exists, is enabled
 //! and may still grant the role, and the transaction that creates the
 //! account is conditioned on the inviter's account version, so a concurrent
-//! demotion or disable cannot slip between the check and the write.
+//! demotion or disable cannot slip between the check and the write. The
+//! new account's `account.created` commits in that same transaction.
 
 use constellation_core::OrgId;
 use constellation_core::ValidationError;
 use constellation_core::auth::{AccountId, Email, Password, Principal, Role};
+use constellation_core::directory::events as directory;
 use constellation_platform::StoreError;
 use constellation_platform::table::{Condition, Item, ItemKey, Query, SortKey, Write};
 use rand::RngCore as _;
@@ -449,7 +451,8 @@ impl AuthStore {
                 writes.push(OrgRecord { owners, ..record }.put_over(&org_item)?);
             }
             let refresh = self.session_writes(&stored.account, 0, now, &mut writes)?;
-            match self.table.transact(&writes).await {
+            let created = self.account_event(directory::ACCOUNT_CREATED, &stored, now)?;
+            match self.outbox.commit(writes, &[created]).await {
                 Ok(()) => {
                     tracing::info!(invite = %invite.id, "invite accepted");
                     self.audit(

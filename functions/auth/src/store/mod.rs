@@ -12,7 +12,7 @@
 //!
 //! | pk | sk | what |
 //! | --- | --- | --- |
-//! | `ORG#<org>` | `ORG` | the organization: name, count of enabled owners |
+//! | `ORG#<org>` | `ORG` | the organization: name, count of enabled owners; in `gsi1` under `ORGS#<shard>` / `<org>` |
 //! | `ORG#<org>` | `ACCOUNT#<id>` | an account: email, role, disabled, argon2id hash, session epoch |
 //! | `ORG#<org>#FAMILY#<id>` | `FAMILY` | a refresh-token family (one login): active or revoked |
 //! | `ORG#<org>#AUDIT` | `<ns timestamp>#<id>` | a security event (TTL 90 days), newest last |
@@ -22,6 +22,7 @@
 //! | `INVITE#<sha256>` | `INVITE` | the invite's lookup by token hash: org and invite id (TTL 7 days) |
 //! | `LOCK#EMAIL#<email>` / `LOCK#IP#<ip>` | `LOCK` | failed-login counters (TTL 15 minutes from the first failure) |
 //! | `INSTALLATION#AUDIT` | `<ns timestamp>#<id>` | installation-wide events (key rotation) |
+//! | `OUTBOX#<shard>` | `<ns timestamp>#<event id>` | an account event not yet published (AWS only; see `constellation_platform::outbox`) |
 //!
 //! The lookup items (`EMAIL#`, `REFRESH#`, `INVITE#`, `LOCK#`) are found by
 //! something the client presents before its organization is known, so they
@@ -37,12 +38,19 @@
 //! account is re-checked in it), so two concurrent demotions cannot leave an
 //! organization without an owner. Disabling an account bumps its session
 //! epoch, which every refresh compares, so its refresh tokens die at once.
+//!
+//! Every write that creates an account or changes its email, role or
+//! disabled flag commits its directory event (`constellation_core::directory`)
+//! through the outbox in the same transaction (`directory`), so the copy
+//! other services keep can never miss a committed change nor see one that
+//! did not commit.
 
 use std::sync::Arc;
 
 use constellation_core::auth::AccountId;
 use constellation_core::{OrgId, ValidationError};
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::outbox::Outbox;
 use constellation_platform::retry::MAX_ATTEMPTS;
 use constellation_platform::table::{Item, ItemKey};
 use constellation_platform::{Clock, StoreError, Table};
@@ -58,6 +66,7 @@ use crate::signing::{IssuedToken, TokenIssuer};
 
 mod accounts;
 mod audit;
+mod directory;
 mod invites;
 mod lockout;
 mod orgs;
@@ -65,9 +74,10 @@ mod sessions;
 
 pub use accounts::{Account, AccountForUpdate};
 pub use audit::{AUDIT_TTL, AuditAction, AuditEntry, AuditEvent, append_audit};
+pub use directory::REPUBLISH_BATCH;
 pub use invites::{INVITE_TTL, Invite, InviteId, PendingInvite};
 pub use lockout::{LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, METRICS_NAMESPACE};
-pub use orgs::{MAX_ORG_NAME_CHARS, OrgName, Registration};
+pub use orgs::{MAX_ORG_NAME_CHARS, ORG_INDEX_SHARDS, OrgName, Registration};
 pub use sessions::{REFRESH_REUSE_GRACE, REFRESH_TOKEN_TTL, SESSION_LIFETIME};
 
 fn org_pk(org: &OrgId) -> String {
@@ -211,6 +221,7 @@ pub enum AuthError {
 /// The auth service's state and rules.
 pub struct AuthStore {
     table: Arc<dyn Table>,
+    outbox: Outbox,
     clock: Arc<dyn Clock>,
     issuer: Arc<TokenIssuer>,
     hasher: PasswordHasher,
@@ -228,11 +239,13 @@ impl std::fmt::Debug for AuthStore {
 }
 
 impl AuthStore {
-    /// A store over `table`, signing access tokens with `issuer`, hashing
-    /// new passwords with `params`, limited by `settings`, and emitting
-    /// `FailedLogin` to `metrics`.
+    /// A store over `table`, committing account events through `outbox`
+    /// (the outbox of the same table), signing access tokens with `issuer`,
+    /// hashing new passwords with `params`, limited by `settings`, and
+    /// emitting `FailedLogin` to `metrics`.
     pub fn new(
         table: Arc<dyn Table>,
+        outbox: Outbox,
         clock: Arc<dyn Clock>,
         issuer: Arc<TokenIssuer>,
         params: PasswordHasherParams,
@@ -241,6 +254,7 @@ impl AuthStore {
     ) -> Self {
         Self {
             table,
+            outbox,
             clock,
             issuer,
             hasher: PasswordHasher::with_limits(
@@ -251,6 +265,12 @@ impl AuthStore {
             settings,
             metrics,
         }
+    }
+
+    /// The outbox account events are committed through (its relay is the
+    /// `auth-outbox` schedule).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The limits and trust settings this store was built with.

@@ -7,11 +7,26 @@
 //!
 //! The owner count is what keeps an organization from losing its last
 //! enabled owner; every change to it is conditioned on the item's version.
+//!
+//! **Enumerating organizations.** The Table port has no scan, yet a resync
+//! (`constellation comms resync`) must visit every organization. So the
+//! organization item carries its own entry in `gsi1`: partition
+//! `ORGS#<shard>` (a stable hash of the org id, [`ORG_INDEX_SHARDS`]
+//! partitions so registrations do not all write one index partition), sort
+//! key the org id. Being attributes of the org item, the entry exists
+//! exactly as long as the organization does and needs no write of its own;
+//! registration writes it with the item, and every rewrite of the item
+//! ([`OrgRecord::put_over`]) writes it again, so a rewrite cannot drop it
+//! and an organization registered before the index existed joins it on its
+//! next rewrite (until then, resync it by name). DynamoDB's indexes are
+//! eventually consistent: an organization registered a moment before an
+//! enumeration may be missed by it, and its own `account.created` covers it.
 
 use constellation_core::auth::{Email, Password, Role};
+use constellation_core::directory::events as directory;
 use constellation_core::{OrgId, ValidationError};
 use constellation_platform::StoreError;
-use constellation_platform::table::{Condition, Item, ItemKey, Write};
+use constellation_platform::table::{Condition, IndexKey, Item, ItemKey, Write};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -24,6 +39,8 @@ use crate::client::ClientAddr;
 
 /// The longest organization name, in characters.
 pub const MAX_ORG_NAME_CHARS: usize = 100;
+/// How many `gsi1` partitions (`ORGS#0` … `ORGS#7`) index the organizations.
+pub const ORG_INDEX_SHARDS: u32 = 8;
 /// The organization item's attributes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct OrgRecord {
@@ -36,9 +53,22 @@ pub(super) struct OrgRecord {
 }
 
 impl OrgRecord {
+    /// The organization item holding this record, with its index entry.
+    fn to_item(&self, org: &OrgId) -> Result<Item, AuthError> {
+        let mut item = record_item(org_key(org), self)?;
+        item.gsi1 = Some(org_index_key(org));
+        Ok(item)
+    }
+
     /// A write replacing `current` (as read) with this record, if unchanged since.
     pub(super) fn put_over(&self, current: &Item) -> Result<Write, AuthError> {
-        let mut item = record_item(current.key.clone(), self)?;
+        let org = current
+            .key
+            .pk
+            .strip_prefix("ORG#")
+            .and_then(|o| OrgId::parse(o).ok())
+            .ok_or_else(|| super::corrupt(current, "org"))?;
+        let mut item = self.to_item(&org)?;
         item.version = current.version + 1;
         Ok(Write::Put {
             item,
@@ -49,6 +79,20 @@ impl OrgRecord {
 
 pub(super) fn org_key(org: &OrgId) -> ItemKey {
     ItemKey::new(org_pk(org), "ORG")
+}
+
+/// The `gsi1` partition of the organization index that holds shard `shard`.
+pub(super) fn org_index_partition(shard: u32) -> String {
+    format!("ORGS#{shard}")
+}
+
+/// The organization's entry in the organization index (`gsi1`).
+fn org_index_key(org: &OrgId) -> IndexKey {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = org.as_str().bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    IndexKey::new(org_index_partition(hash % ORG_INDEX_SHARDS), org.as_str())
 }
 
 /// An organization's display name: 1-100 characters, no control characters.
@@ -122,7 +166,7 @@ impl AuthStore {
                 owners: 1,
                 created_at: now,
             };
-            let org_item = record_item(org_key(&org), &record)?;
+            let org_item = record.to_item(&org)?;
             let mut writes = vec![
                 Write::Put {
                     item: email_item(&stored.account)?,
@@ -138,7 +182,8 @@ impl AuthStore {
                 },
             ];
             let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes)?;
-            match self.table.transact(&writes).await {
+            let created = self.account_event(directory::ACCOUNT_CREATED, &stored, now)?;
+            match self.outbox.commit(writes, &[created]).await {
                 Ok(()) => break (stored, refresh, now),
                 // The org and account ids are fresh random values: only the email claim can fail.
                 Err(StoreError::ConditionFailed { .. }) => return Err(AuthError::EmailTaken),

@@ -2,7 +2,9 @@
 //! how to build the auth app on a test platform (on AWS: a fresh table,
 //! cursor secret and token key secrets, all named for this test), the
 //! handles its tests reach past HTTP, and the fixtures of an auth flow
-//! (register, invite, log in, refresh, read the audit log).
+//! (register, invite, log in, refresh, read the audit log). Its account
+//! events go out on the platform's bus, under the name `TestServices` gives
+//! it, so a test can start a listening service beside it.
 //!
 //! auth signs its own tokens, so its tests get their tokens the way a client
 //! does, by registering and logging in, rather than from `TestTokens`.
@@ -20,6 +22,7 @@ use constellation_platform::SecretValue;
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::tokens::load_verifier;
 use constellation_testkit::http::{Call, Reply, TestApp, TestPlatform};
+use constellation_web::host::DEFAULT_EVENT_BUS;
 use http::{Request, StatusCode};
 use serde_json::{Value, json};
 
@@ -105,6 +108,9 @@ async fn build(env: TestPlatform, settings: AuthSettings, params: PasswordHasher
             let resources = AuthResources {
                 table: env.name("auth-test"),
                 cursor_secret: env.name("auth-test/cursor-key"),
+                // The name `TestServices` gives the bus on this platform,
+                // so a probe started there hears auth's events.
+                event_bus: env.name(DEFAULT_EVENT_BUS),
                 tokens: TokenConfig {
                     signing_keys_secret: env.name("auth-test/signing-keys"),
                     public_keys_secret: env.name("auth-test/public-keys"),
@@ -116,6 +122,7 @@ async fn build(env: TestPlatform, settings: AuthSettings, params: PasswordHasher
             let secrets = env.platform.secrets();
             tokio::try_join!(
                 aws.ensure_table(&resources.table),
+                aws.ensure_event_bus(&resources.event_bus),
                 aws.ensure_secret(&resources.cursor_secret, &cursor_key),
                 tokens::ensure_keys(secrets.as_ref(), &resources.tokens, env.clock.as_ref()),
             )

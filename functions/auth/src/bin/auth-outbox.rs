@@ -1,0 +1,10 @@
+//! The auth outbox relay as a Lambda function, run by an EventBridge Scheduler schedule.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    constellation_web::host::lambda_schedule(
+        &constellation_auth::SERVICE,
+        constellation_auth::RELAY,
+    )
+    .await
+}
