@@ -13,6 +13,7 @@
 
 pub mod aws;
 pub mod blob;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod cursor;
@@ -34,6 +35,7 @@ pub mod tokens;
 pub mod worker;
 
 pub use blob::{BlobError, BlobMeta, BlobStore, PresignedRequest};
+pub use breaker::{BreakerOpen, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{DomainEvent, EventBus, EventsError, Route};
 pub use mail::{MailError, Mailer, OutgoingMail};
