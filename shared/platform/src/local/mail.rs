@@ -19,6 +19,9 @@ use time::OffsetDateTime;
 use crate::clock::Clock;
 use crate::mail::{MailError, Mailer, OutgoingMail, decode_header, header, new_message_id, render};
 
+/// The directory of the data directory that local mail goes to.
+pub const MAIL_DIR: &str = "mail";
+
 /// The extension of a stored message.
 const EXTENSION: &str = "eml";
 

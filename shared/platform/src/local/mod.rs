@@ -224,7 +224,7 @@ impl LocalBackend {
 
     /// Where [`LocalBackend::mailer`] delivers: `<data_dir>/mail`.
     pub fn mail_dir(&self) -> PathBuf {
-        self.inner.data_dir.join("mail")
+        self.inner.data_dir.join(mail::MAIL_DIR)
     }
 
     /// A mailer writing each message to [`LocalBackend::mail_dir`]; read
