@@ -123,6 +123,24 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Read the mail the local backend has sent (`<data dir>/mail`).
+    Mail {
+        #[command(subcommand)]
+        action: MailAction,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MailAction {
+    /// Every message: id, date, recipient and subject, newest last.
+    List,
+    /// Print one message exactly as it was sent (RFC 5322).
+    Show {
+        /// The message id (as `mail list` shows it).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
             backend,
         } => run_schedule(&schedule, date, &backend).await,
         Command::Queue { action, backend } => queue(action, &backend).await,
+        Command::Mail { action, backend } => mail(action, &backend),
         Command::Keys {
             action: KeysAction::Rotate,
             backend,
@@ -374,5 +393,39 @@ async fn comms_resync(org: Option<&str>, backend: &BackendArgs) -> anyhow::Resul
     let store = constellation_auth::build_store(&ctx).await?;
     let published = store.republish_accounts(org.as_ref()).await?;
     println!("published {published} account snapshots");
+/// `constellation mail`: the local mailbox, read straight from its files.
+fn mail(action: MailAction, backend: &BackendArgs) -> anyhow::Result<()> {
+    use constellation_platform::local::mail;
+    use std::io::Write as _;
+    anyhow::ensure!(
+        backend.backend == BackendKind::Local,
+        "`constellation mail` reads the local mailbox; with --backend aws, mail goes through SES in AWS"
+    );
+    let dir = backend.data_dir.join(mail::MAIL_DIR);
+    match action {
+        MailAction::List => {
+            let messages = mail::list(&dir)?;
+            if messages.is_empty() {
+                println!("no mail in {}", dir.display());
+                return Ok(());
+            }
+            println!("{:<30}  {:<20}  {:<40}  subject", "id", "date", "to");
+            for m in messages {
+                let date = m
+                    .date
+                    .and_then(|d| {
+                        d.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                    .unwrap_or_else(|| "-".to_owned());
+                println!("{:<30}  {date:<20}  {:<40}  {}", m.id, m.to, m.subject);
+            }
+        }
+        MailAction::Show { id } => {
+            let message = mail::read(&dir, &id)?
+                .with_context(|| format!("no message {id} in {}", dir.display()))?;
+            std::io::stdout().write_all(&message)?;
+        }
+    }
     Ok(())
 }

@@ -238,3 +238,64 @@ async fn comms_resync_republishes_account_snapshots() {
     let unknown = "f".repeat(32);
     constellation_fails(dir.path(), &["comms", "resync", "--org", &unknown]);
 }
+
+#[tokio::test]
+async fn mail_list_and_show_read_what_the_local_mailer_wrote() {
+    use constellation_platform::mail::OutgoingMail;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        constellation(dir.path(), None, &["mail", "list"]).starts_with("no mail in "),
+        "an empty mailbox says so"
+    );
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        String::new(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for (to, subject) in [
+        ("first@example.org", "Welcome"),
+        ("second@example.org", "Grüße"),
+    ] {
+        let mail = OutgoingMail {
+            from: "Constellation <noreply@example.com>".into(),
+            to: to.into(),
+            to_name: None,
+            subject: subject.into(),
+            text: "Hello".into(),
+            html: "<p>Hello</p>".into(),
+        };
+        ids.push(platform.mailer().send(&mail).await.unwrap());
+        // Ids are time-ordered to the millisecond.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+
+    let listed = constellation(dir.path(), None, &["mail", "list"]);
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    for (row, (id, to, subject)) in rows.iter().zip([
+        (&ids[0], "first@example.org", "Welcome"),
+        (&ids[1], "second@example.org", "Grüße"),
+    ]) {
+        assert_eq!(row[0], id.as_str(), "newest last: {listed}");
+        assert!(row[1].ends_with('Z'), "an RFC 3339 date: {listed}");
+        assert_eq!(&row[2..], [to, subject], "{listed}");
+    }
+
+    let shown = constellation(dir.path(), None, &["mail", "show", &ids[1]]);
+    assert!(shown.starts_with("From: \"Constellation\" <noreply@example.com>\r\n"));
+    assert!(shown.contains("\r\nTo: second@example.org\r\n"), "{shown}");
+    assert!(shown.contains("Content-Type: text/html; charset=utf-8\r\n"));
+
+    let err = constellation_fails(dir.path(), &["mail", "show", "no-such-id"]);
+    assert!(err.contains("no message no-such-id"), "{err}");
+    let err = constellation_fails(dir.path(), &["mail", "show", "../constellation"]);
+    assert!(err.contains("bad message id"), "{err}");
+    let err = constellation_fails(dir.path(), &["mail", "list", "--backend", "aws"]);
+    assert!(err.contains("mail goes through SES in AWS"), "{err}");
+}

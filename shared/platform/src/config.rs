@@ -4,9 +4,9 @@
 //! names template.yaml sets), and a missing variable fails fast with its name.
 //! [`Platform`] is the one object a service's `main` builds; it hands out the
 //! ports, already wired to the chosen backend. Each port's accessor exists
-//! when its cargo feature is on (`dynamodb`, `s3`, `sqs`, `eventbridge`; see
-//! this crate's Cargo.toml), so a function that forgets to name a port it
-//! uses fails to compile rather than failing in AWS.
+//! when its cargo feature is on (`dynamodb`, `s3`, `sqs`, `eventbridge`,
+//! `sesv2`; see this crate's Cargo.toml), so a function that forgets to name
+//! a port it uses fails to compile rather than failing in AWS.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ use crate::clock::{Clock, SystemClock};
 #[cfg(feature = "eventbridge")]
 use crate::events::EventBus;
 use crate::local::LocalBackend;
+#[cfg(feature = "sesv2")]
+use crate::mail::Mailer;
 #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
 use crate::outbox::Outbox;
 #[cfg(feature = "sqs")]
@@ -344,6 +346,16 @@ impl Platform {
                 outbox.with_atomic(Arc::new(backend.outbox(table_name, bus)))
             }
             Backend::Aws(_) => outbox,
+        }
+    }
+
+    /// The mailer: SES v2 in AWS; locally, the data directory's `mail/`
+    /// (see [`crate::local::mail`]).
+    #[cfg(feature = "sesv2")]
+    pub fn mailer(&self) -> Arc<dyn Mailer> {
+        match &self.backend {
+            Backend::Local { backend, .. } => Arc::new(backend.mailer()),
+            Backend::Aws(b) => Arc::new(b.mailer(self.clock.clone())),
         }
     }
 

@@ -7,12 +7,13 @@
 //! adapter passes the same conformance suite in `constellation-testkit`.
 //!
 //! Each AWS SDK client is behind a cargo feature (`dynamodb`, `s3`, `sqs`,
-//! `eventbridge`, and `provision` for creating resources); the default is
-//! all of them. A Lambda function enables only the ones it uses, so that it
-//! links only those clients.
+//! `eventbridge`, `sesv2`, and `provision` for creating resources); the
+//! default is all of them. A Lambda function enables only the ones it uses,
+//! so that it links only those clients.
 
 pub mod aws;
 pub mod blob;
+pub mod breaker;
 pub mod clock;
 pub mod config;
 pub mod cursor;
@@ -21,6 +22,7 @@ pub mod inbox;
 #[cfg(feature = "dynamodb")]
 mod lazy;
 pub mod local;
+pub mod mail;
 pub mod observe;
 pub mod outbox;
 pub mod queue;
@@ -33,8 +35,10 @@ pub mod tokens;
 pub mod worker;
 
 pub use blob::{BlobError, BlobMeta, BlobStore, PresignedRequest};
+pub use breaker::{BreakerOpen, CircuitBreaker};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use events::{DomainEvent, EventBus, EventsError, Route};
+pub use mail::{MailError, Mailer, OutgoingMail};
 pub use queue::{
     Queue, QueueAdmin, QueueError, QueueReceiver, QueueSpec, QueueStats, ReceivedMessage,
 };

@@ -72,6 +72,14 @@ impl TestServices {
                 let name = resolved(env, r.default);
                 let value = match (env.aws_backend(), r.kind) {
                     (_, ResourceKind::DeadLetterQueue { .. }) => continue,
+                    // An address, not a name to make unique.
+                    (None, ResourceKind::MailSender) => r.default.to_owned(),
+                    (Some(aws), ResourceKind::MailSender) => {
+                        if made.insert(format!("MailSender/{}", r.default)) {
+                            aws.ensure_email_identity(r.default).await?;
+                        }
+                        r.default.to_owned()
+                    }
                     (None, _) => name.clone(),
                     (Some(aws), kind) => {
                         let first = made.insert(format!("{kind:?}/{name}"));

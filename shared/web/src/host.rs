@@ -15,8 +15,8 @@
 //! on first use ([`Context::verifier`], [`Context::table`]), so a health
 //! check reads none and a request reads only what it needs, concurrently
 //! when it needs several. The accessors of optional ports exist with this
-//! crate's feature of the same name (`dynamodb`, `sqs`, `eventbridge`,
-//! `provision`), mirroring `constellation-platform`'s.
+//! crate's feature of the same name (`dynamodb`, `s3`, `sqs`, `eventbridge`,
+//! `sesv2`, `provision`), mirroring `constellation-platform`'s.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -83,6 +83,11 @@ pub enum ResourceKind {
         /// notifications in AWS; the local blob store sends the same event).
         notify: Option<BucketNotify>,
     },
+    /// The address mail is sent from: an SES identity in AWS (provisioned
+    /// under the default address; a deployment sets its own verified
+    /// address), the default locally, where mail goes to the data
+    /// directory's `mail/` ([`Context::mailer`]).
+    MailSender,
 }
 
 /// A bucket's notifications as `(prefix, queue reference)` pairs.
@@ -337,6 +342,13 @@ impl Context {
         Ok(self.platform.blob_store(self.resource(var)?).await?)
     }
 
+    /// The mailer (SES v2 in AWS, the data directory's `mail/` locally);
+    /// the sender address is the service's [`ResourceKind::MailSender`].
+    #[cfg(feature = "sesv2")]
+    pub fn mailer(&self) -> Arc<dyn constellation_platform::mail::Mailer> {
+        self.platform.mailer()
+    }
+
     /// The event bus (the service must list [`EVENT_BUS`]).
     #[cfg(feature = "eventbridge")]
     pub fn event_bus(&self) -> anyhow::Result<Arc<dyn EventBus>> {
@@ -470,6 +482,10 @@ pub async fn provision(aws: &AwsBackend, defs: &[ResourceDef]) -> anyhow::Result
             }
             ResourceKind::Bucket { .. } => {
                 aws.ensure_bucket(def.default).await?;
+                def.default.to_owned()
+            }
+            ResourceKind::MailSender => {
+                aws.ensure_email_identity(def.default).await?;
                 def.default.to_owned()
             }
         };

@@ -1,4 +1,5 @@
-//! AWS adapters: the ports over DynamoDB, S3, SQS, Secrets Manager and EventBridge.
+//! AWS adapters: the ports over DynamoDB, S3, SQS, Secrets Manager,
+//! EventBridge and SES v2.
 //!
 //! [`AwsBackend`] holds one SDK configuration and hands out adapters bound to
 //! a table, bucket or queue. Each SDK client is built on first use (clients
@@ -39,6 +40,8 @@ pub mod provision;
 #[cfg(feature = "s3")]
 mod s3;
 mod secrets;
+#[cfg(feature = "sesv2")]
+mod ses;
 #[cfg(feature = "sqs")]
 mod sqs;
 
@@ -49,6 +52,8 @@ pub use eventbridge::EventBridgeBus;
 #[cfg(feature = "s3")]
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerSecrets;
+#[cfg(feature = "sesv2")]
+pub use ses::SesMailer;
 #[cfg(feature = "sqs")]
 pub use sqs::{SqsQueue, SqsReceiver};
 
@@ -71,6 +76,8 @@ struct Clients {
     secrets: OnceLock<aws_sdk_secretsmanager::Client>,
     #[cfg(feature = "eventbridge")]
     eventbridge: OnceLock<aws_sdk_eventbridge::Client>,
+    #[cfg(feature = "sesv2")]
+    sesv2: OnceLock<aws_sdk_sesv2::Client>,
 }
 
 /// Whether this process is a Lambda function (the runtime sets this variable).
@@ -134,6 +141,8 @@ impl AwsBackend {
                 secrets: OnceLock::new(),
                 #[cfg(feature = "eventbridge")]
                 eventbridge: OnceLock::new(),
+                #[cfg(feature = "sesv2")]
+                sesv2: OnceLock::new(),
             }),
         }
     }
@@ -181,6 +190,13 @@ impl AwsBackend {
             .get_or_init(|| aws_sdk_eventbridge::Client::new(&self.inner.config))
     }
 
+    #[cfg(feature = "sesv2")]
+    fn sesv2(&self) -> &aws_sdk_sesv2::Client {
+        self.inner
+            .sesv2
+            .get_or_init(|| aws_sdk_sesv2::Client::new(&self.inner.config))
+    }
+
     /// The table `name`; cursors are sealed under `cursor_key`, and TTL is
     /// judged by `clock`.
     #[cfg(feature = "dynamodb")]
@@ -219,13 +235,19 @@ impl AwsBackend {
         sqs::queue_url(self.sqs(), name).await
     }
 
+    /// SES v2 in the configured account and region; messages are dated by `clock`.
+    #[cfg(feature = "sesv2")]
+    pub fn mailer(&self, clock: Arc<dyn crate::clock::Clock>) -> SesMailer {
+        SesMailer::new(self.sesv2().clone(), clock)
+    }
+
     /// Secrets Manager in the configured account and region.
     pub fn secrets(&self) -> SecretsManagerSecrets {
         SecretsManagerSecrets::new(self.clone())
     }
 }
 
-/// Error codes that mean "slow down or try again", across the four services.
+/// Error codes that mean "slow down or try again", across the services.
 const TRANSIENT_CODES: &[&str] = &[
     "ThrottlingException",
     "Throttling",

@@ -20,6 +20,7 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, CreateBucketConfiguration, Event, FilterRule, FilterRuleName,
     NotificationConfiguration, NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
 };
+use aws_sdk_sesv2::operation::create_email_identity::CreateEmailIdentityError;
 use aws_sdk_sqs::operation::create_queue::CreateQueueError;
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -277,6 +278,42 @@ impl AwsBackend {
             tracing::info!(secret = name, "created secret");
         }
         Ok(())
+    }
+
+    /// Creates the SES identity `address` (an email address, or a domain)
+    /// unless it exists. SES then sends the address a verification link
+    /// (a domain needs its DKIM records published); until it is verified,
+    /// sending from it is refused, and in the SES sandbox so is sending to
+    /// unverified recipients.
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure_email_identity(&self, address: &str) -> anyhow::Result<()> {
+        match self
+            .sesv2()
+            .create_email_identity()
+            .email_identity(address)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                tracing::info!(
+                    identity = address,
+                    verified = out.verified_for_sending_status(),
+                    "created email identity"
+                );
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(CreateEmailIdentityError::AlreadyExistsException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("creating email identity {address}")))
+            }
+        }
     }
 
     /// Creates the custom bus `name` unless it exists.

@@ -1,4 +1,5 @@
-//! Local adapters: every port over one SQLite file and a directory of blobs.
+//! Local adapters: every port over one SQLite file and a directory of blobs
+//! (and a directory of sent mail).
 //!
 //! `constellation serve` runs all services in one process, but `cargo lambda
 //! watch` runs one process per function over the same data directory, so
@@ -15,6 +16,7 @@
 
 mod blob;
 mod bus;
+pub mod mail;
 mod outbox;
 mod queue;
 mod secrets;
@@ -33,6 +35,7 @@ use writer::Writer;
 
 pub use blob::FileBlobStore;
 pub use bus::SqliteBus;
+pub use mail::FileMailer;
 pub use outbox::SqliteOutbox;
 pub use queue::{SqliteQueue, SqliteReceiver};
 pub use secrets::SqliteSecrets;
@@ -217,6 +220,17 @@ impl LocalBackend {
     /// Named secrets.
     pub fn secrets(&self) -> SqliteSecrets {
         SqliteSecrets::new(self.clone())
+    }
+
+    /// Where [`LocalBackend::mailer`] delivers: `<data_dir>/mail`.
+    pub fn mail_dir(&self) -> PathBuf {
+        self.inner.data_dir.join(mail::MAIL_DIR)
+    }
+
+    /// A mailer writing each message to [`LocalBackend::mail_dir`]; read
+    /// them with [`mail::list`] and [`mail::read`].
+    pub fn mailer(&self) -> FileMailer {
+        FileMailer::new(self.mail_dir(), self.inner.clock.clone())
     }
 
     /// Serves the presigned blob URLs of every bucket signed with `signing_key`
