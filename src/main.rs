@@ -393,6 +393,9 @@ async fn comms_resync(org: Option<&str>, backend: &BackendArgs) -> anyhow::Resul
     let store = constellation_auth::build_store(&ctx).await?;
     let published = store.republish_accounts(org.as_ref()).await?;
     println!("published {published} account snapshots");
+    Ok(())
+}
+
 /// `constellation mail`: the local mailbox, read straight from its files.
 fn mail(action: MailAction, backend: &BackendArgs) -> anyhow::Result<()> {
     use constellation_platform::local::mail;
