@@ -12,6 +12,7 @@ pub const SERVICES: &[&ServiceDef] = &[
     &constellation_expenses::SERVICE,
     &constellation_catalog::SERVICE,
     &constellation_orders::SERVICE,
+    &constellation_comms::SERVICE,
 ];
 
 /// The service named `name`.

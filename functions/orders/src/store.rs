@@ -346,7 +346,6 @@ fn lost_race(e: &OrderError) -> bool {
     matches!(e, OrderError::Store(e) if is_lost_race(e, 0))
 }
 
-
 /// The order service's rules.
 #[derive(Debug, Clone)]
 pub struct OrderStore {

@@ -107,6 +107,64 @@ enum Keep {
     },
 }
 
+/// One mail a test platform sent.
+#[derive(Debug, Clone)]
+pub struct SentMail {
+    /// Its recipients.
+    pub to: Vec<String>,
+    /// The message as sent (RFC 5322).
+    pub raw: String,
+}
+
+/// Every mail this platform has sent, as raw RFC 5322 text: the local
+/// mailbox's files, or what moto's SES recorded (`/moto-api/data.json`;
+/// moto is shared, so filter by recipient).
+pub async fn sent_mail(platform: &Platform) -> Vec<SentMail> {
+    match platform.local_backend() {
+        Some(local) => {
+            let dir = local.mail_dir();
+            let list = constellation_platform::local::mail::list(&dir)
+                .unwrap_or_else(|e| panic!("list {}: {e}", dir.display()));
+            list.into_iter()
+                .map(|m| {
+                    let raw = constellation_platform::local::mail::read(&dir, &m.id)
+                        .unwrap_or_else(|e| panic!("read mail {}: {e}", m.id))
+                        .unwrap_or_default();
+                    SentMail {
+                        to: vec![m.to],
+                        raw: String::from_utf8_lossy(&raw).into_owned(),
+                    }
+                })
+                .collect()
+        }
+        None => {
+            let endpoint = aws_endpoint().unwrap_or_else(|e| panic!("{e:#}"));
+            let body = reqwest::get(format!("{endpoint}/moto-api/data.json"))
+                .await
+                .unwrap_or_else(|e| panic!("read moto's data: {e}"))
+                .text()
+                .await
+                .unwrap_or_default();
+            let data: Value = serde_json::from_str(&body).unwrap_or_default();
+            data.as_object()
+                .into_iter()
+                .flat_map(|services| services.values())
+                .filter_map(|service| service.get("RawMessage"))
+                .flat_map(|messages| messages.as_array().cloned().unwrap_or_default())
+                .map(|m| SentMail {
+                    to: m["destinations"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|d| d.as_str().map(str::to_owned))
+                        .collect(),
+                    raw: m["raw_data"].as_str().unwrap_or_default().to_owned(),
+                })
+                .collect()
+        }
+    }
+}
+
 /// A fresh platform for one test, on one backend, with a clock the test moves.
 #[derive(Debug)]
 pub struct TestPlatform {
@@ -320,6 +378,11 @@ impl<S> TestApp<S> {
             default_bearer: None,
             _keep: env.keep,
         }
+    }
+
+    /// Every mail the app's platform has sent ([`sent_mail`]).
+    pub async fn sent_mail(&self) -> Vec<SentMail> {
+        sent_mail(&self.platform).await
     }
 
     /// Sends `token` on every request that names no authorization of its own.

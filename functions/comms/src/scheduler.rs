@@ -1,0 +1,53 @@
+//! comms' two schedules, both run by the `comms-scheduler` function:
+//! every minute, due announcements and reminders and the outbox relay; at
+//! 07:00 UTC, yesterday's reports.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use constellation_platform::outbox::OutboxRelay;
+use constellation_platform::schedule::{ScheduledEvent, ScheduledHandler};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::domain;
+use crate::store::CommsStore;
+
+/// Every minute: publish what is due, relay the outbox.
+#[derive(Debug, Clone)]
+pub struct Minutely(pub Arc<CommsStore>);
+
+#[async_trait]
+impl ScheduledHandler for Minutely {
+    async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
+        let due = self.0.run_due().await?;
+        let relay = OutboxRelay(self.0.outbox().clone()).run(event).await?;
+        Ok(json!({ "due": due, "outbox": relay }))
+    }
+}
+
+/// At 07:00 UTC: the reports of the day before (or of `date` when run by hand).
+#[derive(Debug, Clone)]
+pub struct DailyReport(pub Arc<CommsStore>);
+
+#[async_trait]
+impl ScheduledHandler for DailyReport {
+    async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
+        let date = match &event.date {
+            Some(d) => domain::date("date", d)?,
+            None => {
+                let at = event
+                    .scheduled_time
+                    .as_deref()
+                    .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+                    .unwrap_or_else(|| self.0.now());
+                at.date()
+                    .previous_day()
+                    .ok_or_else(|| anyhow::anyhow!("no day before {}", at.date()))?
+            }
+        };
+        let reports = self.0.write_reports(date).await?;
+        Ok(json!({ "date": domain::date_string(date), "reports": reports }))
+    }
+}
