@@ -1,6 +1,6 @@
 """Schemathesis hooks for scripts/schemathesis.
 
-Six narrow exceptions to "schema-valid request rejected" (ST202), one to
+Eight narrow exceptions to "schema-valid request rejected" (ST202), two to
 "created resource not found" (ST302), two to "missing required header
 accepted" (ST203), and nothing else; every other failure fails the run:
 
@@ -25,7 +25,10 @@ accepted" (ST203), and nothing else; every other failure fails the run:
   link from `POST /invites` to `POST /accept-invite` (with the token the
   creation answered) and then to `DELETE /invites/{id}`, which rightly
   answers 404. Excused only when the server's own log ($ST_SERVE_LOG)
-  records that this invite was accepted or revoked before.
+  records that this invite was accepted or revoked before. Likewise an
+  announcement: a retried create (same `Idempotency-Key`) replays the
+  first answer, whose announcement may have been retracted since; excused
+  only when the log records that retraction.
 - An amount of money has at most its currency's own number of decimals
   (JPY 0, EUR 2, KWD 3) and is at most 1,000,000 of it: rules between two
   fields that JSON Schema cannot state without one schema per currency. A
@@ -34,6 +37,14 @@ accepted" (ST203), and nothing else; every other failure fails the run:
 - An expense's `incurred_on` is no later than tomorrow and at most 365
   days ago, relative to the server's today: no schema can state it. A 400
   `invalid-input` naming `incurred_on` with exactly those reasons is
+  excused.
+- An announcement's `publish_at` and a reminder's `remind_at` are in the
+  future and within a year, relative to the server's now. A 400
+  `invalid-input` naming either with exactly those reasons is excused.
+- An announcement's `attachments` must be ready attachments of the
+  organization, and a reminder's `to.accounts` accounts of it: state
+  that only media's and auth's events create, which no generated request
+  can. A 400 `invalid-input` naming the field with exactly that reason is
   excused.
 - An order's lines name distinct products: a rule across array items
   that JSON Schema cannot state for one property of objects. A 400
@@ -61,6 +72,12 @@ INVALID_INPUT = "urn:constellation:problem:invalid-input"
 AMOUNT_FIELDS = ("amount", "price.amount")
 CURRENCY_RULES = ("decimal place", "has no minor unit", "must be at most 1000000")
 DATE_RULES = ("days ago", "after tomorrow")
+SCHEDULE_FIELDS = ("publish_at", "remind_at")
+SCHEDULE_RULES = ("must be in the future", "must be within a year")
+STATE_RULES = {
+    "attachments": "is not a ready attachment of this organization",
+    "to.accounts": "is not an account of this organization",
+}
 KEY_REUSED = "urn:constellation:problem:idempotency-key-reused"
 
 
@@ -93,25 +110,39 @@ def _breaks_document(case):
     return False
 
 
-def _invite_consumed(case):
-    """Whether serve logged that the invite named in the case's path was
-    accepted or revoked."""
-    invite = (case.path_parameters or {}).get("id")
+# Resources a logged event ends: (created with, the resource's path, any
+# method) -> (the log field naming the id, the messages that end it).
+ENDED_BY = {
+    ("POST /v1/auth/invites", "/v1/auth/invites/{id}"): (
+        "invite",
+        ("invite accepted", "invite revoked"),
+    ),
+    ("POST /v1/comms/announcements", "/v1/comms/announcements/{id}"): (
+        "announcement",
+        ("announcement retracted",),
+    ),
+}
+
+
+def _ended_before(failure, case):
+    """Whether serve logged that the resource named in the case's path was
+    ended (an invite accepted or revoked, an announcement retracted)."""
+    resource = failure.not_available_with.split(" ", 1)[-1]
+    rule = ENDED_BY.get((failure.created_with, resource))
+    ident = (case.path_parameters or {}).get("id")
     path = os.environ.get("ST_SERVE_LOG")
-    if not invite or not path:
+    if not rule or not ident or not path:
         return False
+    field, messages = rule
     with open(path) as log:
         for line in log:
-            if invite not in line:
+            if ident not in line:
                 continue
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if record.get("invite") == invite and record.get("message") in (
-                "invite accepted",
-                "invite revoked",
-            ):
+            if record.get(field) == ident and record.get("message") in messages:
                 return True
     return False
 
@@ -129,13 +160,7 @@ def _repeats_a_product(case):
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
     if type(failure).__name__ == "EnsureResourceAvailability":
-        consumed = (
-            failure.created_with == "POST /v1/auth/invites"
-            and failure.not_available_with == "DELETE /v1/auth/invites/{id}"
-            and response.status_code == 404
-            and _invite_consumed(case)
-        )
-        return not consumed
+        return not (response.status_code == 404 and _ended_before(failure, case))
     if type(failure).__name__ == "MissingHeaderNotRejected":
         try:
             problem = json.loads(response.content)
@@ -170,6 +195,20 @@ def filter_failure(context, failure, case, response):
         and problem.get("type") == INVALID_INPUT
         and problem.get("field") == "incurred_on"
         and any(rule in problem.get("detail", "") for rule in DATE_RULES)
+    ):
+        return False
+    if (
+        response.status_code == 400
+        and problem.get("type") == INVALID_INPUT
+        and problem.get("field") in SCHEDULE_FIELDS
+        and any(rule in problem.get("detail", "") for rule in SCHEDULE_RULES)
+    ):
+        return False
+    if (
+        response.status_code == 400
+        and problem.get("type") == INVALID_INPUT
+        and problem.get("field") in STATE_RULES
+        and STATE_RULES[problem.get("field")] in problem.get("detail", "")
     ):
         return False
     if (

@@ -175,6 +175,24 @@ pub fn page_cursor() -> Object {
         .build()
 }
 
+/// A time-ordered record id as issued (`constellation_core::ids`).
+pub fn time_ordered_id_schema() -> Object {
+    text()
+        .pattern(Some(constellation_core::ids::TIME_ORDERED_ID_PATTERN))
+        .description(Some("An id as issued"))
+        .build()
+}
+
+/// The `{id}` path parameter of a record with a time-ordered id (what
+/// [`crate::extract::PathId`]`<String>` accepts).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct TimeOrderedIdPath {
+    /// The id.
+    #[param(schema_with = time_ordered_id_schema)]
+    pub id: String,
+}
+
 /// The `limit` and `cursor` query parameters every listing takes.
 #[derive(Debug, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -62,12 +62,7 @@ pub(super) fn sku_prefix_schema() -> Object {
     text().pattern(Some("^[A-Z0-9-]{0,32}$")).build()
 }
 
-pub(super) fn id_schema() -> Object {
-    text()
-        .pattern(Some("^[0-9a-f]{32}$"))
-        .description(Some("An id as issued"))
-        .build()
-}
+pub(super) use constellation_web::openapi::time_ordered_id_schema as id_schema;
 
 pub(super) fn amount_schema() -> Object {
     constellation_web::openapi::money_amount_schema()
@@ -430,14 +425,7 @@ pub struct MovementList {
     pub next_cursor: Option<String>,
 }
 
-/// The `{id}` path parameter.
-#[derive(Debug, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct IdPath {
-    /// The id.
-    #[param(schema_with = id_schema)]
-    pub id: String,
-}
+pub use constellation_web::openapi::TimeOrderedIdPath as IdPath;
 
 /// Product listing filters.
 #[derive(Debug, IntoParams)]

@@ -204,7 +204,7 @@ pub struct AnnouncementForCreate {
     #[schema(schema_with = attachments_schema)]
     pub attachments: Vec<String>,
     /// When to publish (future, within a year); now when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     #[schema(schema_with = date_time)]
     pub publish_at: Option<String>,
 }
@@ -245,8 +245,8 @@ pub struct AnnouncementView {
     pub title: String,
     /// Body.
     pub body: String,
-    /// Who it addresses: `"all"` or `{"roles":[...]}`.
-    #[schema(value_type = Object)]
+    /// Who it addresses.
+    #[schema(schema_with = audience_schema)]
     pub audience: Value,
     /// Its attachments.
     pub attachments: Vec<AttachmentView>,
@@ -423,7 +423,7 @@ pub struct ReminderForCreate {
     #[schema(schema_with = recipients_schema)]
     pub to: Value,
     /// `none` (default), `daily` or `weekly`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "constellation_web::extract::not_null")]
     #[schema(schema_with = repeat_schema)]
     pub repeat: Option<String>,
 }
@@ -438,7 +438,7 @@ pub struct ReminderView {
     /// When it is due next (or was last, once done).
     pub remind_at: String,
     /// Who gets it.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = recipients_schema)]
     pub to: Value,
     /// `none`, `daily` or `weekly`.
     pub repeat: String,

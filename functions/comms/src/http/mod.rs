@@ -16,7 +16,9 @@ use axum::routing::{get, post};
 use constellation_core::auth::Role;
 use constellation_platform::{Clock, Table};
 use constellation_web::extract::{PathId, query_param, query_params};
-use constellation_web::openapi::{Conventions, IdempotentDef, PageQuery, id_link, openapi_route};
+use constellation_web::openapi::{
+    Conventions, IdempotentDef, PageQuery, TimeOrderedIdPath, id_link, openapi_route,
+};
 use constellation_web::pagination::RawPageParams;
 use constellation_web::{
     ApiError, Authenticated, IdempotencyLayer, IdempotencyOptions, Json, PageParams,
@@ -212,10 +214,11 @@ async fn list_announcements(
 #[utoipa::path(
     get,
     path = "/v1/comms/announcements/{id}",
-    params(("id" = String, Path, description = "The announcement id")),
+    params(TimeOrderedIdPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The announcement", body = AnnouncementView),
+        (status = 400, description = "The id is not one as issued; `field` names it"),
         (status = 404, description = "No such announcement the caller may see"),
     )
 )]
@@ -234,10 +237,11 @@ async fn get_announcement(
 #[utoipa::path(
     delete,
     path = "/v1/comms/announcements/{id}",
-    params(("id" = String, Path, description = "The announcement id")),
+    params(TimeOrderedIdPath),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Retracted"),
+        (status = 400, description = "The id is not one as issued; `field` names it"),
         (status = 403, description = "Members cannot retract"),
         (status = 404, description = "No such announcement"),
     )
@@ -299,10 +303,11 @@ async fn list_notifications(
 #[utoipa::path(
     post,
     path = "/v1/comms/notifications/{id}/read",
-    params(("id" = String, Path, description = "The notification id")),
+    params(TimeOrderedIdPath),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The notification, read", body = NotificationView),
+        (status = 400, description = "The id is not one as issued; `field` names it"),
         (status = 404, description = "No such notification in the caller's inbox"),
     )
 )]
@@ -417,6 +422,7 @@ async fn remind(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "One page", body = ReminderList),
+        (status = 400, description = "An invalid parameter, or one this route does not take; `field` names it"),
         (status = 403, description = "Members cannot list reminders"),
     )
 )]
@@ -439,10 +445,11 @@ async fn list_reminders(
 #[utoipa::path(
     delete,
     path = "/v1/comms/reminders/{id}",
-    params(("id" = String, Path, description = "The reminder id")),
+    params(TimeOrderedIdPath),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "The id is not one as issued; `field` names it"),
         (status = 403, description = "Members cannot delete reminders"),
         (status = 404, description = "No such reminder"),
     )

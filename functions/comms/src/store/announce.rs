@@ -499,7 +499,10 @@ impl CommsStore {
                 condition: Condition::VersionEquals(item.version),
             }];
             match self.outbox.commit(writes, &events).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    tracing::info!(announcement = id, by = %p.account, "announcement retracted");
+                    return Ok(());
+                }
                 Err(e) if taken(&e) => continue,
                 Err(e) => return Err(e.into()),
             }
