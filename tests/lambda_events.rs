@@ -492,3 +492,60 @@ async fn catalog_events_through_the_function_and_the_worker() {
     let report = run_schedule_event(&ctx, def, "catalog-outbox-schedule.json").await;
     assert_eq!(report["sent"], 0, "{report}");
 }
+
+/// The comms function's events, its worker's and its scheduler's: health
+/// and an empty announcement list through the Lambda request conversion;
+/// the SQS-wrapped `account.created` envelope from auth puts the account in
+/// comms' directory copy (delivered twice, applied once); and both
+/// Scheduler events, each picked by its `schedule`, run their handler as
+/// the one `comms-scheduler` function does.
+#[tokio::test]
+async fn comms_events_through_the_function_the_worker_and_the_scheduler() {
+    let def = &constellation_comms::SERVICE;
+    let (fx, platform) = fx_app(def).await;
+    let health = invoke(&fx, "comms-health.json").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(json(&health.body)["service"], "comms");
+    let list = invoke(&fx, "comms-list-announcements.json").await;
+    assert_eq!(list.status, 200, "{}", String::from_utf8_lossy(&list.body));
+    assert_eq!(
+        json(&list.body),
+        serde_json::json!({"items": [], "next_cursor": null}),
+        "a fresh organization has no announcements"
+    );
+
+    let ctx = fx_context(&platform, def).await;
+    let worker = ctx
+        .worker(def.consumer("comms-worker").unwrap())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let created = worker
+            .handle_batch(sqs_event("comms-worker-account-created.json"))
+            .await;
+        assert!(created.batch_item_failures.is_empty(), "{created:?}");
+    }
+    let (store, _) = constellation_comms::store(&ctx).await.unwrap();
+    let org = OrgId::parse("org-events").unwrap();
+    let entry = store
+        .entry(&org, "0a1b2c3d4e5f60718293a4b5c6d7e8f9")
+        .await
+        .unwrap()
+        .expect("the account is in comms' directory");
+    assert_eq!(entry.role, Role::Admin);
+    assert_eq!(entry.email, "ada@example.com");
+    assert!(!entry.disabled);
+
+    let minutely = run_schedule_event(&ctx, def, "comms-scheduler-schedule.json").await;
+    assert!(
+        minutely.get("due").is_some() && minutely.get("outbox").is_some(),
+        "{minutely}"
+    );
+    assert_eq!(minutely["outbox"]["sent"], 0, "{minutely}");
+    let daily = run_schedule_event(&ctx, def, "comms-daily-report-schedule.json").await;
+    assert_eq!(
+        daily["date"], "2026-12-01",
+        "the day before the run's scheduled_time: {daily}"
+    );
+    assert_eq!(daily["reports"], 0, "nothing happened that day: {daily}");
+}
