@@ -127,14 +127,15 @@ pub fn future(
     now: OffsetDateTime,
 ) -> Result<OffsetDateTime, ValidationError> {
     let at = timestamp(field, raw)?;
+    // Stored to the second, as it is shown.
+    let at = at.replace_nanosecond(0).unwrap_or(at);
     if at <= now {
         return Err(ValidationError::new(field, "must be in the future"));
     }
     if at > now + MAX_SCHEDULE_AHEAD {
         return Err(ValidationError::new(field, "must be within a year"));
     }
-    // Stored to the second, as it is shown.
-    Ok(at.replace_nanosecond(0).unwrap_or(at))
+    Ok(at)
 }
 
 /// A calendar date `YYYY-MM-DD`.

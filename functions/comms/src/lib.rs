@@ -67,6 +67,7 @@ pub const SUBSCRIBED: &[&str] = &[
     store::deliver::events::DELIVER,
     store::deliver::events::EMAIL,
     store::deliver::events::RETRACT,
+    store::deliver::events::REPORT,
 ];
 
 /// comms as every host sees it.

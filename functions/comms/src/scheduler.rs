@@ -21,13 +21,15 @@ pub struct Minutely(pub Arc<CommsStore>);
 #[async_trait]
 impl ScheduledHandler for Minutely {
     async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
-        let due = self.0.run_due().await?;
+        // The relay first: however much is due, stranded events go out.
         let relay = OutboxRelay(self.0.outbox().clone()).run(event).await?;
+        let due = self.0.run_due().await?;
         Ok(json!({ "due": due, "outbox": relay }))
     }
 }
 
-/// At 07:00 UTC: the reports of the day before (or of `date` when run by hand).
+/// At 07:00 UTC: queues the reports of the day before (or of `date` when
+/// run by hand), one `comms.report` step per organization for the worker.
 #[derive(Debug, Clone)]
 pub struct DailyReport(pub Arc<CommsStore>);
 
@@ -47,7 +49,7 @@ impl ScheduledHandler for DailyReport {
                     .ok_or_else(|| anyhow::anyhow!("no day before {}", at.date()))?
             }
         };
-        let reports = self.0.write_reports(date).await?;
+        let reports = self.0.queue_reports(date).await?;
         Ok(json!({ "date": domain::date_string(date), "reports": reports }))
     }
 }

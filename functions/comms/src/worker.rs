@@ -4,8 +4,9 @@
 //! - `media.*` keep the attachments comms may show;
 //! - `expense.*`, `order.*`, `inventory.low` are counted toward the day
 //!   and notified;
-//! - `comms.deliver`, `comms.retract` and `comms.email` are comms' own
-//!   steps (a page of a fan-out, of a retraction, one mail).
+//! - `comms.deliver`, `comms.retract`, `comms.email` and `comms.report`
+//!   are comms' own steps (a page of a fan-out, of a retraction, one mail,
+//!   one organization's daily report).
 
 use std::sync::Arc;
 
@@ -32,7 +33,10 @@ pub struct CommsWorker {
 
 fn classify(e: CommsError) -> RecordError {
     match e {
-        CommsError::Invalid(_) | CommsError::NotFound(_) | CommsError::Forbidden(_) => {
+        CommsError::Invalid(_)
+        | CommsError::NotFound(_)
+        | CommsError::Forbidden(_)
+        | CommsError::Store(constellation_platform::StoreError::Invalid(_)) => {
             RecordError::permanent(e)
         }
         e => RecordError::retryable(e),
@@ -77,6 +81,11 @@ impl EventHandler for CommsWorker {
                     .retract_page(&org, text(&event.data, "announcement_id")?, cursor)
                     .await
                     .map(drop)
+            }
+            events::REPORT => {
+                store
+                    .write_day_report(&org, text(&event.data, "date")?)
+                    .await
             }
             events::EMAIL => {
                 return self

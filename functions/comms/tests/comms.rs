@@ -31,6 +31,7 @@ constellation_testkit::on_both_backends! {
     attachments_must_be_ready_and_come_with_download_urls,
     an_expense_submitted_reaches_the_admins_inbox_and_their_mailbox,
     a_failing_sender_opens_the_breaker_and_loses_nothing,
+    mail_goes_out_once_and_never_for_a_retracted_announcement,
 }
 
 const ORG: &str = "org-comms";
@@ -565,7 +566,8 @@ async fn the_daily_report_equals_the_events_consumed(app: CommsApp) {
         .await
         .assert_status(StatusCode::FORBIDDEN);
     // Run again by hand for the day: the same report, no second one.
-    run(&app, DAILY_REPORT, Some(&day)).await;
+    assert_eq!(run(&app, DAILY_REPORT, Some(&day)).await["reports"], 2);
+    app.service.pump_twice().await.unwrap();
     let again = app.get("/v1/comms/reports").bearer(&admin).await.json();
     assert_eq!(again["items"].as_array().unwrap().len(), 1);
     assert_eq!(again["items"][0]["counts"], r["counts"]);
@@ -1047,6 +1049,108 @@ impl constellation_platform::mail::Mailer for Flaky {
     }
 }
 
+/// comms' worker as production builds it, but over a [`Flaky`] mailer, and
+/// a receiver of comms' queue to hand it records one by one.
+struct OwnWorker {
+    flaky: std::sync::Arc<Flaky>,
+    breaker: constellation_platform::breaker::CircuitBreaker,
+    worker: constellation_platform::worker::Worker,
+    receiver: std::sync::Arc<dyn constellation_platform::queue::QueueReceiver>,
+}
+
+impl OwnWorker {
+    async fn start(app: &CommsApp) -> Self {
+        let ctx = app.service.context("comms");
+        let flaky = std::sync::Arc::new(Flaky {
+            real: ctx.mailer(),
+            failing: std::sync::atomic::AtomicBool::new(false),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let breaker = constellation_platform::breaker::CircuitBreaker::new(
+            "comms-mail",
+            constellation_comms::mail::FAILURES,
+            constellation_comms::mail::OPEN_FOR,
+            ctx.platform.clock(),
+            constellation_platform::observe::MetricsSink::discard(),
+        );
+        let mail = constellation_comms::mail::Mail::new(
+            flaky.clone(),
+            breaker.clone(),
+            ctx.resource(constellation_comms::config::MAIL_SENDER_VAR)
+                .unwrap(),
+        );
+        let (store, _) = constellation_comms::store(ctx).await.unwrap();
+        let worker = constellation_platform::worker::Worker::new(
+            "comms-worker",
+            std::sync::Arc::new(constellation_platform::worker::Events(
+                constellation_comms::worker::CommsWorker {
+                    store: std::sync::Arc::new(store),
+                    mail: std::sync::Arc::new(mail),
+                },
+            )),
+            ctx.queue(constellation_comms::config::DLQ_VAR).unwrap(),
+            constellation_platform::observe::MetricsSink::discard(),
+        );
+        let queue = ctx
+            .resource(constellation_comms::config::QUEUE_VAR)
+            .unwrap();
+        let spec = constellation_comms::config::RESOURCES[1]
+            .queue_spec(
+                ctx.resources
+                    .queue_name(constellation_comms::config::QUEUE_VAR)
+                    .unwrap(),
+            )
+            .unwrap();
+        let receiver = app.platform.receiver(&spec, queue).await.unwrap();
+        Self {
+            flaky,
+            breaker,
+            worker,
+            receiver,
+        }
+    }
+
+    /// Handles every record on the queue one at a time, except those
+    /// `hold` picks (left on the queue, in flight) and those that fail;
+    /// returns both kinds.
+    async fn drain(
+        &self,
+        hold: impl Fn(&DomainEvent) -> bool,
+    ) -> Vec<constellation_platform::queue::ReceivedMessage> {
+        let mut held = Vec::new();
+        loop {
+            let batch = self
+                .receiver
+                .receive(1, std::time::Duration::from_millis(300))
+                .await
+                .unwrap();
+            let Some(m) = batch.into_iter().next() else {
+                return held;
+            };
+            if hold(&DomainEvent::from_queue_body(&m.body).unwrap()) {
+                held.push(m);
+                continue;
+            }
+            let response = self.handle(std::slice::from_ref(&m)).await;
+            if response.batch_item_failures.is_empty() {
+                self.receiver.delete(&m.receipt_handle).await.unwrap();
+            } else {
+                held.push(m);
+            }
+        }
+    }
+
+    /// Hands `messages` to the worker as one SQS batch.
+    async fn handle(
+        &self,
+        messages: &[constellation_platform::queue::ReceivedMessage],
+    ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+        let event =
+            constellation_platform::runner::to_sqs_event(self.receiver.source_arn(), messages);
+        self.worker.handle_batch(event).await
+    }
+}
+
 async fn a_failing_sender_opens_the_breaker_and_loses_nothing(app: CommsApp) {
     use std::sync::atomic::Ordering;
     let ctx = app.service.context("comms");
@@ -1056,48 +1160,8 @@ async fn a_failing_sender_opens_the_breaker_and_loses_nothing(app: CommsApp) {
         opt_in(&app, &p, "announcements").await;
         people.push(p);
     }
-    let flaky = std::sync::Arc::new(Flaky {
-        real: ctx.mailer(),
-        failing: std::sync::atomic::AtomicBool::new(true),
-        calls: std::sync::atomic::AtomicUsize::new(0),
-    });
-    let breaker = constellation_platform::breaker::CircuitBreaker::new(
-        "comms-mail",
-        constellation_comms::mail::FAILURES,
-        constellation_comms::mail::OPEN_FOR,
-        ctx.platform.clock(),
-        constellation_platform::observe::MetricsSink::discard(),
-    );
-    let mail = constellation_comms::mail::Mail::new(
-        flaky.clone(),
-        breaker.clone(),
-        ctx.resource(constellation_comms::config::MAIL_SENDER_VAR)
-            .unwrap(),
-    );
-    let (store, _) = constellation_comms::store(ctx).await.unwrap();
-    let worker = constellation_platform::worker::Worker::new(
-        "comms-worker",
-        std::sync::Arc::new(constellation_platform::worker::Events(
-            constellation_comms::worker::CommsWorker {
-                store: std::sync::Arc::new(store),
-                mail: std::sync::Arc::new(mail),
-            },
-        )),
-        ctx.queue(constellation_comms::config::DLQ_VAR).unwrap(),
-        constellation_platform::observe::MetricsSink::discard(),
-    );
-    let queue = ctx
-        .resource(constellation_comms::config::QUEUE_VAR)
-        .unwrap();
-    let spec = constellation_comms::config::RESOURCES[1]
-        .queue_spec(
-            ctx.resources
-                .queue_name(constellation_comms::config::QUEUE_VAR)
-                .unwrap(),
-        )
-        .unwrap();
-    let receiver = app.platform.receiver(&spec, queue).await.unwrap();
-
+    let own = OwnWorker::start(&app).await;
+    own.flaky.failing.store(true, Ordering::SeqCst);
     let a = announce(
         &app,
         &people[0],
@@ -1107,31 +1171,12 @@ async fn a_failing_sender_opens_the_breaker_and_loses_nothing(app: CommsApp) {
     assert_eq!(a["status"], "published");
     // One record at a time, as a worker with batch size 1 would: the
     // fan-out succeeds; each mail fails until the breaker opens.
-    let mut held = Vec::new();
-    loop {
-        let batch = receiver
-            .receive(1, std::time::Duration::from_millis(300))
-            .await
-            .unwrap();
-        let Some(m) = batch.into_iter().next() else {
-            break;
-        };
-        let event = constellation_platform::runner::to_sqs_event(
-            receiver.source_arn(),
-            std::slice::from_ref(&m),
-        );
-        let response = worker.handle_batch(event).await;
-        if response.batch_item_failures.is_empty() {
-            receiver.delete(&m.receipt_handle).await.unwrap();
-        } else {
-            held.push(m);
-        }
-    }
+    let held = own.drain(|_| false).await;
     // Six mails held back, reported as failures (left on the queue, not
     // dead-lettered); five reached the sender before the breaker opened.
     assert_eq!(held.len(), 6);
-    assert_eq!(flaky.calls.load(Ordering::SeqCst), 5);
-    assert!(breaker.is_open());
+    assert_eq!(own.flaky.calls.load(Ordering::SeqCst), 5);
+    assert!(own.breaker.is_open());
     for p in &people {
         assert!(mail_to(&app, p).await.is_empty());
     }
@@ -1153,21 +1198,70 @@ async fn a_failing_sender_opens_the_breaker_and_loses_nothing(app: CommsApp) {
     // The sender recovers; after the breaker's 30 s the held records come
     // back (as SQS redelivers them) and every mail goes out once, even when
     // each is redelivered once more.
-    flaky.failing.store(false, Ordering::SeqCst);
+    own.flaky.failing.store(false, Ordering::SeqCst);
     app.advance(time::Duration::seconds(31));
     for _ in 0..2 {
-        let event = constellation_platform::runner::to_sqs_event(receiver.source_arn(), &held);
-        let response = worker.handle_batch(event).await;
+        let response = own.handle(&held).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
     }
     for m in &held {
-        receiver.delete(&m.receipt_handle).await.unwrap();
+        own.receiver.delete(&m.receipt_handle).await.unwrap();
     }
-    assert!(!breaker.is_open());
-    assert_eq!(flaky.calls.load(Ordering::SeqCst), 5 + 6);
+    assert!(!own.breaker.is_open());
+    assert_eq!(own.flaky.calls.load(Ordering::SeqCst), 5 + 6);
     for p in &people {
         let mail = mail_to(&app, p).await;
         assert_eq!(mail.len(), 1, "{p:?}");
         assert!(mail[0].contains("Subject: Outage drill"));
     }
+}
+
+async fn mail_goes_out_once_and_never_for_a_retracted_announcement(app: CommsApp) {
+    use std::sync::atomic::Ordering;
+    let reader = newcomer(&app, Role::Member).await;
+    opt_in(&app, &reader, "announcements").await;
+    let own = OwnWorker::start(&app).await;
+    let is_mail = |e: &DomainEvent| e.event_type == "comms.email";
+
+    // Two copies of one mail record handled at once: one sends.
+    announce(
+        &app,
+        &people().admin,
+        json!({"title": "Once", "body": "b", "audience": "all"}),
+    )
+    .await;
+    let mail = own.drain(is_mail).await;
+    assert_eq!(mail.len(), 1);
+    let (a, b) = tokio::join!(own.handle(&mail), own.handle(&mail));
+    let failed = a.batch_item_failures.len() + b.batch_item_failures.len();
+    assert!(failed <= 1, "{a:?} {b:?}");
+    let again = own.handle(&mail).await;
+    assert!(again.batch_item_failures.is_empty(), "{again:?}");
+    own.receiver.delete(&mail[0].receipt_handle).await.unwrap();
+    assert_eq!(own.flaky.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(mail_to(&app, &reader).await.len(), 1);
+
+    // Retracted while its mail waits in the queue: the mail is not sent.
+    let b = announce(
+        &app,
+        &people().admin,
+        json!({"title": "Oops", "body": "b", "audience": "all"}),
+    )
+    .await;
+    let mail = own.drain(is_mail).await;
+    assert_eq!(mail.len(), 1);
+    app.delete(&format!(
+        "/v1/comms/announcements/{}",
+        b["id"].as_str().unwrap()
+    ))
+    .bearer(&token(&app, &people().admin))
+    .await
+    .assert_status(StatusCode::NO_CONTENT);
+    let response = own.handle(&mail).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    own.receiver.delete(&mail[0].receipt_handle).await.unwrap();
+    assert_eq!(own.flaky.calls.load(Ordering::SeqCst), 1);
+    let got = mail_to(&app, &reader).await;
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].contains("Subject: Oops"));
 }

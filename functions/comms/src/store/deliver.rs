@@ -42,6 +42,8 @@ pub mod events {
     pub const EMAIL: &str = "comms.email";
     /// Remove a retracted announcement's unread notifications (`{"announcement_id","cursor"}`).
     pub const RETRACT: &str = "comms.retract";
+    /// Write one organization's daily report (`{"date"}`).
+    pub const REPORT: &str = "comms.report";
 }
 
 /// One delivery.
@@ -565,45 +567,7 @@ impl CommsStore {
                 Err(e) => return Err(e.into()),
             }
         }
-        // Whatever a concurrent reader or writer left: the count follows the index.
-        if self
-            .table
-            .query(&Query {
-                index: Some(Index::Gsi1),
-                pk: unread_index(org, account),
-                sort: SortKey::All,
-                descending: false,
-                limit: 1,
-                cursor: None,
-            })
-            .await?
-            .items
-            .is_empty()
-        {
-            self.reset_count(org, account).await?;
-        }
         Ok(marked)
-    }
-
-    /// Sets the unread count to 0 when nothing is unread (repairs a count
-    /// that a crash between a delete and its count could leave; normally a no-op).
-    async fn reset_count(&self, org: &OrgId, account: &str) -> Result<(), CommsError> {
-        let key = count_key(org, account);
-        if let Some(c) = self.table.get(&key).await?
-            && c.int("n").unwrap_or(0) != 0
-        {
-            let mut item = Item::new(key).with("n", 0);
-            item.version = c.version + 1;
-            match self
-                .table
-                .put(&item, Condition::VersionEquals(c.version))
-                .await
-            {
-                Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
     }
 
     /// Removes one page of the unread notifications of retracted

@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use time::{Date, OffsetDateTime};
 
 use super::announce::DOWNLOAD_LIFETIME;
+use super::deliver::events;
 use super::{CommsError, CommsStore, parse_time, rfc3339};
 use crate::domain::{Audience, Category, Message, date_string, event_message};
 
@@ -32,6 +33,9 @@ pub const COUNTERS: [&str; 7] = [
     "orders_shipped",
     "products_low",
 ];
+/// Reports queued per commit (one event each, with one progress write:
+/// within DynamoDB's 100 writes per transaction).
+const REPORTS_PER_COMMIT: u32 = 90;
 /// The most low products a day lists by SKU.
 const MAX_LOW_LISTED: usize = 100;
 
@@ -302,14 +306,14 @@ impl CommsStore {
             .unwrap_or_default())
     }
 
-    /// Writes the report of `date` for every organization with activity
-    /// that day; returns how many. A report written for the first time is
-    /// mailed to the organization's admins; running it again for the same
-    /// day rewrites it and mails nobody twice.
-    pub async fn write_reports(&self, date: Date) -> Result<usize, CommsError> {
+    /// Queues the report of `date` for every organization with activity
+    /// that day (one `comms.report` step each, committed with the run's
+    /// progress): the worker writes them, so one run's work is bounded
+    /// however many organizations there are. Returns how many were queued.
+    pub async fn queue_reports(&self, date: Date) -> Result<usize, CommsError> {
         let day = date_string(date);
         let mut cursor = None;
-        let mut written = 0;
+        let mut queued = 0;
         loop {
             let page = self
                 .table
@@ -318,27 +322,47 @@ impl CommsStore {
                     pk: format!("ACTIVE#{day}"),
                     sort: SortKey::All,
                     descending: false,
-                    limit: 100,
+                    limit: REPORTS_PER_COMMIT,
                     cursor,
                 })
                 .await?;
+            let mut events = Vec::with_capacity(page.items.len());
             for item in &page.items {
-                let Some(org) = item
+                if let Some(org) = item
                     .key
                     .pk
                     .strip_prefix("STATS#")
                     .and_then(|o| OrgId::parse(o).ok())
-                else {
-                    continue;
-                };
-                self.write_report(&org, &day, &stats_of(item)).await?;
-                written += 1;
+                {
+                    events.push(self.event(events::REPORT, &org, json!({ "date": day }))?);
+                }
+            }
+            if !events.is_empty() {
+                let mut progress = Item::new(ItemKey::new("REPORTRUN", day.as_str()))
+                    .with("queued", queued + events.len())
+                    .with("at", rfc3339(self.now()));
+                progress.expires_at = Some(self.now() + time::Duration::days(30));
+                let writes = vec![Write::Put {
+                    item: progress,
+                    condition: Condition::None,
+                }];
+                self.outbox.commit(writes, &events).await?;
+                queued += events.len();
             }
             cursor = page.next_cursor;
             if cursor.is_none() {
-                return Ok(written);
+                return Ok(queued);
             }
         }
+    }
+
+    /// Writes `org`'s report of `day` (`YYYY-MM-DD`) from its counters (a
+    /// `comms.report` step). The first time, it is mailed to the
+    /// organization's admins; again, it is rewritten and mails nobody twice.
+    pub async fn write_day_report(&self, org: &OrgId, day: &str) -> Result<(), CommsError> {
+        let date = crate::domain::date("date", day)?;
+        let stats = self.day_stats(org, date).await?;
+        self.write_report(org, &date_string(date), &stats).await
     }
 
     async fn write_report(&self, org: &OrgId, day: &str, s: &DayStats) -> Result<(), CommsError> {
