@@ -1,4 +1,4 @@
-//! Opaque, tamper-evident query cursors, shared by both table adapters.
+//! Opaque, tamper-evident query and scan cursors, shared by both table adapters.
 //!
 //! A cursor carries the position after which the next page starts (the key of
 //! the last item returned) and is bound to the query it came from: table,
@@ -6,7 +6,9 @@
 //! ChaCha20-Poly1305 under a key only the service holds, with that query
 //! shape as associated data: a client can neither read the position (keys
 //! of the partition stay private), nor forge one, nor carry a cursor over to
-//! another partition or query. Anything that fails to open is
+//! another partition or query. A scan's cursor is bound the same way to
+//! "scan of this table", so it continues no query and no query's cursor
+//! continues a scan. Anything that fails to open is
 //! [`StoreError::InvalidCursor`].
 
 use base64::Engine as _;
@@ -74,58 +76,24 @@ impl CursorSealer {
         .into_bytes()
     }
 
+    fn scan_scope(&self) -> Vec<u8> {
+        // A query's scope has `None` or `Some("gsi…")` where this has `scan`,
+        // so the two never coincide.
+        format!("{}\u{0}scan", self.table).into_bytes()
+    }
+
     fn cipher(&self) -> ChaCha20Poly1305 {
         ChaCha20Poly1305::new(Key::from_slice(&self.key))
     }
 
     /// Seals the position after which `query` continues.
     pub fn seal(&self, query: &Query, position: &Position) -> String {
-        let payload = serde_json::to_vec(position).unwrap_or_default();
-        let mut nonce = [0_u8; NONCE_LEN];
-        rand::rng().fill_bytes(&mut nonce);
-        let aad = self.scope(query);
-        // Encryption with a valid key and nonce only fails past 256 GiB of input.
-        let sealed = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &payload,
-                    aad: &aad,
-                },
-            )
-            .unwrap_or_default();
-        let mut raw = Vec::with_capacity(NONCE_LEN + sealed.len());
-        raw.extend_from_slice(&nonce);
-        raw.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(raw)
+        self.seal_in(&self.scope(query), position)
     }
 
     /// Opens a cursor given back with `query`; fails unless this sealer made it for the same query.
     pub fn open(&self, query: &Query, cursor: &str) -> Result<Position, StoreError> {
-        if cursor.len() > 8192 {
-            return Err(StoreError::InvalidCursor);
-        }
-        let raw = URL_SAFE_NO_PAD
-            .decode(cursor)
-            .map_err(|_| StoreError::InvalidCursor)?;
-        if raw.len() <= NONCE_LEN {
-            return Err(StoreError::InvalidCursor);
-        }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let aad = self.scope(query);
-        let payload = self
-            .cipher()
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| StoreError::InvalidCursor)?;
-        let position: Position =
-            serde_json::from_slice(&payload).map_err(|_| StoreError::InvalidCursor)?;
+        let position = self.open_in(&self.scope(query), cursor)?;
         // Belt and braces: the position must lie in the queried partition.
         let in_partition = match query.index {
             None => position.pk == query.pk,
@@ -136,6 +104,56 @@ impl CursorSealer {
         } else {
             Err(StoreError::InvalidCursor)
         }
+    }
+
+    /// Seals the table key after which a scan of this table continues.
+    pub fn seal_scan(&self, position: &Position) -> String {
+        self.seal_in(&self.scan_scope(), position)
+    }
+
+    /// Opens a cursor given back to a scan; fails unless this sealer made it
+    /// for a scan (of the same table, since the table is part of the sealer).
+    pub fn open_scan(&self, cursor: &str) -> Result<Position, StoreError> {
+        let position = self.open_in(&self.scan_scope(), cursor)?;
+        // Belt and braces: a scan continues after a table key only.
+        if position.ipk.is_none() && position.isk.is_none() {
+            Ok(position)
+        } else {
+            Err(StoreError::InvalidCursor)
+        }
+    }
+
+    fn seal_in(&self, aad: &[u8], position: &Position) -> String {
+        let payload = serde_json::to_vec(position).unwrap_or_default();
+        let mut nonce = [0_u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        // Encryption with a valid key and nonce only fails past 256 GiB of input.
+        let sealed = self
+            .cipher()
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &payload, aad })
+            .unwrap_or_default();
+        let mut raw = Vec::with_capacity(NONCE_LEN + sealed.len());
+        raw.extend_from_slice(&nonce);
+        raw.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    fn open_in(&self, aad: &[u8], cursor: &str) -> Result<Position, StoreError> {
+        if cursor.len() > 8192 {
+            return Err(StoreError::InvalidCursor);
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| StoreError::InvalidCursor)?;
+        if raw.len() <= NONCE_LEN {
+            return Err(StoreError::InvalidCursor);
+        }
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let payload = self
+            .cipher()
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .map_err(|_| StoreError::InvalidCursor)?;
+        serde_json::from_slice(&payload).map_err(|_| StoreError::InvalidCursor)
     }
 }
 
@@ -174,6 +192,34 @@ mod tests {
         assert!(sealer.open(&other_index, &c).is_err());
         let other_key = CursorSealer::new([8; 32], "t");
         assert!(other_key.open(&q, &c).is_err());
+    }
+
+    #[test]
+    fn scan_and_query_cursors_do_not_open_as_each_other() {
+        let sealer = CursorSealer::new([7; 32], "t");
+        let pos = Position {
+            pk: "p1".into(),
+            sk: "s9".into(),
+            ipk: None,
+            isk: None,
+        };
+        let scan = sealer.seal_scan(&pos);
+        assert_eq!(sealer.open_scan(&scan).ok(), Some(pos.clone()));
+
+        let q = fx_query("p1");
+        assert!(matches!(
+            sealer.open(&q, &scan),
+            Err(StoreError::InvalidCursor)
+        ));
+        let query_cursor = sealer.seal(&q, &pos);
+        assert!(matches!(
+            sealer.open_scan(&query_cursor),
+            Err(StoreError::InvalidCursor)
+        ));
+        let other_table = CursorSealer::new([7; 32], "u");
+        assert!(other_table.open_scan(&scan).is_err());
+        let other_key = CursorSealer::new([8; 32], "t");
+        assert!(other_key.open_scan(&scan).is_err());
     }
 
     #[test]

@@ -91,6 +91,14 @@ impl Table for LazyTable {
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
         self.table().await?.transact(writes).await
     }
+
+    async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError> {
+        self.table().await?.scan(limit, cursor).await
+    }
+
+    async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError> {
+        self.table().await?.put_batch(items).await
+    }
 }
 
 #[cfg(test)]

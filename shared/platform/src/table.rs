@@ -19,8 +19,11 @@ use time::OffsetDateTime;
 /// `TransactWriteItems` limit (100 since 2022; the test script starts moto
 /// with the same limit, its own default being the old 25).
 pub const MAX_TRANSACTION_WRITES: usize = 100;
-/// The most items one query page returns.
+/// The most items one query or scan page returns.
 pub const MAX_QUERY_LIMIT: u32 = 1000;
+/// The most items one [`Table::put_batch`] call accepts: DynamoDB's
+/// `BatchWriteItem` limit.
+pub const MAX_BATCH_PUT: usize = 25;
 /// Attribute names the adapters reserve for themselves (`expires_at` is the
 /// DynamoDB table's TTL attribute).
 pub const RESERVED_ATTRIBUTES: &[&str] = &[
@@ -211,10 +214,10 @@ impl Query {
     }
 }
 
-/// One page of a query.
+/// One page of a query or scan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    /// Live items in sort-key order.
+    /// Live items: in sort-key order for a query, in the backend's order for a scan.
     pub items: Vec<Item>,
     /// An opaque, tamper-evident cursor for the next page; `None` when there is none.
     pub next_cursor: Option<String>,
@@ -331,6 +334,44 @@ pub trait Table: Send + Sync + std::fmt::Debug {
 
     /// Applies all writes or none (at most [`MAX_TRANSACTION_WRITES`], distinct keys).
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError>;
+
+    /// One page of every live item of the table, in an order the backend
+    /// chooses (stable for a given cursor: following `next_cursor` to the
+    /// end visits every item present throughout exactly once); `limit`
+    /// 1..=[`MAX_QUERY_LIMIT`]. The cursor is sealed like a query's and
+    /// bound to "scan of this table": it continues no query, and no query's
+    /// cursor continues a scan.
+    ///
+    /// A page may hold fewer than `limit` items, even none, while
+    /// `next_cursor` is `Some`: on DynamoDB `limit` bounds the items one
+    /// `Scan` reads, and expired items are dropped after reading. Only
+    /// `next_cursor == None` means the end.
+    ///
+    /// The default answers [`StoreError::Backend`]; both adapters override
+    /// it (the default exists for test doubles).
+    async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError> {
+        let _ = (limit, cursor);
+        Err(StoreError::Backend(anyhow::anyhow!("{self:?} cannot scan")))
+    }
+
+    /// Stores every item unconditionally (last writer wins; each item's
+    /// `version` as given, as [`Table::put`] with [`Condition::None`]), at
+    /// most [`MAX_BATCH_PUT`] distinct keys per call; an empty slice does
+    /// nothing. Not atomic: on an error some items may have been written,
+    /// and calling again with the same items is safe (it is idempotent).
+    ///
+    /// The AWS adapter sends one `BatchWriteItem` and re-sends the items
+    /// DynamoDB leaves unprocessed with jittered exponential backoff, a
+    /// bounded number of times, then answers [`StoreError::Unavailable`];
+    /// the local adapter writes the batch in one transaction. The default
+    /// puts the items one by one.
+    async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError> {
+        validate_batch(items)?;
+        for item in items {
+            self.put(item, Condition::None).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks what both adapters require of an item before writing it.
@@ -378,11 +419,37 @@ pub fn validate_transaction(writes: &[Write]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks what both adapters require of a batch put: at most
+/// [`MAX_BATCH_PUT`] valid items with distinct keys (none is fine).
+pub fn validate_batch(items: &[Item]) -> Result<(), StoreError> {
+    if items.len() > MAX_BATCH_PUT {
+        return Err(StoreError::Invalid(format!(
+            "a batch takes at most {MAX_BATCH_PUT} items, not {}",
+            items.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    for item in items {
+        validate_item(item)?;
+        if !seen.insert(&item.key) {
+            return Err(StoreError::Invalid(
+                "a batch may hold each key only once".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a query's limit.
 pub fn validate_query(query: &Query) -> Result<(), StoreError> {
-    if query.limit == 0 || query.limit > MAX_QUERY_LIMIT {
+    validate_limit(query.limit)
+}
+
+/// Checks a page size: 1..=[`MAX_QUERY_LIMIT`].
+pub fn validate_limit(limit: u32) -> Result<(), StoreError> {
+    if limit == 0 || limit > MAX_QUERY_LIMIT {
         return Err(StoreError::Invalid(format!(
-            "query limit must be 1 to {MAX_QUERY_LIMIT}"
+            "page limit must be 1 to {MAX_QUERY_LIMIT}"
         )));
     }
     Ok(())

@@ -11,6 +11,12 @@
 //! reads and counts as absent in every condition expression. Every attribute
 //! name goes through `ExpressionAttributeNames`, and only placeholders that
 //! an expression uses are sent (DynamoDB rejects unused ones).
+//!
+//! A scan is one `Scan` call per page: `Limit` bounds the items DynamoDB
+//! reads, the expiry filter drops some of those afterwards, and the page's
+//! `LastEvaluatedKey` becomes its cursor, so a page can be short or empty
+//! and still have a next one. A batch put is one `BatchWriteItem`, whose
+//! `UnprocessedItems` are sent again by [`resend_unprocessed`].
 
 use std::sync::Arc;
 
@@ -20,8 +26,8 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    AttributeValue, ConditionCheck, Delete, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, WriteRequest,
 };
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -29,20 +35,31 @@ use time::OffsetDateTime;
 use super::dynamo_layout::{
     BYTES, EXPIRES, Expr, PK, Record, SK, SortRange, VERSION, condition_expr, from_record,
     index_key, key_attributes, key_record, live_expr, read_expiry, read_version, start_record,
-    to_record,
+    take_string, to_record,
 };
 use super::{classify, error_code};
 use crate::clock::Clock;
 use crate::cursor::{CursorSealer, Position};
+use crate::retry::{Backoff, resend_unprocessed};
 use crate::table::{
     Add, Condition, Index, Item, ItemKey, Page, Query, RESERVED_ATTRIBUTES, StoreError, Table,
-    Write, validate_item, validate_query, validate_transaction,
+    Write, validate_batch, validate_item, validate_limit, validate_query, validate_transaction,
 };
 
 /// How often [`Table::add`] and [`Table::upsert`] retry when other writers
 /// keep changing the item between their steps (only around an item's expiry
 /// for an upsert).
 const MAX_ADD_ATTEMPTS: usize = 8;
+
+/// How [`Table::put_batch`] re-sends what `BatchWriteItem` leaves
+/// unprocessed: 8 sends in all, pauses from 50 ms doubling to 1 s (jittered
+/// up to twice that), so it gives up after 3.5 to 7 s of throttling.
+/// The SDK's own retries of a wholly refused request come on top.
+const BATCH_RESEND: Backoff = Backoff {
+    attempts: 8,
+    base: std::time::Duration::from_millis(50),
+    cap: std::time::Duration::from_secs(1),
+};
 
 /// A DynamoDB table shaped as [`super::provision`] creates it.
 #[derive(Clone, Debug)]
@@ -353,6 +370,24 @@ impl DynamoTable {
         }
     }
 
+    /// One `BatchWriteItem` of `requests`; the requests DynamoDB left unprocessed.
+    async fn batch_write(
+        &self,
+        requests: Vec<WriteRequest>,
+    ) -> Result<Vec<WriteRequest>, StoreError> {
+        let out = self
+            .client
+            .batch_write_item()
+            .request_items(&self.name, requests)
+            .send()
+            .await
+            .map_err(|e| self.fail("BatchWriteItem", e))?;
+        Ok(out
+            .unprocessed_items
+            .and_then(|mut tables| tables.remove(&self.name))
+            .unwrap_or_default())
+    }
+
     fn decode(&self, record: Record) -> Result<Item, StoreError> {
         from_record(record).map_err(|e| self.malformed(e))
     }
@@ -630,6 +665,91 @@ impl Table for DynamoTable {
             "upsert on table {} kept racing with items expiring",
             self.name
         )))
+    }
+
+    #[tracing::instrument(skip(self, cursor), fields(table = %self.name))]
+    async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError> {
+        validate_limit(limit)?;
+        let start = match &cursor {
+            Some(cursor) => Some(start_record(None, self.sealer.open_scan(cursor)?)),
+            None => None,
+        };
+        let now = self.clock.now();
+        let mut e = Expr::default();
+        // Saves reading expired items back; correctness rests on the check below.
+        let filter = format!(
+            "attribute_not_exists({exp}) OR {exp} > {now}",
+            exp = e.name(EXPIRES),
+            now = e.number(now.unix_timestamp()),
+        );
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.name)
+            .filter_expression(filter)
+            .set_expression_attribute_names(e.names())
+            .set_expression_attribute_values(e.values())
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| self.fail("Scan", e))?;
+        let mut items = Vec::with_capacity(out.items.as_ref().map_or(0, Vec::len));
+        for record in out.items.unwrap_or_default() {
+            let item = self.decode(record)?;
+            if !item.is_expired(now) {
+                items.push(item);
+            }
+        }
+        let next_cursor = match out.last_evaluated_key.filter(|k| !k.is_empty()) {
+            None => None,
+            Some(mut key) => {
+                let pk = take_string(&mut key, PK).map_err(|e| self.malformed(e))?;
+                let sk = take_string(&mut key, SK).map_err(|e| self.malformed(e))?;
+                let (Some(pk), Some(sk)) = (pk, sk) else {
+                    return Err(self.malformed("LastEvaluatedKey without pk and sk"));
+                };
+                Some(self.sealer.seal_scan(&Position {
+                    pk,
+                    sk,
+                    ipk: None,
+                    isk: None,
+                }))
+            }
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    #[tracing::instrument(skip(self, items), fields(table = %self.name, items = items.len()))]
+    async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError> {
+        validate_batch(items)?;
+        let mut requests = Vec::with_capacity(items.len());
+        for item in items {
+            let put = PutRequest::builder()
+                .set_item(Some(to_record(item)?))
+                .build()
+                .map_err(|e| {
+                    StoreError::Backend(anyhow::Error::new(e).context("building a batch"))
+                })?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        resend_unprocessed(
+            requests,
+            BATCH_RESEND,
+            |pending| self.batch_write(pending),
+            |left| {
+                StoreError::Unavailable(anyhow!(
+                    "DynamoDB BatchWriteItem on table {} left {} of {} items unprocessed \
+                     after {} attempts",
+                    self.name,
+                    left.len(),
+                    items.len(),
+                    BATCH_RESEND.attempts
+                ))
+            },
+        )
+        .await
     }
 
     #[tracing::instrument(skip(self, writes), fields(table = %self.name, writes = writes.len()))]

@@ -18,7 +18,7 @@ use super::{Fail, LocalBackend};
 use crate::cursor::{CursorSealer, Position};
 use crate::table::{
     Add, Condition, Index, IndexKey, Item, ItemKey, Page, Query, SortKey, StoreError, Table, Write,
-    validate_item, validate_query, validate_transaction,
+    validate_batch, validate_item, validate_limit, validate_query, validate_transaction,
 };
 
 const COLUMNS: &str = "pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, version, expires_at, attrs, bytes";
@@ -238,6 +238,23 @@ fn page_sql(
     Ok((sql, args))
 }
 
+/// The SQL and parameters for one page of a scan: live items in (pk, sk)
+/// order after `after`, one more than `limit` to tell whether there is more.
+fn scan_sql(tbl: &str, limit: u32, after: Option<&Position>, now: i64) -> (String, Vec<SqlValue>) {
+    let mut sql = format!("SELECT {COLUMNS} FROM items WHERE tbl = ? AND {LIVE}");
+    let mut args = vec![SqlValue::Text(tbl.to_owned()), SqlValue::Integer(now)];
+    if let Some(pos) = after {
+        sql.push_str(" AND (pk, sk) > (?, ?)");
+        args.extend([
+            SqlValue::Text(pos.pk.clone()),
+            SqlValue::Text(pos.sk.clone()),
+        ]);
+    }
+    sql.push_str(" ORDER BY pk, sk LIMIT ?");
+    args.push(SqlValue::Integer(i64::from(limit) + 1));
+    (sql, args)
+}
+
 fn position(query: &Query, item: &Item) -> Position {
     let index_key = query.index.and_then(|i| match i {
         Index::Gsi1 => item.gsi1.as_ref(),
@@ -312,6 +329,52 @@ impl Table for SqliteTable {
             _ => None,
         };
         Ok(Page { items, next_cursor })
+    }
+
+    #[tracing::instrument(skip(self, cursor), fields(table = %self.name))]
+    async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError> {
+        validate_limit(limit)?;
+        let after = match &cursor {
+            Some(cursor) => Some(self.sealer.open_scan(cursor)?),
+            None => None,
+        };
+        let (sql, args) = scan_sql(&self.name, limit, after.as_ref(), self.now());
+        let mut items = self
+            .backend
+            .read("scan", move |conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params_from_iter(args), read_item)?;
+                rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
+            })
+            .await?;
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(self.sealer.seal_scan(&Position {
+                pk: last.key.pk.clone(),
+                sk: last.key.sk.clone(),
+                ipk: None,
+                isk: None,
+            })),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    #[tracing::instrument(skip(self, items), fields(table = %self.name, items = items.len()))]
+    async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError> {
+        validate_batch(items)?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let (tbl, items) = (self.name.clone(), items.to_vec());
+        // One write, so one savepoint of the writer's transaction: the batch
+        // is stored whole or not at all (the port promises less).
+        self.backend
+            .write("put batch", move |tx| {
+                items.iter().try_for_each(|item| store(tx, &tbl, item))
+            })
+            .await
     }
 
     #[tracing::instrument(skip(self, add), fields(table = %self.name, pk = %add.key.pk, sk = %add.key.sk, field = %add.field))]
