@@ -14,10 +14,27 @@
 //! Verifying against an
 //! unknown email runs the same work against a fixed dummy hash made with the
 //! same parameters, so response time does not reveal which emails exist.
+//!
+//! **Legacy bcrypt hashes.** Accounts imported from older databases keep
+//! their bcrypt hash (`$2a$`, `$2b$`, `$2y$`; see [`validate_legacy_hash`])
+//! until their first login, which verifies it in the same bounded slot and,
+//! when it matches, hashes the password anew with argon2id for the caller
+//! to store ([`Verified::YesRehashed`]). A stored hash is never trusted to
+//! bound its own cost: bcrypt above [`MAX_BCRYPT_COST`], or anything that
+//! begins like bcrypt and is malformed, is never verified (the login fails as
+//! for a wrong password, after the dummy's work, and is logged as an error).
+//! bcrypt keys on at most [`BCRYPT_MAX_PASSWORD_BYTES`] bytes, so a longer
+//! password is refused outright against a bcrypt hash rather than checked on
+//! its first 72 bytes: otherwise the password followed by anything at all
+//! would log in. A NUL byte is refused likewise (the C implementations that
+//! made these hashes stopped at it, and the crate here does not, so that a
+//! 71-byte password and the same with a NUL appended would share a hash).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use constellation_core::ValidationError;
 use constellation_core::auth::Password;
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -127,7 +144,8 @@ impl PasswordHasher {
         self.params
     }
 
-    /// How many hashes and verifications have run (argon2 invocations).
+    /// How many hashing jobs have run: hashes, verifications (argon2 or
+    /// bcrypt), and verifications with the re-hash they called for.
     pub fn runs(&self) -> u64 {
         self.runs.load(Ordering::Relaxed)
     }
@@ -168,28 +186,80 @@ impl PasswordHasher {
         self.run(move || hash_blocking(params, &secret)).await
     }
 
-    /// Whether `password` matches `phc`; with `phc = None` (no such account)
-    /// the same work is done against the dummy hash and the answer is false.
-    pub async fn verify(&self, password: &Password, phc: Option<&str>) -> Result<bool, HashError> {
-        let known = phc.is_some();
+    /// Whether `password` matches `stored` (an argon2 PHC string or a
+    /// legacy bcrypt hash); with `stored = None` (no such account) the same
+    /// work is done against the dummy hash and the answer is false. See
+    /// [`Self::verify_and_rehash`].
+    pub async fn verify(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<bool, HashError> {
+        Ok(self.verify_and_rehash(password, stored).await?.matches())
+    }
+
+    /// Checks `password` against `stored`, and when that is a legacy bcrypt
+    /// hash it matches, hashes the password with this hasher's parameters in
+    /// the same slot, for the caller to store in its place. With `stored =
+    /// None` (no such account), or a stored hash that is never verified (see
+    /// the module's notes), the dummy hash's work is done and the answer is
+    /// [`Verified::No`].
+    pub async fn verify_and_rehash(
+        &self,
+        password: &Password,
+        stored: Option<&str>,
+    ) -> Result<Verified, HashError> {
         // Made before branching, so that its one-time cost falls on the first
         // login of either kind and never tells known from unknown emails.
         let dummy = self.dummy_hash().await?;
-        let phc = match phc {
-            Some(p) => p.to_owned(),
-            None => dummy.to_owned(),
+        let against_dummy = || Check::Argon2 {
+            phc: dummy.to_owned(),
+            real: false,
         };
+        let check = match stored.map(StoredHash::classify) {
+            None => against_dummy(),
+            Some(StoredHash::Phc(phc)) => Check::Argon2 { phc, real: true },
+            Some(StoredHash::Unusable(reason)) => {
+                // Never the hash itself: the span names the account.
+                tracing::error!(
+                    reason,
+                    "stored password hash is not verified; login refused"
+                );
+                against_dummy()
+            }
+            Some(StoredHash::Bcrypt(_)) if !bcrypt_keys_on_all_of(password.expose()) => {
+                tracing::info!(
+                    "password refused: bcrypt would check only part of it (over 72 bytes, or a NUL)"
+                );
+                against_dummy()
+            }
+            Some(StoredHash::Bcrypt(hash)) => Check::Bcrypt(hash),
+        };
+        let params = self.params;
         let secret = password.expose().to_owned();
-        let matches = self
-            .run(move || {
+        self.run(move || match check {
+            Check::Argon2 { phc, real } => {
                 let parsed = PasswordHash::new(&phc)
                     .map_err(|e| HashError::Failed(format!("stored hash does not parse: {e}")))?;
-                Ok(Argon2::default()
+                let matches = Argon2::default()
                     .verify_password(secret.as_bytes(), &parsed)
-                    .is_ok())
-            })
-            .await?;
-        Ok(known && matches)
+                    .is_ok();
+                Ok(if real && matches {
+                    Verified::Yes
+                } else {
+                    Verified::No
+                })
+            }
+            Check::Bcrypt(hash) => {
+                let matches = bcrypt::verify(secret.as_bytes(), hash.as_str())
+                    .map_err(|e| HashError::Failed(format!("bcrypt: {e}")))?;
+                if !matches {
+                    return Ok(Verified::No);
+                }
+                hash_blocking(params, &secret).map(Verified::YesRehashed)
+            }
+        })
+        .await
     }
 
     /// A hash of a random password, made once with this hasher's parameters.
@@ -205,6 +275,185 @@ impl PasswordHasher {
             .await
             .map(String::as_str)
     }
+}
+
+/// What checking a password against a stored hash found.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Verified {
+    /// No match: a wrong password, no such account, or a stored hash that
+    /// is never verified.
+    No,
+    /// A match against an argon2 hash.
+    Yes,
+    /// A match against a legacy bcrypt hash; this is the password hashed
+    /// with the hasher's parameters (a PHC string), to store in its place.
+    YesRehashed(String),
+}
+
+impl Verified {
+    /// Whether the password matched.
+    pub fn matches(&self) -> bool {
+        !matches!(self, Self::No)
+    }
+}
+
+impl std::fmt::Debug for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::No => "No",
+            Self::Yes => "Yes",
+            Self::YesRehashed(_) => "YesRehashed(..)",
+        })
+    }
+}
+
+/// The highest bcrypt cost verified. Each step doubles the work (cost 14 is
+/// about a second of one core, while holding a hashing slot); legacy
+/// databases use 10 to 12. A stored hash above it is never verified, so a
+/// planted hash cannot make each login attempt burn minutes of CPU.
+pub const MAX_BCRYPT_COST: u32 = 14;
+
+/// bcrypt keys on at most this many bytes of a password.
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+
+/// Whether bcrypt keys on every byte of `password` (see the module's notes).
+fn bcrypt_keys_on_all_of(password: &str) -> bool {
+    password.len() <= BCRYPT_MAX_PASSWORD_BYTES && !password.contains('\0')
+}
+
+/// A bcrypt hash in modular crypt form: `$2a$`, `$2b$` or `$2y$`, a
+/// two-digit cost from 04 to 31, `$`, then 22 characters of salt and 31 of
+/// hash in bcrypt's base64 alphabet (60 ASCII characters in all).
+#[derive(Clone, PartialEq, Eq)]
+struct BcryptHash {
+    raw: String,
+    cost: u32,
+}
+
+/// bcrypt's base64 alphabet (not RFC 4648's order).
+const BCRYPT_ALPHABET: &[u8] = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+impl BcryptHash {
+    /// Parses `raw`; the reason of a refusal never quotes it.
+    fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let invalid = |reason: &str| {
+            Err(ValidationError::new(
+                "password_hash",
+                format!("is not a bcrypt hash: {reason}"),
+            ))
+        };
+        // ASCII first: everything below indexes bytes.
+        if !raw.is_ascii() || raw.len() != 60 {
+            return invalid("it must be 60 ASCII characters");
+        }
+        let b = raw.as_bytes();
+        if !matches!(&b[..4], b"$2a$" | b"$2b$" | b"$2y$") {
+            return invalid("it must begin $2a$, $2b$ or $2y$");
+        }
+        let cost = match (b[4], b[5], b[6]) {
+            (tens @ b'0'..=b'9', ones @ b'0'..=b'9', b'$') => {
+                u32::from(tens - b'0') * 10 + u32::from(ones - b'0')
+            }
+            _ => return invalid("its cost must be two digits followed by $"),
+        };
+        if !(4..=31).contains(&cost) {
+            return invalid("its cost must be 04 to 31");
+        }
+        if !b[7..].iter().all(|c| BCRYPT_ALPHABET.contains(c)) {
+            return invalid("its salt and hash must be in bcrypt's base64 alphabet");
+        }
+        // The last character of each part carries unused bits, which must be
+        // zero; the crate that verifies decides that.
+        if bcrypt::HashParts::from_str(raw).is_err() {
+            return invalid("its salt or hash is not canonical base64");
+        }
+        Ok(Self {
+            raw: raw.to_owned(),
+            cost,
+        })
+    }
+
+    fn as_str(&self) -> &str {
+        &self.raw
+    }
+}
+
+impl std::fmt::Debug for BcryptHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BcryptHash(cost {})", self.cost)
+    }
+}
+
+/// A password hash from a legacy database, as an import stores it on an
+/// account in place of an argon2id hash: bcrypt, at a cost login verifies.
+/// The account's first login replaces it with argon2id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LegacyHash(BcryptHash);
+
+impl LegacyHash {
+    /// The hash as it is stored.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// Its bcrypt cost.
+    pub fn cost(&self) -> u32 {
+        self.0.cost
+    }
+}
+
+impl std::fmt::Debug for LegacyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LegacyHash(bcrypt, cost {})", self.0.cost)
+    }
+}
+
+/// Checks a legacy password hash for import: a well-formed bcrypt hash
+/// (`$2a$`, `$2b$`, `$2y$`) of cost at most [`MAX_BCRYPT_COST`]. A costlier
+/// one is refused here too, since no login would ever verify it.
+pub fn validate_legacy_hash(raw: &str) -> Result<LegacyHash, ValidationError> {
+    let hash = BcryptHash::parse(raw)?;
+    if hash.cost > MAX_BCRYPT_COST {
+        return Err(ValidationError::new(
+            "password_hash",
+            format!(
+                "has a bcrypt cost of {}, above the {MAX_BCRYPT_COST} that login verifies",
+                hash.cost
+            ),
+        ));
+    }
+    Ok(LegacyHash(hash))
+}
+
+/// A stored hash, as far as verifying it goes.
+enum StoredHash {
+    /// A PHC string (argon2id); one that does not parse fails as it always did.
+    Phc(String),
+    /// bcrypt, within the cost bound.
+    Bcrypt(BcryptHash),
+    /// Begins like bcrypt but is malformed or over the cost bound: never verified.
+    Unusable(&'static str),
+}
+
+impl StoredHash {
+    fn classify(stored: &str) -> Self {
+        if !stored.starts_with("$2") {
+            return Self::Phc(stored.to_owned());
+        }
+        match BcryptHash::parse(stored) {
+            Ok(hash) if hash.cost <= MAX_BCRYPT_COST => Self::Bcrypt(hash),
+            Ok(_) => Self::Unusable("bcrypt cost above the bound"),
+            Err(_) => Self::Unusable("malformed bcrypt hash"),
+        }
+    }
+}
+
+/// The work of one verification.
+enum Check {
+    /// Against an argon2 PHC string; `real` is false for the dummy.
+    Argon2 { phc: String, real: bool },
+    /// Against a bcrypt hash, re-hashing on a match.
+    Bcrypt(BcryptHash),
 }
 
 fn hash_blocking(params: PasswordHasherParams, secret: &str) -> Result<String, HashError> {
@@ -299,5 +548,208 @@ mod tests {
         // A hasher with other parameters still verifies: the PHC string rules.
         let slow = PasswordHasher::new(PasswordHasherParams::owasp());
         assert!(slow.verify(&pw, Some(&a)).await.unwrap());
+    }
+
+    /// A genuine bcrypt hash, at cost 15, of [`LEGACY_PASSWORD`] (made once
+    /// with the `bcrypt` crate; making it takes seconds).
+    const COST_15: &str = "$2b$15$AqgxacWXQSJmJxlgXjRJQuugztgXlcUO2tj/bTYcFak/vdEXHLDxW";
+    const LEGACY_PASSWORD: &str = "a legacy passphrase of old";
+
+    fn bcrypt_of(password: &str, version: bcrypt::Version) -> String {
+        bcrypt::hash_with_result(password, 4)
+            .unwrap()
+            .format_for_version(version)
+    }
+
+    fn fast() -> PasswordHasher {
+        PasswordHasher::new(PasswordHasherParams::insecure_fast_for_tests())
+    }
+
+    #[test]
+    fn bcrypt_hashes_of_every_accepted_variant_parse() {
+        for (version, prefix) in [
+            (bcrypt::Version::TwoA, "$2a$04$"),
+            (bcrypt::Version::TwoB, "$2b$04$"),
+            (bcrypt::Version::TwoY, "$2y$04$"),
+        ] {
+            let raw = bcrypt_of(LEGACY_PASSWORD, version);
+            assert!(raw.starts_with(prefix), "{raw}");
+            let legacy = validate_legacy_hash(&raw).unwrap();
+            assert_eq!((legacy.as_str(), legacy.cost()), (raw.as_str(), 4));
+        }
+        // Costs 04 to 31 are bcrypt's; above 14 they are never verified here.
+        let parsed = BcryptHash::parse(COST_15).unwrap();
+        assert_eq!(parsed.cost, 15);
+        let over = validate_legacy_hash(COST_15).unwrap_err();
+        assert_eq!(over.field, "password_hash");
+        assert!(over.reason.contains("above the 14"), "{}", over.reason);
+        let cost_31 = COST_15.replacen("$15$", "$31$", 1);
+        assert_eq!(BcryptHash::parse(&cost_31).unwrap().cost, 31);
+    }
+
+    #[test]
+    fn malformed_bcrypt_hashes_are_refused_without_quoting_them() {
+        let good = bcrypt_of(LEGACY_PASSWORD, bcrypt::Version::TwoB);
+        let body = &good[7..];
+        let non_canonical_salt = {
+            // The salt's last character carries 4 unused bits: 'O' is index
+            // 16 (unused bits zero), 'P' index 17 (one of them set).
+            let mut chars: Vec<char> = good.chars().collect();
+            chars[28] = 'P';
+            chars.into_iter().collect::<String>()
+        };
+        let cases = [
+            String::new(),
+            format!("$2x$04${body}"),
+            format!("$2$04${body}"),
+            format!("$2c$04${body}"),
+            format!("$3b$04${body}"),
+            good[..59].to_owned(),
+            good[..7].to_owned(),
+            format!("{good}A"),
+            format!("$2b$03${body}"),
+            format!("$2b$32${body}"),
+            format!("$2b$99${body}"),
+            format!("$2b$4$${body}"),
+            format!("$2b$0a${body}"),
+            format!("$2b$+4${body}"),
+            format!("$2b$04#{body}"),
+            format!("$2b$04${}+", &body[..52]),
+            format!("$2b$04${}=", &body[..52]),
+            // 60 bytes, but not ASCII: byte indexing would split a character.
+            format!("$2b$04${}é", &body[..51]),
+            non_canonical_salt,
+            "$argon2id$v=19$m=64,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned(),
+        ];
+        for raw in &cases {
+            let err = validate_legacy_hash(raw).expect_err(raw);
+            assert_eq!(err.field, "password_hash", "{raw}");
+            assert!(raw.is_empty() || !err.reason.contains(raw.as_str()));
+            assert!(!err.reason.contains(body), "{}", err.reason);
+        }
+        assert_eq!(cases[18].len(), 60, "only the trailing bits differ");
+    }
+
+    #[test]
+    fn stored_hashes_are_told_apart_by_their_prefix() {
+        let good = bcrypt_of(LEGACY_PASSWORD, bcrypt::Version::TwoY);
+        assert!(matches!(StoredHash::classify(&good), StoredHash::Bcrypt(h) if h.cost == 4));
+        assert!(matches!(
+            StoredHash::classify(COST_15),
+            StoredHash::Unusable("bcrypt cost above the bound")
+        ));
+        let x = good.replacen("$2y$", "$2x$", 1);
+        assert!(matches!(
+            StoredHash::classify(&x),
+            StoredHash::Unusable("malformed bcrypt hash")
+        ));
+        assert!(matches!(
+            StoredHash::classify(&good[..40]),
+            StoredHash::Unusable(_)
+        ));
+        // Anything else goes the argon2 way, as before.
+        assert!(matches!(
+            StoredHash::classify("$argon2id$v=19$m=64,t=1,p=1$x$y"),
+            StoredHash::Phc(_)
+        ));
+    }
+
+    #[test]
+    fn debug_never_shows_a_hash() {
+        let raw = bcrypt_of(LEGACY_PASSWORD, bcrypt::Version::TwoB);
+        let legacy = validate_legacy_hash(&raw).unwrap();
+        assert_eq!(format!("{legacy:?}"), "LegacyHash(bcrypt, cost 4)");
+        let rehashed = Verified::YesRehashed("$argon2id$secretish".into());
+        assert_eq!(format!("{rehashed:?}"), "YesRehashed(..)");
+    }
+
+    #[tokio::test]
+    async fn a_matching_bcrypt_hash_is_rehashed_with_argon2id_in_the_same_job() {
+        let hasher = fast();
+        let raw = bcrypt_of(LEGACY_PASSWORD, bcrypt::Version::TwoA);
+        let pw = Password::presented(LEGACY_PASSWORD).unwrap();
+        hasher.dummy_hash().await.unwrap();
+        let before = hasher.runs();
+        let Verified::YesRehashed(phc) = hasher.verify_and_rehash(&pw, Some(&raw)).await.unwrap()
+        else {
+            panic!("the legacy hash did not match");
+        };
+        assert_eq!(hasher.runs(), before + 1, "one slot for both");
+        assert!(phc.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{phc}");
+        assert_eq!(
+            hasher.verify_and_rehash(&pw, Some(&phc)).await.unwrap(),
+            Verified::Yes
+        );
+        let wrong = Password::presented("not the legacy passphrase").unwrap();
+        assert_eq!(
+            hasher.verify_and_rehash(&wrong, Some(&raw)).await.unwrap(),
+            Verified::No
+        );
+        assert!(hasher.verify(&pw, Some(&raw)).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn bcrypt_never_checks_only_part_of_a_password() {
+        let hasher = fast();
+        let exactly_72 = "x".repeat(BCRYPT_MAX_PASSWORD_BYTES);
+        let raw = bcrypt_of(&exactly_72, bcrypt::Version::TwoB);
+        let pw = |s: &str| Password::presented(s).unwrap();
+        assert!(hasher.verify(&pw(&exactly_72), Some(&raw)).await.unwrap());
+        let longer = format!("{exactly_72}anything at all");
+        assert!(
+            bcrypt::verify(&longer, &raw).unwrap(),
+            "bcrypt alone would let this in"
+        );
+        assert!(!hasher.verify(&pw(&longer), Some(&raw)).await.unwrap());
+        // Multi-byte characters count in bytes: 36 × 2 bytes is the 72.
+        let wide = "é".repeat(36);
+        let wide_raw = bcrypt_of(&wide, bcrypt::Version::TwoB);
+        assert!(hasher.verify(&pw(&wide), Some(&wide_raw)).await.unwrap());
+        assert!(
+            !hasher
+                .verify(&pw(&format!("{wide}é")), Some(&wide_raw))
+                .await
+                .unwrap()
+        );
+        // A NUL after 71 bytes would share the hash of the 71 alone.
+        let seventy_one = "y".repeat(71);
+        let raw_71 = bcrypt_of(&seventy_one, bcrypt::Version::TwoB);
+        let with_nul = format!("{seventy_one}\0");
+        assert!(
+            bcrypt::verify(&with_nul, &raw_71).unwrap(),
+            "bcrypt alone would let this in"
+        );
+        assert!(!hasher.verify(&pw(&with_nul), Some(&raw_71)).await.unwrap());
+        assert!(
+            hasher
+                .verify(&pw(&seventy_one), Some(&raw_71))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn unusable_bcrypt_hashes_cost_the_dummys_work_and_never_match() {
+        let hasher = fast();
+        let pw = Password::presented(LEGACY_PASSWORD).unwrap();
+        hasher.dummy_hash().await.unwrap();
+        let started = std::time::Instant::now();
+        // A genuine hash of this very password, but over the cost bound.
+        assert_eq!(
+            hasher.verify_and_rehash(&pw, Some(COST_15)).await.unwrap(),
+            Verified::No
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "cost 15 was computed"
+        );
+        let x = bcrypt_of(LEGACY_PASSWORD, bcrypt::Version::TwoB).replacen("$2b$", "$2x$", 1);
+        for stored in [x.as_str(), &x[..30], "$2b$"] {
+            assert_eq!(
+                hasher.verify_and_rehash(&pw, Some(stored)).await.unwrap(),
+                Verified::No
+            );
+        }
+        assert_eq!(hasher.runs(), 1 + 4, "the dummy, then one job each");
     }
 }

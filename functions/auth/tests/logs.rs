@@ -1,5 +1,6 @@
 //! No log line ever carries a password, an access token, a refresh token or
-//! an invite token: a whole flow runs under a global subscriber at TRACE
+//! an invite token, and no line of auth's own a password hash (an imported
+//! bcrypt one included): a whole flow runs under a global subscriber at TRACE
 //! (JSON lines with span fields, plus span open/close events, the most any
 //! configuration would print) writing into a buffer, which is then searched.
 //!
@@ -15,6 +16,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use common::{AuthApp, AuthFixtures as _, PASSWORD, access, account_id, refresh_token};
+use constellation_auth::password::validate_legacy_hash;
+use constellation_auth::store::AccountForImport;
+use constellation_core::OrgId;
+use constellation_core::auth::{Email, Role};
+use constellation_platform::table::{Condition, ItemKey};
 use constellation_testkit::http::TestPlatform;
 use http::StatusCode;
 use serde_json::json;
@@ -103,6 +109,57 @@ async fn no_secret_reaches_the_logs(app: AuthApp) {
         app.refresh(refresh_token(&member)).await.status,
         StatusCode::UNAUTHORIZED
     );
+    // An imported account: its legacy hash, the argon2id hash that replaces
+    // it at login, and a malformed hash that is refused (an error is logged).
+    let legacy_password = "the legacy account's old secret";
+    let legacy = bcrypt::hash_with_result(legacy_password, 4)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoB);
+    let org = OrgId::parse(owner["account"]["org"].as_str().unwrap()).unwrap();
+    let imported = app
+        .service
+        .store
+        .import_account(
+            &org,
+            AccountForImport {
+                email: Email::parse("legacy@example.com").unwrap(),
+                role: Role::Member,
+                password_hash: validate_legacy_hash(&legacy).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    app.login("legacy@example.com", wrong)
+        .await
+        .assert_unauthorized();
+    app.login("legacy@example.com", legacy_password)
+        .await
+        .assert_status(StatusCode::OK);
+    let key = ItemKey::new(format!("ORG#{org}"), format!("ACCOUNT#{}", imported.id));
+    let mut item = app.service.table.get(&key).await.unwrap().unwrap();
+    let rehash = item.attrs["password_hash"].as_str().unwrap().to_owned();
+    assert!(rehash.starts_with("$argon2id$"), "{rehash}");
+    let read = item.version;
+    item.attrs.insert(
+        "password_hash".into(),
+        json!(legacy.replacen("$2b$", "$2x$", 1)),
+    );
+    item.version = read + 1;
+    app.service
+        .table
+        .put(&item, Condition::VersionEquals(read))
+        .await
+        .unwrap();
+    app.login("legacy@example.com", legacy_password)
+        .await
+        .assert_unauthorized();
+    secrets.push(legacy_password.to_owned());
+    // The salt and digest whatever the prefix, and the new digest.
+    let hashes = [
+        legacy[7..].to_owned(),
+        rehash.rsplit('$').next().unwrap().to_owned(),
+    ];
+
     let out = app
         .post("/v1/auth/logout")
         .json(&json!({"refresh_token": refresh_token(&owner)}))
@@ -133,7 +190,10 @@ async fn no_secret_reaches_the_logs(app: AuthApp) {
 
     let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     assert!(
-        logs.contains("login succeeded") && logs.contains("refresh token was presented again"),
+        logs.contains("login succeeded")
+            && logs.contains("refresh token was presented again")
+            && logs.contains("legacy password hash replaced with argon2id")
+            && logs.contains("stored password hash is not verified"),
         "the capture works: {logs}"
     );
     assert!(
@@ -144,6 +204,19 @@ async fn no_secret_reaches_the_logs(app: AuthApp) {
         assert!(
             !logs.contains(secret.as_str()),
             "a secret reached the logs: {secret}"
+        );
+    }
+    // Nor does auth ever log a password hash. (The AWS SDK's own TRACE
+    // lines print whole DynamoDB items, stored hashes included, as they
+    // always have for argon2id ones: TRACE for `aws_*` is not for production.)
+    let ours: Vec<&str> = logs
+        .lines()
+        .filter(|l| !l.contains(r#""target":"aws_"#))
+        .collect();
+    for hash in &hashes {
+        assert!(
+            !ours.iter().any(|l| l.contains(hash.as_str())),
+            "a password hash reached the logs: {hash}"
         );
     }
     // Metrics lines carry no secrets either.

@@ -4,7 +4,7 @@
 //!
 //! | pk | sk | what |
 //! | --- | --- | --- |
-//! | `ORG#<org>` | `ACCOUNT#<id>` | an account: email, role, disabled, argon2id hash, session epoch |
+//! | `ORG#<org>` | `ACCOUNT#<id>` | an account: email, role, disabled, argon2id hash (an imported account's bcrypt hash until its first login, see `legacy`), session epoch |
 //! | `EMAIL#<email>` | `EMAIL` | the uniqueness claim on a normalised email: its org and account |
 //!
 //! Role and disabled-flag changes follow the rules of [`Role::may_assign`]
@@ -63,6 +63,7 @@ impl Account {
 #[derive(Clone)]
 pub(super) struct StoredAccount {
     pub(super) account: Account,
+    /// An argon2id PHC string, or an imported bcrypt hash (see `legacy`).
     pub(super) password_hash: String,
     /// Bumped when the account is disabled: refresh tokens of an older epoch are dead.
     pub(super) epoch: i64,
@@ -382,5 +383,37 @@ impl AuthStore {
             return Err(AuthError::Forbidden("your role does not allow this"));
         }
         Ok(actor)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_item_with_a_legacy_bcrypt_hash_loads_as_stored() {
+        let hash = bcrypt::hash_with_result("a legacy passphrase", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        let legacy = crate::password::validate_legacy_hash(&hash).unwrap();
+        let stored = StoredAccount {
+            account: Account {
+                id: AccountId::from_bytes([7; 16]),
+                org: OrgId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+                email: Email::parse("old@example.com").unwrap(),
+                role: Role::Member,
+                disabled: false,
+                created_at: time::macros::datetime!(2026-01-01 0:00 UTC),
+            },
+            password_hash: legacy.as_str().to_owned(),
+            epoch: 0,
+            version: 1,
+        };
+        let loaded = StoredAccount::from_item(&stored.to_item().unwrap()).unwrap();
+        assert_eq!(loaded.password_hash, hash);
+        assert_eq!(loaded.account, stored.account);
+        assert_eq!(loaded.version, 1);
+        assert!(!format!("{loaded:?}").contains(&hash));
     }
 }

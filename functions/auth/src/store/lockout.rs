@@ -20,6 +20,7 @@ use time::{Duration, OffsetDateTime};
 use super::accounts::StoredAccount;
 use super::{AuditAction, AuditEvent, AuthError, AuthStore, Session};
 use crate::client::ClientAddr;
+use crate::password::Verified;
 
 /// Failed logins for one email that lock further attempts on it (the
 /// per-address limit is [`AuthSettings::login_address_limit`](crate::config::AuthSettings::login_address_limit)).
@@ -67,6 +68,9 @@ impl AuthStore {
     /// emails get the same counting, the same answers and the same hashing
     /// work as known ones. When no hashing slot frees up in time the attempt
     /// is taken off the counters again and answered [`HashError::Busy`](crate::password::HashError::Busy).
+    /// An imported account's legacy bcrypt hash is verified in the same
+    /// place, counted the same way, and replaced with argon2id on success
+    /// (see `legacy`).
     #[tracing::instrument(skip_all, fields(account))]
     pub async fn login(
         &self,
@@ -129,12 +133,12 @@ impl AuthStore {
         }
 
         // The same hashing work for known and unknown emails.
-        let matches = match self
+        let verified = match self
             .hasher
-            .verify(password, target.as_ref().map(|t| t.password_hash.as_str()))
+            .verify_and_rehash(password, target.as_ref().map(|t| t.password_hash.as_str()))
             .await
         {
-            Ok(matches) => matches,
+            Ok(verified) => verified,
             Err(e) => {
                 // The password was never checked: this attempt is no failure.
                 self.uncount_attempt(&email_lock, ip_lock.as_ref(), window_end)
@@ -144,7 +148,7 @@ impl AuthStore {
         };
 
         let stored = match target {
-            Some(t) if matches && !t.account.disabled => t,
+            Some(t) if verified.matches() && !t.account.disabled => t,
             other => {
                 let reason = match &other {
                     None => "unknown email",
@@ -169,6 +173,10 @@ impl AuthStore {
         let mut writes = Vec::new();
         let refresh = self.session_writes(&stored.account, stored.epoch, now, &mut writes)?;
         self.table.transact(&writes).await?;
+        if let Verified::YesRehashed(phc) = verified {
+            // A legacy (bcrypt) hash matched: argon2id from now on.
+            self.replace_legacy_hash(&stored, phc).await;
+        }
         tracing::info!("login succeeded");
         self.audit(
             Some(&stored.account.org),

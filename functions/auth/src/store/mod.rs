@@ -2,7 +2,7 @@
 //! (refresh-token families), invites, brute-force counters and the audit log.
 //!
 //! One module per concern (`orgs`, `accounts`, `sessions`,
-//! `invites`, `lockout`, `audit`), each with its items' layout; this
+//! `invites`, `lockout`, `audit`, `legacy`), each with its items' layout; this
 //! module holds what they share: the store itself, its error type, and the
 //! conversion of records (plain structs with serde derives) to and from the
 //! Table port's attributes.
@@ -13,7 +13,7 @@
 //! | pk | sk | what |
 //! | --- | --- | --- |
 //! | `ORG#<org>` | `ORG` | the organization: name, count of enabled owners; in `gsi1` under `ORGS#<shard>` / `<org>` |
-//! | `ORG#<org>` | `ACCOUNT#<id>` | an account: email, role, disabled, argon2id hash, session epoch |
+//! | `ORG#<org>` | `ACCOUNT#<id>` | an account: email, role, disabled, argon2id hash (an imported account's bcrypt hash until its first login), session epoch |
 //! | `ORG#<org>#FAMILY#<id>` | `FAMILY` | a refresh-token family (one login): active or revoked |
 //! | `ORG#<org>#AUDIT` | `<ns timestamp>#<id>` | a security event (TTL 90 days), newest last |
 //! | `EMAIL#<email>` | `EMAIL` | the uniqueness claim on a normalised email: its org and account |
@@ -68,6 +68,7 @@ mod accounts;
 mod audit;
 mod directory;
 mod invites;
+mod legacy;
 mod lockout;
 mod orgs;
 mod sessions;
@@ -76,6 +77,7 @@ pub use accounts::{Account, AccountForUpdate};
 pub use audit::{AUDIT_TTL, AuditAction, AuditEntry, AuditEvent, append_audit};
 pub use directory::REPUBLISH_BATCH;
 pub use invites::{INVITE_TTL, Invite, InviteId, PendingInvite};
+pub use legacy::AccountForImport;
 pub use lockout::{LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, METRICS_NAMESPACE};
 pub use orgs::{MAX_ORG_NAME_CHARS, ORG_INDEX_SHARDS, OrgName, Registration};
 pub use sessions::{REFRESH_REUSE_GRACE, REFRESH_TOKEN_TTL, SESSION_LIFETIME};

@@ -18,9 +18,9 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use constellation_auth::signing::{self as tokens, SigningConfig as TokenConfig};
 use constellation_auth::{AuthResources, AuthSettings, AuthStore, PasswordHasherParams};
-use constellation_platform::SecretValue;
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::tokens::load_verifier;
+use constellation_platform::{SecretValue, Table};
 use constellation_testkit::http::{Call, Reply, TestApp, TestPlatform};
 use constellation_web::host::DEFAULT_EVENT_BUS;
 use http::{Request, StatusCode};
@@ -41,6 +41,8 @@ pub struct Auth {
     /// The stored signing-key secret (private key material), for checking
     /// that it never reaches a log.
     pub signing_keys: String,
+    /// The table behind the store, for reading (and planting) stored items.
+    pub table: Arc<dyn Table>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -150,6 +152,11 @@ async fn build(env: TestPlatform, settings: AuthSettings, params: PasswordHasher
         .expect("the store created the signing keys")
         .expose()
         .to_owned();
+    let table = env
+        .platform
+        .table(&resources.table, &resources.cursor_secret)
+        .await
+        .unwrap();
     let router = constellation_auth::app_with(store.clone(), verifier, sink);
     TestApp::new(
         env,
@@ -158,6 +165,7 @@ async fn build(env: TestPlatform, settings: AuthSettings, params: PasswordHasher
             store,
             metrics,
             signing_keys,
+            table,
         },
     )
 }
