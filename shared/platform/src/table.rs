@@ -346,13 +346,7 @@ pub trait Table: Send + Sync + std::fmt::Debug {
     /// `next_cursor` is `Some`: on DynamoDB `limit` bounds the items one
     /// `Scan` reads, and expired items are dropped after reading. Only
     /// `next_cursor == None` means the end.
-    ///
-    /// The default answers [`StoreError::Backend`]; both adapters override
-    /// it (the default exists for test doubles).
-    async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError> {
-        let _ = (limit, cursor);
-        Err(StoreError::Backend(anyhow::anyhow!("{self:?} cannot scan")))
-    }
+    async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError>;
 
     /// Stores every item unconditionally (last writer wins; each item's
     /// `version` as given, as [`Table::put`] with [`Condition::None`]), at
@@ -363,15 +357,8 @@ pub trait Table: Send + Sync + std::fmt::Debug {
     /// The AWS adapter sends one `BatchWriteItem` and re-sends the items
     /// DynamoDB leaves unprocessed with jittered exponential backoff, a
     /// bounded number of times, then answers [`StoreError::Unavailable`];
-    /// the local adapter writes the batch in one transaction. The default
-    /// puts the items one by one.
-    async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError> {
-        validate_batch(items)?;
-        for item in items {
-            self.put(item, Condition::None).await?;
-        }
-        Ok(())
-    }
+    /// the local adapter writes the batch in one transaction.
+    async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError>;
 }
 
 /// Checks what both adapters require of an item before writing it.

@@ -815,6 +815,12 @@ impl Table for UnavailableTable {
     async fn transact(&self, _: &[Write]) -> Result<(), StoreError> {
         Err(down())
     }
+    async fn scan(&self, _: u32, _: Option<String>) -> Result<Page, StoreError> {
+        Err(down())
+    }
+    async fn put_batch(&self, _: &[Item]) -> Result<(), StoreError> {
+        Err(down())
+    }
 }
 
 /// Not a storage behaviour (no backend is involved), so it runs once.
