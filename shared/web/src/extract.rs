@@ -133,6 +133,13 @@ pub fn query_params(
             "is not a parameter of this route",
         ));
     }
+    // Every parameter is single-valued: `?limit=1&limit=1000` is refused
+    // rather than read as one of them (which one would be a guess).
+    for (i, (name, _)) in pairs.iter().enumerate() {
+        if pairs[..i].iter().any(|(n, _)| n == name) {
+            return Err(ApiError::invalid(name.clone(), "is given more than once"));
+        }
+    }
     Ok(pairs)
 }
 
@@ -270,6 +277,39 @@ mod tests {
             Err(ApiError::Client { field, .. }) => field,
             other => panic!("expected a client error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn query_parameters_are_known_and_single() {
+        let q = |pairs: &[(&str, &str)]| {
+            Ok(Query(
+                pairs
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect(),
+            ))
+        };
+        let field = |r: Result<Vec<(String, String)>, ApiError>| match r {
+            Err(ApiError::Client { field, .. }) => field,
+            other => panic!("expected a client error, got {other:?}"),
+        };
+        assert!(query_params(q(&[("limit", "1"), ("cursor", "c")]), &["limit", "cursor"]).is_ok());
+        assert_eq!(
+            field(query_params(
+                q(&[("limit", "1"), ("limit", "1000")]),
+                &["limit"]
+            ))
+            .as_deref(),
+            Some("limit")
+        );
+        assert_eq!(
+            field(query_params(
+                q(&[("limit", "1"), ("colour", "red")]),
+                &["limit"]
+            ))
+            .as_deref(),
+            Some("colour")
+        );
     }
 
     #[test]
