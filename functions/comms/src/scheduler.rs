@@ -28,14 +28,16 @@ impl ScheduledHandler for Minutely {
     }
 }
 
-/// At 07:00 UTC: queues the reports of the day before (or of `date` when
-/// run by hand), one `comms.report` step per organization for the worker.
+/// At 07:00 UTC: queues the reports of the day before, one `comms.report`
+/// step per organization for the worker. Run by hand for a `date`, it
+/// writes that day's reports before it returns.
 #[derive(Debug, Clone)]
 pub struct DailyReport(pub Arc<CommsStore>);
 
 #[async_trait]
 impl ScheduledHandler for DailyReport {
     async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
+        let by_hand = event.date.is_some();
         let date = match &event.date {
             Some(d) => domain::date("date", d)?,
             None => {
@@ -49,7 +51,11 @@ impl ScheduledHandler for DailyReport {
                     .ok_or_else(|| anyhow::anyhow!("no day before {}", at.date()))?
             }
         };
-        let reports = self.0.queue_reports(date).await?;
+        let reports = if by_hand {
+            self.0.write_reports_now(date).await?
+        } else {
+            self.0.queue_reports(date).await?
+        };
         Ok(json!({ "date": domain::date_string(date), "reports": reports }))
     }
 }

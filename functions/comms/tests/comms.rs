@@ -512,6 +512,14 @@ async fn the_daily_report_equals_the_events_consumed(app: CommsApp) {
     let report = run(&app, DAILY_REPORT, None).await;
     assert_eq!(report["date"], day.as_str());
     assert_eq!(report["reports"], 2, "both organizations had activity");
+    // The scheduled run queues one step per organization; the worker writes.
+    assert_eq!(
+        app.get("/v1/comms/reports")
+            .bearer(&token(&app, &p.admin))
+            .await
+            .json()["items"],
+        json!([])
+    );
     app.service.pump().await.unwrap();
 
     let admin = token(&app, &p.admin);
@@ -565,11 +573,38 @@ async fn the_daily_report_equals_the_events_consumed(app: CommsApp) {
         .bearer(&token(&app, &p.staff))
         .await
         .assert_status(StatusCode::FORBIDDEN);
+    // By hand for another day: written before the command returns.
+    let before = yesterday - time::Duration::days(1);
+    let earlier = format!(
+        "{:04}-{:02}-{:02}",
+        before.year(),
+        u8::from(before.month()),
+        before.day()
+    );
+    publish_at(&app, vec![("order.rejected", ORG, json!({"order_id": "o9", "placed_by": p.staff.account.as_str(), "reason": "insufficient-stock"}))], before).await;
+    app.service.pump().await.unwrap();
+    assert_eq!(run(&app, DAILY_REPORT, Some(&earlier)).await["reports"], 1);
+    let by_hand = app
+        .get(&format!("/v1/comms/reports?from={earlier}&to={earlier}"))
+        .bearer(&admin)
+        .await
+        .json();
+    assert_eq!(by_hand["items"][0]["counts"]["orders_rejected"], 1);
     // Run again by hand for the day: the same report, no second one.
     assert_eq!(run(&app, DAILY_REPORT, Some(&day)).await["reports"], 2);
     app.service.pump_twice().await.unwrap();
     let again = app.get("/v1/comms/reports").bearer(&admin).await.json();
-    assert_eq!(again["items"].as_array().unwrap().len(), 1);
+    let dates: Vec<&str> = again["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        dates,
+        [day.as_str(), earlier.as_str()],
+        "newest first, one per day"
+    );
     assert_eq!(again["items"][0]["counts"], r["counts"]);
 }
 

@@ -311,6 +311,18 @@ impl CommsStore {
     /// progress): the worker writes them, so one run's work is bounded
     /// however many organizations there are. Returns how many were queued.
     pub async fn queue_reports(&self, date: Date) -> Result<usize, CommsError> {
+        self.reports_of(date, false).await
+    }
+
+    /// Writes the report of `date` for every organization with activity
+    /// that day, here and now (a run by hand: `constellation run
+    /// comms-daily-report --date`, which has no time limit and no worker to
+    /// wait for). Returns how many were written.
+    pub async fn write_reports_now(&self, date: Date) -> Result<usize, CommsError> {
+        self.reports_of(date, true).await
+    }
+
+    async fn reports_of(&self, date: Date, now: bool) -> Result<usize, CommsError> {
         let day = date_string(date);
         let mut cursor = None;
         let mut queued = 0;
@@ -328,12 +340,18 @@ impl CommsStore {
                 .await?;
             let mut events = Vec::with_capacity(page.items.len());
             for item in &page.items {
-                if let Some(org) = item
+                let Some(org) = item
                     .key
                     .pk
                     .strip_prefix("STATS#")
                     .and_then(|o| OrgId::parse(o).ok())
-                {
+                else {
+                    continue;
+                };
+                if now {
+                    self.write_report(&org, &day, &stats_of(item)).await?;
+                    queued += 1;
+                } else {
                     events.push(self.event(events::REPORT, &org, json!({ "date": day }))?);
                 }
             }
