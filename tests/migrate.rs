@@ -15,9 +15,11 @@ use constellation::migrate::{
     self, ExportOptions, ImportOptions, Manifest, ServiceTable, table_vars,
 };
 use constellation_core::auth::Role;
+use constellation_platform::SecretValue;
 use constellation_testkit::http::{TestApp, TestPlatform};
 use constellation_testkit::services::TestServices;
 use constellation_web::ServiceDef;
+use constellation_web::host::ResourceKind;
 use http::StatusCode;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
@@ -120,7 +122,8 @@ fn contents(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             out.insert(name, fs::read(&path).unwrap());
         }
     }
-    let manifest: Manifest = serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Manifest =
+        serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     out.insert(
         "manifest.json (files)".to_owned(),
         serde_json::to_vec(&manifest.files).unwrap(),
@@ -147,7 +150,11 @@ async fn export_to(app: &App, dir: &Path) -> Manifest {
         .unwrap()
 }
 
-async fn import_into(app: &App, dir: &Path, options: &ImportOptions) -> anyhow::Result<migrate::ImportReport> {
+async fn import_into(
+    app: &App,
+    dir: &Path,
+    options: &ImportOptions,
+) -> anyhow::Result<migrate::ImportReport> {
     migrate::import(&tables(app).await, dir, options).await
 }
 
@@ -156,27 +163,49 @@ async fn a_local_round_trip_gives_the_same_bytes() {
     let source = fx_app(TestPlatform::local().await).await;
     fx_data(&source).await;
     let work = tempfile::tempdir().unwrap();
-    let (a, b, small) = (work.path().join("a"), work.path().join("b"), work.path().join("small"));
+    let (a, b, small) = (
+        work.path().join("a"),
+        work.path().join("b"),
+        work.path().join("small"),
+    );
     let manifest = export_to(&source, &a).await;
     let names: Vec<_> = manifest.files.iter().map(|f| f.name.as_str()).collect();
-    for expected in ["auth.email.jsonl", "auth.org.jsonl", "comms.ann.jsonl", "expenses.exp.jsonl", "kv.ns.jsonl"] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    for expected in [
+        "auth.email.jsonl",
+        "auth.org.jsonl",
+        "comms.ann.jsonl",
+        "expenses.exp.jsonl",
+        "kv.ns.jsonl",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
-    let kv = manifest.files.iter().find(|f| f.name == "kv.ns.jsonl").unwrap();
+    let kv = manifest
+        .files
+        .iter()
+        .find(|f| f.name == "kv.ns.jsonl")
+        .unwrap();
     assert_eq!(kv.records, 61);
 
     // The external sort with tiny runs gives the same bytes.
     migrate::export(
         &tables(&source).await,
         &small,
-        &ExportOptions { chunk_lines: 7, ..options(&source) },
+        &ExportOptions {
+            chunk_lines: 7,
+            ..options(&source)
+        },
     )
     .await
     .unwrap();
     assert_same_export(&a, &small);
 
     let target = fx_app(TestPlatform::local().await).await;
-    let report = import_into(&target, &a, &ImportOptions::default()).await.unwrap();
+    let report = import_into(&target, &a, &ImportOptions::default())
+        .await
+        .unwrap();
     assert_eq!(report.rejected(), 0, "{}", report.table());
     assert_eq!(report.kinds["kv.ns"].written, 61);
     export_to(&target, &b).await;
@@ -188,17 +217,47 @@ async fn local_to_dynamodb_to_local_gives_the_same_bytes() {
     let source = fx_app(TestPlatform::local().await).await;
     fx_data(&source).await;
     let work = tempfile::tempdir().unwrap();
-    let (a, c, d) = (work.path().join("a"), work.path().join("c"), work.path().join("d"));
+    let (a, c, d) = (
+        work.path().join("a"),
+        work.path().join("c"),
+        work.path().join("d"),
+    );
     export_to(&source, &a).await;
 
-    let aws = fx_app(TestPlatform::aws().await).await;
-    let report = import_into(&aws, &a, &ImportOptions::default()).await.unwrap();
+    // DynamoDB tables under this test's names, as `--provision` makes them.
+    let env = TestPlatform::aws().await;
+    let aws = env.aws_backend().unwrap();
+    let secret = env.name("cursor-key");
+    aws.ensure_secret(&secret, &SecretValue::new(env.name("key")))
+        .await
+        .unwrap();
+    let mut dynamo = Vec::new();
+    for def in MOVED {
+        let table = def
+            .resources
+            .iter()
+            .find(|r| r.kind == ResourceKind::Table)
+            .unwrap();
+        let name = env.name(table.default);
+        aws.ensure_table(&name).await.unwrap();
+        dynamo.push(ServiceTable {
+            service: def.name,
+            table: env.platform.table(&name, &secret).await.unwrap(),
+        });
+    }
+    let report = migrate::import(&dynamo, &a, &ImportOptions::default())
+        .await
+        .unwrap();
     assert_eq!(report.rejected(), 0);
-    export_to(&aws, &c).await;
+    migrate::export(&dynamo, &c, &options(&source))
+        .await
+        .unwrap();
     assert_same_export(&a, &c);
 
     let back = fx_app(TestPlatform::local().await).await;
-    import_into(&back, &c, &ImportOptions::default()).await.unwrap();
+    import_into(&back, &c, &ImportOptions::default())
+        .await
+        .unwrap();
     export_to(&back, &d).await;
     assert_same_export(&a, &d);
 }
@@ -218,7 +277,10 @@ async fn an_interrupted_import_resumes_to_the_same_result() {
         ..ImportOptions::default()
     };
     let err = import_into(&target, &a, &crash).await.unwrap_err();
-    assert!(err.to_string().contains("stopped after 4 batches"), "{err:#}");
+    assert!(
+        err.to_string().contains("stopped after 4 batches"),
+        "{err:#}"
+    );
     let checkpoint = fs::read_to_string(a.join("import.checkpoint.json")).unwrap();
     assert!(checkpoint.contains("jsonl"), "{checkpoint}");
 
@@ -247,9 +309,14 @@ async fn a_damaged_file_stops_the_import_before_any_write() {
     fs::write(&path, bytes).unwrap();
 
     let target = fx_app(TestPlatform::local().await).await;
-    let err = import_into(&target, &a, &ImportOptions::default()).await.unwrap_err();
+    let err = import_into(&target, &a, &ImportOptions::default())
+        .await
+        .unwrap_err();
     let message = format!("{err:#}");
-    assert!(message.contains("kv.ns.jsonl") && message.contains("SHA-256"), "{message}");
+    assert!(
+        message.contains("kv.ns.jsonl") && message.contains("SHA-256"),
+        "{message}"
+    );
     let empty = work.path().join("empty");
     let manifest = export_to(&target, &empty).await;
     assert!(manifest.files.is_empty(), "{:?}", manifest.files);
@@ -269,7 +336,11 @@ fn append(dir: &Path, file: &str, lines: &[serde_json::Value]) {
     let entry = manifest.files.iter_mut().find(|f| f.name == file).unwrap();
     entry.records = text.lines().count() as u64;
     entry.sha256 = hex::encode(Sha256::digest(text.as_bytes()));
-    fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
 }
 
 fn record(pk: &str, attrs: serde_json::Value) -> serde_json::Value {
@@ -301,10 +372,20 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
     };
     let report = import_into(&target, &a, &dry).await.unwrap();
     assert_eq!(report.rejected(), 2);
-    assert!(!a.join("rejects.jsonl").exists(), "a dry run writes nothing");
-    assert!(export_to(&target, &work.path().join("none")).await.files.is_empty());
+    assert!(
+        !a.join("rejects.jsonl").exists(),
+        "a dry run writes nothing"
+    );
+    assert!(
+        export_to(&target, &work.path().join("none"))
+            .await
+            .files
+            .is_empty()
+    );
 
-    let report = import_into(&target, &a, &ImportOptions::default()).await.unwrap();
+    let report = import_into(&target, &a, &ImportOptions::default())
+        .await
+        .unwrap();
     assert_eq!(report.kinds["kv.ns"].rejected, 2);
     assert_eq!(report.kinds["kv.ns"].written, 62);
     let rejects: Vec<serde_json::Value> = fs::read_to_string(a.join("rejects.jsonl"))
@@ -315,9 +396,18 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
     assert_eq!(rejects.len(), 2, "{rejects:?}");
     assert_eq!(rejects[0]["file"], "kv.ns.jsonl");
     assert_eq!(rejects[0]["line"], 62);
-    assert!(rejects[0]["reason"].as_str().unwrap().contains("organization"), "{rejects:?}");
+    assert!(
+        rejects[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("organization"),
+        "{rejects:?}"
+    );
     assert_eq!(rejects[1]["line"], 63);
-    assert!(rejects[1]["reason"].as_str().unwrap().contains("reserved"), "{rejects:?}");
+    assert!(
+        rejects[1]["reason"].as_str().unwrap().contains("reserved"),
+        "{rejects:?}"
+    );
 
     // The command fails on rejects unless told to accept them.
     let data = tempfile::tempdir().unwrap();
@@ -332,10 +422,18 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
             .unwrap()
     };
     let out = run(&[]);
-    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 records rejected"));
     let out = run(&["--allow-rejects"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("kv.ns"));
 }
 
@@ -355,11 +453,29 @@ async fn no_secret_is_exported() {
     let manifest = export_to(&source, &a).await;
     let mut all = String::new();
     for f in &manifest.files {
-        assert!(!f.name.starts_with("auth.refresh") && !f.name.starts_with("auth.invite") && !f.name.starts_with("auth.lock"), "{}", f.name);
-        assert!(!f.name.contains("outbox") && !f.name.contains("inbox") && !f.name.contains("idem"), "{}", f.name);
+        assert!(
+            !f.name.starts_with("auth.refresh")
+                && !f.name.starts_with("auth.invite")
+                && !f.name.starts_with("auth.lock"),
+            "{}",
+            f.name
+        );
+        assert!(
+            !f.name.contains("outbox") && !f.name.contains("inbox") && !f.name.contains("idem"),
+            "{}",
+            f.name
+        );
         all.push_str(&fs::read_to_string(a.join(&f.name)).unwrap());
     }
-    for secret in ["REFRESH#", "#FAMILY#", "\"INVITE#", "bob@example.com", "OUTBOX#", "INBOX#", "IDEM#"] {
+    for secret in [
+        "REFRESH#",
+        "#FAMILY#",
+        "\"INVITE#",
+        "bob@example.com",
+        "OUTBOX#",
+        "INBOX#",
+        "IDEM#",
+    ] {
         assert!(!all.contains(secret), "{secret} was exported");
     }
     // Accounts move with their password hash: users keep their passwords.
@@ -379,5 +495,8 @@ async fn no_secret_is_exported() {
     .await
     .unwrap();
     let names: Vec<_> = manifest.files.iter().map(|f| f.name.as_str()).collect();
-    assert!(names.contains(&"kv.ns.jsonl") && !names.contains(&"auth.org.jsonl"), "{names:?}");
+    assert!(
+        names.contains(&"kv.ns.jsonl") && !names.contains(&"auth.org.jsonl"),
+        "{names:?}"
+    );
 }

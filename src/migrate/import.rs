@@ -203,7 +203,7 @@ impl Progress {
                 self.drawn = Instant::now();
                 eprint!("\r{file}: {n} records ({:.0}/s)   ", self.rate(n));
             }
-        } else if n % PLAIN_PROGRESS_EVERY == 0 {
+        } else if n.is_multiple_of(PLAIN_PROGRESS_EVERY) {
             eprintln!("{file}: {n} records ({:.0}/s)", self.rate(n));
         }
     }
