@@ -448,6 +448,34 @@ async fn no_secret_is_exported() {
         .json(&json!({"email": "ada@example.com", "password": "correct horse battery"}))
         .await
         .assert_status(StatusCode::OK);
+    // The secrets are there to leave out.
+    let auth = source
+        .service
+        .context("auth")
+        .table("AUTH_TABLE_NAME", "CURSOR_KEY_SECRET_ID")
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = auth.scan(1000, cursor.take()).await.unwrap();
+        keys.extend(
+            page.items
+                .into_iter()
+                .map(|i| format!("{} {}", i.key.pk, i.key.sk)),
+        );
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    for secret in ["REFRESH#", "#FAMILY#", "INVITE#"] {
+        assert!(
+            keys.iter().any(|k| k.contains(secret)),
+            "no {secret} in {keys:?}"
+        );
+    }
+
     let work = tempfile::tempdir().unwrap();
     let a = work.path().join("a");
     let manifest = export_to(&source, &a).await;

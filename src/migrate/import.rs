@@ -275,6 +275,39 @@ impl Run<'_> {
     }
 }
 
+/// On resume: keeps only the rejects up to the checkpoint (file number
+/// `at`, line `line`), since the lines after it are read again.
+fn keep_rejects_before(
+    dir: &Path,
+    manifest: &Manifest,
+    at: usize,
+    line: u64,
+) -> anyhow::Result<()> {
+    #[derive(Deserialize)]
+    struct Listed {
+        file: String,
+        line: u64,
+    }
+    let path = dir.join(REJECTS);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let mut kept = String::new();
+    for entry in text.lines() {
+        let keep = serde_json::from_str::<Listed>(entry).is_ok_and(|l| {
+            match manifest.files.iter().position(|f| f.name == l.file) {
+                Some(i) => i < at || (i == at && l.line <= line),
+                None => false,
+            }
+        });
+        if keep {
+            kept.push_str(entry);
+            kept.push('\n');
+        }
+    }
+    write_atomically(&path, kept.as_bytes())
+}
+
 /// Imports the export in `dir` into `tables`. Rejected records are listed
 /// in `dir/rejects.jsonl` (on stdout in a dry run); the caller decides
 /// whether any makes the import fail ([`ImportReport::rejected`]).
@@ -322,6 +355,9 @@ pub async fn import(
         None => None,
     };
 
+    if let (Some((at, line)), false) = (skip_to, options.dry_run) {
+        keep_rejects_before(dir, &manifest, at, line)?;
+    }
     let mut rejects = if options.dry_run {
         None
     } else {
