@@ -107,9 +107,17 @@ fn verify(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
         if f.name.contains(['/', '\\']) || f.name.starts_with('.') {
             bail!("manifest names a file outside the directory: `{}`", f.name);
         }
+        if f.name != format!("{}.jsonl", f.kind) {
+            bail!(
+                "manifest: file `{}` should be named after its kind `{}`",
+                f.name,
+                f.kind
+            );
+        }
         let path = dir.join(&f.name);
         let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
         let mut hash = Sha256::new();
+        let mut lines = 0_u64;
         let mut buf = vec![0_u8; 64 * 1024];
         loop {
             let n = file
@@ -118,7 +126,9 @@ fn verify(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
             if n == 0 {
                 break;
             }
-            hash.update(buf.get(..n).unwrap_or_default());
+            let chunk = buf.get(..n).unwrap_or_default();
+            hash.update(chunk);
+            lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
         }
         let actual = hex::encode(hash.finalize());
         if actual != f.sha256 {
@@ -126,6 +136,13 @@ fn verify(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
                 "{}: SHA-256 mismatch (manifest says {}, the file is {actual}); the file was changed or damaged",
                 f.name,
                 f.sha256
+            );
+        }
+        if lines != f.records {
+            bail!(
+                "{}: {lines} lines, the manifest says {} records",
+                f.name,
+                f.records
             );
         }
     }
