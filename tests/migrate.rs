@@ -10,12 +10,19 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
 
 use constellation::migrate::{
     self, ExportOptions, ImportOptions, Manifest, ServiceTable, table_vars,
 };
 use constellation_core::auth::Role;
 use constellation_platform::SecretValue;
+use constellation_platform::table::{
+    Add, Condition, Item, ItemKey, Page, Query, StoreError, Table, Write,
+};
 use constellation_testkit::http::{TestApp, TestPlatform};
 use constellation_testkit::services::TestServices;
 use constellation_web::ServiceDef;
@@ -526,5 +533,119 @@ async fn no_secret_is_exported() {
     assert!(
         names.contains(&"kv.ns.jsonl") && !names.contains(&"auth.org.jsonl"),
         "{names:?}"
+    );
+}
+
+/// A table whose `n`th `put_batch` fails, as a lost connection would.
+#[derive(Debug)]
+struct FailingPuts {
+    inner: Arc<dyn Table>,
+    fail_on: usize,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Table for FailingPuts {
+    async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, item: &Item, condition: Condition) -> Result<(), StoreError> {
+        self.inner.put(item, condition).await
+    }
+    async fn delete(
+        &self,
+        key: &ItemKey,
+        condition: Condition,
+    ) -> Result<Option<Item>, StoreError> {
+        self.inner.delete(key, condition).await
+    }
+    async fn query(&self, query: &Query) -> Result<Page, StoreError> {
+        self.inner.query(query).await
+    }
+    async fn add(&self, add: &Add) -> Result<i64, StoreError> {
+        self.inner.add(add).await
+    }
+    async fn upsert(&self, item: &Item) -> Result<u64, StoreError> {
+        self.inner.upsert(item).await
+    }
+    async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
+        self.inner.transact(writes).await
+    }
+    async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError> {
+        self.inner.scan(limit, cursor).await
+    }
+    async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
+            return Err(StoreError::Invalid("injected failure".into()));
+        }
+        self.inner.put_batch(items).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_write_resumes_without_listing_a_reject_twice() {
+    let source = fx_app(TestPlatform::local().await).await;
+    fx_data(&source).await;
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    export_to(&source, &a).await;
+    append(
+        &a,
+        "kv.ns.jsonl",
+        &[record("NS", json!({"v": 1})), record("NS", json!({"v": 2}))],
+    );
+
+    let target = fx_app(TestPlatform::local().await).await;
+    let mut failing = tables(&target).await;
+    for t in &mut failing {
+        if t.service == "kv" {
+            // kv's third batch: lines 51-61 and nothing after the two bad ones.
+            t.table = Arc::new(FailingPuts {
+                inner: t.table.clone(),
+                fail_on: 3,
+                calls: AtomicUsize::new(0),
+            });
+        }
+    }
+    let err = migrate::import(&failing, &a, &ImportOptions::default())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("injected failure"), "{err:#}");
+    let checkpoint = fs::read_to_string(a.join("import.checkpoint.json")).unwrap();
+    assert!(
+        checkpoint.contains("kv.ns.jsonl") && checkpoint.contains("50"),
+        "{checkpoint}"
+    );
+    assert_eq!(
+        fs::read_to_string(a.join("rejects.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+
+    let resume = ImportOptions {
+        resume: true,
+        ..ImportOptions::default()
+    };
+    let report = import_into(&target, &a, &resume).await.unwrap();
+    assert_eq!(report.rejected(), 2);
+    let rejects = fs::read_to_string(a.join("rejects.jsonl")).unwrap();
+    assert_eq!(rejects.lines().count(), 2, "{rejects}");
+    export_to(&target, &b).await;
+    let mut expected = contents(&a);
+    let mut got = contents(&b);
+    // The two bad lines were not imported, so only kv's file differs.
+    expected.remove("kv.ns.jsonl");
+    got.remove("kv.ns.jsonl");
+    expected.remove("manifest.json (files)");
+    got.remove("manifest.json (files)");
+    assert_eq!(expected, got);
+    assert_eq!(
+        fs::read_to_string(b.join("kv.ns.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        61
     );
 }
