@@ -1,10 +1,11 @@
 //! The `constellation` command line.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use constellation::migrate;
 use constellation::serve::{self, ServeConfig, Server, shutdown_signal};
 use constellation::services::SERVICES;
 use constellation_auth::signing::{SigningConfig, rotate_keys};
@@ -123,6 +124,34 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Write every service's data (secrets left out) as JSON Lines, one
+    /// file per kind, with a manifest of SHA-256 sums.
+    Export {
+        /// The directory to write (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this organization's records.
+        #[arg(long)]
+        org: Option<String>,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
+    /// Load an export into the backend's tables, in checkpointed batches.
+    Import {
+        /// The export directory (with its manifest.json).
+        dir: PathBuf,
+        /// Validate and report, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Continue after the checkpoint an interrupted import left.
+        #[arg(long)]
+        resume: bool,
+        /// Succeed even if some records were rejected.
+        #[arg(long)]
+        allow_rejects: bool,
+        #[command(flatten)]
+        backend: BackendArgs,
+    },
     /// Read the mail the local backend has sent (`<data dir>/mail`).
     Mail {
         #[command(subcommand)]
@@ -216,6 +245,22 @@ async fn main() -> anyhow::Result<()> {
         } => run_schedule(&schedule, date, &backend).await,
         Command::Queue { action, backend } => queue(action, &backend).await,
         Command::Mail { action, backend } => mail(action, &backend),
+        Command::Export { out, org, backend } => export(&out, org.as_deref(), &backend).await,
+        Command::Import {
+            dir,
+            dry_run,
+            resume,
+            allow_rejects,
+            backend,
+        } => {
+            let options = migrate::ImportOptions {
+                dry_run,
+                resume,
+                progress: true,
+                stop_after_batches: None,
+            };
+            import(&dir, &options, allow_rejects, &backend).await
+        }
         Command::Keys {
             action: KeysAction::Rotate,
             backend,
@@ -393,6 +438,47 @@ async fn comms_resync(org: Option<&str>, backend: &BackendArgs) -> anyhow::Resul
     let store = constellation_auth::build_store(&ctx).await?;
     let published = store.republish_accounts(org.as_ref()).await?;
     println!("published {published} account snapshots");
+    Ok(())
+}
+
+/// `constellation export`: every service's table into `out`.
+async fn export(out: &Path, org: Option<&str>, backend: &BackendArgs) -> anyhow::Result<()> {
+    let org = org
+        .map(constellation_core::OrgId::parse)
+        .transpose()
+        .context("--org")?;
+    let platform = backend.platform().await?;
+    let tables = migrate::open_tables(&platform, SERVICES).await?;
+    let options = migrate::ExportOptions {
+        org,
+        ..migrate::ExportOptions::default()
+    };
+    let manifest = migrate::export(&tables, out, &options).await?;
+    for f in &manifest.files {
+        println!("{:<32} {:>10}", f.name, f.records);
+    }
+    println!("exported to {}", out.display());
+    Ok(())
+}
+
+/// `constellation import`: an export into every service's table.
+async fn import(
+    dir: &Path,
+    options: &migrate::ImportOptions,
+    allow_rejects: bool,
+    backend: &BackendArgs,
+) -> anyhow::Result<()> {
+    let platform = backend.platform().await?;
+    let tables = migrate::open_tables(&platform, SERVICES).await?;
+    let report = migrate::import(&tables, dir, options).await?;
+    print!("{}", report.table());
+    let rejected = report.rejected();
+    if rejected > 0 && !allow_rejects {
+        anyhow::bail!(
+            "{rejected} records rejected (listed in {}); pass --allow-rejects to accept that",
+            dir.join(migrate::import::REJECTS).display()
+        );
+    }
     Ok(())
 }
 
