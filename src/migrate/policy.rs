@@ -42,6 +42,13 @@ pub const EXCLUDED: &[(Option<&str>, Matcher, &str)] = &[
     (Some("auth"), Matcher::SkPrefix("INVITE#"), "invite"),
     // auth/store/lockout.rs: `LOCK#<kind>#<subject>`, failed-login counters.
     (Some("auth"), Matcher::PkPrefix("LOCK#"), "lockout counter"),
+    // comms/store/report.rs: `REPORTRUN`, how far one installation's daily
+    // report run got (the reports themselves are `REPORT#<org>`).
+    (
+        Some("comms"),
+        Matcher::PkPrefix("REPORTRUN"),
+        "daily report run progress",
+    ),
 ];
 
 /// Kinds whose partition key does not carry the organization, and where it
