@@ -683,7 +683,12 @@ async fn cancel_and_ship_move_along_and_publish(app: OrdersApp) {
     let events = published(&app).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].event_type, events::SHIPPED);
-    assert_eq!(events[0].data, json!({"order_id": id(&confirmed)}));
+    // The shipped event names the placer and the exact total (for comms'
+    // notification and daily report), besides the order catalog reads.
+    assert_eq!(
+        events[0].data,
+        json!({"order_id": id(&confirmed), "placed_by": confirmed["placed_by"], "total": confirmed["total"]})
+    );
 
     // An Idempotency-Key on ship replays the first answer.
     let confirmed = confirmed_ok(&app, &me).await;
