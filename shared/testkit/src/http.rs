@@ -139,13 +139,30 @@ pub async fn sent_mail(platform: &Platform) -> Vec<SentMail> {
         }
         None => {
             let endpoint = aws_endpoint().unwrap_or_else(|e| panic!("{e:#}"));
-            let body = reqwest::get(format!("{endpoint}/moto-api/data.json"))
-                .await
-                .unwrap_or_else(|e| panic!("read moto's data: {e}"))
-                .text()
-                .await
-                .unwrap_or_default();
-            let data: Value = serde_json::from_str(&body).unwrap_or_default();
+            // moto builds this document from its live state: while other
+            // tests write to the same server it can fail (a collection
+            // changed as it was read), so a failed read is tried again.
+            let mut data = None;
+            for attempt in 0..10 {
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                let Ok(response) = reqwest::get(format!("{endpoint}/moto-api/data.json")).await
+                else {
+                    continue;
+                };
+                if !response.status().is_success() {
+                    continue;
+                }
+                let Ok(body) = response.text().await else {
+                    continue;
+                };
+                if let Ok(v) = serde_json::from_str::<Value>(&body) {
+                    data = Some(v);
+                    break;
+                }
+            }
+            let data = data.unwrap_or_else(|| panic!("moto's /moto-api/data.json did not answer"));
             data.as_object()
                 .into_iter()
                 .flat_map(|services| services.values())
