@@ -32,6 +32,7 @@ constellation_testkit::on_both_backends! {
     an_expense_submitted_reaches_the_admins_inbox_and_their_mailbox,
     a_failing_sender_opens_the_breaker_and_loses_nothing,
     mail_goes_out_once_and_never_for_a_retracted_announcement,
+    a_fan_out_over_many_pages_reaches_everyone_once,
 }
 
 const ORG: &str = "org-comms";
@@ -1308,4 +1309,53 @@ async fn mail_goes_out_once_and_never_for_a_retracted_announcement(app: CommsApp
     let got = mail_to(&app, &reader).await;
     assert_eq!(got.len(), 1);
     assert!(!got[0].contains("Subject: Oops"));
+}
+
+async fn a_fan_out_over_many_pages_reaches_everyone_once(app: CommsApp) {
+    // 60 more accounts: with the six of `people()`, 66 in the directory,
+    // three pages of 25.
+    let crowd: Vec<Principal> = (0..60)
+        .map(|_| Principal {
+            account: AccountId::from_bytes(rand::random()),
+            org: OrgId::parse(ORG).unwrap(),
+            role: Role::Member,
+        })
+        .collect();
+    publish(
+        &app,
+        crowd
+            .iter()
+            .map(|p| (account_events::ACCOUNT_CREATED, ORG, snapshot(p, 1, false)))
+            .collect(),
+    )
+    .await;
+    app.service.pump().await.unwrap();
+    let own = OwnWorker::start(&app).await;
+    announce(
+        &app,
+        &people().staff,
+        json!({"title": "Everyone", "body": "b", "audience": "all"}),
+    )
+    .await;
+    // The first page's step handled twice at once (a redelivery while the
+    // first delivery is still running), then a worker that dies after its
+    // page committed: the step is handled again on the next receive.
+    let first = own
+        .receiver
+        .receive(1, std::time::Duration::from_millis(500))
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let (a, b) = tokio::join!(own.handle(&first), own.handle(&first));
+    assert!(a.batch_item_failures.len() + b.batch_item_failures.len() <= 1);
+    let again = own.handle(&first).await;
+    assert!(again.batch_item_failures.is_empty(), "{again:?}");
+    own.receiver.delete(&first[0].receipt_handle).await.unwrap();
+    app.service.pump_twice().await.unwrap();
+    for p in crowd.iter().chain([&people().member, &people().owner]) {
+        let inbox = inbox(&app, p).await;
+        assert_eq!(kinds(&inbox), ["announcement"], "{p:?}");
+        assert_eq!(inbox["unread_count"], 1, "{p:?}");
+    }
+    assert!(kinds(&inbox(&app, &people().disabled).await).is_empty());
 }
