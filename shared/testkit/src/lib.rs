@@ -3,6 +3,7 @@
 //! bodies, and the HTTP harness ([`http`], [`on_both_backends!`]) that runs
 //! every service's HTTP suite on both backends.
 
+pub mod bulk;
 pub mod conformance;
 pub mod fixtures;
 pub mod http;
