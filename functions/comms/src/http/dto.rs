@@ -283,10 +283,7 @@ impl AnnouncementView {
             id: a.id.clone(),
             title: a.title.clone(),
             body: a.body.clone(),
-            audience: match &a.audience {
-                Audience::All => Value::String("all".into()),
-                other => other.wire(),
-            },
+            audience: a.audience.wire(),
             attachments,
             status: a.status.as_str().to_owned(),
             publish_at: a.publish_at.map(time_string),

@@ -65,18 +65,6 @@ pub enum CommsError {
     Blob(#[from] BlobError),
 }
 
-impl CommsError {
-    /// Whether a worker should retry the record that caused it.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Contention(_) => true,
-            Self::Store(e) => e.is_retryable(),
-            Self::Blob(e) => matches!(e, BlobError::Unavailable(_)),
-            _ => false,
-        }
-    }
-}
-
 /// One account in comms' copy of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
