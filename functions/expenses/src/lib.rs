@@ -24,7 +24,6 @@ use constellation_platform::{Clock, Table};
 use constellation_web::host::{
     BoxFuture, ConsumerDef, Context, ScheduleDef, ServiceDef, SubscriptionDef,
 };
-use constellation_web::{ServiceInfo, with_auth};
 
 pub use config::ExpensesResources;
 pub use store::ExpenseStore;
@@ -119,11 +118,10 @@ pub fn app_with(
     verifier: Arc<TokenVerifier>,
     metrics: MetricsSink,
 ) -> axum::Router {
-    constellation_web::service(
-        ServiceInfo {
-            name: NAME,
-            metrics,
-        },
-        with_auth(http::router(store, table, clock), verifier),
+    constellation_web::authenticated_service(
+        NAME,
+        metrics,
+        verifier,
+        http::router(store, table, clock),
     )
 }

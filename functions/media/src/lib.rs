@@ -26,7 +26,6 @@ use constellation_platform::worker::RecordHandler;
 use constellation_web::host::{
     BoxFuture, ConsumerDef, Context, ScheduleDef, ServiceDef, SubscriptionDef,
 };
-use constellation_web::{ServiceInfo, with_auth};
 
 pub use config::MediaResources;
 pub use store::MediaStore;
@@ -109,11 +108,5 @@ pub fn app_with(
     verifier: Arc<TokenVerifier>,
     metrics: MetricsSink,
 ) -> axum::Router {
-    constellation_web::service(
-        ServiceInfo {
-            name: NAME,
-            metrics,
-        },
-        with_auth(http::router(store), verifier),
-    )
+    constellation_web::authenticated_service(NAME, metrics, verifier, http::router(store))
 }

@@ -42,6 +42,21 @@ pub struct ServiceInfo {
     pub metrics: MetricsSink,
 }
 
+/// A service whose routes check tokens: `router` with the verifier its
+/// `Authenticated` extractor reads, under [`service`]'s shared layers. The
+/// whole application of every service that answers signed-in callers.
+pub fn authenticated_service(
+    name: &'static str,
+    metrics: MetricsSink,
+    verifier: Arc<constellation_platform::tokens::TokenVerifier>,
+    router: Router,
+) -> Router {
+    service(
+        ServiceInfo { name, metrics },
+        crate::auth::with_auth(router, verifier),
+    )
+}
+
 /// Wraps a service router in the shared layers and adds `GET /v1/<name>/health`.
 pub fn service(info: ServiceInfo, router: Router) -> Router {
     let info = Arc::new(info);

@@ -24,5 +24,5 @@ pub use error::{ApiError, ProblemType};
 pub use extract::{Json, LimitedBody};
 pub use host::{Context, ServiceDef};
 pub use idempotency::{IdempotencyLayer, IdempotencyOptions};
-pub use layers::{ServiceInfo, current_request_id, service};
+pub use layers::{ServiceInfo, authenticated_service, current_request_id, service};
 pub use pagination::PageParams;
