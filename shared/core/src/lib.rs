@@ -12,6 +12,7 @@ pub mod csv;
 pub mod directory;
 pub mod etag;
 pub mod ids;
+pub mod import;
 pub mod kv;
 pub mod media;
 pub mod money;
