@@ -13,10 +13,11 @@ use constellation_auth::password::validate_legacy_hash;
 use constellation_auth::store::{AccountForImport, AuthError};
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Email, Role};
+use constellation_core::import::Imported;
 use constellation_platform::table::{Condition, Item, ItemKey};
 use http::StatusCode;
 use serde_json::{Value, json};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 constellation_testkit::on_both_backends! {
     app = crate::common::spawn;
@@ -51,20 +52,29 @@ async fn fx_org(app: &AuthApp) -> (OrgId, Value) {
 
 /// Imports `email` as a member of `org` with the legacy hash `hash`.
 async fn fx_import(app: &AuthApp, org: &OrgId, email: &str, hash: &str) -> AccountId {
-    let account = app
+    let id = fx_account_id();
+    let imported = app
         .service
         .store
         .import_account(
             org,
             AccountForImport {
+                id: id.clone(),
                 email: Email::parse(email).unwrap(),
                 role: Role::Member,
                 password_hash: validate_legacy_hash(hash).unwrap(),
+                created_at: OffsetDateTime::now_utc(),
             },
         )
         .await
         .unwrap();
-    account.id
+    assert_eq!(imported, Imported::Created);
+    id
+}
+
+/// A fresh account id, as an importer derives one.
+fn fx_account_id() -> AccountId {
+    AccountId::from_bytes(rand::random())
 }
 
 fn account_key(org: &OrgId, id: &AccountId) -> ItemKey {
@@ -257,9 +267,11 @@ async fn an_import_needs_a_free_email_and_an_existing_organization(app: AuthApp)
     let (org, owner) = fx_org(&app).await;
     let store = &app.service.store;
     let import = |email: &str, role| AccountForImport {
+        id: fx_account_id(),
         email: Email::parse(email).unwrap(),
         role,
         password_hash: validate_legacy_hash(&fx_bcrypt(LEGACY)).unwrap(),
+        created_at: OffsetDateTime::now_utc(),
     };
     let taken = store
         .import_account(&org, import("owner@example.com", Role::Member))
@@ -276,11 +288,13 @@ async fn an_import_needs_a_free_email_and_an_existing_organization(app: AuthApp)
     fx_import(&app, &org, "lost@example.com", &fx_bcrypt(LEGACY)).await;
 
     // An imported owner counts as one: the first owner may now step down.
-    let other = store
-        .import_account(&org, import("owner2@example.com", Role::Owner))
-        .await
-        .unwrap();
-    assert_eq!(other.role, Role::Owner);
+    let owner2 = import("owner2@example.com", Role::Owner);
+    let other = store.import_account(&org, owner2.clone()).await.unwrap();
+    assert_eq!(other, Imported::Created);
+    // The same import again finds it and writes nothing: the owner count is
+    // raised once (the first owner may step down below, not a second time).
+    let again = store.import_account(&org, owner2).await.unwrap();
+    assert_eq!(again, Imported::AlreadyPresent);
     let r = app
         .patch(&format!("/v1/auth/accounts/{}", account_id(&owner)))
         .json(&json!({"role": "admin"}))

@@ -19,7 +19,7 @@ use common::{AuthApp, AuthFixtures as _, PASSWORD, access, account_id, refresh_t
 use constellation_auth::password::validate_legacy_hash;
 use constellation_auth::store::AccountForImport;
 use constellation_core::OrgId;
-use constellation_core::auth::{Email, Role};
+use constellation_core::auth::{AccountId, Email, Role};
 use constellation_platform::table::{Condition, ItemKey};
 use constellation_testkit::http::TestPlatform;
 use http::StatusCode;
@@ -116,15 +116,17 @@ async fn no_secret_reaches_the_logs(app: AuthApp) {
         .unwrap()
         .format_for_version(bcrypt::Version::TwoB);
     let org = OrgId::parse(owner["account"]["org"].as_str().unwrap()).unwrap();
-    let imported = app
-        .service
+    let imported_id = AccountId::from_bytes([7; 16]);
+    app.service
         .store
         .import_account(
             &org,
             AccountForImport {
+                id: imported_id.clone(),
                 email: Email::parse("legacy@example.com").unwrap(),
                 role: Role::Member,
                 password_hash: validate_legacy_hash(&legacy).unwrap(),
+                created_at: time::OffsetDateTime::now_utc(),
             },
         )
         .await
@@ -135,7 +137,7 @@ async fn no_secret_reaches_the_logs(app: AuthApp) {
     app.login("legacy@example.com", legacy_password)
         .await
         .assert_status(StatusCode::OK);
-    let key = ItemKey::new(format!("ORG#{org}"), format!("ACCOUNT#{}", imported.id));
+    let key = ItemKey::new(format!("ORG#{org}"), format!("ACCOUNT#{imported_id}"));
     let mut item = app.service.table.get(&key).await.unwrap().unwrap();
     let rehash = item.attrs["password_hash"].as_str().unwrap().to_owned();
     assert!(rehash.starts_with("$argon2id$"), "{rehash}");

@@ -18,58 +18,100 @@
 //! harmless.
 
 use constellation_core::OrgId;
-use constellation_core::auth::{Email, Role};
+use constellation_core::auth::{AccountId, Email, Role};
 use constellation_core::directory::events as directory;
+use constellation_core::import::Imported;
 use constellation_platform::StoreError;
 use constellation_platform::table::{Condition, Write};
+use time::OffsetDateTime;
 
-use super::accounts::{Account, StoredAccount, email_item, email_key};
-use super::orgs::{OrgRecord, org_key};
-use super::{AuthError, AuthStore, MAX_ATTEMPTS, backoff, is_conflict, new_account_id};
+use super::accounts::{Account, StoredAccount, account_key, email_item, email_key};
+use super::orgs::{OrgName, OrgRecord, org_key};
+use super::{AuthError, AuthStore, MAX_ATTEMPTS, backoff, is_conflict};
 use crate::password::LegacyHash;
 
 /// An account from a legacy database, to import into an existing
 /// organization with its password hash as it was.
 #[derive(Debug, Clone)]
 pub struct AccountForImport {
-    /// Its email, which must have no account yet.
+    /// Its id, chosen by the importer (derived from the legacy id, so that
+    /// importing the same row again finds it).
+    pub id: AccountId,
+    /// Its email, which must have no other account.
     pub email: Email,
     /// Its role in the organization.
     pub role: Role,
     /// Its legacy password hash.
     pub password_hash: LegacyHash,
+    /// When the legacy system created it.
+    pub created_at: OffsetDateTime,
 }
 
 impl AuthStore {
+    /// Creates the organization `org` named `name`, with no account yet,
+    /// as the legacy system created it at `created_at`: its accounts follow
+    /// through [`AuthStore::import_account`], each imported owner raising its
+    /// owner count. For the migration tooling, which runs as the operator.
+    /// An organization already there is [`Imported::AlreadyPresent`] and is
+    /// left as it is.
+    #[tracing::instrument(skip_all, fields(org = %org))]
+    pub async fn import_org(
+        &self,
+        org: &OrgId,
+        name: &OrgName,
+        created_at: OffsetDateTime,
+    ) -> Result<Imported, AuthError> {
+        let record = OrgRecord {
+            name: name.as_str().to_owned(),
+            owners: 0,
+            created_at,
+        };
+        let item = record.to_item(org)?;
+        match self.table.put(&item, Condition::NotExists).await {
+            Ok(()) => Ok(Imported::Created),
+            Err(StoreError::ConditionFailed { .. }) => Ok(Imported::AlreadyPresent),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Creates the account `import` describes in the organization `org`,
     /// storing its legacy password hash as it is (the first login replaces
-    /// it with argon2id), and commits its `account.created`. For the
-    /// migration tooling, which runs as the operator: no caller's role is
-    /// checked. An email that already has an account is
+    /// it with argon2id), and commits its `account.created` so that the
+    /// services keeping a directory learn of it. For the migration tooling,
+    /// which runs as the operator: no caller's role is checked.
+    ///
+    /// An account with this id already in `org` is
+    /// [`Imported::AlreadyPresent`] (an earlier run of the same import),
+    /// whatever its fields are now; an email that another account has is
     /// [`AuthError::EmailTaken`]; an organization that does not exist is an
     /// error.
-    #[tracing::instrument(skip_all, fields(org = %org, account))]
+    #[tracing::instrument(skip_all, fields(org = %org, account = %import.id))]
     pub async fn import_account(
         &self,
         org: &OrgId,
         import: AccountForImport,
-    ) -> Result<Account, AuthError> {
-        let id = new_account_id();
-        tracing::Span::current().record("account", tracing::field::display(&id));
+    ) -> Result<Imported, AuthError> {
         for attempt in 0..MAX_ATTEMPTS {
+            if self
+                .table
+                .get(&account_key(org, &import.id))
+                .await?
+                .is_some()
+            {
+                return Ok(Imported::AlreadyPresent);
+            }
             if self.table.get(&email_key(&import.email)).await?.is_some() {
                 return Err(AuthError::EmailTaken);
             }
             let (org_item, record) = self.load_org(org).await?;
-            let now = self.clock.now();
             let stored = StoredAccount {
                 account: Account {
-                    id: id.clone(),
+                    id: import.id.clone(),
                     org: org.clone(),
                     email: import.email.clone(),
                     role: import.role,
                     disabled: false,
-                    created_at: now,
+                    created_at: import.created_at,
                 },
                 password_hash: import.password_hash.as_str().to_owned(),
                 epoch: 0,
@@ -99,17 +141,18 @@ impl AuthStore {
                     condition: Condition::Exists,
                 }
             });
-            let created = self.account_event(directory::ACCOUNT_CREATED, &stored, now)?;
+            let created =
+                self.account_event(directory::ACCOUNT_CREATED, &stored, self.clock.now())?;
             match self.outbox.commit(writes, &[created]).await {
                 Ok(()) => {
                     tracing::info!(
                         cost = import.password_hash.cost(),
                         "account imported with a legacy password hash"
                     );
-                    return Ok(stored.account);
+                    return Ok(Imported::Created);
                 }
-                // The email claim is checked again at the top; the owner
-                // count is read again.
+                // The account, the email claim and the owner count are
+                // read again at the top.
                 Err(StoreError::ConditionFailed { .. }) => {}
                 Err(e) if is_conflict(&e) && attempt + 1 < MAX_ATTEMPTS => {
                     backoff(attempt + 1).await;

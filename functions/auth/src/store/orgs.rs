@@ -46,7 +46,8 @@ pub const ORG_INDEX_SHARDS: u32 = 8;
 pub(super) struct OrgRecord {
     /// Its display name.
     pub(super) name: String,
-    /// How many enabled owners it has (at least 1).
+    /// How many enabled owners it has: at least 1, except for an imported
+    /// organization whose owners are not imported (yet).
     pub(super) owners: i64,
     #[serde(with = "time::serde::rfc3339")]
     pub(super) created_at: OffsetDateTime,
@@ -54,7 +55,7 @@ pub(super) struct OrgRecord {
 
 impl OrgRecord {
     /// The organization item holding this record, with its index entry.
-    fn to_item(&self, org: &OrgId) -> Result<Item, AuthError> {
+    pub(super) fn to_item(&self, org: &OrgId) -> Result<Item, AuthError> {
         let mut item = record_item(org_key(org), self)?;
         item.gsi1 = Some(org_index_key(org));
         Ok(item)
