@@ -425,6 +425,22 @@ pub fn validate_legacy_hash(raw: &str) -> Result<LegacyHash, ValidationError> {
     Ok(LegacyHash(hash))
 }
 
+/// Checks a password hash as an account may hold it (an import of an
+/// export): an argon2id PHC string, or a legacy hash [`validate_legacy_hash`]
+/// accepts. Anything else would lock its account out for good.
+pub fn validate_stored_hash(raw: &str) -> Result<(), ValidationError> {
+    if raw.starts_with("$2") {
+        return validate_legacy_hash(raw).map(|_| ());
+    }
+    match PasswordHash::new(raw) {
+        Ok(phc) if phc.algorithm.as_str() == "argon2id" => Ok(()),
+        _ => Err(ValidationError::new(
+            "password_hash",
+            "must be an argon2id PHC string or a bcrypt hash",
+        )),
+    }
+}
+
 /// A stored hash, as far as verifying it goes.
 enum StoredHash {
     /// A PHC string (argon2id); one that does not parse fails as it always did.

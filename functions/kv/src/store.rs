@@ -344,3 +344,30 @@ fn entry_from_item(ns: &Namespace, item: &Item, with_value: bool) -> Result<Entr
         value: with_value.then_some(value),
     })
 }
+
+/// Whether `item` is a kv entry this build can serve (the check an import
+/// of an export runs on each record): `NS#<org>#<namespace>` with a key,
+/// etag, content type and update time as the API writes them, and a value
+/// within [`constellation_core::kv::MAX_VALUE_BYTES`].
+pub fn check_item(item: &Item) -> Result<(), String> {
+    let Some(("NS", rest)) = item.key.pk.split_once('#') else {
+        return Err(format!("`{}` is not a kv record", item.key.pk));
+    };
+    let (org, ns) = rest
+        .split_once('#')
+        .ok_or_else(|| format!("`{}` is not NS#<org>#<namespace>", item.key.pk))?;
+    OrgId::parse(org).map_err(|e| e.to_string())?;
+    let ns = Namespace::parse(ns).map_err(|e| e.to_string())?;
+    let entry = entry_from_item(&ns, item, false).map_err(|e| e.to_string())?;
+    if entry.size > constellation_core::kv::MAX_VALUE_BYTES as u64 {
+        return Err(format!(
+            "value: {} bytes, more than the {} a PUT accepts",
+            entry.size,
+            constellation_core::kv::MAX_VALUE_BYTES
+        ));
+    }
+    if entry.content_type.is_empty() || entry.content_type.chars().any(char::is_control) {
+        return Err("content_type: must be a media type".to_owned());
+    }
+    Ok(())
+}

@@ -704,3 +704,30 @@ impl MediaStore {
         }
     }
 }
+
+/// Whether `item` is a media record this build can serve (the check an
+/// import of an export runs on each record): `MEDIA#<org>` / id with the
+/// attributes the API writes, a declared size within
+/// [`constellation_core::media::MAX_UPLOAD_BYTES`], and a filename as an
+/// upload request may name one.
+pub fn check_item(item: &Item) -> Result<(), String> {
+    let org = item
+        .key
+        .pk
+        .strip_prefix("MEDIA#")
+        .ok_or_else(|| format!("`{}` is not a media record", item.key.pk))?;
+    let org = OrgId::parse(org).map_err(|e| e.to_string())?;
+    let media = from_item(&org, item).map_err(|e| e.to_string())?;
+    if !(1..=constellation_core::media::MAX_UPLOAD_BYTES).contains(&media.size) {
+        return Err(format!(
+            "size: must be 1 to {} bytes",
+            constellation_core::media::MAX_UPLOAD_BYTES
+        ));
+    }
+    if media.filename.chars().count() > constellation_core::media::MAX_FILENAME_CHARS
+        || media.filename.chars().any(char::is_control)
+    {
+        return Err("filename: too long or has control characters".to_owned());
+    }
+    Ok(())
+}

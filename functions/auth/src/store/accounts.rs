@@ -94,7 +94,7 @@ struct AccountRecord {
 
 /// The email claim's attributes.
 #[derive(Serialize, Deserialize)]
-struct EmailClaim {
+pub(super) struct EmailClaim {
     org: OrgId,
     account: AccountId,
 }

@@ -170,7 +170,7 @@ pub struct AuditEntry {
 
 /// An audit item's attributes.
 #[derive(Serialize, Deserialize)]
-struct AuditRecord {
+pub(super) struct AuditRecord {
     action: AuditAction,
     #[serde(with = "time::serde::rfc3339")]
     time: OffsetDateTime,

@@ -66,6 +66,7 @@ use crate::signing::{IssuedToken, TokenIssuer};
 
 mod accounts;
 mod audit;
+mod check;
 mod directory;
 mod invites;
 mod legacy;
@@ -75,6 +76,7 @@ mod sessions;
 
 pub use accounts::{Account, AccountForUpdate};
 pub use audit::{AUDIT_TTL, AuditAction, AuditEntry, AuditEvent, append_audit};
+pub use check::check_item;
 pub use directory::REPUBLISH_BATCH;
 pub use invites::{INVITE_TTL, Invite, InviteId, PendingInvite};
 pub use legacy::AccountForImport;
