@@ -89,11 +89,11 @@ fn movement_key(org: &OrgId, product: &str, sort: &str) -> ItemKey {
 }
 
 /// A fixed-width, sortable time for movement keys.
-fn stamp(t: OffsetDateTime) -> String {
+pub(super) fn stamp(t: OffsetDateTime) -> String {
     format!("{:020}", t.unix_timestamp_nanos().max(0))
 }
 
-fn movement_item(org: &OrgId, product: &str, sort: &str, m: &Movement) -> Item {
+pub(super) fn movement_item(org: &OrgId, product: &str, sort: &str, m: &Movement) -> Item {
     let mut item = Item::new(movement_key(org, product, sort));
     if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(m) {
         item.attrs = map;
