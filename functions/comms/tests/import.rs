@@ -81,7 +81,7 @@ fn org() -> &'static OrgId {
 fn fx_import(seed: u128) -> AnnouncementImport {
     AnnouncementImport {
         id: import_id(CREATED, seed),
-        author: AccountId::from_bytes([1; 16]),
+        author: AccountId::from_bytes([1; 16]).as_str().to_owned(),
         title: "Office closed".to_owned(),
         body: "The office is closed on Friday.\nEnjoy the weekend.".to_owned(),
         audience: Audience::All,
@@ -113,7 +113,7 @@ async fn an_imported_announcement_is_listed_as_published_and_delivered_to_nobody
     assert_eq!(a["status"], "published");
     assert_eq!(a["publish_at"], Value::Null);
     assert_eq!(a["published_at"], "2022-09-02T09:00:00Z");
-    assert_eq!(a["created_by"], fx.author.as_str());
+    assert_eq!(a["created_by"], fx.author);
     assert_eq!(a["created_at"], "2022-09-01T07:30:00.5Z");
     let path = format!("/v1/comms/announcements/{}", fx.id);
     let one = get(&app, &member(), &path).await;
@@ -164,6 +164,9 @@ async fn bad_imports_name_the_field_and_store_nothing(app: CommsApp) {
     let mut fx = fx_import(14);
     fx.published_at = CREATED - time::Duration::seconds(1);
     cases.push(("published_at", fx));
+    let mut fx = fx_import(17);
+    fx.author = "nobody".to_owned();
+    cases.push(("author", fx));
     let mut fx = fx_import(15);
     fx.id = "legacy-15".to_owned();
     cases.push(("id", fx));

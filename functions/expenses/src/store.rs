@@ -154,8 +154,9 @@ pub struct Patch {
 pub struct ExpenseImport {
     /// Its id, chosen by the importer ([`ExpenseId::for_import`]).
     pub id: ExpenseId,
-    /// The account that filed it (it must exist in the organization).
-    pub submitter: AccountId,
+    /// The account that filed it: an account id (32 lowercase hex digits)
+    /// of the organization (the importer makes sure it exists).
+    pub submitter: String,
     /// The editable fields.
     pub details: Details,
     /// Where it is.
@@ -352,6 +353,20 @@ fn from_item(org: &OrgId, item: &Item) -> Result<Expense, StoreError> {
     })
 }
 
+/// `raw` as an account id, or an error naming `field` (imports name
+/// accounts by their id as text, as the store keeps them).
+fn account_id(
+    field: &'static str,
+    raw: &str,
+) -> Result<AccountId, constellation_core::ValidationError> {
+    AccountId::parse(raw).map_err(|_| {
+        constellation_core::ValidationError::new(
+            field,
+            "must be an account id: 32 lowercase hex digits",
+        )
+    })
+}
+
 fn is_admin(p: &Principal) -> bool {
     p.role.allows(Role::Admin)
 }
@@ -459,6 +474,7 @@ impl ExpenseStore {
             )?,
             incurred_on: details.incurred_on,
         };
+        let submitter = account_id("submitter", &submitter)?;
         if updated_at < created_at {
             return Err(constellation_core::ValidationError::new(
                 "updated_at",

@@ -93,7 +93,7 @@ fn line(product: &str, quantity: u32, price: Option<(&str, Money)>) -> OrderLine
 fn fx_order(seed: u128, status: Status, lines: Vec<OrderLine>) -> OrderImport {
     OrderImport {
         id: OrderId::for_import(CREATED, seed),
-        placed_by: placer(),
+        placed_by: placer().as_str().to_owned(),
         lines,
         note: Some("  leave at the back door ".to_owned()),
         status,
@@ -195,6 +195,9 @@ async fn bad_imports_name_the_field_and_store_nothing(app: OrdersApp) {
     let mut fx = fx_shipped(17);
     fx.note = Some("x".repeat(501));
     cases.push(("note", fx));
+    let mut fx = fx_shipped(20);
+    fx.placed_by = "ABC".to_owned();
+    cases.push(("placed_by", fx));
     let mut fx = fx_shipped(18);
     fx.updated_at = CREATED - time::Duration::seconds(1);
     cases.push(("updated_at", fx));

@@ -106,8 +106,9 @@ pub struct Announcement {
 pub struct AnnouncementImport {
     /// Its id, chosen by the importer ([`import_id`]).
     pub id: String,
-    /// The account that wrote it (it must exist in the organization).
-    pub author: AccountId,
+    /// The account that wrote it: an account id (32 lowercase hex digits)
+    /// of the organization (the importer makes sure it exists).
+    pub author: String,
     /// Title.
     pub title: String,
     /// Body.
@@ -468,6 +469,9 @@ impl CommsStore {
                 .into());
             }
         };
+        let author = AccountId::parse(&import.author).map_err(|_| {
+            ValidationError::new("author", "must be an account id: 32 lowercase hex digits")
+        })?;
         if import.published_at < import.created_at {
             return Err(
                 ValidationError::new("published_at", "must not be before created_at").into(),
@@ -482,7 +486,7 @@ impl CommsStore {
             status: AnnouncementStatus::Published,
             publish_at: None,
             published_at: Some(import.published_at),
-            created_by: import.author.as_str().to_owned(),
+            created_by: author.as_str().to_owned(),
             created_at: import.created_at,
         };
         if self.announcement_item(org, &a.id).await?.is_some() {

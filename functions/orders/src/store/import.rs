@@ -35,8 +35,9 @@ const MAX_SKU_CHARS: usize = 200;
 pub struct OrderImport {
     /// Its id, chosen by the importer ([`OrderId::for_import`]).
     pub id: OrderId,
-    /// The account that placed it (it must exist in the organization).
-    pub placed_by: AccountId,
+    /// The account that placed it: an account id (32 lowercase hex
+    /// digits) of the organization (the importer makes sure it exists).
+    pub placed_by: String,
     /// Its lines: 1 to `MAX_LINES` of distinct products, quantities 1 to
     /// `MAX_QUANTITY`, each priced (SKU and unit price, all in one
     /// currency); a rejected or cancelled order's may all be unpriced.
@@ -124,13 +125,19 @@ fn checked(org: &OrgId, import: OrderImport) -> Result<Order, Invalid> {
         }
         (_, None) => None,
     };
+    let placed_by = AccountId::parse(&import.placed_by).map_err(|_| {
+        Invalid::new(
+            "placed_by",
+            "must be an account id: 32 lowercase hex digits",
+        )
+    })?;
     if import.updated_at < import.created_at {
         return Err(Invalid::new("updated_at", "must not be before created_at"));
     }
     Ok(Order {
         id: import.id,
         org: org.clone(),
-        placed_by: import.placed_by.as_str().to_owned(),
+        placed_by: placed_by.as_str().to_owned(),
         lines: import.lines,
         note: domain::note(import.note.as_deref())?,
         status: import.status,
