@@ -43,7 +43,8 @@ use constellation_platform::StoreError;
 pub struct Movement {
     /// When.
     pub at: String,
-    /// `received`, `count`, `damaged`, `returned`, `reserved`, `released` or `shipped`.
+    /// `received`, `count`, `damaged`, `returned`, `reserved`, `released`,
+    /// `shipped` or `import` (the level a product was imported with).
     pub reason: String,
     /// Change of `on_hand`.
     pub on_hand_delta: i64,
