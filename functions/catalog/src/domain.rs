@@ -75,6 +75,31 @@ pub fn phone(raw: &str) -> Result<String, ValidationError> {
     }
 }
 
+/// A lead time, checked.
+pub fn lead_time(raw: u64) -> Result<u32, ValidationError> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|d| *d <= MAX_LEAD_TIME_DAYS)
+        .ok_or_else(|| ValidationError::new("lead_time_days", "must be 0 to 365"))
+}
+
+/// A reorder level, checked.
+pub fn reorder_level(raw: i64) -> Result<i64, ValidationError> {
+    if (0..=MAX_REORDER_LEVEL).contains(&raw) {
+        Ok(raw)
+    } else {
+        Err(ValidationError::new(
+            "reorder_level",
+            "must be 0 to 1000000",
+        ))
+    }
+}
+
+/// Checks free text fields the way the schemas say.
+pub fn name(field: &'static str, raw: &str) -> Result<String, ValidationError> {
+    text(field, raw, 1, MAX_NAME_CHARS)
+}
+
 /// Why stock changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -92,6 +117,8 @@ pub enum Reason {
     Released,
     /// An order shipped.
     Shipped,
+    /// The level a product was imported with (from a legacy database).
+    Import,
 }
 
 impl Reason {
@@ -124,6 +151,7 @@ impl Reason {
             Self::Reserved => "reserved",
             Self::Released => "released",
             Self::Shipped => "shipped",
+            Self::Import => "import",
         }
     }
 }

@@ -26,7 +26,7 @@ use constellation_web::host::{
 };
 
 pub use config::ExpensesResources;
-pub use store::ExpenseStore;
+pub use store::{ExpenseImport, ExpenseStore};
 
 /// The service name: its path prefix is `/v1/expenses`.
 pub const NAME: &str = "expenses";

@@ -17,9 +17,10 @@
 use std::sync::Arc;
 
 use constellation_core::OrgId;
-use constellation_core::auth::{Principal, Role};
+use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_core::etag::{Etag, Precondition};
 use constellation_core::ids::{TIME_ORDERED_ID_PATTERN, is_time_ordered_id, time_ordered_id};
+use constellation_core::import::Imported;
 use constellation_core::media::{
     MediaChanged, MediaId, MediaOwner, MediaRequested, OwnerDeleted, Purpose, UploadSpec,
     events as media_events,
@@ -50,6 +51,15 @@ impl ExpenseId {
     fn new(now: OffsetDateTime) -> Self {
         let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         Self(time_ordered_id(millis, uuid::Uuid::new_v4().as_u128()))
+    }
+
+    /// The id of a record imported from elsewhere: its real creation
+    /// time's milliseconds, then `seed` (derived by the importer from the
+    /// legacy id), so a re-run makes the same id and imported expenses sort
+    /// among the others by when they were really filed.
+    pub fn for_import(created_at: OffsetDateTime, seed: u128) -> Self {
+        let millis = u64::try_from(created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        Self(time_ordered_id(millis, seed))
     }
 
     /// Parses an id as issued.
@@ -136,6 +146,25 @@ pub struct Patch {
     pub description: Option<String>,
     /// New date.
     pub incurred_on: Option<String>,
+}
+
+/// An expense from elsewhere (a legacy database), as
+/// [`ExpenseStore::import_expense`] stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpenseImport {
+    /// Its id, chosen by the importer ([`ExpenseId::for_import`]).
+    pub id: ExpenseId,
+    /// The account that filed it: an account id (32 lowercase hex digits)
+    /// of the organization (the importer makes sure it exists).
+    pub submitter: String,
+    /// The editable fields.
+    pub details: Details,
+    /// Where it is.
+    pub status: Status,
+    /// When it was filed.
+    pub created_at: OffsetDateTime,
+    /// When it last changed (its final status's time).
+    pub updated_at: OffsetDateTime,
 }
 
 /// What to list.
@@ -324,6 +353,20 @@ fn from_item(org: &OrgId, item: &Item) -> Result<Expense, StoreError> {
     })
 }
 
+/// `raw` as an account id, or an error naming `field` (imports name
+/// accounts by their id as text, as the store keeps them).
+fn account_id(
+    field: &'static str,
+    raw: &str,
+) -> Result<AccountId, constellation_core::ValidationError> {
+    AccountId::parse(raw).map_err(|_| {
+        constellation_core::ValidationError::new(
+            field,
+            "must be an account id: 32 lowercase hex digits",
+        )
+    })
+}
+
 fn is_admin(p: &Principal) -> bool {
     p.role.allows(Role::Admin)
 }
@@ -388,6 +431,99 @@ impl ExpenseStore {
             .put(&to_item(&expense), Condition::NotExists)
             .await?;
         Ok(expense)
+    }
+
+    /// Stores an expense imported from elsewhere, as the operator: nothing
+    /// is published (historic data must start no review and notify nobody)
+    /// and it has no receipts (legacy receipts are not migrated).
+    ///
+    /// The fields are checked by the API's rules (text lengths, no control
+    /// characters; `Money` is valid by construction) except those relative
+    /// to now: `incurred_on` may be older than [`crate::domain::MAX_AGE_DAYS`]
+    /// days, since historic data is. `updated_at` must not be before
+    /// `created_at`.
+    ///
+    /// The history is what is known: `draft` at `created_at`, then, for any
+    /// other status, that status at `updated_at`; both are credited to the
+    /// submitter, the only account the legacy record names (no reason is
+    /// recorded for a rejection). An expense already stored under `id`
+    /// answers [`Imported::AlreadyPresent`] and is left as it is.
+    pub async fn import_expense(
+        &self,
+        org: &OrgId,
+        expense: ExpenseImport,
+    ) -> Result<Imported, ExpenseError> {
+        use crate::domain::{MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_MERCHANT_CHARS, text};
+        let ExpenseImport {
+            id,
+            submitter,
+            details,
+            status,
+            created_at,
+            updated_at,
+        } = expense;
+        let details = Details {
+            amount: details.amount,
+            category: text("category", &details.category, 1, MAX_CATEGORY_CHARS)?,
+            merchant: text("merchant", &details.merchant, 1, MAX_MERCHANT_CHARS)?,
+            description: text(
+                "description",
+                &details.description,
+                0,
+                MAX_DESCRIPTION_CHARS,
+            )?,
+            incurred_on: details.incurred_on,
+        };
+        let submitter = account_id("submitter", &submitter)?;
+        if updated_at < created_at {
+            return Err(constellation_core::ValidationError::new(
+                "updated_at",
+                "must not be before created_at",
+            )
+            .into());
+        }
+        if self.find(org, id.as_str()).await?.is_some() {
+            return Ok(Imported::AlreadyPresent);
+        }
+        let entry = |status: Status, at: OffsetDateTime| HistoryEntry {
+            status: status.as_str().to_owned(),
+            at: rfc3339(at),
+            by: submitter.as_str().to_owned(),
+            reason: None,
+        };
+        let mut history = vec![entry(Status::Draft, created_at)];
+        if status != Status::Draft {
+            history.push(entry(status, updated_at));
+        }
+        let expense = Expense {
+            id,
+            org: org.clone(),
+            submitter: submitter.as_str().to_owned(),
+            details,
+            status,
+            receipts: Vec::new(),
+            history,
+            created_at,
+            updated_at,
+            etag: new_etag(),
+            version: 1,
+        };
+        match self
+            .table
+            .put(&to_item(&expense), Condition::NotExists)
+            .await
+        {
+            Ok(()) => Ok(Imported::Created),
+            // A concurrent import of the same record won (or something
+            // else took the id and went again: too much change to judge).
+            Err(StoreError::ConditionFailed { .. }) => {
+                match self.find(org, expense.id.as_str()).await? {
+                    Some(_) => Ok(Imported::AlreadyPresent),
+                    None => Err(ExpenseError::Contention),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn find(&self, org: &OrgId, id: &str) -> Result<Option<Expense>, StoreError> {

@@ -136,7 +136,8 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    /// An input at fault: its path and a sentence the client can act on.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),

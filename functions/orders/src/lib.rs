@@ -25,7 +25,7 @@ use constellation_web::host::{
 };
 
 pub use config::OrdersResources;
-pub use store::OrderStore;
+pub use store::{OrderImport, OrderStore};
 
 /// The service name: its path prefix is `/v1/orders`.
 pub const NAME: &str = "orders";

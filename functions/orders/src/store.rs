@@ -15,6 +15,8 @@
 //! stock for it, so `order.cancelled` goes out again (once per reservation
 //! event, claimed in the inbox) and catalog releases it.
 
+mod import;
+
 use std::sync::Arc;
 
 use constellation_core::OrgId;
@@ -36,6 +38,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::domain::{self, Action, Mismatch, Price, Status, is_staff};
 
+pub use import::OrderImport;
+
 /// The consumer name the worker claims events under (its inbox).
 pub const CONSUMER: &str = "orders-worker";
 
@@ -48,6 +52,15 @@ impl OrderId {
     fn new(now: OffsetDateTime) -> Self {
         let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
         Self(time_ordered_id(millis, uuid::Uuid::new_v4().as_u128()))
+    }
+
+    /// The id of an order imported from elsewhere: its real creation
+    /// time's milliseconds, then `seed` (derived by the importer from the
+    /// legacy id), so a re-run makes the same id and imported orders sort
+    /// among the others by when they were really placed.
+    pub fn for_import(created_at: OffsetDateTime, seed: u128) -> Self {
+        let millis = u64::try_from(created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        Self(time_ordered_id(millis, seed))
     }
 
     /// Parses an id as issued.
@@ -177,6 +190,9 @@ pub enum OrderError {
     /// Too much concurrent change.
     #[error("the order is being changed concurrently; retry")]
     Contention,
+    /// An input is invalid (`field` names it: `status`, `lines[2].quantity`...).
+    #[error(transparent)]
+    Invalid(#[from] domain::Invalid),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

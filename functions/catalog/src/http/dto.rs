@@ -10,9 +10,10 @@ use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::domain::{
-    self, Levels, MAX_DELTA, MAX_DESCRIPTION_CHARS, MAX_LEAD_TIME_DAYS, MAX_NAME_CHARS,
-    MAX_PHONE_CHARS, MAX_REORDER_LEVEL, Reason, SKU_PATTERN,
+    Levels, MAX_DELTA, MAX_DESCRIPTION_CHARS, MAX_LEAD_TIME_DAYS, MAX_NAME_CHARS, MAX_PHONE_CHARS,
+    MAX_REORDER_LEVEL, Reason, SKU_PATTERN,
 };
+pub use crate::domain::{lead_time, name, reorder_level};
 use crate::store::stock::Movement;
 use crate::store::{CatalogError, Product, Supplier, rfc3339};
 
@@ -165,28 +166,6 @@ fn some_whole_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>,
 
 fn some_whole_i64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     constellation_web::extract::whole_i64(d).map(Some)
-}
-
-/// A lead time, checked.
-pub fn lead_time(raw: u64) -> Result<u32, constellation_core::ValidationError> {
-    u32::try_from(raw)
-        .ok()
-        .filter(|d| *d <= MAX_LEAD_TIME_DAYS)
-        .ok_or_else(|| {
-            constellation_core::ValidationError::new("lead_time_days", "must be 0 to 365")
-        })
-}
-
-/// A reorder level, checked.
-pub fn reorder_level(raw: i64) -> Result<i64, constellation_core::ValidationError> {
-    if (0..=MAX_REORDER_LEVEL).contains(&raw) {
-        Ok(raw)
-    } else {
-        Err(constellation_core::ValidationError::new(
-            "reorder_level",
-            "must be 0 to 1000000",
-        ))
-    }
 }
 
 /// A supplier.
@@ -476,9 +455,4 @@ impl From<CatalogError> for ApiError {
             CatalogError::Store(e) => e.into(),
         }
     }
-}
-
-/// Checks free text fields the way the schemas say.
-pub fn name(field: &'static str, raw: &str) -> Result<String, constellation_core::ValidationError> {
-    domain::text(field, raw, 1, MAX_NAME_CHARS)
 }

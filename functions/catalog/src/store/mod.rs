@@ -11,12 +11,17 @@
 //! - stock movement: `MOV#<org>#<product>` / time;
 //! - order reservation: `RES#<org>` / order id ([`stock`]).
 //!
+//! Records imported from elsewhere keep the same layout ([`import`]).
+//!
 //! A product naming a supplier rewrites the supplier (a new version) in its
 //! commit, and deleting a supplier is conditioned on the version it read
 //! after finding no product: a product created in between makes the delete
 //! fail, so no product ever names a deleted supplier.
 
+pub mod import;
 pub mod stock;
+
+pub use import::import_id;
 
 use std::sync::Arc;
 

@@ -43,7 +43,8 @@ use constellation_platform::StoreError;
 pub struct Movement {
     /// When.
     pub at: String,
-    /// `received`, `count`, `damaged`, `returned`, `reserved`, `released` or `shipped`.
+    /// `received`, `count`, `damaged`, `returned`, `reserved`, `released`,
+    /// `shipped` or `import` (the level a product was imported with).
     pub reason: String,
     /// Change of `on_hand`.
     pub on_hand_delta: i64,
@@ -89,11 +90,11 @@ fn movement_key(org: &OrgId, product: &str, sort: &str) -> ItemKey {
 }
 
 /// A fixed-width, sortable time for movement keys.
-fn stamp(t: OffsetDateTime) -> String {
+pub(super) fn stamp(t: OffsetDateTime) -> String {
     format!("{:020}", t.unix_timestamp_nanos().max(0))
 }
 
-fn movement_item(org: &OrgId, product: &str, sort: &str, m: &Movement) -> Item {
+pub(super) fn movement_item(org: &OrgId, product: &str, sort: &str, m: &Movement) -> Item {
     let mut item = Item::new(movement_key(org, product, sort));
     if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(m) {
         item.attrs = map;

@@ -8,9 +8,15 @@
 //! starts its delivery: two overlapping scheduler runs both see it due,
 //! one commits, the other's condition fails and it moves on, so each is
 //! delivered exactly once.
+//!
+//! An announcement imported from elsewhere ([`CommsStore::import_announcement`])
+//! is stored as published and long since delivered: no delivery starts, so
+//! nobody is notified or mailed, and it is never in the due index.
 
 use constellation_core::OrgId;
-use constellation_core::auth::{Principal, Role};
+use constellation_core::auth::{AccountId, Principal, Role};
+use constellation_core::ids::{is_time_ordered_id, time_ordered_id};
+use constellation_core::import::Imported;
 use constellation_platform::StoreError;
 use constellation_platform::blob::attachment;
 use constellation_platform::table::{
@@ -92,6 +98,36 @@ pub struct Announcement {
     pub created_by: String,
     /// When.
     pub created_at: OffsetDateTime,
+}
+
+/// An announcement from elsewhere (a legacy database), as
+/// [`CommsStore::import_announcement`] stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnouncementImport {
+    /// Its id, chosen by the importer ([`import_id`]).
+    pub id: String,
+    /// The account that wrote it: an account id (32 lowercase hex digits)
+    /// of the organization (the importer makes sure it exists).
+    pub author: String,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Who it addressed: `All` (the usual) or `Roles`, as the API takes.
+    pub audience: Audience,
+    /// When it was published.
+    pub published_at: OffsetDateTime,
+    /// When it was written (at or before `published_at`).
+    pub created_at: OffsetDateTime,
+}
+
+/// The id of an announcement imported from elsewhere: its real creation
+/// time's milliseconds, then `seed` (derived by the importer from the
+/// legacy id), so a re-run makes the same id and imported announcements
+/// list among the others by when they were really written.
+pub fn import_id(created_at: OffsetDateTime, seed: u128) -> String {
+    let millis = u64::try_from(created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    time_ordered_id(millis, seed)
 }
 
 /// An attachment as a reader gets it.
@@ -396,6 +432,77 @@ impl CommsStore {
                 )
                 .into())
             }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores an announcement imported from elsewhere, as the operator:
+    /// published at `published_at` and delivered long ago, so no delivery
+    /// starts (no notification, no mail), nothing is published on the bus
+    /// and it is not in the due index; listings show it like any other.
+    /// The title, body and audience follow the API's rules (an audience of
+    /// named accounts is refused, as the API refuses it); legacy
+    /// attachments are not migrated. One already stored under `id` answers
+    /// [`Imported::AlreadyPresent`] and is left as it is.
+    pub async fn import_announcement(
+        &self,
+        org: &OrgId,
+        import: AnnouncementImport,
+    ) -> Result<Imported, CommsError> {
+        use constellation_core::ValidationError;
+        if !is_time_ordered_id(&import.id) {
+            return Err(ValidationError::new("id", "must be an id as issued").into());
+        }
+        let audience = match import.audience {
+            Audience::All => Audience::All,
+            Audience::Roles { roles } => {
+                let names: Vec<String> = roles.iter().map(|r| r.as_str().to_owned()).collect();
+                Audience::Roles {
+                    roles: crate::domain::roles("audience.roles", &names)?,
+                }
+            }
+            Audience::Accounts { .. } => {
+                return Err(ValidationError::new(
+                    "audience",
+                    "must be \"all\" or {\"roles\":[...]}",
+                )
+                .into());
+            }
+        };
+        let author = AccountId::parse(&import.author).map_err(|_| {
+            ValidationError::new("author", "must be an account id: 32 lowercase hex digits")
+        })?;
+        if import.published_at < import.created_at {
+            return Err(
+                ValidationError::new("published_at", "must not be before created_at").into(),
+            );
+        }
+        let a = Announcement {
+            id: import.id,
+            title: crate::domain::title("title", &import.title)?,
+            body: crate::domain::body("body", &import.body, crate::domain::MAX_BODY_CHARS)?,
+            audience,
+            attachments: Vec::new(),
+            status: AnnouncementStatus::Published,
+            publish_at: None,
+            published_at: Some(import.published_at),
+            created_by: author.as_str().to_owned(),
+            created_at: import.created_at,
+        };
+        if self.announcement_item(org, &a.id).await?.is_some() {
+            return Ok(Imported::AlreadyPresent);
+        }
+        let write = Write::Put {
+            item: announcement_item(org, &a),
+            condition: Condition::NotExists,
+        };
+        match self.outbox.commit(vec![write], &[]).await {
+            Ok(()) => Ok(Imported::Created),
+            // A concurrent import of the same announcement won.
+            Err(e) if taken(&e) => match self.announcement_item(org, &a.id).await? {
+                Some(_) => Ok(Imported::AlreadyPresent),
+                None => Err(CommsError::Contention("announcement")),
+            },
             Err(e) => Err(e.into()),
         }
     }

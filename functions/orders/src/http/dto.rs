@@ -225,6 +225,7 @@ impl From<OrderError> for ApiError {
                 current_status: current.as_str().to_owned(),
             },
             e @ OrderError::Contention => ApiError::client(ProblemType::Conflict, e.to_string()),
+            OrderError::Invalid(e) => ApiError::invalid(e.field, e.reason),
             OrderError::Store(e) => e.into(),
         }
     }

@@ -1,0 +1,214 @@
+//! Suppliers and products from elsewhere (a legacy database), stored as the
+//! operator under ids the importer chose, so that re-running an import
+//! writes nothing twice ([`Imported::AlreadyPresent`]).
+//!
+//! Each record is written with everything the service keeps for it in one
+//! transaction, the record itself conditioned on not existing: a product
+//! with its SKU claim, its indexes, the rewrite of its supplier (as
+//! `create_product` does, so a racing supplier delete fails) and one stock
+//! movement, reason `import`, explaining its `on_hand`: every other change
+//! of `on_hand` writes a movement, so a product's movements add up to its
+//! level, imported ones included. Nothing is published: historic data must
+//! not start sagas or raise low-stock alerts.
+
+use constellation_core::OrgId;
+use constellation_core::ValidationError;
+use constellation_core::etag::Etag;
+use constellation_core::ids::time_ordered_id;
+use constellation_core::import::Imported;
+use constellation_platform::StoreError;
+use constellation_platform::retry::backoff;
+use constellation_platform::table::{Condition, Item, Write};
+use time::OffsetDateTime;
+
+use super::stock::{Movement, movement_item, stamp};
+use super::{
+    ATTEMPTS, CatalogError, CatalogStore, Product, ProductFields, Supplier, SupplierFields, is_id,
+    product_item, product_key, rfc3339, sku_key, supplier_item, supplier_key,
+};
+use crate::domain::{self, Levels, MAX_DESCRIPTION_CHARS, Reason};
+
+/// The id of a supplier or product imported from elsewhere: its real
+/// creation time's milliseconds, then `seed` (derived by the importer from
+/// the legacy id), so a re-run makes the same id and imported records sort
+/// among the others by when they were really created.
+pub fn import_id(created_at: OffsetDateTime, seed: u128) -> String {
+    let millis = u64::try_from(created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    time_ordered_id(millis, seed)
+}
+
+fn check_id(id: &str) -> Result<(), ValidationError> {
+    if is_id(id) {
+        Ok(())
+    } else {
+        Err(ValidationError::new("id", "must be an id as issued"))
+    }
+}
+
+fn check_times(
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+) -> Result<(), ValidationError> {
+    if updated_at < created_at {
+        return Err(ValidationError::new(
+            "updated_at",
+            "must not be before created_at",
+        ));
+    }
+    Ok(())
+}
+
+impl CatalogStore {
+    /// Stores a supplier imported from elsewhere under `id` (see
+    /// [`import_id`]), with the API's field rules and the legacy times.
+    /// One already stored under `id` answers [`Imported::AlreadyPresent`]
+    /// and is left as it is.
+    pub async fn import_supplier(
+        &self,
+        org: &OrgId,
+        id: &str,
+        fields: SupplierFields,
+        created_at: OffsetDateTime,
+        updated_at: OffsetDateTime,
+    ) -> Result<Imported, CatalogError> {
+        check_id(id)?;
+        let s = Supplier {
+            id: id.to_owned(),
+            name: domain::name("name", &fields.name)?,
+            email: fields.email.as_str().to_owned(),
+            phone: domain::phone(&fields.phone)?,
+            lead_time_days: domain::lead_time(u64::from(fields.lead_time_days))?,
+            created_at,
+            updated_at,
+            version: 1,
+        };
+        check_times(created_at, updated_at)?;
+        let key = supplier_key(org, id);
+        if self.table().get(&key).await?.is_some() {
+            return Ok(Imported::AlreadyPresent);
+        }
+        match self
+            .table()
+            .put(&supplier_item(org, &s), Condition::NotExists)
+            .await
+        {
+            Ok(()) => Ok(Imported::Created),
+            Err(StoreError::ConditionFailed { .. }) if self.table().get(&key).await?.is_some() => {
+                Ok(Imported::AlreadyPresent)
+            }
+            Err(StoreError::ConditionFailed { .. }) => Err(CatalogError::Contention),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Stores a product imported from elsewhere under `id` (see
+    /// [`import_id`]) with `on_hand` units in stock and none reserved, its
+    /// SKU claimed and its supplier (which must exist in `org`:
+    /// [`CatalogError::UnknownSupplier`] otherwise) rewritten, as
+    /// [`CatalogStore::create_product`] does, plus one `import` movement of
+    /// `on_hand` at `updated_at` when it is not 0. The fields follow the
+    /// API's rules; a SKU another product holds is
+    /// [`CatalogError::SkuTaken`]. One already stored under `id` answers
+    /// [`Imported::AlreadyPresent`] and nothing is written.
+    pub async fn import_product(
+        &self,
+        org: &OrgId,
+        id: &str,
+        fields: ProductFields,
+        on_hand: i64,
+        created_at: OffsetDateTime,
+        updated_at: OffsetDateTime,
+    ) -> Result<Imported, CatalogError> {
+        check_id(id)?;
+        let p = Product {
+            id: id.to_owned(),
+            sku: domain::sku(&fields.sku)?,
+            name: domain::name("name", &fields.name)?,
+            description: domain::text(
+                "description",
+                &fields.description,
+                0,
+                MAX_DESCRIPTION_CHARS,
+            )?,
+            price: fields.price,
+            supplier_id: fields.supplier_id,
+            reorder_level: domain::reorder_level(fields.reorder_level)?,
+            active: fields.active,
+            archived: false,
+            levels: Levels {
+                on_hand,
+                reserved: 0,
+            },
+            created_at,
+            updated_at,
+            etag: Etag::from_bytes(uuid::Uuid::new_v4().into_bytes()),
+            version: 1,
+        };
+        if on_hand < 0 {
+            return Err(ValidationError::new("on_hand", "must not be negative").into());
+        }
+        if p.supplier_id.as_deref().is_some_and(|s| !is_id(s)) {
+            return Err(CatalogError::UnknownSupplier);
+        }
+        check_times(created_at, updated_at)?;
+        let mut writes = vec![
+            Write::Put {
+                item: product_item(org, &p),
+                condition: Condition::NotExists,
+            },
+            Write::Put {
+                item: Item::new(sku_key(org, &p.sku)).with("product", p.id.as_str()),
+                condition: Condition::NotExists,
+            },
+        ];
+        if on_hand > 0 {
+            let movement = Movement {
+                at: rfc3339(updated_at),
+                reason: Reason::Import.as_str().to_owned(),
+                on_hand_delta: on_hand,
+                reserved_delta: 0,
+                actor: None,
+                order_id: None,
+            };
+            let sort = format!("{}#import", stamp(updated_at));
+            writes.push(Write::Put {
+                item: movement_item(org, id, &sort, &movement),
+                condition: Condition::NotExists,
+            });
+        }
+        for attempt in 0..ATTEMPTS {
+            if self.product_exists(org, id).await? {
+                return Ok(Imported::AlreadyPresent);
+            }
+            self.check_sku_free(org, &p.sku, id).await?;
+            let mut attempt_writes = writes.clone();
+            if let Some(s) = &p.supplier_id {
+                // Rewritten as read: a delete racing this import fails.
+                attempt_writes.push(self.touch_supplier(org, s).await?);
+            }
+            match self.table().transact(&attempt_writes).await {
+                Ok(()) => return Ok(Imported::Created),
+                // A concurrent import of the same product, another product
+                // taking the SKU, or the supplier changing: the next round's
+                // reads say which.
+                Err(StoreError::ConditionFailed { .. } | StoreError::Conflict(_)) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CatalogError::Contention)
+    }
+
+    async fn product_exists(&self, org: &OrgId, id: &str) -> Result<bool, StoreError> {
+        Ok(self.table().get(&product_key(org, id)).await?.is_some())
+    }
+
+    /// [`CatalogError::SkuTaken`] when a product other than `id` claims `sku`.
+    async fn check_sku_free(&self, org: &OrgId, sku: &str, id: &str) -> Result<(), CatalogError> {
+        match self.table().get(&sku_key(org, sku)).await? {
+            Some(claim) if claim.str("product") != Some(id) => Err(CatalogError::SkuTaken),
+            _ => Ok(()),
+        }
+    }
+}

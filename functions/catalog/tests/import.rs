@@ -1,0 +1,240 @@
+//! Importing suppliers and products from a legacy database on both
+//! backends: what is stored reads back through the API as it was (stock and
+//! its `import` movement included), a re-run writes nothing, bad fields and
+//! taken SKUs are named, and concurrent imports of one record write it once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use constellation_catalog::CatalogStore;
+use constellation_catalog::store::{CatalogError, ProductFields, SupplierFields, import_id};
+use constellation_core::OrgId;
+use constellation_core::auth::{Email, Role};
+use constellation_core::import::Imported;
+use constellation_core::money::{Currency, Money};
+use constellation_testkit::http::{TestApp, TestPlatform};
+use constellation_testkit::services::TestServices;
+use http::StatusCode;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+constellation_testkit::on_both_backends! {
+    app = crate::spawn;
+    imported_suppliers_and_products_read_back_and_a_rerun_writes_nothing,
+    bad_imports_name_the_field_and_store_nothing,
+    concurrent_imports_of_one_product_write_it_once,
+}
+
+const ORG: &str = "org-imp";
+const CREATED: OffsetDateTime = datetime!(2018-02-01 08:00:00.250 UTC);
+const UPDATED: OffsetDateTime = datetime!(2020-07-15 12:00 UTC);
+
+type CatalogApp = TestApp<TestServices>;
+
+async fn spawn(env: TestPlatform) -> CatalogApp {
+    let services = TestServices::start(&env, &[&constellation_catalog::SERVICE])
+        .await
+        .unwrap();
+    let router = services.router();
+    let staff = services.tokens.token(ORG, Role::Staff);
+    TestApp::new(env, router, services).with_bearer(staff)
+}
+
+fn store(app: &CatalogApp) -> CatalogStore {
+    constellation_catalog::store(app.service.context("catalog"))
+        .unwrap()
+        .0
+}
+
+fn org() -> &'static OrgId {
+    static ORG_ID: std::sync::LazyLock<OrgId> =
+        std::sync::LazyLock::new(|| OrgId::parse(ORG).unwrap());
+    &ORG_ID
+}
+
+fn fx_supplier() -> SupplierFields {
+    SupplierFields {
+        name: "Acme Tools".to_owned(),
+        email: Email::parse("orders@acme.example").unwrap(),
+        phone: "+49 30 1234".to_owned(),
+        lead_time_days: 14,
+    }
+}
+
+fn fx_product(sku: &str, supplier_id: Option<String>) -> ProductFields {
+    ProductFields {
+        sku: sku.to_owned(),
+        name: "Hammer".to_owned(),
+        description: "A hammer".to_owned(),
+        price: Money::parse("price", "12.50", Currency::parse("c", "EUR").unwrap()).unwrap(),
+        supplier_id,
+        reorder_level: 5,
+        active: true,
+    }
+}
+
+async fn imported_suppliers_and_products_read_back_and_a_rerun_writes_nothing(app: CatalogApp) {
+    let store = store(&app);
+    let supplier = import_id(CREATED, 1);
+    assert!(supplier.starts_with("0161506128fa"), "{supplier}");
+    let import_supplier =
+        || store.import_supplier(org(), &supplier, fx_supplier(), CREATED, UPDATED);
+    assert_eq!(import_supplier().await.unwrap(), Imported::Created);
+    let s = app
+        .get(&format!("/v1/catalog/suppliers/{supplier}"))
+        .await
+        .json();
+    assert_eq!(s["name"], "Acme Tools");
+    assert_eq!(s["email"], "orders@acme.example");
+    assert_eq!(s["lead_time_days"], 14);
+    assert_eq!(s["created_at"], "2018-02-01T08:00:00.25Z");
+    assert_eq!(s["updated_at"], "2020-07-15T12:00:00Z");
+
+    let product = import_id(CREATED, 2);
+    let import_product = || {
+        store.import_product(
+            org(),
+            &product,
+            fx_product("HAM-1", Some(supplier.clone())),
+            40,
+            CREATED,
+            UPDATED,
+        )
+    };
+    assert_eq!(import_product().await.unwrap(), Imported::Created);
+    let path = format!("/v1/catalog/products/{product}");
+    let got = app.get(&path).await;
+    got.assert_status(StatusCode::OK);
+    let etag = got.header("etag").unwrap().to_owned();
+    let p = got.json();
+    assert_eq!(p["sku"], "HAM-1");
+    assert_eq!(p["price"], json!({"amount": "12.50", "currency": "EUR"}));
+    assert_eq!(p["supplier_id"], supplier.as_str());
+    assert_eq!(
+        p["stock"],
+        json!({"on_hand": 40, "reserved": 0, "available": 40})
+    );
+    assert_eq!(p["created_at"], "2018-02-01T08:00:00.25Z");
+    // Indexed by SKU and by supplier, with one movement explaining on_hand.
+    let by_sku = app.get("/v1/catalog/products?sku_prefix=HAM").await.json();
+    assert_eq!(by_sku["items"][0]["id"], product.as_str());
+    let by_supplier = app
+        .get(&format!("/v1/catalog/products?supplier_id={supplier}"))
+        .await
+        .json();
+    assert_eq!(by_supplier["items"][0]["id"], product.as_str());
+    let movements = app.get(&format!("{path}/stock/movements")).await.json();
+    assert_eq!(
+        movements["items"],
+        json!([{"at": "2020-07-15T12:00:00Z", "reason": "import", "on_hand_delta": 40,
+                "reserved_delta": 0, "actor": null, "order_id": null}])
+    );
+    // The SKU is claimed: the API refuses it to another product.
+    let r = app
+        .post("/v1/catalog/products")
+        .json(&json!({"sku": "HAM-1", "name": "Other", "description": "",
+                      "price": {"amount": "1", "currency": "EUR"}}))
+        .await;
+    r.assert_status(StatusCode::CONFLICT);
+    // The supplier is named, so it cannot be deleted.
+    app.delete(&format!("/v1/catalog/suppliers/{supplier}"))
+        .await
+        .assert_status(StatusCode::CONFLICT);
+
+    // A re-run writes nothing.
+    assert_eq!(import_supplier().await.unwrap(), Imported::AlreadyPresent);
+    assert_eq!(import_product().await.unwrap(), Imported::AlreadyPresent);
+    let got = app.get(&path).await;
+    assert_eq!(got.header("etag"), Some(etag.as_str()));
+    let movements = app.get(&format!("{path}/stock/movements")).await.json();
+    assert_eq!(movements["items"].as_array().unwrap().len(), 1);
+}
+
+async fn bad_imports_name_the_field_and_store_nothing(app: CatalogApp) {
+    let store = store(&app);
+    let taken = import_id(CREATED, 10);
+    store
+        .import_product(
+            org(),
+            &taken,
+            fx_product("TAKEN", None),
+            0,
+            CREATED,
+            UPDATED,
+        )
+        .await
+        .unwrap();
+    let field = |r: Result<Imported, CatalogError>| match r {
+        Err(CatalogError::Invalid(e)) => e.field.to_owned(),
+        Err(CatalogError::UnknownSupplier) => "supplier_id".to_owned(),
+        Err(CatalogError::SkuTaken) => "sku".to_owned(),
+        other => panic!("{other:?}"),
+    };
+    let id = import_id(CREATED, 11);
+    let mut bad = fx_supplier();
+    bad.phone = "call me".to_owned();
+    let r = store
+        .import_supplier(org(), &id, bad, CREATED, UPDATED)
+        .await;
+    assert_eq!(field(r), "phone");
+    let r = store
+        .import_supplier(org(), "legacy-7", fx_supplier(), CREATED, UPDATED)
+        .await;
+    assert_eq!(field(r), "id");
+    let r = store
+        .import_supplier(org(), &id, fx_supplier(), UPDATED, CREATED)
+        .await;
+    assert_eq!(field(r), "updated_at");
+    app.get(&format!("/v1/catalog/suppliers/{id}"))
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+
+    let cases = [
+        ("sku", fx_product("ham 1", None), 0),
+        ("on_hand", fx_product("HAM-2", None), -1),
+        (
+            "supplier_id",
+            fx_product("HAM-2", Some(import_id(CREATED, 99))),
+            0,
+        ),
+        ("sku", fx_product("TAKEN", None), 3),
+    ];
+    for (expected, fields, on_hand) in cases {
+        let r = store
+            .import_product(org(), &id, fields, on_hand, CREATED, UPDATED)
+            .await;
+        assert_eq!(field(r), expected);
+        app.get(&format!("/v1/catalog/products/{id}"))
+            .await
+            .assert_status(StatusCode::NOT_FOUND);
+    }
+}
+
+async fn concurrent_imports_of_one_product_write_it_once(app: CatalogApp) {
+    let store = store(&app);
+    let supplier = import_id(CREATED, 20);
+    store
+        .import_supplier(org(), &supplier, fx_supplier(), CREATED, UPDATED)
+        .await
+        .unwrap();
+    let product = import_id(CREATED, 21);
+    let import = || {
+        store.import_product(
+            org(),
+            &product,
+            fx_product("RACE-1", Some(supplier.clone())),
+            7,
+            CREATED,
+            UPDATED,
+        )
+    };
+    let (a, b) = tokio::join!(import(), import());
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| o.created());
+    assert_eq!(outcomes, [Imported::AlreadyPresent, Imported::Created]);
+    let p = app
+        .get(&format!("/v1/catalog/products/{product}"))
+        .await
+        .json();
+    assert_eq!(p["stock"]["on_hand"], 7);
+}

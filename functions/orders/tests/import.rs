@@ -1,0 +1,336 @@
+//! Importing orders from a legacy database on both backends, with catalog
+//! running beside orders: what is stored reads back through the API as it
+//! was, nothing is published, a re-run writes nothing, bad fields are
+//! named, concurrent imports of one order write it once, and an imported
+//! confirmed order is cancelled or shipped through the API and the workers
+//! without touching catalog's stock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use constellation_catalog::store::stock::Outcome;
+use constellation_catalog::store::{ProductFields, import_id};
+use constellation_core::OrgId;
+use constellation_core::auth::{AccountId, Principal, Role};
+use constellation_core::import::Imported;
+use constellation_core::money::{Currency, Money};
+use constellation_orders::domain::{Price, Status};
+use constellation_orders::store::{OrderError, OrderId, OrderLine, Rejection};
+use constellation_orders::{OrderImport, OrderStore};
+use constellation_testkit::http::{TestApp, TestPlatform};
+use constellation_testkit::services::TestServices;
+use http::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+constellation_testkit::on_both_backends! {
+    app = crate::spawn;
+    an_imported_order_reads_back_as_it_was_and_a_rerun_writes_nothing,
+    bad_imports_name_the_field_and_store_nothing,
+    concurrent_imports_of_one_order_write_it_once,
+    imported_confirmed_orders_cancel_and_ship_without_touching_stock,
+}
+
+const ORG: &str = "org-imp";
+const CREATED: OffsetDateTime = datetime!(2021-03-04 10:11:12.131 UTC);
+const UPDATED: OffsetDateTime = datetime!(2021-03-09 16:00 UTC);
+
+type OrdersApp = TestApp<TestServices>;
+
+async fn spawn(env: TestPlatform) -> OrdersApp {
+    let services = TestServices::start(
+        &env,
+        &[
+            &constellation_orders::SERVICE,
+            &constellation_catalog::SERVICE,
+        ],
+    )
+    .await
+    .unwrap();
+    let router = services.router();
+    TestApp::new(env, router, services)
+}
+
+fn store(app: &OrdersApp) -> OrderStore {
+    constellation_orders::store(app.service.context("orders"))
+        .unwrap()
+        .0
+}
+
+fn org() -> &'static OrgId {
+    static ORG_ID: std::sync::LazyLock<OrgId> =
+        std::sync::LazyLock::new(|| OrgId::parse(ORG).unwrap());
+    &ORG_ID
+}
+
+fn placer() -> AccountId {
+    AccountId::from_bytes([9; 16])
+}
+
+fn token_of(app: &OrdersApp, account: AccountId, role: Role) -> String {
+    app.service.tokens.token_for(&Principal {
+        account,
+        org: org().clone(),
+        role,
+    })
+}
+
+fn eur(amount: &str) -> Money {
+    Money::parse("amount", amount, Currency::parse("c", "EUR").unwrap()).unwrap()
+}
+
+fn line(product: &str, quantity: u32, price: Option<(&str, Money)>) -> OrderLine {
+    OrderLine {
+        product_id: product.to_owned(),
+        quantity,
+        price: price.map(|(sku, unit_price)| Price {
+            sku: sku.to_owned(),
+            unit_price,
+        }),
+    }
+}
+
+fn fx_order(seed: u128, status: Status, lines: Vec<OrderLine>) -> OrderImport {
+    OrderImport {
+        id: OrderId::for_import(CREATED, seed),
+        placed_by: placer().as_str().to_owned(),
+        lines,
+        note: Some("  leave at the back door ".to_owned()),
+        status,
+        rejection: None,
+        created_at: CREATED,
+        updated_at: UPDATED,
+    }
+}
+
+fn fx_shipped(seed: u128) -> OrderImport {
+    fx_order(
+        seed,
+        Status::Shipped,
+        vec![
+            line("prod-a", 3, Some(("SKU-A", eur("2.50")))),
+            line("prod-b", 1, Some(("SKU-B", eur("1")))),
+        ],
+    )
+}
+
+async fn get(app: &OrdersApp, token: &str, id: &OrderId) -> Value {
+    let r = app
+        .get(&format!("/v1/orders/{}", id.as_str()))
+        .bearer(token)
+        .await;
+    r.assert_status(StatusCode::OK);
+    r.json()
+}
+
+async fn an_imported_order_reads_back_as_it_was_and_a_rerun_writes_nothing(app: OrdersApp) {
+    let store = store(&app);
+    let fx = fx_shipped(1);
+    assert!(
+        fx.id.as_str().starts_with("0177fcb84a83"),
+        "{}",
+        fx.id.as_str()
+    );
+    assert_eq!(
+        store.import_order(org(), fx.clone()).await.unwrap(),
+        Imported::Created
+    );
+    let me = token_of(&app, placer(), Role::Member);
+    let v = get(&app, &me, &fx.id).await;
+    assert_eq!(v["status"], "shipped");
+    assert_eq!(v["placed_by"], placer().as_str());
+    assert_eq!(v["note"], "leave at the back door");
+    assert_eq!(v["total"], json!({"amount": "8.50", "currency": "EUR"}));
+    assert_eq!(v["lines"][0]["sku"], "SKU-A");
+    assert_eq!(v["lines"][0]["quantity"], 3);
+    assert_eq!(
+        v["lines"][1]["unit_price"],
+        json!({"amount": "1.00", "currency": "EUR"})
+    );
+    assert_eq!(v["created_at"], "2021-03-04T10:11:12.131Z");
+    assert_eq!(v["updated_at"], "2021-03-09T16:00:00Z");
+    let list = app.get("/v1/orders").bearer(&me).await.json();
+    assert_eq!(list["items"][0]["id"], fx.id.as_str());
+    // Nothing was published: catalog's worker has nothing to do.
+    assert_eq!(app.service.pump().await.unwrap(), 0);
+
+    let mut again = fx.clone();
+    again.note = Some("changed".to_owned());
+    assert_eq!(
+        store.import_order(org(), again).await.unwrap(),
+        Imported::AlreadyPresent
+    );
+    assert_eq!(get(&app, &me, &fx.id).await, v);
+}
+
+async fn bad_imports_name_the_field_and_store_nothing(app: OrdersApp) {
+    let store = store(&app);
+    let mut cases: Vec<(&str, OrderImport)> = Vec::new();
+    let mut fx = fx_shipped(10);
+    fx.status = Status::Pending;
+    cases.push(("status", fx));
+    cases.push(("lines", fx_order(11, Status::Shipped, Vec::new())));
+    let mut fx = fx_shipped(12);
+    fx.lines[1].quantity = 0;
+    cases.push(("lines[1].quantity", fx));
+    let mut fx = fx_shipped(13);
+    fx.lines[1].price = Some(Price {
+        sku: "SKU-B".to_owned(),
+        unit_price: Money::parse("a", "1", Currency::parse("c", "USD").unwrap()).unwrap(),
+    });
+    cases.push(("lines[1].price.unit_price", fx));
+    let mut fx = fx_shipped(14);
+    fx.status = Status::Confirmed;
+    fx.lines[0].price = None;
+    cases.push(("lines[0].price", fx));
+    let mut fx = fx_shipped(15);
+    fx.status = Status::Rejected;
+    cases.push(("rejection", fx));
+    let mut fx = fx_shipped(16);
+    fx.rejection = Some(Rejection {
+        reason: "insufficient-stock".to_owned(),
+        product_id: None,
+    });
+    cases.push(("rejection", fx));
+    let mut fx = fx_shipped(17);
+    fx.note = Some("x".repeat(501));
+    cases.push(("note", fx));
+    let mut fx = fx_shipped(20);
+    fx.placed_by = "ABC".to_owned();
+    cases.push(("placed_by", fx));
+    let mut fx = fx_shipped(18);
+    fx.updated_at = CREATED - time::Duration::seconds(1);
+    cases.push(("updated_at", fx));
+    let staff = token_of(&app, placer(), Role::Staff);
+    for (field, fx) in cases {
+        let id = fx.id.clone();
+        match store.import_order(org(), fx).await {
+            Err(OrderError::Invalid(e)) => assert_eq!(e.field, field),
+            other => panic!("{field}: {other:?}"),
+        }
+        app.get(&format!("/v1/orders/{}", id.as_str()))
+            .bearer(&staff)
+            .await
+            .assert_status(StatusCode::NOT_FOUND);
+    }
+    // A rejected order with its reason, unpriced, is fine.
+    let mut fx = fx_order(19, Status::Rejected, vec![line("prod-a", 2, None)]);
+    fx.rejection = Some(Rejection {
+        reason: "insufficient-stock".to_owned(),
+        product_id: Some("prod-a".to_owned()),
+    });
+    assert_eq!(
+        store.import_order(org(), fx.clone()).await.unwrap(),
+        Imported::Created
+    );
+    let v = get(&app, &staff, &fx.id).await;
+    assert_eq!(v["reason"], "insufficient-stock");
+    assert_eq!(v["rejected_product_id"], "prod-a");
+    assert_eq!(v["total"], Value::Null);
+}
+
+async fn concurrent_imports_of_one_order_write_it_once(app: OrdersApp) {
+    let store = store(&app);
+    let fx = fx_shipped(30);
+    let (a, b) = tokio::join!(
+        store.import_order(org(), fx.clone()),
+        store.import_order(org(), fx.clone())
+    );
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| o.created());
+    assert_eq!(outcomes, [Imported::AlreadyPresent, Imported::Created]);
+}
+
+async fn stock(app: &OrdersApp, staff: &str, product: &str) -> Value {
+    let r = app
+        .get(&format!("/v1/catalog/products/{product}/stock"))
+        .bearer(staff)
+        .await;
+    r.assert_status(StatusCode::OK);
+    r.json()
+}
+
+async fn imported_confirmed_orders_cancel_and_ship_without_touching_stock(app: OrdersApp) {
+    let orders = store(&app);
+    let catalog = constellation_catalog::store(app.service.context("catalog"))
+        .unwrap()
+        .0;
+    let staff = token_of(&app, AccountId::from_bytes([1; 16]), Role::Staff);
+    let me = token_of(&app, placer(), Role::Member);
+    // A product with 10 units, and a live order reserving 3 of them.
+    let product = import_id(CREATED, 40);
+    let fields = ProductFields {
+        sku: "HAM-1".to_owned(),
+        name: "Hammer".to_owned(),
+        description: String::new(),
+        price: eur("2.50"),
+        supplier_id: None,
+        reorder_level: 0,
+        active: true,
+    };
+    catalog
+        .import_product(org(), &product, fields, 10, CREATED, UPDATED)
+        .await
+        .unwrap();
+    let r = app
+        .post("/v1/orders")
+        .bearer(&me)
+        .header("idempotency-key", &uuid::Uuid::new_v4().to_string())
+        .json(&json!({"lines": [{"product_id": product, "quantity": 3}]}))
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+    let live = OrderId::parse(r.json()["id"].as_str().unwrap()).unwrap();
+    app.service.pump().await.unwrap();
+    assert_eq!(get(&app, &me, &live).await["status"], "confirmed");
+    let levels = json!({"on_hand": 10, "reserved": 3, "available": 7});
+    assert_eq!(stock(&app, &staff, &product).await, levels);
+
+    // Two imported confirmed orders of the same product: catalog never
+    // reserved anything for them.
+    let priced = || vec![line(&product, 2, Some(("HAM-1", eur("2.50"))))];
+    let cancel = fx_order(41, Status::Confirmed, priced());
+    let ship = fx_order(42, Status::Confirmed, priced());
+    for fx in [&cancel, &ship] {
+        orders.import_order(org(), fx.clone()).await.unwrap();
+    }
+    let r = app
+        .post(&format!("/v1/orders/{}/cancel", cancel.id.as_str()))
+        .bearer(&me)
+        .await;
+    r.assert_status(StatusCode::OK);
+    assert_eq!(r.json()["status"], "cancelled");
+    let r = app
+        .post(&format!("/v1/orders/{}/ship", ship.id.as_str()))
+        .bearer(&staff)
+        .await;
+    r.assert_status(StatusCode::OK);
+    assert_eq!(r.json()["status"], "shipped");
+    // Catalog's worker takes both events and changes no stock.
+    assert!(app.service.pump().await.unwrap() >= 2);
+    assert_eq!(stock(&app, &staff, &product).await, levels);
+    assert_eq!(get(&app, &me, &cancel.id).await["status"], "cancelled");
+    assert_eq!(get(&app, &me, &ship.id).await["status"], "shipped");
+    // A redelivery is as harmless.
+    assert_eq!(
+        catalog
+            .settle(org(), cancel.id.as_str(), false)
+            .await
+            .unwrap(),
+        Outcome::Unchanged
+    );
+    assert_eq!(
+        catalog.settle(org(), ship.id.as_str(), true).await.unwrap(),
+        Outcome::Unchanged
+    );
+
+    // The live order's reservation is untouched: shipping it takes its 3.
+    app.post(&format!("/v1/orders/{}/ship", live.as_str()))
+        .bearer(&staff)
+        .await
+        .assert_status(StatusCode::OK);
+    app.service.pump().await.unwrap();
+    assert_eq!(
+        stock(&app, &staff, &product).await,
+        json!({"on_hand": 7, "reserved": 0, "available": 7})
+    );
+}
