@@ -136,10 +136,21 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
-    /// Load an export into the backend's tables, in checkpointed batches.
+    /// Load an export into the backend's tables, in checkpointed batches;
+    /// or, with --from, a legacy database's files through the services.
     Import {
-        /// The export directory (with its manifest.json).
+        /// The export directory (with its manifest.json), or with --from the
+        /// directory of legacy files.
         dir: PathBuf,
+        /// Read legacy files instead of an export: `postgres-csv` (one
+        /// `<table>.csv` per table, as `COPY ... WITH (FORMAT csv, HEADER)`
+        /// writes it) or `mongo` (`mongoexport` JSON Lines).
+        #[arg(long, value_enum)]
+        from: Option<LegacySource>,
+        /// With --from mongo: the name of the organization of users without
+        /// an `organization_id`.
+        #[arg(long, default_value = "Imported organization")]
+        org_name: String,
         /// Validate and report, write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -159,6 +170,15 @@ enum Command {
         #[command(flatten)]
         backend: BackendArgs,
     },
+}
+
+/// The legacy formats `import --from` reads.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LegacySource {
+    /// PostgreSQL `COPY` CSV files.
+    PostgresCsv,
+    /// `mongoexport` JSON Lines.
+    Mongo,
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +268,30 @@ async fn main() -> anyhow::Result<()> {
         Command::Export { out, org, backend } => export(&out, org.as_deref(), &backend).await,
         Command::Import {
             dir,
+            from: Some(from),
+            org_name,
+            dry_run,
+            resume: _,
+            allow_rejects,
+            backend,
+        } => {
+            // A legacy import resumes by running again (every write is
+            // skipped when already done), so --resume changes nothing.
+            let source = match from {
+                LegacySource::PostgresCsv => migrate::legacy::Source::PostgresCsv,
+                LegacySource::Mongo => migrate::legacy::Source::Mongo,
+            };
+            let options = migrate::legacy::LegacyOptions {
+                dry_run,
+                progress: true,
+                default_org_name: org_name,
+            };
+            import_legacy(source, &dir, &options, allow_rejects, &backend).await
+        }
+        Command::Import {
+            dir,
+            from: None,
+            org_name: _,
             dry_run,
             resume,
             allow_rejects,
@@ -476,6 +520,28 @@ async fn import(
     if rejected > 0 && !allow_rejects {
         anyhow::bail!(
             "{rejected} records rejected (listed in {}); pass --allow-rejects to accept that",
+            dir.join(migrate::import::REJECTS).display()
+        );
+    }
+    Ok(())
+}
+
+/// `constellation import --from`: legacy files through the services.
+async fn import_legacy(
+    source: migrate::legacy::Source,
+    dir: &Path,
+    options: &migrate::legacy::LegacyOptions,
+    allow_rejects: bool,
+    backend: &BackendArgs,
+) -> anyhow::Result<()> {
+    let platform = backend.platform().await?;
+    let stores = migrate::legacy::Stores::open(&platform).await?;
+    let report = migrate::legacy::import_legacy(source, dir, &stores, options).await?;
+    print!("{}", report.table());
+    let rejected = report.rejected();
+    if rejected > 0 && !allow_rejects {
+        anyhow::bail!(
+            "{rejected} rows rejected (listed in {}); pass --allow-rejects to accept that",
             dir.join(migrate::import::REJECTS).display()
         );
     }

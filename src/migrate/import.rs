@@ -46,6 +46,8 @@ pub struct KindCounts {
     pub read: u64,
     /// Records written (or that would be, in a dry run).
     pub written: u64,
+    /// Records not written because an earlier run of the import did.
+    pub skipped: u64,
     /// Records rejected.
     pub rejected: u64,
 }

@@ -18,8 +18,10 @@
 //! checkpoints after each batch; since a batch put is idempotent, resuming
 //! after a crash re-writes at most one batch and duplicates nothing.
 
+pub mod check;
 pub mod export;
 pub mod import;
+pub mod legacy;
 pub mod policy;
 pub mod record;
 

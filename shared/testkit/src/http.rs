@@ -324,7 +324,15 @@ impl TestTokens {
         let mut seed = [0_u8; 32];
         rand::rng().fill_bytes(&mut seed);
         let key = SigningKey::from_seed(seed);
-        let set = PublicKeySet::of(&key.public_key(), clock.now());
+        // Beside the keys already published (auth's own, when a test made
+        // them first), so that both the test's tokens and auth's verify.
+        let secrets = platform.secrets();
+        let mut set = tokens::read_public_keys(secrets.as_ref(), &config.public_keys_secret)
+            .await
+            .unwrap_or_else(|e| panic!("read the public keys: {e:#}"))
+            .unwrap_or_default();
+        set.keys
+            .extend(PublicKeySet::of(&key.public_key(), clock.now()).keys);
         tokens::write_public_keys(
             platform.secrets().as_ref(),
             &config.public_keys_secret,
