@@ -35,7 +35,17 @@ use constellation_auth::store::{AccountForImport, AuthError, AuthStore, OrgName}
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Email, Role};
 use constellation_core::import::Imported;
+use constellation_catalog::domain as catalog_rules;
+use constellation_catalog::store::{CatalogError, CatalogStore, ProductFields, SupplierFields};
+use constellation_comms::domain::{self as comms_rules, Audience};
+use constellation_comms::store::CommsError;
+use constellation_comms::store::CommsStore;
+use constellation_comms::store::announce::AnnouncementImport;
+use constellation_core::money::{Currency, Money};
 use constellation_expenses::domain::{self as expense_rules, Details};
+use constellation_orders::domain::{Price, Status as OrderStatus};
+use constellation_orders::store::{OrderError, OrderId, OrderLine, Rejection};
+use constellation_orders::{OrderImport, OrderStore};
 use constellation_expenses::store::{ExpenseError, ExpenseId, ExpenseImport, ExpenseStore};
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
@@ -97,6 +107,12 @@ pub struct Stores {
     pub auth: AuthStore,
     /// Expenses.
     pub expenses: ExpenseStore,
+    /// Suppliers and products.
+    pub catalog: CatalogStore,
+    /// Orders.
+    pub orders: OrderStore,
+    /// Announcements.
+    pub comms: CommsStore,
 }
 
 impl Stores {
@@ -107,7 +123,16 @@ impl Stores {
         let auth = constellation_auth::build_store(&context(&constellation_auth::SERVICE)?).await?;
         let (expenses, _) =
             constellation_expenses::store(&context(&constellation_expenses::SERVICE)?).await?;
-        Ok(Self { auth, expenses })
+        let (catalog, _) = constellation_catalog::store(&context(&constellation_catalog::SERVICE)?)?;
+        let (orders, _) = constellation_orders::store(&context(&constellation_orders::SERVICE)?)?;
+        let (comms, _) = constellation_comms::store(&context(&constellation_comms::SERVICE)?).await?;
+        Ok(Self {
+            auth,
+            expenses,
+            catalog,
+            orders,
+            comms,
+        })
     }
 
     /// Every store, on `platform`, with the resources the environment (or
@@ -145,6 +170,29 @@ enum Op {
         org: OrgId,
         import: ExpenseImport,
     },
+    Supplier {
+        org: OrgId,
+        id: String,
+        fields: SupplierFields,
+        created_at: OffsetDateTime,
+        updated_at: OffsetDateTime,
+    },
+    Product {
+        org: OrgId,
+        id: String,
+        fields: ProductFields,
+        on_hand: i64,
+        created_at: OffsetDateTime,
+        updated_at: OffsetDateTime,
+    },
+    Order {
+        org: OrgId,
+        import: OrderImport,
+    },
+    Announcement {
+        org: OrgId,
+        import: AnnouncementImport,
+    },
 }
 
 /// What a refused write takes back from [`Known`], so nothing that refers
@@ -154,6 +202,8 @@ enum Forget {
     Nothing,
     Org(String),
     User(String),
+    Supplier(String),
+    Product(String),
 }
 
 /// Why a write did not happen: the row's fault (listed, the import goes
@@ -182,6 +232,29 @@ fn expense_failure(e: ExpenseError) -> Failure {
     }
 }
 
+fn catalog_failure(e: CatalogError) -> Failure {
+    match e {
+        CatalogError::Store(_) | CatalogError::Contention => Failure::Fatal(anyhow::Error::new(e)),
+        other => Failure::Reject(other.to_string()),
+    }
+}
+
+fn order_failure(e: OrderError) -> Failure {
+    match e {
+        OrderError::Store(_) | OrderError::Contention => Failure::Fatal(anyhow::Error::new(e)),
+        other => Failure::Reject(other.to_string()),
+    }
+}
+
+fn comms_failure(e: CommsError) -> Failure {
+    match e {
+        CommsError::Store(_) | CommsError::Blob(_) | CommsError::Contention(_) => {
+            Failure::Fatal(anyhow::Error::new(e))
+        }
+        other => Failure::Reject(other.to_string()),
+    }
+}
+
 impl Op {
     async fn run(self, stores: &Stores) -> Result<Imported, Failure> {
         match self {
@@ -204,6 +277,39 @@ impl Op {
                 .import_expense(&org, import)
                 .await
                 .map_err(expense_failure),
+            Self::Supplier {
+                org,
+                id,
+                fields,
+                created_at,
+                updated_at,
+            } => stores
+                .catalog
+                .import_supplier(&org, &id, fields, created_at, updated_at)
+                .await
+                .map_err(catalog_failure),
+            Self::Product {
+                org,
+                id,
+                fields,
+                on_hand,
+                created_at,
+                updated_at,
+            } => stores
+                .catalog
+                .import_product(&org, &id, fields, on_hand, created_at, updated_at)
+                .await
+                .map_err(catalog_failure),
+            Self::Order { org, import } => stores
+                .orders
+                .import_order(&org, import)
+                .await
+                .map_err(order_failure),
+            Self::Announcement { org, import } => stores
+                .comms
+                .import_announcement(&org, import)
+                .await
+                .map_err(comms_failure),
         }
     }
 }
@@ -215,11 +321,42 @@ struct Known {
     /// Legacy user id → its organization and account.
     users: HashMap<String, (OrgId, AccountId)>,
     emails: HashSet<String>,
+    /// Legacy supplier id → its organization and catalog id.
+    suppliers: HashMap<String, (OrgId, String)>,
+    /// Legacy product id → what an order line needs of it.
+    products: HashMap<String, KnownProduct>,
+    /// SKUs taken, per organization.
+    skus: HashSet<(OrgId, String)>,
+    /// `inventory.csv`, read before the products: legacy product id → its
+    /// on-hand quantity and line (or why the line was refused).
+    inventory: HashMap<String, (u64, Result<i64, String>)>,
+    /// `order_items.csv`, read before the orders: legacy order id → its
+    /// lines, each with its line number (or why it was refused).
+    items: HashMap<String, Vec<(u64, Result<LegacyItem, String>)>>,
+}
+
+/// What an order line needs of an accepted product.
+#[derive(Debug, Clone)]
+struct KnownProduct {
+    org: OrgId,
+    id: String,
+    sku: String,
+    currency: Currency,
+}
+
+/// One accepted `order_items.csv` row.
+#[derive(Debug, Clone)]
+struct LegacyItem {
+    product: String,
+    quantity: u32,
+    unit_price: String,
 }
 
 /// A row of one table → the write it makes and what to forget if refused,
 /// or why the row is rejected.
-type MapRow = fn(&mut Mapper<'_>, &Row) -> Result<(Op, Forget), String>;
+/// `Ok(None)`: the row is held until the rows it belongs to are read
+/// (inventory, order lines).
+type MapRow = fn(&mut Mapper<'_>, &Row) -> Result<Option<(Op, Forget)>, String>;
 
 /// One table of a source: its file, the columns read, and how a row maps.
 struct Table {
@@ -279,6 +416,64 @@ const EXPENSE_COLUMNS: &[Column] = &[
     col("updated_at", &["updated_at", "updatedAt"], false),
 ];
 
+const SUPPLIER_COLUMNS: &[Column] = &[
+    col("id", &["id"], true),
+    col("organization_id", &["organization_id", "org_id"], true),
+    col("name", &["name"], true),
+    col("email", &["email"], true),
+    col("phone", &["phone"], true),
+    col("lead_time_days", &["lead_time_days"], false),
+    col("created_at", &["created_at"], false),
+    col("updated_at", &["updated_at"], false),
+];
+
+const INVENTORY_COLUMNS: &[Column] = &[
+    col("product_id", &["product_id"], true),
+    col("quantity", &["quantity", "on_hand", "quantity_on_hand"], true),
+];
+
+const PRODUCT_COLUMNS: &[Column] = &[
+    col("id", &["id"], true),
+    col("organization_id", &["organization_id", "org_id"], true),
+    col("sku", &["sku"], true),
+    col("name", &["name"], true),
+    col("description", &["description"], false),
+    col("price", &["price", "unit_price"], true),
+    col("currency", &["currency"], true),
+    col("supplier_id", &["supplier_id"], false),
+    col("reorder_level", &["reorder_level"], false),
+    col("active", &["active", "is_active"], false),
+    col("created_at", &["created_at"], false),
+    col("updated_at", &["updated_at"], false),
+];
+
+const ORDER_ITEM_COLUMNS: &[Column] = &[
+    col("order_id", &["order_id"], true),
+    col("product_id", &["product_id"], true),
+    col("quantity", &["quantity"], true),
+    col("unit_price", &["unit_price", "price"], true),
+];
+
+const ORDER_COLUMNS: &[Column] = &[
+    col("id", &["id"], true),
+    col("user_id", &["user_id", "placed_by"], true),
+    col("status", &["status"], true),
+    col("note", &["note", "notes"], false),
+    col("rejection_reason", &["rejection_reason"], false),
+    col("created_at", &["created_at"], false),
+    col("updated_at", &["updated_at"], false),
+];
+
+const ANNOUNCEMENT_COLUMNS: &[Column] = &[
+    col("id", &["id"], true),
+    col("author_id", &["author_id", "user_id", "created_by"], true),
+    col("title", &["title"], true),
+    col("body", &["body", "content"], true),
+    col("audience", &["audience"], false),
+    col("published_at", &["published_at"], false),
+    col("created_at", &["created_at"], false),
+];
+
 /// The tables of each source, in the order they are read.
 fn tables(source: Source) -> Vec<Table> {
     let mut tables = Vec::new();
@@ -286,19 +481,53 @@ fn tables(source: Source) -> Vec<Table> {
         tables.push(Table {
             name: "organizations",
             columns: ORG_COLUMNS,
-            map: |m, r| m.organization(r),
+            map: |m, r| m.organization(r).map(Some),
         });
     }
     tables.push(Table {
         name: "users",
         columns: USER_COLUMNS,
-        map: |m, r| m.user(r),
+        map: |m, r| m.user(r).map(Some),
     });
+    if source == Source::PostgresCsv {
+        tables.push(Table {
+            name: "suppliers",
+            columns: SUPPLIER_COLUMNS,
+            map: |m, r| m.supplier(r),
+        });
+        tables.push(Table {
+            name: "inventory",
+            columns: INVENTORY_COLUMNS,
+            map: |m, r| m.inventory(r),
+        });
+        tables.push(Table {
+            name: "products",
+            columns: PRODUCT_COLUMNS,
+            map: |m, r| m.product(r),
+        });
+        tables.push(Table {
+            name: "order_items",
+            columns: ORDER_ITEM_COLUMNS,
+            map: |m, r| m.order_item(r),
+        });
+        tables.push(Table {
+            name: "orders",
+            columns: ORDER_COLUMNS,
+            map: |m, r| m.order(r),
+        });
+    }
     tables.push(Table {
         name: "expenses",
         columns: EXPENSE_COLUMNS,
-        map: |m, r| m.expense(r),
+        map: |m, r| m.expense(r).map(Some),
     });
+    if source == Source::PostgresCsv {
+        tables.push(Table {
+            name: "announcements",
+            columns: ANNOUNCEMENT_COLUMNS,
+            map: |m, r| m.announcement(r),
+        });
+    }
     tables
 }
 
@@ -319,6 +548,8 @@ struct Mapper<'a> {
     source: Source,
     known: &'a mut Known,
     options: &'a LegacyOptions,
+    /// The held rows (their lines) the last mapped row took with it.
+    held: Vec<u64>,
 }
 
 impl Mapper<'_> {
@@ -475,6 +706,328 @@ impl Mapper<'_> {
         ))
     }
 
+    fn times(row: &Row) -> Result<(OffsetDateTime, OffsetDateTime), String> {
+        let created_at = Self::created_at(row)?;
+        let updated_at = match row.get("updated_at") {
+            Some(raw) => timestamp("updated_at", raw)?,
+            None => created_at,
+        };
+        if updated_at < created_at {
+            return Err("updated_at: is before created_at".to_owned());
+        }
+        Ok((created_at, updated_at))
+    }
+
+    fn org_of_row(&self, row: &Row) -> Result<OrgId, String> {
+        let legacy = row.require("organization_id")?;
+        self.known
+            .orgs
+            .get(legacy)
+            .cloned()
+            .ok_or_else(|| format!("organization_id: no organization {legacy}"))
+    }
+
+    /// The organization and account of the user `field` names.
+    fn user_of(&self, row: &Row, field: &'static str) -> Result<(OrgId, AccountId), String> {
+        let legacy = row.require(field)?;
+        self.known
+            .users
+            .get(legacy)
+            .cloned()
+            .ok_or_else(|| format!("{field}: no user {legacy}"))
+    }
+
+    fn supplier(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
+        let legacy = row.require("id")?.to_owned();
+        if self.known.suppliers.contains_key(&legacy) {
+            return Err(format!("id: supplier {legacy} appears twice"));
+        }
+        let org = self.org_of_row(row)?;
+        let fields = SupplierFields {
+            name: catalog_rules::name("name", row.require("name")?).map_err(invalid)?,
+            email: Email::parse(row.require("email")?).map_err(invalid)?,
+            phone: catalog_rules::phone(row.require("phone")?).map_err(invalid)?,
+            lead_time_days: catalog_rules::lead_time(
+                fields::integer("lead_time_days", row.get("lead_time_days").unwrap_or("0"), 0, i64::MAX)?
+                    .unsigned_abs(),
+            )
+            .map_err(invalid)?,
+        };
+        let (created_at, updated_at) = Self::times(row)?;
+        let id = constellation_catalog::store::import_id(
+            created_at,
+            seed_u128(self.source.tag(), "suppliers", &legacy),
+        );
+        self.known
+            .suppliers
+            .insert(legacy.clone(), (org.clone(), id.clone()));
+        Ok(Some((
+            Op::Supplier {
+                org,
+                id,
+                fields,
+                created_at,
+                updated_at,
+            },
+            Forget::Supplier(legacy),
+        )))
+    }
+
+    fn inventory(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
+        let product = row.require("product_id")?.to_owned();
+        if self.known.inventory.contains_key(&product) {
+            return Err(format!("product_id: product {product} has two inventory rows"));
+        }
+        let quantity = fields::integer("quantity", row.require("quantity")?, 0, i64::from(i32::MAX))?;
+        self.known
+            .inventory
+            .insert(product, (row.line, Ok(quantity)));
+        Ok(None)
+    }
+
+    fn product(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
+        let legacy = row.require("id")?.to_owned();
+        if self.known.products.contains_key(&legacy) {
+            return Err(format!("id: product {legacy} appears twice"));
+        }
+        let org = self.org_of_row(row)?;
+        let currency = Currency::parse("currency", row.require("currency")?).map_err(invalid)?;
+        let price = Money::parse("price", row.require("price")?, currency).map_err(invalid)?;
+        let sku = catalog_rules::sku(row.require("sku")?).map_err(invalid)?;
+        let supplier_id = match row.get("supplier_id") {
+            None => None,
+            Some(legacy_supplier) => match self.known.suppliers.get(legacy_supplier) {
+                Some((supplier_org, id)) if *supplier_org == org => Some(id.clone()),
+                Some(_) => {
+                    return Err(format!(
+                        "supplier_id: supplier {legacy_supplier} belongs to another organization"
+                    ));
+                }
+                None => return Err(format!("supplier_id: no supplier {legacy_supplier}")),
+            },
+        };
+        let fields = ProductFields {
+            sku: sku.clone(),
+            name: catalog_rules::name("name", row.require("name")?).map_err(invalid)?,
+            description: catalog_rules::text(
+                "description",
+                row.get("description").unwrap_or_default(),
+                0,
+                catalog_rules::MAX_DESCRIPTION_CHARS,
+            )
+            .map_err(invalid)?,
+            price,
+            supplier_id,
+            reorder_level: catalog_rules::reorder_level(fields::integer(
+                "reorder_level",
+                row.get("reorder_level").unwrap_or("0"),
+                i64::MIN,
+                i64::MAX,
+            )?)
+            .map_err(invalid)?,
+            active: match row.get("active") {
+                Some(raw) => fields::boolean("active", raw)?,
+                None => true,
+            },
+        };
+        if self.known.skus.contains(&(org.clone(), sku.clone())) {
+            return Err("sku: another product of this import has it".to_owned());
+        }
+        let (created_at, updated_at) = Self::times(row)?;
+        let on_hand = match self.known.inventory.remove(&legacy) {
+            Some((line, quantity)) => {
+                self.held = vec![line];
+                quantity?
+            }
+            None => 0,
+        };
+        let id = constellation_catalog::store::import_id(
+            created_at,
+            seed_u128(self.source.tag(), "products", &legacy),
+        );
+        self.known.skus.insert((org.clone(), sku.clone()));
+        self.known.products.insert(
+            legacy.clone(),
+            KnownProduct {
+                org: org.clone(),
+                id: id.clone(),
+                sku,
+                currency,
+            },
+        );
+        Ok(Some((
+            Op::Product {
+                org,
+                id,
+                fields,
+                on_hand,
+                created_at,
+                updated_at,
+            },
+            Forget::Product(legacy),
+        )))
+    }
+
+    fn order_item(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
+        let order = row.require("order_id")?.to_owned();
+        let item = (|| {
+            Ok(LegacyItem {
+                product: row.require("product_id")?.to_owned(),
+                quantity: u32::try_from(fields::integer(
+                    "quantity",
+                    row.require("quantity")?,
+                    1,
+                    i64::from(u32::MAX),
+                )?)
+                .map_err(|_| "quantity: too large".to_owned())?,
+                unit_price: row.require("unit_price")?.to_owned(),
+            })
+        })();
+        let refused = item.as_ref().err().cloned();
+        self.known
+            .items
+            .entry(order)
+            .or_default()
+            .push((row.line, item));
+        // A refused line is listed at once; its order is refused with it.
+        match refused {
+            Some(reason) => Err(reason),
+            None => Ok(None),
+        }
+    }
+
+    fn order(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
+        let legacy = row.require("id")?;
+        let items = self.known.items.get(legacy).cloned().unwrap_or_default();
+        let (org, placed_by) = self.user_of(row, "user_id")?;
+        let status = OrderStatus::parse("status", row.require("status")?)
+            .map_err(|e| format!("{}: {}", e.field, e.reason))?;
+        if items.is_empty() {
+            return Err(format!("id: order {legacy} has no order_items"));
+        }
+        let mut lines = Vec::with_capacity(items.len());
+        for (line, item) in items.iter().cloned() {
+            let item = item.map_err(|_| format!("order_items.csv line {line} was rejected"))?;
+            let product = self
+                .known
+                .products
+                .get(&item.product)
+                .filter(|p| p.org == org)
+                .ok_or_else(|| {
+                    format!(
+                        "order_items.csv line {line}: product_id: no product {} in the order's organization",
+                        item.product
+                    )
+                })?;
+            let unit_price = Money::parse("unit_price", &item.unit_price, product.currency)
+                .map_err(|e| format!("order_items.csv line {line}: {e}"))?;
+            lines.push(OrderLine {
+                product_id: product.id.clone(),
+                quantity: item.quantity,
+                price: Some(Price {
+                    sku: product.sku.clone(),
+                    unit_price,
+                }),
+            });
+        }
+        let rejection = (status == OrderStatus::Rejected).then(|| Rejection {
+            reason: row
+                .get("rejection_reason")
+                .unwrap_or("rejected in the legacy system")
+                .to_owned(),
+            product_id: None,
+        });
+        let (created_at, updated_at) = Self::times(row)?;
+        let id = OrderId::for_import(created_at, seed_u128(self.source.tag(), "orders", legacy));
+        self.known.items.remove(legacy);
+        self.held = items.iter().map(|(line, _)| *line).collect();
+        Ok(Some((
+            Op::Order {
+                org,
+                import: OrderImport {
+                    id,
+                    placed_by: placed_by.as_str().to_owned(),
+                    lines,
+                    note: row.get("note").map(str::to_owned),
+                    status,
+                    rejection,
+                    created_at,
+                    updated_at,
+                },
+            },
+            Forget::Nothing,
+        )))
+    }
+
+    fn announcement(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
+        let legacy = row.require("id")?;
+        let (org, author) = self.user_of(row, "author_id")?;
+        let title = comms_rules::title("title", row.require("title")?).map_err(invalid)?;
+        let body = comms_rules::body("body", row.require("body")?, comms_rules::MAX_BODY_CHARS)
+            .map_err(invalid)?;
+        let audience = match row.get("audience").map(str::trim) {
+            None | Some("all") => Audience::All,
+            Some(roles) => Audience::Roles {
+                roles: roles
+                    .split([',', ' '])
+                    .filter(|r| !r.is_empty())
+                    .map(|r| Role::parse("audience", r).map_err(invalid))
+                    .collect::<Result<_, _>>()?,
+            },
+        };
+        let created_at = Self::created_at(row)?;
+        let published_at = match row.get("published_at") {
+            Some(raw) => timestamp("published_at", raw)?,
+            None => created_at,
+        };
+        let id = constellation_comms::store::announce::import_id(
+            created_at,
+            seed_u128(self.source.tag(), "announcements", legacy),
+        );
+        Ok(Some((
+            Op::Announcement {
+                org,
+                import: AnnouncementImport {
+                    id,
+                    author: author.as_str().to_owned(),
+                    title,
+                    body,
+                    audience,
+                    published_at,
+                    created_at,
+                },
+            },
+            Forget::Nothing,
+        )))
+    }
+
+    /// Rows held for a table that is now read and were not taken: each
+    /// named at its line (inventory of no product, lines of no order).
+    fn leftovers(&mut self, table: &str) -> Vec<(u64, String)> {
+        let mut out = Vec::new();
+        match table {
+            "products" => {
+                for (product, (line, held)) in self.known.inventory.drain() {
+                    if held.is_ok() {
+                        out.push((line, format!("product_id: product {product} was not imported")));
+                    }
+                }
+            }
+            "orders" => {
+                for (order, items) in self.known.items.drain() {
+                    for (line, item) in items {
+                        if item.is_ok() {
+                            out.push((line, format!("order_id: order {order} was not imported")));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        out.sort();
+        out
+    }
+
     fn forget(&mut self, what: &Forget) {
         match what {
             Forget::Nothing => {}
@@ -483,6 +1036,12 @@ impl Mapper<'_> {
             }
             Forget::User(legacy) => {
                 self.known.users.remove(legacy);
+            }
+            Forget::Supplier(legacy) => {
+                self.known.suppliers.remove(legacy);
+            }
+            Forget::Product(legacy) => {
+                self.known.products.remove(legacy);
             }
         }
     }
@@ -509,48 +1068,108 @@ impl Rejects {
     }
 }
 
-/// One file's rows in flight: validated, waiting to be written.
+/// One row in flight: validated, waiting to be written.
 struct Pending {
     line: u64,
     op: Op,
     forget: Forget,
+    /// Lines of the held rows it takes with it (see [`FileRun::held`]).
+    held: Vec<u64>,
 }
 
-/// Runs `chunk`'s writes (up to [`CONCURRENCY`] at once, results in row
-/// order) and counts them.
-async fn flush(
-    chunk: &mut Vec<Pending>,
-    file: &str,
-    stores: &Stores,
-    mapper: &mut Mapper<'_>,
-    rejects: &mut Rejects,
-    counts: &mut KindCounts,
-) -> anyhow::Result<()> {
-    let writes: Vec<(u64, Forget, Result<Imported, Failure>)> =
-        futures::stream::iter(chunk.drain(..))
-            .map(|p| async move { (p.line, p.forget, p.op.run(stores).await) })
-            .buffered(CONCURRENCY)
-            .collect()
-            .await;
-    let mut fatal = None;
-    for (line, forget, result) in writes {
-        match result {
-            Ok(Imported::Created) => counts.written += 1,
-            Ok(Imported::AlreadyPresent) => counts.skipped += 1,
-            Err(Failure::Reject(reason)) => {
-                counts.rejected += 1;
-                mapper.forget(&forget);
-                rejects.write(file, line, &reason)?;
-            }
-            Err(Failure::Fatal(e)) => {
-                fatal.get_or_insert(e.context(format!(
-                    "{file} line {line}; nothing after the rows already written was lost: \
-                     run the same import again to finish it"
-                )));
-            }
+/// The table whose rows a file's records take with them: inventory for
+/// products, order lines for orders.
+fn held_table(table: &str) -> Option<&'static str> {
+    match table {
+        "products" => Some("inventory"),
+        "orders" => Some("order_items"),
+        _ => None,
+    }
+}
+
+/// One file being imported.
+struct FileRun {
+    file: String,
+    counts: KindCounts,
+    /// The held table's file and counts: its rows are written, skipped or
+    /// rejected with the records that take them.
+    held: Option<(String, KindCounts)>,
+    chunk: Vec<Pending>,
+}
+
+impl FileRun {
+    fn new(file: String) -> Self {
+        Self {
+            file,
+            counts: KindCounts::default(),
+            held: None,
+            chunk: Vec::with_capacity(CHUNK),
         }
     }
-    fatal.map_or(Ok(()), Err)
+
+    fn reject(&mut self, rejects: &mut Rejects, line: u64, reason: &str) -> anyhow::Result<()> {
+        self.counts.rejected += 1;
+        rejects.write(&self.file, line, reason)
+    }
+
+    /// Counts a row as written (a dry run), with its held rows.
+    fn count_written(&mut self, held: usize) {
+        self.counts.written += 1;
+        if let Some((_, c)) = self.held.as_mut() {
+            c.written += held as u64;
+        }
+    }
+
+    /// Runs the writes waiting (up to [`CONCURRENCY`] at once, results in
+    /// row order) and counts them.
+    async fn flush(
+        &mut self,
+        stores: &Stores,
+        mapper: &mut Mapper<'_>,
+        rejects: &mut Rejects,
+    ) -> anyhow::Result<()> {
+        let writes: Vec<(u64, Forget, Vec<u64>, Result<Imported, Failure>)> =
+            futures::stream::iter(self.chunk.drain(..))
+                .map(|p| async move { (p.line, p.forget, p.held, p.op.run(stores).await) })
+                .buffered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut fatal = None;
+        for (line, forget, held, result) in writes {
+            let n = held.len() as u64;
+            match result {
+                Ok(Imported::Created) => self.count_written(held.len()),
+                Ok(Imported::AlreadyPresent) => {
+                    self.counts.skipped += 1;
+                    if let Some((_, c)) = self.held.as_mut() {
+                        c.skipped += n;
+                    }
+                }
+                Err(Failure::Reject(reason)) => {
+                    mapper.forget(&forget);
+                    self.reject(rejects, line, &reason)?;
+                    if let Some((held_file, c)) = self.held.as_mut() {
+                        c.rejected += n;
+                        for held_line in held {
+                            rejects.write(
+                                held_file,
+                                held_line,
+                                &format!("its record, {} line {line}, was rejected", self.file),
+                            )?;
+                        }
+                    }
+                }
+                Err(Failure::Fatal(e)) => {
+                    fatal.get_or_insert(e.context(format!(
+                        "{} line {line}; nothing after the rows already written was lost: \
+                         run the same import again to finish it",
+                        self.file
+                    )));
+                }
+            }
+        }
+        fatal.map_or(Ok(()), Err)
+    }
 }
 
 /// Imports the legacy export in `dir` through `stores`. Rejected rows go
@@ -592,6 +1211,7 @@ pub async fn import_legacy(
         source,
         known: &mut known,
         options,
+        held: Vec::new(),
     };
     let mut report = ImportReport::default();
     let mut unread: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -604,16 +1224,20 @@ pub async fn import_legacy(
             Source::PostgresCsv => Box::new(CsvRows::open(path, table.columns)?),
             Source::Mongo => Box::new(MongoRows::open(path, table.columns)?),
         };
-        let mut counts = KindCounts::default();
-        let mut orgs = KindCounts::default();
-        let mut chunk = Vec::with_capacity(CHUNK);
+        let mut run = FileRun::new(file.clone());
+        if let Some(held) = held_table(table.name) {
+            let counts = report.kinds.remove(held).unwrap_or_default();
+            run.held = Some((format!("{held}.csv"), counts));
+        }
+        let mut orgs = FileRun::new(file.clone());
+        let mut progress = Progress::new(options.progress, &file, None);
         while let Some(row) = rows.next_row() {
-            counts.read += 1;
+            run.counts.read += 1;
+            progress.record(run.counts.read);
             let row = match row? {
                 Ok(row) => row,
                 Err((line, reason)) => {
-                    counts.rejected += 1;
-                    rejects.write(&file, line, &reason)?;
+                    run.reject(&mut rejects, line, &reason)?;
                     continue;
                 }
             };
@@ -623,90 +1247,82 @@ pub async fn import_legacy(
                 match mapper.mongo_org(&row) {
                     Ok(None) => {}
                     Ok(Some((op, legacy))) => {
-                        orgs.read += 1;
-                        let mut one = vec![Pending {
-                            line: row.line,
-                            op,
-                            forget: Forget::Org(legacy),
-                        }];
-                        if !options.dry_run {
-                            flush(
-                                &mut chunk,
-                                &file,
-                                stores,
-                                &mut mapper,
-                                &mut rejects,
-                                &mut counts,
-                            )
-                            .await?;
-                            flush(
-                                &mut one,
-                                &file,
-                                stores,
-                                &mut mapper,
-                                &mut rejects,
-                                &mut orgs,
-                            )
-                            .await?;
+                        orgs.counts.read += 1;
+                        if options.dry_run {
+                            orgs.count_written(0);
                         } else {
-                            orgs.written += 1;
+                            orgs.chunk.push(Pending {
+                                line: row.line,
+                                op,
+                                forget: Forget::Org(legacy),
+                                held: Vec::new(),
+                            });
+                            run.flush(stores, &mut mapper, &mut rejects).await?;
+                            orgs.flush(stores, &mut mapper, &mut rejects).await?;
                         }
                     }
                     Err(reason) => {
-                        counts.rejected += 1;
-                        rejects.write(&file, row.line, &reason)?;
+                        run.reject(&mut rejects, row.line, &reason)?;
                         continue;
                     }
                 }
             }
             match (table.map)(&mut mapper, &row) {
-                Ok((op, forget)) => {
+                // Held: counted with the record that takes it.
+                Ok(None) => {}
+                Ok(Some((op, forget))) => {
+                    let held = std::mem::take(&mut mapper.held);
                     if options.dry_run {
-                        counts.written += 1;
+                        run.count_written(held.len());
                     } else {
-                        chunk.push(Pending {
+                        run.chunk.push(Pending {
                             line: row.line,
                             op,
                             forget,
+                            held,
                         });
-                        if chunk.len() >= CHUNK {
-                            flush(
-                                &mut chunk,
-                                &file,
-                                stores,
-                                &mut mapper,
-                                &mut rejects,
-                                &mut counts,
-                            )
-                            .await?;
+                        if run.chunk.len() >= CHUNK {
+                            run.flush(stores, &mut mapper, &mut rejects).await?;
                         }
                     }
                 }
                 Err(reason) => {
-                    counts.rejected += 1;
-                    rejects.write(&file, row.line, &reason)?;
+                    mapper.held.clear();
+                    run.reject(&mut rejects, row.line, &reason)?;
                 }
             }
-            if options.progress && counts.read.is_multiple_of(10_000) {
-                eprintln!("{file}: {} rows", counts.read);
+        }
+        run.flush(stores, &mut mapper, &mut rejects).await?;
+        progress.finish(run.counts.read);
+        if let Some((held_file, mut counts)) = run.held.take() {
+            // Held rows no record took: listed now, at their lines.
+            for (line, reason) in mapper.leftovers(table.name) {
+                counts.rejected += 1;
+                rejects.write(&held_file, line, &reason)?;
+            }
+            if let Some(held) = held_table(table.name) {
+                report.kinds.insert(held.to_owned(), counts);
             }
         }
-        flush(
-            &mut chunk,
-            &file,
-            stores,
-            &mut mapper,
-            &mut rejects,
-            &mut counts,
-        )
-        .await?;
-        if orgs.read > 0 {
-            report.kinds.insert("organizations".to_owned(), orgs);
+        if orgs.counts.read > 0 {
+            report.kinds.insert("organizations".to_owned(), orgs.counts);
         }
-        report.kinds.insert(table.name.to_owned(), counts);
+        report.kinds.insert(table.name.to_owned(), run.counts);
         let columns = rows.unread_columns();
         if !columns.is_empty() {
             unread.insert(file, columns);
+        }
+    }
+    // Held rows of a table whose taker has no file at all.
+    for (held, taker) in [("inventory", "products"), ("order_items", "orders")] {
+        let leftovers = mapper.leftovers(taker);
+        if leftovers.is_empty() {
+            continue;
+        }
+        let counts = report.kinds.entry(held.to_owned()).or_default();
+        for (line, reason) in leftovers {
+            counts.rejected += 1;
+            rejects.write(&format!("{held}.csv"), line, &reason)?;
         }
     }
     if let Some(out) = rejects.out.as_mut() {
