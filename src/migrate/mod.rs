@@ -21,6 +21,7 @@
 pub mod export;
 pub mod import;
 pub mod policy;
+pub mod progress;
 pub mod record;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use constellation_web::host::{ResourceKind, Resources};
 
 pub use export::{ExportOptions, export};
 pub use import::{ImportOptions, ImportReport, KindCounts, import};
+pub use progress::Progress;
 pub use record::{MANIFEST, Manifest, ManifestFile, SCHEMA};
 
 /// One service's table, as export reads it and import writes it.
