@@ -860,6 +860,38 @@ async fn media_bytes_move_with_their_records(source: App) {
     assert_eq!(downloads(&target, &member, &photo).await, photo_before);
     assert_eq!(downloads(&target, &member, &pdf).await, pdf_before);
 
+    if source.kind == constellation_platform::config::BackendKind::Local {
+        // The same through the command line: import into an empty data
+        // dir, export it again with --with-media, and get the same objects.
+        let data = tempfile::tempdir().unwrap();
+        let b = work.path().join("b");
+        let cli = |args: &[&std::ffi::OsStr]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_constellation"))
+                .args(args)
+                .arg("--data-dir")
+                .arg(data.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let table = cli(&["import".as_ref(), a.as_os_str()]);
+        assert!(table.contains("media objects"), "{table}");
+        cli(&[
+            "export".as_ref(),
+            "--with-media".as_ref(),
+            "--out".as_ref(),
+            b.as_os_str(),
+        ]);
+        let again: Manifest =
+            serde_json::from_slice(&fs::read(b.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(again.media, manifest.media);
+    }
+
     // Resumed, the objects already in the bucket are not uploaded again.
     let again = migrate::import(&target_tables, &a, &into(true))
         .await
