@@ -133,6 +133,13 @@ enum Command {
         /// Only this organization's records.
         #[arg(long)]
         org: Option<String>,
+        /// Also copy the bytes of every ready media (and its thumbnail)
+        /// into `<out>/media/`, listed in the manifest with their SHA-256.
+        #[arg(long)]
+        with_media: bool,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         backend: BackendArgs,
     },
@@ -160,6 +167,9 @@ enum Command {
         /// Succeed even if some records were rejected.
         #[arg(long)]
         allow_rejects: bool,
+        /// No progress lines on stderr.
+        #[arg(long)]
+        quiet: bool,
         #[command(flatten)]
         backend: BackendArgs,
     },
@@ -265,7 +275,13 @@ async fn main() -> anyhow::Result<()> {
         } => run_schedule(&schedule, date, &backend).await,
         Command::Queue { action, backend } => queue(action, &backend).await,
         Command::Mail { action, backend } => mail(action, &backend),
-        Command::Export { out, org, backend } => export(&out, org.as_deref(), &backend).await,
+        Command::Export {
+            out,
+            org,
+            with_media,
+            quiet,
+            backend,
+        } => export(&out, org.as_deref(), with_media, !quiet, &backend).await,
         Command::Import {
             dir,
             from: Some(from),
@@ -273,6 +289,7 @@ async fn main() -> anyhow::Result<()> {
             dry_run,
             resume: _,
             allow_rejects,
+            quiet,
             backend,
         } => {
             // A legacy import resumes by running again (every write is
@@ -283,7 +300,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let options = migrate::legacy::LegacyOptions {
                 dry_run,
-                progress: true,
+                progress: !quiet,
                 default_org_name: org_name,
             };
             import_legacy(source, &dir, &options, allow_rejects, &backend).await
@@ -295,15 +312,16 @@ async fn main() -> anyhow::Result<()> {
             dry_run,
             resume,
             allow_rejects,
+            quiet,
             backend,
         } => {
             let options = migrate::ImportOptions {
                 dry_run,
                 resume,
-                progress: true,
-                stop_after_batches: None,
+                progress: !quiet,
+                ..migrate::ImportOptions::default()
             };
-            import(&dir, &options, allow_rejects, &backend).await
+            import(&dir, options, allow_rejects, &backend).await
         }
         Command::Keys {
             action: KeysAction::Rotate,
@@ -485,36 +503,63 @@ async fn comms_resync(org: Option<&str>, backend: &BackendArgs) -> anyhow::Resul
     Ok(())
 }
 
-/// `constellation export`: every service's table into `out`.
-async fn export(out: &Path, org: Option<&str>, backend: &BackendArgs) -> anyhow::Result<()> {
+/// `constellation export`: every service's table (and with `with_media`,
+/// the media bucket's objects) into `out`.
+async fn export(
+    out: &Path,
+    org: Option<&str>,
+    with_media: bool,
+    progress: bool,
+    backend: &BackendArgs,
+) -> anyhow::Result<()> {
     let org = org
         .map(constellation_core::OrgId::parse)
         .transpose()
         .context("--org")?;
     let platform = backend.platform().await?;
     let tables = migrate::open_tables(&platform, SERVICES).await?;
+    let media = if with_media {
+        Some(migrate::open_media_bucket(&platform).await?)
+    } else {
+        None
+    };
     let options = migrate::ExportOptions {
         org,
+        progress,
+        media,
         ..migrate::ExportOptions::default()
     };
     let manifest = migrate::export(&tables, out, &options).await?;
     for f in &manifest.files {
         println!("{:<32} {:>10}", f.name, f.records);
     }
+    if with_media {
+        let bytes: u64 = manifest.media.iter().map(|m| m.bytes).sum();
+        println!(
+            "{:<32} {:>10} ({bytes} bytes)",
+            "media objects",
+            manifest.media.len()
+        );
+    }
     println!("exported to {}", out.display());
     Ok(())
 }
 
-/// `constellation import`: an export into every service's table.
+/// `constellation import`: an export into every service's table, and its
+/// media objects into the media bucket.
 async fn import(
     dir: &Path,
-    options: &migrate::ImportOptions,
+    options: migrate::ImportOptions,
     allow_rejects: bool,
     backend: &BackendArgs,
 ) -> anyhow::Result<()> {
     let platform = backend.platform().await?;
     let tables = migrate::open_tables(&platform, SERVICES).await?;
-    let report = migrate::import(&tables, dir, options).await?;
+    let options = migrate::ImportOptions {
+        media: Some(migrate::open_media_bucket(&platform).await?),
+        ..options
+    };
+    let report = migrate::import(&tables, dir, &options).await?;
     print!("{}", report.table());
     let rejected = report.rejected();
     if rejected > 0 && !allow_rejects {

@@ -2,7 +2,8 @@
 //! services: a round trip gives the same bytes (locally, and through
 //! DynamoDB on moto), an interrupted import resumes to the same result, a
 //! damaged file stops the import before it writes, bad records are listed
-//! with their line and the rest imported, and no secret leaves.
+//! with their line and the rest imported, no secret leaves, and with
+//! `--with-media` media bytes move with their records (on both backends).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,10 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 
 use constellation::migrate::{
-    self, ExportOptions, ImportOptions, Manifest, ServiceTable, table_vars,
+    self, ExportOptions, ImportOptions, KindCounts, Manifest, ServiceTable, table_vars,
 };
 use constellation_core::auth::Role;
 use constellation_platform::SecretValue;
+use constellation_platform::blob::BlobStore;
 use constellation_platform::table::{
     Add, Condition, Item, ItemKey, Page, Query, StoreError, Table, Write,
 };
@@ -49,8 +51,12 @@ async fn fx_app(env: TestPlatform) -> App {
 }
 
 async fn tables(app: &App) -> Vec<ServiceTable> {
+    tables_of(app, MOVED).await
+}
+
+async fn tables_of(app: &App, services: &[&ServiceDef]) -> Vec<ServiceTable> {
     let mut out = Vec::new();
-    for def in MOVED {
+    for def in services {
         let (table, cursor) = table_vars(def).unwrap();
         let ctx = app.service.context(def.name);
         out.push(ServiceTable {
@@ -195,6 +201,11 @@ async fn a_local_round_trip_gives_the_same_bytes() {
         .find(|f| f.name == "kv.ns.jsonl")
         .unwrap();
     assert_eq!(kv.records, 61);
+    // Without --with-media the manifest has no media list at all (exports
+    // keep the bytes they had before media could travel).
+    let text = fs::read_to_string(a.join("manifest.json")).unwrap();
+    assert!(!text.contains("\"media\""), "{text}");
+    assert!(!a.join("media").exists());
 
     // The external sort with tiny runs gives the same bytes.
     migrate::export(
@@ -275,21 +286,32 @@ async fn an_interrupted_import_resumes_to_the_same_result() {
     fx_data(&source).await;
     let work = tempfile::tempdir().unwrap();
     let (a, b) = (work.path().join("a"), work.path().join("b"));
-    export_to(&source, &a).await;
+    let manifest = export_to(&source, &a).await;
 
     let target = fx_app(TestPlatform::local().await).await;
-    // auth.email, auth.org and comms.ann come first: batch 4 is kv's second.
+    // Every file before kv's is one batch (under 25 records): the crash
+    // comes right after kv's second batch, with lines 1-50 written.
+    let before_kv = manifest
+        .files
+        .iter()
+        .position(|f| f.name == "kv.ns.jsonl")
+        .unwrap();
+    assert!(manifest.files[..before_kv].iter().all(|f| f.records <= 25));
     let crash = ImportOptions {
-        stop_after_batches: Some(4),
+        stop_after_batches: Some(before_kv + 2),
         ..ImportOptions::default()
     };
     let err = import_into(&target, &a, &crash).await.unwrap_err();
     assert!(
-        err.to_string().contains("stopped after 4 batches"),
+        err.to_string()
+            .contains(&format!("stopped after {} batches", before_kv + 2)),
         "{err:#}"
     );
     let checkpoint = fs::read_to_string(a.join("import.checkpoint.json")).unwrap();
-    assert!(checkpoint.contains("jsonl"), "{checkpoint}");
+    assert!(
+        checkpoint.contains("kv.ns.jsonl") && checkpoint.contains("50"),
+        "{checkpoint}"
+    );
 
     let resume = ImportOptions {
         resume: true,
@@ -297,6 +319,27 @@ async fn an_interrupted_import_resumes_to_the_same_result() {
     };
     let report = import_into(&target, &a, &resume).await.unwrap();
     assert_eq!(report.rejected(), 0);
+    // What the first run wrote is skipped, not written again.
+    assert_eq!(
+        report.kinds["kv.ns"],
+        KindCounts {
+            read: 61,
+            written: 11,
+            skipped: 50,
+            rejected: 0
+        },
+        "{}",
+        report.table()
+    );
+    for f in &manifest.files[..before_kv] {
+        let c = report.kinds[&f.kind];
+        assert_eq!((c.read, c.written, c.skipped), (f.records, 0, f.records));
+    }
+    for (kind, c) in &report.kinds {
+        assert_eq!(c.read, c.written + c.skipped + c.rejected, "{kind}");
+    }
+    let table = report.table();
+    assert!(table.lines().next().unwrap().contains("skipped"), "{table}");
     assert!(!a.join("import.checkpoint.json").exists());
     export_to(&target, &b).await;
     assert_same_export(&a, &b);
@@ -630,6 +673,15 @@ async fn a_failed_write_resumes_without_listing_a_reject_twice() {
     };
     let report = import_into(&target, &a, &resume).await.unwrap();
     assert_eq!(report.rejected(), 2);
+    assert_eq!(
+        report.kinds["kv.ns"],
+        KindCounts {
+            read: 63,
+            written: 11,
+            skipped: 50,
+            rejected: 2
+        }
+    );
     let rejects = fs::read_to_string(a.join("rejects.jsonl")).unwrap();
     assert_eq!(rejects.lines().count(), 2, "{rejects}");
     export_to(&target, &b).await;
@@ -647,5 +699,217 @@ async fn a_failed_write_resumes_without_listing_a_reject_twice() {
             .lines()
             .count(),
         61
+    );
+}
+
+// --- --with-media --------------------------------------------------------
+
+constellation_testkit::on_both_backends! {
+    app = crate::fx_media_app;
+    media_bytes_move_with_their_records,
+}
+
+const WITH_MEDIA: &[&ServiceDef] = &[&constellation_media::SERVICE];
+
+async fn fx_media_app(env: TestPlatform) -> App {
+    let services = TestServices::start(&env, WITH_MEDIA).await.unwrap();
+    let router = services.router();
+    TestApp::new(env, router, services)
+}
+
+async fn media_bucket(app: &App) -> Arc<dyn BlobStore> {
+    app.service
+        .context("media")
+        .blob_store(constellation_media::config::BUCKET_VAR)
+        .await
+        .unwrap()
+}
+
+/// A media uploaded as a client does (upload request, presigned PUT) and
+/// checked by the worker; returns its id once it is ready.
+async fn fx_ready_media(app: &App, token: &str, content_type: &str, bytes: Vec<u8>) -> String {
+    let r = app
+        .post("/v1/media/uploads")
+        .bearer(token)
+        .json(
+            &json!({"purpose": "attachment", "content_type": content_type,
+                      "size": bytes.len(), "filename": "file"}),
+        )
+        .await;
+    r.assert_status(StatusCode::CREATED);
+    let v = r.json();
+    let upload = &v["upload"];
+    let mut put = reqwest::Client::new().put(upload["url"].as_str().unwrap());
+    for (name, value) in upload["headers"].as_object().unwrap() {
+        if name != "content-length" {
+            put = put.header(name.as_str(), value.as_str().unwrap());
+        }
+    }
+    let status = put.body(bytes).send().await.unwrap().status();
+    assert!(status.is_success(), "upload: {status}");
+    app.service.pump().await.unwrap();
+    let id = v["id"].as_str().unwrap().to_owned();
+    let m = app
+        .get(&format!("/v1/media/{id}"))
+        .bearer(token)
+        .await
+        .json();
+    assert_eq!(m["status"], "ready", "{m}");
+    id
+}
+
+/// What a client downloads of a media: its bytes and its thumbnail's.
+async fn downloads(app: &App, token: &str, id: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+    let r = app.get(&format!("/v1/media/{id}")).bearer(token).await;
+    r.assert_status(StatusCode::OK);
+    let m = r.json();
+    let fetch = |url: &str| {
+        let url = url.to_owned();
+        async move {
+            let r = reqwest::get(&url).await.unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{url}");
+            r.bytes().await.unwrap().to_vec()
+        }
+    };
+    let bytes = fetch(m["download_url"].as_str().unwrap()).await;
+    let thumbnail = match m["thumbnail_url"].as_str() {
+        Some(url) => Some(fetch(url).await),
+        None => None,
+    };
+    (bytes, thumbnail)
+}
+
+async fn media_bytes_move_with_their_records(source: App) {
+    let member = source.service.tokens.token(ORG, Role::Member);
+    let photo = fx_ready_media(
+        &source,
+        &member,
+        "image/jpeg",
+        constellation_media::sample::jpeg(320, 240),
+    )
+    .await;
+    let pdf = fx_ready_media(
+        &source,
+        &member,
+        "application/pdf",
+        constellation_media::sample::pdf(),
+    )
+    .await;
+    let photo_before = downloads(&source, &member, &photo).await;
+    let pdf_before = downloads(&source, &member, &pdf).await;
+    assert!(photo_before.1.is_some() && pdf_before.1.is_none());
+
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    let manifest = migrate::export(
+        &tables_of(&source, WITH_MEDIA).await,
+        &a,
+        &ExportOptions {
+            media: Some(media_bucket(&source).await),
+            ..options(&source)
+        },
+    )
+    .await
+    .unwrap();
+    // The photo, its thumbnail and the PDF, each a file with its digest.
+    let keys: Vec<_> = manifest.media.iter().map(|m| m.key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys.is_sorted(), "{keys:?}");
+    for m in &manifest.media {
+        let bytes = fs::read(a.join("media").join(&m.key)).unwrap();
+        assert_eq!(bytes.len() as u64, m.bytes, "{}", m.key);
+        assert_eq!(hex::encode(Sha256::digest(&bytes)), m.sha256, "{}", m.key);
+    }
+
+    let env = match source.kind {
+        constellation_platform::config::BackendKind::Local => TestPlatform::local().await,
+        constellation_platform::config::BackendKind::Aws => TestPlatform::aws().await,
+    };
+    let target = fx_media_app(env).await;
+    let target_bucket = media_bucket(&target).await;
+    let target_tables = tables_of(&target, WITH_MEDIA).await;
+    let into = |resume: bool| ImportOptions {
+        resume,
+        media: Some(target_bucket.clone()),
+        ..ImportOptions::default()
+    };
+    // An export with media names the bucket it needs, before any write.
+    let err = migrate::import(&target_tables, &a, &ImportOptions::default())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("no media bucket"), "{err:#}");
+    let report = migrate::import(&target_tables, &a, &into(false))
+        .await
+        .unwrap();
+    assert_eq!(report.rejected(), 0, "{}", report.table());
+    assert_eq!(
+        report.media,
+        Some(KindCounts {
+            read: 3,
+            written: 3,
+            skipped: 0,
+            rejected: 0
+        })
+    );
+    assert!(
+        report.table().contains("media objects"),
+        "{}",
+        report.table()
+    );
+    let member = target.service.tokens.token(ORG, Role::Member);
+    assert_eq!(downloads(&target, &member, &photo).await, photo_before);
+    assert_eq!(downloads(&target, &member, &pdf).await, pdf_before);
+
+    if source.kind == constellation_platform::config::BackendKind::Local {
+        // The same through the command line: import into an empty data
+        // dir, export it again with --with-media, and get the same objects.
+        let data = tempfile::tempdir().unwrap();
+        let b = work.path().join("b");
+        let cli = |args: &[&std::ffi::OsStr]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_constellation"))
+                .args(args)
+                .arg("--data-dir")
+                .arg(data.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let table = cli(&["import".as_ref(), a.as_os_str()]);
+        assert!(table.contains("media objects"), "{table}");
+        cli(&[
+            "export".as_ref(),
+            "--with-media".as_ref(),
+            "--out".as_ref(),
+            b.as_os_str(),
+        ]);
+        let again: Manifest =
+            serde_json::from_slice(&fs::read(b.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(again.media, manifest.media);
+    }
+
+    // Resumed, the objects already in the bucket are not uploaded again.
+    let again = migrate::import(&target_tables, &a, &into(true))
+        .await
+        .unwrap();
+    assert_eq!(again.media.map(|m| (m.written, m.skipped)), Some((0, 3)));
+
+    // A damaged media file stops the import before it writes anything.
+    let damaged = a.join("media").join(&manifest.media[0].key);
+    let mut bytes = fs::read(&damaged).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&damaged, bytes).unwrap();
+    let err = migrate::import(&target_tables, &a, &into(false))
+        .await
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("SHA-256") && message.contains(&manifest.media[0].key),
+        "{message}"
     );
 }

@@ -5,16 +5,20 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::fs::{self, File};
 use std::io::{BufRead as _, BufReader, BufWriter, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use constellation_core::OrgId;
+use constellation_platform::blob::BlobStore;
 use constellation_platform::table::MAX_QUERY_LIMIT;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::ServiceTable;
+use super::media::{MEDIA_KIND, export_media};
 use super::policy::{OrgOf, excluded, kind_of, org_of};
+use super::progress::Progress;
 use super::record::{LineKey, MANIFEST, Manifest, ManifestFile, Record, SCHEMA};
 
 /// Where sorted runs wait to be merged, inside the output directory.
@@ -30,6 +34,11 @@ pub struct ExportOptions {
     pub chunk_lines: usize,
     /// Items expiring at or before this are left out.
     pub now: OffsetDateTime,
+    /// Print progress on stderr (one line per table, see [`Progress`]).
+    pub progress: bool,
+    /// With this media bucket: also copy the bytes of every exported ready
+    /// media record into `media/` (`--with-media`, see [`super::media`]).
+    pub media: Option<Arc<dyn BlobStore>>,
 }
 
 impl Default for ExportOptions {
@@ -38,6 +47,8 @@ impl Default for ExportOptions {
             org: None,
             chunk_lines: 50_000,
             now: OffsetDateTime::now_utc(),
+            progress: false,
+            media: None,
         }
     }
 }
@@ -167,12 +178,15 @@ pub async fn export(
     };
     let chunk = options.chunk_lines.max(1);
     for ServiceTable { service, table } in tables {
+        let mut progress = Progress::new(options.progress, &format!("export {service}"), None);
+        let mut scanned = 0_u64;
         let mut cursor = None;
         loop {
             let page = table
                 .scan(MAX_QUERY_LIMIT, cursor.take())
                 .await
                 .with_context(|| format!("scanning {service}'s table"))?;
+            scanned += page.items.len() as u64;
             for item in &page.items {
                 if item.is_expired(options.now)
                     || excluded(service, &item.key.pk, &item.key.sk).is_some()
@@ -192,11 +206,13 @@ pub async fn export(
                     runs.flush()?;
                 }
             }
+            progress.record(scanned);
             match page.next_cursor {
                 Some(next) => cursor = Some(next),
                 None => break,
             }
         }
+        progress.finish(scanned);
     }
     runs.flush()?;
     let mut files = Vec::new();
@@ -212,10 +228,21 @@ pub async fn export(
     }
     fs::remove_dir_all(&runs_dir).with_context(|| format!("removing {}", runs_dir.display()))?;
     files.sort_by(|a, b| a.name.cmp(&b.name));
+    let media = match &options.media {
+        Some(bucket) => {
+            let records = files
+                .iter()
+                .find(|f| f.kind == MEDIA_KIND)
+                .map(|f| out.join(&f.name));
+            export_media(bucket, out, records.as_deref(), options.progress).await?
+        }
+        None => Vec::new(),
+    };
     let manifest = Manifest {
         schema: SCHEMA,
         exported_at: OffsetDateTime::now_utc().format(&Rfc3339)?,
         files,
+        media,
     };
     let mut json = serde_json::to_vec_pretty(&manifest)?;
     json.push(b'\n');

@@ -1,27 +1,33 @@
 //! Import: verify, validate, write in batches, checkpoint after each.
+//!
+//! [`KindCounts`], [`ImportReport`] and [`Rejects`] are shared with the
+//! importers of other sources (`super::legacy`), so that every import
+//! reports and lists its rejects the same way.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead as _, BufReader, IsTerminal as _, Read as _, Write as _};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use constellation_platform::blob::BlobStore;
 use constellation_platform::table::{Item, MAX_BATCH_PUT, validate_item};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::ServiceTable;
 use super::export::write_atomically;
+use super::media::{AlreadyThere, import_media, verify_media};
 use super::policy::{excluded, kind_of, org_of};
+use super::progress::Progress;
 use super::record::{MANIFEST, Manifest, Record, SCHEMA};
 
 /// Where rejected records are listed, inside the import directory.
 pub const REJECTS: &str = "rejects.jsonl";
 /// Where the last committed batch is recorded, inside the import directory.
 pub const CHECKPOINT: &str = "import.checkpoint.json";
-/// Without a terminal, one progress line per this many records.
-const PLAIN_PROGRESS_EVERY: u64 = 10_000;
 /// How often a retryable batch failure is retried before import gives up.
 const BATCH_ATTEMPTS: u32 = 5;
 
@@ -37,19 +43,33 @@ pub struct ImportOptions {
     /// Tests only: fail as a crash would, right after this many batches
     /// have been committed and checkpointed. The CLI never sets it.
     pub stop_after_batches: Option<usize>,
+    /// The media bucket the export's media objects go to (required when
+    /// its manifest lists any, see [`super::media`]).
+    pub media: Option<Arc<dyn BlobStore>>,
 }
 
-/// Counts of one kind.
+/// Counts of one kind: `read = written + skipped + rejected`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KindCounts {
-    /// Records read (after the checkpoint, when resuming).
+    /// Records in the source (those a resumed import passes over included).
     pub read: u64,
     /// Records written (or that would be, in a dry run).
     pub written: u64,
-    /// Records not written because an earlier run of the import did.
+    /// Records not written because they already were: by the run a
+    /// `--resume` continues (up to its checkpoint), or found in the target.
     pub skipped: u64,
-    /// Records rejected.
+    /// Records rejected (by this run, or by the run it resumes: every
+    /// line of `rejects.jsonl`).
     pub rejected: u64,
+}
+
+impl KindCounts {
+    fn add(&mut self, other: &Self) {
+        self.read += other.read;
+        self.written += other.written;
+        self.skipped += other.skipped;
+        self.rejected += other.rejected;
+    }
 }
 
 /// What an import did, by kind.
@@ -57,6 +77,9 @@ pub struct KindCounts {
 pub struct ImportReport {
     /// Counts by kind.
     pub kinds: BTreeMap<String, KindCounts>,
+    /// Media objects uploaded to the media bucket, when the export had any
+    /// (objects, not records: shown below the total).
+    pub media: Option<KindCounts>,
 }
 
 impl ImportReport {
@@ -65,27 +88,76 @@ impl ImportReport {
         self.kinds.values().map(|c| c.rejected).sum()
     }
 
-    /// The summary table: one row per kind, then the total.
+    /// The summary table: one row per kind, the total, then the media
+    /// objects if any. The one renderer of every importer's report.
     pub fn table(&self) -> String {
+        fn row(out: &mut String, name: &str, c: &KindCounts) {
+            out.push_str(&format!(
+                "{name:<28} {:>10} {:>10} {:>10} {:>10}\n",
+                c.read, c.written, c.skipped, c.rejected
+            ));
+        }
         let mut out = format!(
-            "{:<28} {:>10} {:>10} {:>10}\n",
-            "kind", "read", "written", "rejected"
+            "{:<28} {:>10} {:>10} {:>10} {:>10}\n",
+            "kind", "read", "written", "skipped", "rejected"
         );
         let mut total = KindCounts::default();
         for (kind, c) in &self.kinds {
-            out.push_str(&format!(
-                "{kind:<28} {:>10} {:>10} {:>10}\n",
-                c.read, c.written, c.rejected
-            ));
-            total.read += c.read;
-            total.written += c.written;
-            total.rejected += c.rejected;
+            row(&mut out, kind, c);
+            total.add(c);
         }
-        out.push_str(&format!(
-            "{:<28} {:>10} {:>10} {:>10}\n",
-            "total", total.read, total.written, total.rejected
-        ));
+        row(&mut out, "total", &total);
+        if let Some(media) = &self.media {
+            row(&mut out, "media objects", media);
+        }
         out
+    }
+}
+
+/// The list of rejected records: `rejects.jsonl` in the import directory,
+/// one `{"file","line","reason"}` JSON line per record; on stdout in a
+/// dry run, which writes nothing. Each line is written through at once
+/// (rejects are rare), so those before a checkpoint are on disk with it.
+#[derive(Debug)]
+pub struct Rejects {
+    out: Option<File>,
+    path: PathBuf,
+}
+
+impl Rejects {
+    /// Opens `dir/rejects.jsonl`, emptied unless `append` (a resumed run
+    /// keeps the earlier run's list); in a `dry_run`, stdout.
+    pub fn open(dir: &Path, dry_run: bool, append: bool) -> anyhow::Result<Self> {
+        let path = dir.join(REJECTS);
+        let out = if dry_run {
+            None
+        } else {
+            Some(
+                OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .append(append)
+                    .truncate(!append)
+                    .open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            )
+        };
+        Ok(Self { out, path })
+    }
+
+    /// Lists line `line` (from 1) of `file` as rejected because of `reason`.
+    pub fn write(&mut self, file: &str, line: u64, reason: &str) -> anyhow::Result<()> {
+        let mut entry = serde_json::to_string(&Reject { file, line, reason })?;
+        entry.push('\n');
+        match self.out.as_mut() {
+            Some(out) => out
+                .write_all(entry.as_bytes())
+                .with_context(|| format!("writing {}", self.path.display())),
+            None => {
+                print!("{entry}");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -103,7 +175,7 @@ struct Reject<'a> {
     reason: &'a str,
 }
 
-/// Checks every file of `manifest` against its SHA-256 before anything is written.
+/// Checks every file of `manifest` against its SHA-256.
 fn verify(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     for f in &manifest.files {
         if f.name.contains(['/', '\\']) || f.name.starts_with('.') {
@@ -190,50 +262,6 @@ fn validate(line: &str, file_kind: &str, tables: &[ServiceTable]) -> Result<(usi
     Ok((table, item))
 }
 
-/// Progress of one file on stderr.
-#[derive(Debug)]
-struct Progress {
-    enabled: bool,
-    terminal: bool,
-    start: Instant,
-    drawn: Instant,
-}
-
-impl Progress {
-    fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            terminal: std::io::stderr().is_terminal(),
-            start: Instant::now(),
-            drawn: Instant::now(),
-        }
-    }
-
-    fn rate(&self, n: u64) -> f64 {
-        n as f64 / self.start.elapsed().as_secs_f64().max(0.001)
-    }
-
-    fn record(&mut self, file: &str, n: u64) {
-        if !self.enabled {
-            return;
-        }
-        if self.terminal {
-            if self.drawn.elapsed() >= Duration::from_millis(200) {
-                self.drawn = Instant::now();
-                eprint!("\r{file}: {n} records ({:.0}/s)   ", self.rate(n));
-            }
-        } else if n.is_multiple_of(PLAIN_PROGRESS_EVERY) {
-            eprintln!("{file}: {n} records ({:.0}/s)", self.rate(n));
-        }
-    }
-
-    fn done(&self, file: &str, n: u64) {
-        if self.enabled && self.terminal {
-            eprintln!("\r{file}: {n} records ({:.0}/s)   ", self.rate(n));
-        }
-    }
-}
-
 /// The state of one import run.
 struct Run<'a> {
     dir: &'a Path,
@@ -294,48 +322,45 @@ impl Run<'_> {
     }
 }
 
-/// On resume: keeps only the rejects up to the checkpoint (file number
-/// `at`, line `line`), since the lines after it are read again.
-fn keep_rejects_before(
+/// On resume: the rejects the earlier run listed up to the checkpoint (file
+/// number `at`, line `line`), counted by file, and that list as text; the
+/// rejects after it are dropped, since those lines are read again.
+fn rejects_before(
     dir: &Path,
     manifest: &Manifest,
     at: usize,
     line: u64,
-) -> anyhow::Result<()> {
+) -> (String, BTreeMap<String, u64>) {
     #[derive(Deserialize)]
     struct Listed {
         file: String,
         line: u64,
     }
-    let path = dir.join(REJECTS);
-    let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(());
-    };
     let mut kept = String::new();
+    let mut counts = BTreeMap::new();
+    let Ok(text) = fs::read_to_string(dir.join(REJECTS)) else {
+        return (kept, counts);
+    };
     for entry in text.lines() {
-        let keep = serde_json::from_str::<Listed>(entry).is_ok_and(|l| {
-            match manifest.files.iter().position(|f| f.name == l.file) {
-                Some(i) => i < at || (i == at && l.line <= line),
-                None => false,
-            }
-        });
+        let Ok(listed) = serde_json::from_str::<Listed>(entry) else {
+            continue;
+        };
+        let keep = match manifest.files.iter().position(|f| f.name == listed.file) {
+            Some(i) => i < at || (i == at && listed.line <= line),
+            None => false,
+        };
         if keep {
             kept.push_str(entry);
             kept.push('\n');
+            *counts.entry(listed.file).or_default() += 1;
         }
     }
-    write_atomically(&path, kept.as_bytes())
+    (kept, counts)
 }
 
-/// Imports the export in `dir` into `tables`. Rejected records are listed
-/// in `dir/rejects.jsonl` (on stdout in a dry run); the caller decides
-/// whether any makes the import fail ([`ImportReport::rejected`]).
-#[tracing::instrument(skip(tables, options), fields(dir = %dir.display()))]
-pub async fn import(
-    tables: &[ServiceTable],
-    dir: &Path,
-    options: &ImportOptions,
-) -> anyhow::Result<ImportReport> {
+/// Reads and checks `dir/manifest.json`, then every file it lists (sizes
+/// and SHA-256), before anything is written.
+fn read_manifest(dir: &Path) -> anyhow::Result<Manifest> {
     let manifest_path = dir.join(MANIFEST);
     let manifest: Manifest = serde_json::from_slice(
         &fs::read(&manifest_path)
@@ -350,6 +375,29 @@ pub async fn import(
         );
     }
     verify(dir, &manifest)?;
+    verify_media(dir, &manifest)?;
+    Ok(manifest)
+}
+
+/// Imports the export in `dir` into `tables` (and its media objects into
+/// [`ImportOptions::media`], before the records). Rejected records are
+/// listed in `dir/rejects.jsonl` (on stdout in a dry run); the caller
+/// decides whether any makes the import fail ([`ImportReport::rejected`]).
+#[tracing::instrument(skip(tables, options), fields(dir = %dir.display()))]
+pub async fn import(
+    tables: &[ServiceTable],
+    dir: &Path,
+    options: &ImportOptions,
+) -> anyhow::Result<ImportReport> {
+    let manifest = read_manifest(dir)?;
+    let bucket = match (&options.media, manifest.media.is_empty()) {
+        (_, true) => None,
+        (Some(bucket), false) => Some(bucket),
+        (None, false) => bail!(
+            "the export carries {} media objects and no media bucket was given",
+            manifest.media.len()
+        ),
+    };
 
     let checkpoint_path = dir.join(CHECKPOINT);
     let checkpoint: Option<Checkpoint> = if options.resume && checkpoint_path.exists() {
@@ -374,23 +422,39 @@ pub async fn import(
         None => None,
     };
 
-    if let (Some((at, line)), false) = (skip_to, options.dry_run) {
-        keep_rejects_before(dir, &manifest, at, line)?;
-    }
-    let mut rejects = if options.dry_run {
-        None
-    } else {
-        let path = dir.join(REJECTS);
-        Some(
-            OpenOptions::new()
-                .create(true)
-                .write(true)
-                .append(options.resume)
-                .truncate(!options.resume)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?,
-        )
+    let earlier_rejects = match skip_to {
+        Some((at, line)) => {
+            let (kept, counts) = rejects_before(dir, &manifest, at, line);
+            if !options.dry_run {
+                write_atomically(&dir.join(REJECTS), kept.as_bytes())?;
+            }
+            counts
+        }
+        None => BTreeMap::new(),
     };
+    let mut rejects = Rejects::open(dir, options.dry_run, options.resume)?;
+
+    let mut report = ImportReport::default();
+    if let Some(bucket) = bucket {
+        // Every object goes up before the first record: a checkpoint
+        // means they all are.
+        let already = match (options.resume, skip_to) {
+            (false, _) => AlreadyThere::None,
+            (true, Some(_)) => AlreadyThere::All,
+            (true, None) => AlreadyThere::Present,
+        };
+        report.media = Some(
+            import_media(
+                bucket,
+                dir,
+                &manifest,
+                already,
+                options.dry_run,
+                options.progress,
+            )
+            .await?,
+        );
+    }
 
     let mut run = Run {
         dir,
@@ -398,29 +462,39 @@ pub async fn import(
         options,
         batches: 0,
     };
-    let mut report = ImportReport::default();
     for (index, f) in manifest.files.iter().enumerate() {
+        let mut counts = report.kinds.get(&f.kind).copied().unwrap_or_default();
+        let earlier = earlier_rejects.get(&f.name).copied().unwrap_or_default();
         let skip_through = match skip_to {
-            Some((at, _)) if index < at => continue,
-            Some((at, line)) if index == at => line,
+            Some((at, _)) if index < at => {
+                counts.read += f.records;
+                counts.rejected += earlier;
+                counts.skipped += f.records.saturating_sub(earlier);
+                report.kinds.insert(f.kind.clone(), counts);
+                continue;
+            }
+            Some((at, line)) if index == at => {
+                counts.rejected += earlier;
+                counts.skipped += line.saturating_sub(earlier);
+                line
+            }
             _ => 0,
         };
-        let mut counts = report.kinds.get(&f.kind).copied().unwrap_or_default();
         let path = dir.join(&f.name);
         let reader = BufReader::new(
             File::open(&path).with_context(|| format!("opening {}", path.display()))?,
         );
-        let mut progress = Progress::new(options.progress);
+        let mut progress = Progress::new(options.progress, &f.name, Some(f.records));
         let mut batch = Vec::with_capacity(MAX_BATCH_PUT);
         let mut number = 0_u64;
         for line in reader.lines() {
             number += 1;
+            counts.read += 1;
             let line = line.with_context(|| format!("reading {} line {number}", f.name))?;
             if number <= skip_through {
                 continue;
             }
-            counts.read += 1;
-            progress.record(&f.name, counts.read);
+            progress.record(number);
             match validate(&line, &f.kind, tables) {
                 Ok(entry) => {
                     batch.push(entry);
@@ -432,26 +506,14 @@ pub async fn import(
                 }
                 Err(reason) => {
                     counts.rejected += 1;
-                    let reject = serde_json::to_string(&Reject {
-                        file: &f.name,
-                        line: number,
-                        reason: &reason,
-                    })?;
-                    match rejects.as_mut() {
-                        Some(out) => writeln!(out, "{reject}")
-                            .with_context(|| format!("writing {}", dir.join(REJECTS).display()))?,
-                        None => println!("{reject}"),
-                    }
+                    rejects.write(&f.name, number, &reason)?;
                 }
             }
         }
         let done = run.commit(&mut batch, &f.name, number, &mut counts).await;
         report.kinds.insert(f.kind.clone(), counts);
         done?;
-        progress.done(&f.name, counts.read);
-    }
-    if let Some(out) = rejects.as_mut() {
-        out.flush()?;
+        progress.finish(number);
     }
     if !options.dry_run && checkpoint_path.exists() {
         // Everything is written: a later import starts from the beginning.
@@ -459,4 +521,45 @@ pub async fn import(
             .with_context(|| format!("removing {}", checkpoint_path.display()))?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_skipped_a_total_and_media_objects() {
+        let mut report = ImportReport::default();
+        let kv = KindCounts {
+            read: 63,
+            written: 11,
+            skipped: 50,
+            rejected: 2,
+        };
+        let org = KindCounts {
+            read: 1,
+            written: 1,
+            ..KindCounts::default()
+        };
+        report.kinds.insert("kv.ns".to_owned(), kv);
+        report.kinds.insert("auth.org".to_owned(), org);
+        report.media = Some(KindCounts {
+            read: 3,
+            written: 1,
+            skipped: 2,
+            rejected: 0,
+        });
+        let table = report.table();
+        let words: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(words.len(), 5, "{table}");
+        assert_eq!(words[0], ["kind", "read", "written", "skipped", "rejected"]);
+        assert_eq!(words[1], ["auth.org", "1", "1", "0", "0"]);
+        assert_eq!(words[2], ["kv.ns", "63", "11", "50", "2"]);
+        assert_eq!(words[3], ["total", "64", "12", "50", "2"]);
+        assert_eq!(words[4], ["media", "objects", "3", "1", "2", "0"]);
+        assert_eq!(report.rejected(), 2);
+    }
 }

@@ -17,25 +17,33 @@
 //! [`MAX_BATCH_PUT`](constellation_platform::table::MAX_BATCH_PUT), and
 //! checkpoints after each batch; since a batch put is idempotent, resuming
 //! after a crash re-writes at most one batch and duplicates nothing.
+//!
+//! With `--with-media`, the bytes of ready media travel too, as files under
+//! `media/` listed in the manifest ([`media`]). [`Progress`] reports on
+//! stderr how far a long step is.
 
 pub mod check;
 pub mod export;
 pub mod import;
 pub mod legacy;
+pub mod media;
 pub mod policy;
+pub mod progress;
 pub mod record;
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use constellation_platform::blob::BlobStore;
 use constellation_platform::config::Platform;
 use constellation_platform::table::Table;
 use constellation_web::ServiceDef;
 use constellation_web::host::{ResourceKind, Resources};
 
 pub use export::{ExportOptions, export};
-pub use import::{ImportOptions, ImportReport, KindCounts, import};
-pub use record::{MANIFEST, Manifest, ManifestFile, SCHEMA};
+pub use import::{ImportOptions, ImportReport, KindCounts, Rejects, import};
+pub use progress::Progress;
+pub use record::{MANIFEST, Manifest, ManifestFile, MediaFile, SCHEMA};
 
 /// One service's table, as export reads it and import writes it.
 #[derive(Debug, Clone)]
@@ -82,4 +90,16 @@ pub async fn open_tables(
         });
     }
     Ok(tables)
+}
+
+/// The media service's bucket, named as the environment (or the default)
+/// says: where `--with-media` reads media objects from and import writes
+/// them to.
+pub async fn open_media_bucket(platform: &Platform) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let service = &constellation_media::SERVICE;
+    let resources = Resources::from_env(service.resources, platform.kind())?;
+    platform
+        .blob_store(resources.get(constellation_media::config::BUCKET_VAR)?)
+        .await
+        .context("opening the media bucket")
 }

@@ -121,6 +121,11 @@ pub struct Manifest {
     pub exported_at: String,
     /// Every file, sorted by name.
     pub files: Vec<ManifestFile>,
+    /// With `--with-media`: every media object, sorted by key. Absent from
+    /// the JSON when there is none, so an export without media keeps the
+    /// bytes it had before this field existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaFile>,
 }
 
 /// One file of an export.
@@ -134,4 +139,17 @@ pub struct ManifestFile {
     pub records: u64,
     /// SHA-256 of the file, lower-case hex.
     pub sha256: String,
+}
+
+/// One media object of an export, stored at `media/<key>` inside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaFile {
+    /// Its object key in the media bucket (and its path under `media/`).
+    pub key: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// SHA-256 of its bytes, lower-case hex.
+    pub sha256: String,
+    /// The content type it is stored (and served) with.
+    pub content_type: String,
 }

@@ -25,28 +25,27 @@ pub mod fields;
 pub mod source;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufWriter, Write as _};
+
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use constellation_auth::password::validate_legacy_hash;
 use constellation_auth::store::{AccountForImport, AuthError, AuthStore, OrgName};
-use constellation_core::OrgId;
-use constellation_core::auth::{AccountId, Email, Role};
-use constellation_core::import::Imported;
 use constellation_catalog::domain as catalog_rules;
 use constellation_catalog::store::{CatalogError, CatalogStore, ProductFields, SupplierFields};
 use constellation_comms::domain::{self as comms_rules, Audience};
 use constellation_comms::store::CommsError;
 use constellation_comms::store::CommsStore;
 use constellation_comms::store::announce::AnnouncementImport;
+use constellation_core::OrgId;
+use constellation_core::auth::{AccountId, Email, Role};
+use constellation_core::import::Imported;
 use constellation_core::money::{Currency, Money};
 use constellation_expenses::domain::{self as expense_rules, Details};
+use constellation_expenses::store::{ExpenseError, ExpenseId, ExpenseImport, ExpenseStore};
 use constellation_orders::domain::{Price, Status as OrderStatus};
 use constellation_orders::store::{OrderError, OrderId, OrderLine, Rejection};
 use constellation_orders::{OrderImport, OrderStore};
-use constellation_expenses::store::{ExpenseError, ExpenseId, ExpenseImport, ExpenseStore};
 use constellation_platform::config::Platform;
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::tokens::VerifierConfig;
@@ -57,7 +56,8 @@ use time::OffsetDateTime;
 
 use self::fields::{invalid, seed, seed_hex, seed_u128, timestamp};
 use self::source::{Column, CsvRows, MongoRows, Row, Rows};
-use super::import::{ImportReport, KindCounts, REJECTS};
+use super::Progress;
+use super::import::{ImportReport, KindCounts, Rejects};
 
 /// Where legacy data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,9 +123,11 @@ impl Stores {
         let auth = constellation_auth::build_store(&context(&constellation_auth::SERVICE)?).await?;
         let (expenses, _) =
             constellation_expenses::store(&context(&constellation_expenses::SERVICE)?).await?;
-        let (catalog, _) = constellation_catalog::store(&context(&constellation_catalog::SERVICE)?)?;
+        let (catalog, _) =
+            constellation_catalog::store(&context(&constellation_catalog::SERVICE)?)?;
         let (orders, _) = constellation_orders::store(&context(&constellation_orders::SERVICE)?)?;
-        let (comms, _) = constellation_comms::store(&context(&constellation_comms::SERVICE)?).await?;
+        let (comms, _) =
+            constellation_comms::store(&context(&constellation_comms::SERVICE)?).await?;
         Ok(Self {
             auth,
             expenses,
@@ -429,7 +431,11 @@ const SUPPLIER_COLUMNS: &[Column] = &[
 
 const INVENTORY_COLUMNS: &[Column] = &[
     col("product_id", &["product_id"], true),
-    col("quantity", &["quantity", "on_hand", "quantity_on_hand"], true),
+    col(
+        "quantity",
+        &["quantity", "on_hand", "quantity_on_hand"],
+        true,
+    ),
 ];
 
 const PRODUCT_COLUMNS: &[Column] = &[
@@ -748,8 +754,13 @@ impl Mapper<'_> {
             email: Email::parse(row.require("email")?).map_err(invalid)?,
             phone: catalog_rules::phone(row.require("phone")?).map_err(invalid)?,
             lead_time_days: catalog_rules::lead_time(
-                fields::integer("lead_time_days", row.get("lead_time_days").unwrap_or("0"), 0, i64::MAX)?
-                    .unsigned_abs(),
+                fields::integer(
+                    "lead_time_days",
+                    row.get("lead_time_days").unwrap_or("0"),
+                    0,
+                    i64::MAX,
+                )?
+                .unsigned_abs(),
             )
             .map_err(invalid)?,
         };
@@ -776,9 +787,12 @@ impl Mapper<'_> {
     fn inventory(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
         let product = row.require("product_id")?.to_owned();
         if self.known.inventory.contains_key(&product) {
-            return Err(format!("product_id: product {product} has two inventory rows"));
+            return Err(format!(
+                "product_id: product {product} has two inventory rows"
+            ));
         }
-        let quantity = fields::integer("quantity", row.require("quantity")?, 0, i64::from(i32::MAX))?;
+        let quantity =
+            fields::integer("quantity", row.require("quantity")?, 0, i64::from(i32::MAX))?;
         self.known
             .inventory
             .insert(product, (row.line, Ok(quantity)));
@@ -1009,7 +1023,10 @@ impl Mapper<'_> {
             "products" => {
                 for (product, (line, held)) in self.known.inventory.drain() {
                     if held.is_ok() {
-                        out.push((line, format!("product_id: product {product} was not imported")));
+                        out.push((
+                            line,
+                            format!("product_id: product {product} was not imported"),
+                        ));
                     }
                 }
             }
@@ -1042,27 +1059,6 @@ impl Mapper<'_> {
             }
             Forget::Product(legacy) => {
                 self.known.products.remove(legacy);
-            }
-        }
-    }
-}
-
-/// `rejects.jsonl`, or stdout in a dry run.
-struct Rejects {
-    out: Option<BufWriter<File>>,
-    path: PathBuf,
-}
-
-impl Rejects {
-    fn write(&mut self, file: &str, line: u64, reason: &str) -> anyhow::Result<()> {
-        let entry = serde_json::json!({"file": file, "line": line, "reason": reason});
-        match self.out.as_mut() {
-            Some(out) => {
-                writeln!(out, "{entry}").with_context(|| format!("writing {}", self.path.display()))
-            }
-            None => {
-                println!("{entry}");
-                Ok(())
             }
         }
     }
@@ -1195,17 +1191,7 @@ pub async fn import_legacy(
             tables.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
         );
     }
-    let rejects_path = dir.join(REJECTS);
-    let mut rejects = Rejects {
-        out: if options.dry_run {
-            None
-        } else {
-            Some(BufWriter::new(File::create(&rejects_path).with_context(
-                || format!("creating {}", rejects_path.display()),
-            )?))
-        },
-        path: rejects_path,
-    };
+    let mut rejects = Rejects::open(dir, options.dry_run, false)?;
     let mut known = Known::default();
     let mut mapper = Mapper {
         source,
@@ -1324,10 +1310,6 @@ pub async fn import_legacy(
             counts.rejected += 1;
             rejects.write(&format!("{held}.csv"), line, &reason)?;
         }
-    }
-    if let Some(out) = rejects.out.as_mut() {
-        out.flush()
-            .with_context(|| format!("writing {}", rejects.path.display()))?;
     }
     for (file, columns) in unread {
         eprintln!(
