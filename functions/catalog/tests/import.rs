@@ -2,6 +2,9 @@
 //! backends: what is stored reads back through the API as it was (stock and
 //! its `import` movement included), a re-run writes nothing, bad fields and
 //! taken SKUs are named, and concurrent imports of one record write it once.
+//! Reservations of imported confirmed orders raise `reserved` once per
+//! order, and one beyond what is available is refused and writes nothing
+//! (settling them is in the orders tests, with both services running).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -23,11 +26,15 @@ constellation_testkit::on_both_backends! {
     imported_suppliers_and_products_read_back_and_a_rerun_writes_nothing,
     bad_imports_name_the_field_and_store_nothing,
     concurrent_imports_of_one_product_write_it_once,
+    an_imported_reservation_is_written_once_however_often_or_concurrently_imported,
+    a_reservation_beyond_available_stock_is_refused_on_quantity_and_writes_nothing,
 }
 
 const ORG: &str = "org-imp";
 const CREATED: OffsetDateTime = datetime!(2018-02-01 08:00:00.250 UTC);
 const UPDATED: OffsetDateTime = datetime!(2020-07-15 12:00 UTC);
+/// When imported orders' stock was reserved.
+const RESERVED: OffsetDateTime = datetime!(2020-08-01 09:30 UTC);
 
 type CatalogApp = TestApp<TestServices>;
 
@@ -237,4 +244,162 @@ async fn concurrent_imports_of_one_product_write_it_once(app: CatalogApp) {
         .await
         .json();
     assert_eq!(p["stock"]["on_hand"], 7);
+}
+
+async fn stock_and_movements(app: &CatalogApp, product: &str) -> (serde_json::Value, usize) {
+    let path = format!("/v1/catalog/products/{product}");
+    let stock = app.get(&format!("{path}/stock")).await.json();
+    let movements = app.get(&format!("{path}/stock/movements")).await.json();
+    (stock, movements["items"].as_array().unwrap().len())
+}
+
+async fn an_imported_reservation_is_written_once_however_often_or_concurrently_imported(
+    app: CatalogApp,
+) {
+    let store = store(&app);
+    let product = import_id(CREATED, 50);
+    store
+        .import_product(
+            org(),
+            &product,
+            fx_product("RES-1", None),
+            10,
+            CREATED,
+            UPDATED,
+        )
+        .await
+        .unwrap();
+    let order = import_id(CREATED, 51);
+    let lines = [(product.clone(), 3)];
+    let import = || store.import_reservation(org(), &order, &lines, RESERVED);
+    assert_eq!(import().await.unwrap(), Imported::Created);
+    let path = format!("/v1/catalog/products/{product}");
+    let etag = app.get(&path).await.header("etag").unwrap().to_owned();
+    let (stock, _) = stock_and_movements(&app, &product).await;
+    assert_eq!(stock, json!({"on_hand": 10, "reserved": 3, "available": 7}));
+    // The movement `reserve` writes, at the reservation's time.
+    let movements = app.get(&format!("{path}/stock/movements")).await.json();
+    assert_eq!(
+        movements["items"][0],
+        json!({"at": "2020-08-01T09:30:00Z", "reason": "reserved", "on_hand_delta": 0,
+               "reserved_delta": 3, "actor": null, "order_id": order})
+    );
+
+    // Again: nothing written.
+    assert_eq!(import().await.unwrap(), Imported::AlreadyPresent);
+    assert_eq!(app.get(&path).await.header("etag"), Some(etag.as_str()));
+    assert_eq!(
+        stock_and_movements(&app, &product).await,
+        (stock.clone(), 2)
+    );
+
+    // Two at once: one writes it.
+    let order = import_id(CREATED, 52);
+    let lines = [(product.clone(), 4)];
+    let import = || store.import_reservation(org(), &order, &lines, RESERVED);
+    let (a, b) = tokio::join!(import(), import());
+    let mut outcomes = [a.unwrap(), b.unwrap()];
+    outcomes.sort_by_key(|o| o.created());
+    assert_eq!(outcomes, [Imported::AlreadyPresent, Imported::Created]);
+    assert_eq!(
+        stock_and_movements(&app, &product).await,
+        (json!({"on_hand": 10, "reserved": 7, "available": 3}), 3)
+    );
+}
+
+async fn a_reservation_beyond_available_stock_is_refused_on_quantity_and_writes_nothing(
+    app: CatalogApp,
+) {
+    let store = store(&app);
+    let a = import_id(CREATED, 60);
+    let b = import_id(CREATED, 61);
+    for (id, sku, on_hand) in [(&a, "OVER-A", 10), (&b, "OVER-B", 2)] {
+        store
+            .import_product(org(), id, fx_product(sku, None), on_hand, CREATED, UPDATED)
+            .await
+            .unwrap();
+    }
+    let first = import_id(CREATED, 62);
+    store
+        .import_reservation(org(), &first, &[(a.clone(), 5)], RESERVED)
+        .await
+        .unwrap();
+    let before = [
+        stock_and_movements(&app, &a).await,
+        stock_and_movements(&app, &b).await,
+    ];
+    let field = |r: Result<Imported, CatalogError>| match r {
+        Err(CatalogError::Invalid(e)) => e.field,
+        other => panic!("{other:?}"),
+    };
+    let order = import_id(CREATED, 63);
+    let missing = import_id(CREATED, 64);
+    type Lines = Vec<(String, u32)>;
+    let cases: [(&str, &str, Lines); 6] = [
+        // A's 5 available fit; B has only 2: neither is reserved.
+        ("quantity", &order, vec![(a.clone(), 5), (b.clone(), 3)]),
+        ("quantity", &order, vec![(a.clone(), 6)]),
+        ("quantity", &order, vec![(a.clone(), 0)]),
+        ("product_id", &order, vec![(a.clone(), 1), (missing, 1)]),
+        ("lines", &order, vec![(a.clone(), 1), (a.clone(), 1)]),
+        ("order_id", "legacy-7", vec![(a.clone(), 1)]),
+    ];
+    for (expected, order, lines) in cases {
+        let r = store
+            .import_reservation(org(), order, &lines, RESERVED)
+            .await;
+        assert_eq!(field(r), expected, "{lines:?}");
+        let after = [
+            stock_and_movements(&app, &a).await,
+            stock_and_movements(&app, &b).await,
+        ];
+        assert_eq!(after, before);
+    }
+    // No record was left for the order: what fits is reserved.
+    assert_eq!(
+        store
+            .import_reservation(org(), &order, &[(a.clone(), 5), (b.clone(), 2)], RESERVED)
+            .await
+            .unwrap(),
+        Imported::Created
+    );
+    assert_eq!(
+        stock_and_movements(&app, &b).await.0,
+        json!({"on_hand": 2, "reserved": 2, "available": 0})
+    );
+    // An archived product holds no reservation.
+    let archived = import_id(CREATED, 65);
+    store
+        .import_product(
+            org(),
+            &archived,
+            fx_product("OVER-C", None),
+            4,
+            CREATED,
+            UPDATED,
+        )
+        .await
+        .unwrap();
+    store.archive_product(org(), &archived).await.unwrap();
+    let r = store
+        .import_reservation(
+            org(),
+            &import_id(CREATED, 66),
+            &[(archived.clone(), 1)],
+            RESERVED,
+        )
+        .await;
+    assert_eq!(field(r), "product_id");
+    // An inactive one does: the order was confirmed before.
+    let inactive = import_id(CREATED, 67);
+    let mut fields = fx_product("OVER-D", None);
+    fields.active = false;
+    store
+        .import_product(org(), &inactive, fields, 4, CREATED, UPDATED)
+        .await
+        .unwrap();
+    let r = store
+        .import_reservation(org(), &import_id(CREATED, 68), &[(inactive, 1)], RESERVED)
+        .await;
+    assert_eq!(r.unwrap(), Imported::Created);
 }

@@ -1,9 +1,11 @@
 //! Importing orders from a legacy database on both backends, with catalog
 //! running beside orders: what is stored reads back through the API as it
 //! was, nothing is published, a re-run writes nothing, bad fields are
-//! named, concurrent imports of one order write it once, and an imported
-//! confirmed order is cancelled or shipped through the API and the workers
-//! without touching catalog's stock.
+//! named, concurrent imports of one order write it once, and imported
+//! confirmed orders, their stock reserved in catalog by
+//! `import_reservation`, are cancelled or shipped through the API and the
+//! workers as live orders are: cancelling releases, shipping takes the
+//! units off `on_hand`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -28,7 +30,7 @@ constellation_testkit::on_both_backends! {
     an_imported_order_reads_back_as_it_was_and_a_rerun_writes_nothing,
     bad_imports_name_the_field_and_store_nothing,
     concurrent_imports_of_one_order_write_it_once,
-    imported_confirmed_orders_cancel_and_ship_without_touching_stock,
+    imported_confirmed_orders_hold_their_stock_until_cancelled_or_shipped,
 }
 
 const ORG: &str = "org-imp";
@@ -250,14 +252,14 @@ async fn stock(app: &OrdersApp, staff: &str, product: &str) -> Value {
     r.json()
 }
 
-async fn imported_confirmed_orders_cancel_and_ship_without_touching_stock(app: OrdersApp) {
+async fn imported_confirmed_orders_hold_their_stock_until_cancelled_or_shipped(app: OrdersApp) {
     let orders = store(&app);
     let catalog = constellation_catalog::store(app.service.context("catalog"))
         .unwrap()
         .0;
     let staff = token_of(&app, AccountId::from_bytes([1; 16]), Role::Staff);
     let me = token_of(&app, placer(), Role::Member);
-    // A product with 10 units, and a live order reserving 3 of them.
+    // A product with 10 units on hand, as the legacy database counted them.
     let product = import_id(CREATED, 40);
     let fields = ProductFields {
         sku: "HAM-1".to_owned(),
@@ -272,45 +274,55 @@ async fn imported_confirmed_orders_cancel_and_ship_without_touching_stock(app: O
         .import_product(org(), &product, fields, 10, CREATED, UPDATED)
         .await
         .unwrap();
-    let r = app
-        .post("/v1/orders")
-        .bearer(&me)
-        .header("idempotency-key", &uuid::Uuid::new_v4().to_string())
-        .json(&json!({"lines": [{"product_id": product, "quantity": 3}]}))
-        .await;
-    r.assert_status(StatusCode::ACCEPTED);
-    let live = OrderId::parse(r.json()["id"].as_str().unwrap()).unwrap();
-    app.service.pump().await.unwrap();
-    assert_eq!(get(&app, &me, &live).await["status"], "confirmed");
-    let levels = json!({"on_hand": 10, "reserved": 3, "available": 7});
-    assert_eq!(stock(&app, &staff, &product).await, levels);
 
-    // Two imported confirmed orders of the same product: catalog never
-    // reserved anything for them.
-    let priced = || vec![line(&product, 2, Some(("HAM-1", eur("2.50"))))];
-    let cancel = fx_order(41, Status::Confirmed, priced());
-    let ship = fx_order(42, Status::Confirmed, priced());
+    // Two imported confirmed orders hold 3 and 2 of them.
+    let priced = |n| vec![line(&product, n, Some(("HAM-1", eur("2.50"))))];
+    let cancel = fx_order(41, Status::Confirmed, priced(3));
+    let ship = fx_order(42, Status::Confirmed, priced(2));
     for fx in [&cancel, &ship] {
         orders.import_order(org(), fx.clone()).await.unwrap();
+        let lines: Vec<(String, u32)> = fx
+            .lines
+            .iter()
+            .map(|l| (l.product_id.clone(), l.quantity))
+            .collect();
+        let r = catalog
+            .import_reservation(org(), fx.id.as_str(), &lines, fx.updated_at)
+            .await;
+        assert_eq!(r.unwrap(), Imported::Created);
     }
+    assert_eq!(
+        stock(&app, &staff, &product).await,
+        json!({"on_hand": 10, "reserved": 5, "available": 5})
+    );
+    // Nothing was published.
+    assert_eq!(app.service.pump().await.unwrap(), 0);
+
+    // Cancelling one releases its 3.
     let r = app
         .post(&format!("/v1/orders/{}/cancel", cancel.id.as_str()))
         .bearer(&me)
         .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json()["status"], "cancelled");
+    assert!(app.service.pump().await.unwrap() >= 1);
+    assert_eq!(
+        stock(&app, &staff, &product).await,
+        json!({"on_hand": 10, "reserved": 2, "available": 8})
+    );
+    // Shipping the other takes its 2 out of the warehouse.
     let r = app
         .post(&format!("/v1/orders/{}/ship", ship.id.as_str()))
         .bearer(&staff)
         .await;
     r.assert_status(StatusCode::OK);
     assert_eq!(r.json()["status"], "shipped");
-    // Catalog's worker takes both events and changes no stock.
-    assert!(app.service.pump().await.unwrap() >= 2);
-    assert_eq!(stock(&app, &staff, &product).await, levels);
+    assert!(app.service.pump().await.unwrap() >= 1);
+    let settled = json!({"on_hand": 8, "reserved": 0, "available": 8});
+    assert_eq!(stock(&app, &staff, &product).await, settled);
     assert_eq!(get(&app, &me, &cancel.id).await["status"], "cancelled");
     assert_eq!(get(&app, &me, &ship.id).await["status"], "shipped");
-    // A redelivery is as harmless.
+    // A redelivery changes nothing, nor does importing a reservation again.
     assert_eq!(
         catalog
             .settle(org(), cancel.id.as_str(), false)
@@ -322,15 +334,49 @@ async fn imported_confirmed_orders_cancel_and_ship_without_touching_stock(app: O
         catalog.settle(org(), ship.id.as_str(), true).await.unwrap(),
         Outcome::Unchanged
     );
-
-    // The live order's reservation is untouched: shipping it takes its 3.
-    app.post(&format!("/v1/orders/{}/ship", live.as_str()))
+    let again = catalog
+        .import_reservation(org(), ship.id.as_str(), &[(product.clone(), 2)], UPDATED)
+        .await;
+    assert_eq!(again.unwrap(), Imported::AlreadyPresent);
+    assert_eq!(stock(&app, &staff, &product).await, settled);
+    // The movements add up to the levels: import 10, reserved 3 and 2,
+    // released 3, shipped 2.
+    let movements = app
+        .get(&format!("/v1/catalog/products/{product}/stock/movements"))
         .bearer(&staff)
         .await
-        .assert_status(StatusCode::OK);
+        .json();
+    let items = movements["items"].as_array().unwrap();
+    let mut reasons: Vec<&str> = items
+        .iter()
+        .map(|m| m["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort_unstable();
+    assert_eq!(
+        reasons,
+        ["import", "released", "reserved", "reserved", "shipped"]
+    );
+    let sum = |field: &str| {
+        items
+            .iter()
+            .map(|m| m[field].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert_eq!((sum("on_hand_delta"), sum("reserved_delta")), (8, 0));
+
+    // A live order placed afterwards reserves from what is left.
+    let r = app
+        .post("/v1/orders")
+        .bearer(&me)
+        .header("idempotency-key", &uuid::Uuid::new_v4().to_string())
+        .json(&json!({"lines": [{"product_id": product, "quantity": 3}]}))
+        .await;
+    r.assert_status(StatusCode::ACCEPTED);
+    let live = OrderId::parse(r.json()["id"].as_str().unwrap()).unwrap();
     app.service.pump().await.unwrap();
+    assert_eq!(get(&app, &me, &live).await["status"], "confirmed");
     assert_eq!(
         stock(&app, &staff, &product).await,
-        json!({"on_hand": 7, "reserved": 0, "available": 7})
+        json!({"on_hand": 8, "reserved": 3, "available": 5})
     );
 }

@@ -10,21 +10,30 @@
 //! of `on_hand` writes a movement, so a product's movements add up to its
 //! level, imported ones included. Nothing is published: historic data must
 //! not start sagas or raise low-stock alerts.
+//!
+//! A confirmed order imported into orders still holds its units: legacy
+//! `on_hand` counts them (they have not left the warehouse) but they are not
+//! available. [`CatalogStore::import_reservation`] writes the reservation
+//! record `reserve` would have left for it ([`super::stock`]) and raises the
+//! products' `reserved`, so shipping the order later takes the units off
+//! `on_hand` and cancelling it makes them available again, as for a live
+//! order.
 
 use constellation_core::OrgId;
 use constellation_core::ValidationError;
 use constellation_core::etag::Etag;
 use constellation_core::ids::time_ordered_id;
 use constellation_core::import::Imported;
+use constellation_core::orders::{MAX_LINES, MAX_QUANTITY};
 use constellation_platform::StoreError;
 use constellation_platform::retry::backoff;
 use constellation_platform::table::{Condition, Item, Write};
 use time::OffsetDateTime;
 
-use super::stock::{Movement, movement_item, stamp};
+use super::stock::{Movement, Reservation, movement_item, reserved_line, stamp};
 use super::{
     ATTEMPTS, CatalogError, CatalogStore, Product, ProductFields, Supplier, SupplierFields, is_id,
-    product_item, product_key, rfc3339, sku_key, supplier_item, supplier_key,
+    product_from, product_item, product_key, rfc3339, sku_key, supplier_item, supplier_key,
 };
 use crate::domain::{self, Levels, MAX_DESCRIPTION_CHARS, Reason};
 
@@ -54,6 +63,40 @@ fn check_times(
             "updated_at",
             "must not be before created_at",
         ));
+    }
+    Ok(())
+}
+
+/// The lines of an imported reservation, by `reserve`'s rules: 1 to
+/// `MAX_LINES` of distinct products (ids as issued), each 1 to
+/// `MAX_QUANTITY` units.
+fn check_reservation_lines(lines: &[(String, u32)]) -> Result<(), ValidationError> {
+    if lines.is_empty() || lines.len() > MAX_LINES {
+        return Err(ValidationError::new(
+            "lines",
+            format!("must hold 1 to {MAX_LINES} lines"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(lines.len());
+    for (product, quantity) in lines {
+        if !is_id(product) {
+            return Err(ValidationError::new(
+                "product_id",
+                format!("{product:?} is not a product id as issued"),
+            ));
+        }
+        if !seen.insert(product.as_str()) {
+            return Err(ValidationError::new(
+                "lines",
+                format!("product {product} appears on more than one line"),
+            ));
+        }
+        if *quantity == 0 || *quantity > MAX_QUANTITY {
+            return Err(ValidationError::new(
+                "quantity",
+                format!("product {product}: must be 1 to {MAX_QUANTITY}"),
+            ));
+        }
     }
     Ok(())
 }
@@ -191,6 +234,112 @@ impl CatalogStore {
                 // A concurrent import of the same product, another product
                 // taking the SKU, or the supplier changing: the next round's
                 // reads say which.
+                Err(StoreError::ConditionFailed { .. } | StoreError::Conflict(_)) => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CatalogError::Contention)
+    }
+
+    /// Reserves stock for a confirmed order imported from elsewhere (its
+    /// id `order_id`, as orders stores it): in one transaction, the
+    /// reservation record `reserve` writes for a confirmed order (state
+    /// `reserved`, each line with the product's SKU and price now, reserved
+    /// `at`) and each product's `reserved` raised by its line's quantity,
+    /// conditioned on the product as read (a lost race is retried). Then,
+    /// as `reserve` does, one `reserved` movement per line at `at`. Later
+    /// `order.shipped` / `order.cancelled` settle it like a live order's.
+    ///
+    /// The lines follow `reserve`'s rules ([`CatalogError::Invalid`] on
+    /// `lines`, `product_id` or `quantity`). Every product must exist in
+    /// `org` and not be archived (archiving refuses while stock is reserved,
+    /// so no reservation holds an archived product); an inactive one is
+    /// taken: the order was confirmed before, and deactivating a product
+    /// leaves its reservations alone; so are products priced in different
+    /// currencies (the order's prices are orders' record; the lines' here
+    /// are kept, never used). A line beyond the product's available
+    /// units (`on_hand - reserved`) is refused on `quantity`. Nothing is
+    /// written when anything is refused. Nothing is published: orders
+    /// already has the order confirmed, and historic data raises no
+    /// low-stock alert.
+    ///
+    /// A record already stored for `order_id` (an earlier run, a live
+    /// reservation, or a cancellation that came first) answers
+    /// [`Imported::AlreadyPresent`] and stock is left as it is; only
+    /// movements of that record missing after an interrupted run are
+    /// written.
+    pub async fn import_reservation(
+        &self,
+        org: &OrgId,
+        order_id: &str,
+        lines: &[(String, u32)],
+        at: OffsetDateTime,
+    ) -> Result<Imported, CatalogError> {
+        if !is_id(order_id) {
+            return Err(ValidationError::new("order_id", "must be an order id as issued").into());
+        }
+        check_reservation_lines(lines)?;
+        for attempt in 0..ATTEMPTS {
+            if let Some((r, _)) = self.reservation(org, order_id).await? {
+                self.ensure_movements(org, order_id, &r).await?;
+                return Ok(Imported::AlreadyPresent);
+            }
+            let keys: Vec<_> = lines.iter().map(|(p, _)| product_key(org, p)).collect();
+            let reads = futures::future::join_all(keys.iter().map(|k| self.table().get(k))).await;
+            let now = self.now();
+            let mut writes = Vec::with_capacity(lines.len() + 1);
+            let mut reserved = Vec::with_capacity(lines.len());
+            for ((id, quantity), read) in lines.iter().zip(reads) {
+                let Some(item) = read? else {
+                    return Err(ValidationError::new(
+                        "product_id",
+                        format!("no product {id} in the organization"),
+                    )
+                    .into());
+                };
+                let p = product_from(&item)?;
+                if p.archived {
+                    return Err(ValidationError::new(
+                        "product_id",
+                        format!("product {id} is archived"),
+                    )
+                    .into());
+                }
+                let q = i64::from(*quantity);
+                if p.levels.available() < q {
+                    return Err(ValidationError::new(
+                        "quantity",
+                        format!(
+                            "product {id}: {q} exceeds the {} available ({} on hand, {} reserved)",
+                            p.levels.available(),
+                            p.levels.on_hand,
+                            p.levels.reserved
+                        ),
+                    )
+                    .into());
+                }
+                let mut next = p.next(now);
+                next.levels.reserved += q;
+                writes.push(Write::Put {
+                    item: product_item(org, &next),
+                    condition: p.unchanged(),
+                });
+                reserved.push(reserved_line(&p, *quantity));
+            }
+            let r = Reservation::reserved(reserved, at);
+            writes.push(Write::Put {
+                item: Self::reservation_item(org, order_id, &r, 1),
+                condition: Condition::NotExists,
+            });
+            match self.table().transact(&writes).await {
+                Ok(()) => {
+                    self.ensure_movements(org, order_id, &r).await?;
+                    return Ok(Imported::Created);
+                }
+                // A concurrent import (or reservation) of the same order, or
+                // a product changing: the next round's reads say which.
                 Err(StoreError::ConditionFailed { .. } | StoreError::Conflict(_)) => {
                     tokio::time::sleep(backoff(attempt)).await;
                 }

@@ -15,6 +15,10 @@
 //! Movements of order effects are written after their commit, keyed by the
 //! order and the effect, so a redelivery that finds the record writes any
 //! it missed and never writes one twice.
+//!
+//! A confirmed order imported from elsewhere gets the same `reserved`
+//! record from [`CatalogStore::import_reservation`](super::import), so its
+//! shipping or cancelling settles like a live order's.
 
 use std::collections::HashSet;
 
@@ -71,14 +75,43 @@ pub enum Outcome {
     Unchanged,
 }
 
+/// An order's reservation record (`RES#<org>` / order id).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Reservation {
-    state: String,
-    lines: Vec<ReservedLine>,
-    reason: Option<String>,
-    product_id: Option<String>,
-    reserved_at: Option<String>,
-    ended_at: Option<String>,
+pub(super) struct Reservation {
+    pub(super) state: String,
+    pub(super) lines: Vec<ReservedLine>,
+    pub(super) reason: Option<String>,
+    pub(super) product_id: Option<String>,
+    pub(super) reserved_at: Option<String>,
+    pub(super) ended_at: Option<String>,
+}
+
+impl Reservation {
+    /// `lines` reserved at `at`, as `reserve` records them and `settle`
+    /// ends them.
+    pub(super) fn reserved(lines: Vec<ReservedLine>, at: OffsetDateTime) -> Self {
+        Self {
+            state: "reserved".into(),
+            lines,
+            reason: None,
+            product_id: None,
+            reserved_at: Some(rfc3339(at)),
+            ended_at: None,
+        }
+    }
+}
+
+/// `quantity` of `p` as a reservation line: its SKU and price now.
+pub(super) fn reserved_line(p: &Product, quantity: u32) -> ReservedLine {
+    ReservedLine {
+        product_id: p.id.clone(),
+        sku: p.sku.clone(),
+        quantity,
+        unit_price: WireMoney {
+            amount: p.price.amount_string(),
+            currency: p.price.currency().code().to_owned(),
+        },
+    }
 }
 
 fn reservation_key(org: &OrgId, order: &str) -> ItemKey {
@@ -215,7 +248,7 @@ impl CatalogStore {
         Ok((items, page.next_cursor))
     }
 
-    async fn reservation(
+    pub(super) async fn reservation(
         &self,
         org: &OrgId,
         order: &str,
@@ -230,7 +263,12 @@ impl CatalogStore {
         }
     }
 
-    fn reservation_item(org: &OrgId, order: &str, r: &Reservation, version: u64) -> Item {
+    pub(super) fn reservation_item(
+        org: &OrgId,
+        order: &str,
+        r: &Reservation,
+        version: u64,
+    ) -> Item {
         let mut item = Item::new(reservation_key(org, order));
         if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(r) {
             item.attrs = map;
@@ -240,7 +278,7 @@ impl CatalogStore {
     }
 
     /// Writes the movements of an order effect that are not there yet.
-    async fn ensure_movements(
+    pub(super) async fn ensure_movements(
         &self,
         org: &OrgId,
         order: &str,
@@ -395,24 +433,9 @@ impl CatalogStore {
                     item: product_item(org, &next),
                     condition: p.unchanged(),
                 });
-                lines.push(ReservedLine {
-                    product_id: p.id.clone(),
-                    sku: p.sku.clone(),
-                    quantity: line.quantity,
-                    unit_price: WireMoney {
-                        amount: p.price.amount_string(),
-                        currency: p.price.currency().code().to_owned(),
-                    },
-                });
+                lines.push(reserved_line(p, line.quantity));
             }
-            let r = Reservation {
-                state: "reserved".into(),
-                lines: lines.clone(),
-                reason: None,
-                product_id: None,
-                reserved_at: Some(rfc3339(now)),
-                ended_at: None,
-            };
+            let r = Reservation::reserved(lines.clone(), now);
             let record_index = writes.len();
             writes.push(Write::Put {
                 item: Self::reservation_item(org, order, &r, 1),

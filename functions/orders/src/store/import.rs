@@ -8,8 +8,15 @@
 //! - a `pending` order is refused: it waits for an answer catalog will
 //!   never send; finish it in the legacy system first;
 //! - a `confirmed` one may still be cancelled or shipped through the API.
-//!   Its `order.cancelled` / `order.shipped` reach catalog, which finds no
-//!   reservation for it and changes no stock (`settle` is a no-op there);
+//!   Its units are still in legacy `on_hand` but not available: the
+//!   importer reserves them with catalog's `import_reservation` (the
+//!   reservation record `reserve` would have written, with the order's
+//!   lines), so its `order.cancelled` / `order.shipped` settle it like a
+//!   live order's (releasing, or taking the units off `on_hand`). Without
+//!   it catalog finds no reservation and changes no stock. Reserve it
+//!   before the order can be shipped: a ship that finds no reservation
+//!   leaves no record, so a reservation imported after it would never be
+//!   settled;
 //! - `shipped`, `cancelled` and `rejected` ones are final.
 //!
 //! Nothing is published: historic orders must not start sagas or notify
