@@ -10,6 +10,7 @@ use constellation_comms::store::announce::AnnouncementImport;
 use constellation_core::OrgId;
 use constellation_core::import::Imported;
 use constellation_expenses::store::{ExpenseError, ExpenseImport, ExpenseStore};
+use constellation_orders::domain::Status as OrderStatus;
 use constellation_orders::store::OrderError;
 use constellation_orders::{OrderImport, OrderStore};
 use constellation_platform::config::Platform;
@@ -219,11 +220,29 @@ impl Op {
                 .import_product(&org, &id, fields, on_hand, created_at, updated_at)
                 .await
                 .map_err(catalog_failure),
-            Self::Order { org, import } => stores
-                .orders
-                .import_order(&org, import)
-                .await
-                .map_err(order_failure),
+            Self::Order { org, import } => {
+                if import.status == OrderStatus::Confirmed {
+                    // A confirmed order holds its units in catalog, as a live
+                    // one does, so that shipping or cancelling it moves stock.
+                    // First: no stock for it refuses the order, and nothing
+                    // is written.
+                    let lines: Vec<(String, u32)> = import
+                        .lines
+                        .iter()
+                        .map(|l| (l.product_id.clone(), l.quantity))
+                        .collect();
+                    stores
+                        .catalog
+                        .import_reservation(&org, import.id.as_str(), &lines, import.updated_at)
+                        .await
+                        .map_err(catalog_failure)?;
+                }
+                stores
+                    .orders
+                    .import_order(&org, import)
+                    .await
+                    .map_err(order_failure)
+            }
             Self::Announcement { org, import } => stores
                 .comms
                 .import_announcement(&org, import)
