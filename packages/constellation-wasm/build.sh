@@ -34,30 +34,42 @@ WASM_OPT=${WASM_OPT:-$(command -v wasm-opt || true)}
 size() { stat -c %s "$1"; }
 gzipped() { gzip -9c "$1" | wc -c; }
 
-for target in nodejs web; do
-    out="$HERE/${target/nodejs/node}"
-    rm -rf "$out"
-    wasm-bindgen --target "$target" --out-dir "$out" \
+for out in node web; do
+    rm -rf "${HERE:?}/$out"
+    wasm-bindgen --target "${out/node/nodejs}" --out-dir "$HERE/$out" \
         --remove-name-section --remove-producers-section "$wasm"
-    bg="$out/constellation_wasm_bg.wasm"
-    raw=$(size "$bg")
-    raw_gz=$(gzipped "$bg")
-    if [[ -z $WASM_OPT ]]; then
-        if [[ -n ${REQUIRE_WASM_OPT:-} ]]; then
-            echo "wasm-opt not found (set WASM_OPT)"
-            exit 1
-        fi
-        echo "$target: $raw bytes ($raw_gz gzipped); wasm-opt not found, not optimised"
-        continue
+done
+node_wasm=$HERE/node/constellation_wasm_bg.wasm
+web_wasm=$HERE/web/constellation_wasm_bg.wasm
+raw=$(size "$web_wasm")
+raw_gz=$(gzipped "$web_wasm")
+if [[ -z $WASM_OPT ]]; then
+    if [[ -n ${REQUIRE_WASM_OPT:-} ]]; then
+        echo "wasm-opt not found (set WASM_OPT)"
+        exit 1
     fi
-    # The features rustc enables for wasm32-unknown-unknown.
+    echo ".wasm $raw bytes ($raw_gz gzipped); wasm-opt not found, not optimised"
+    exit 0
+fi
+# The features rustc enables for wasm32-unknown-unknown.
+optimise() {
     "$WASM_OPT" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
         --enable-sign-ext --enable-mutable-globals --enable-reference-types \
-        --enable-multivalue "$bg" -o "$bg.opt"
-    mv "$bg.opt" "$bg"
+        --enable-multivalue "$1" -o "$1.opt"
+    mv "$1.opt" "$1"
+}
+# Both targets get the same module (only the glue differs): optimise it once.
+if cmp -s "$node_wasm" "$web_wasm"; then
+    optimise "$web_wasm"
+    cp "$web_wasm" "$node_wasm"
+else
+    optimise "$node_wasm"
+    optimise "$web_wasm"
+fi
+for bg in "$node_wasm" "$web_wasm"; do
     opt=$(size "$bg")
     opt_gz=$(gzipped "$bg")
-    echo "$target: .wasm $raw bytes ($raw_gz gzipped) -> wasm-opt -Oz $opt bytes ($opt_gz gzipped)"
+    echo "${bg#"$HERE"/}: $raw bytes ($raw_gz gzipped) -> wasm-opt -Oz $opt bytes ($opt_gz gzipped)"
     if ((opt > MAX_WASM || opt_gz > MAX_GZIP)); then
         echo "over the size budget: at most $MAX_WASM bytes, $MAX_GZIP gzipped"
         exit 1
