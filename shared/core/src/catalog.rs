@@ -56,6 +56,18 @@ pub fn sku_prefix(raw: &str) -> Result<String, ValidationError> {
     }
 }
 
+/// A product's reorder level: 0 to [`MAX_REORDER_LEVEL`].
+pub fn reorder_level(raw: i64) -> Result<i64, ValidationError> {
+    if (0..=MAX_REORDER_LEVEL).contains(&raw) {
+        Ok(raw)
+    } else {
+        Err(ValidationError::new(
+            "reorder_level",
+            format!("must be 0 to {MAX_REORDER_LEVEL}"),
+        ))
+    }
+}
+
 /// A phone number: digits, spaces and `+()-.`, with at least one digit.
 pub fn phone(raw: &str) -> Result<String, ValidationError> {
     let value = raw.trim();
@@ -204,6 +216,11 @@ mod tests {
             Err("reason")
         );
         assert!(phone("+49 (30) 123-45.6").is_ok());
+        assert_eq!(reorder_level(MAX_REORDER_LEVEL), Ok(MAX_REORDER_LEVEL));
+        assert_eq!(
+            reorder_level(-1).unwrap_err().reason,
+            "must be 0 to 1000000"
+        );
         assert!(phone("call me").is_err());
     }
 }

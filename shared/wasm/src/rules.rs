@@ -394,10 +394,7 @@ pub fn product(input: &Value) -> Value {
         )?;
         let currency = Currency::parse("price.currency", currency)?;
         let price = Money::parse("price.amount", amount, currency)?;
-        let reorder_level = reorder_level.unwrap_or(0);
-        if !(0..=catalog::MAX_REORDER_LEVEL).contains(&reorder_level) {
-            return Err(Problem::invalid("reorder_level", "must be 0 to 1000000"));
-        }
+        let reorder_level = catalog::reorder_level(reorder_level.unwrap_or(0))?;
         Ok(json!({
             "sku": sku,
             "name": name,
