@@ -13,6 +13,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod rules;
+
 /// Event types of the saga.
 pub mod events {
     /// An order was placed (orders → catalog).

@@ -1,0 +1,75 @@
+// A fetch handler in the shape Cloudflare Workers and Deno serve
+// (`fetch(request) -> Response`): it lets a request through to `forward` only
+// with a valid Constellation access token, verified here with the services'
+// own rules (@constellation/wasm) against auth's JWKS, so the edge never calls
+// auth per request. Anything else gets the 401 problem+json the API answers.
+//
+// The origin still verifies the token itself (every protected route does):
+// this turns bad tokens away early; it grants nothing.
+import { verifyAccessToken } from "@constellation/wasm/web";
+
+const REALM = 'Bearer realm="constellation"';
+/** How long a fetched JWKS is used before it is fetched again (seconds). */
+const JWKS_MAX_AGE = 300;
+/** At most one extra fetch per this many seconds for a `kid` not yet known (a rotation). */
+const JWKS_REFRESH_INTERVAL = 60;
+
+/** The token of an `Authorization: Bearer <token>` header, as shared/web reads it. */
+export function bearerToken(request) {
+  const value = request.headers.get("authorization");
+  if (value === null) return null;
+  const [scheme, ...rest] = value.trim().split(" ");
+  const token = rest.join(" ").replace(/^ +/, "");
+  return scheme.toLowerCase() === "bearer" && token !== "" ? token : null;
+}
+
+/** The API's 401: no token (`description` undefined) or a rejected one. */
+export function unauthorized(description) {
+  const detail = description ?? "a bearer access token is required";
+  const safe = (s) => [...s].filter((c) => c >= " " && c <= "~" && c !== '"' && c !== "\\").join("");
+  const challenge = description === undefined
+    ? REALM
+    : `${REALM}, error="invalid_token", error_description="${safe(description)}"`;
+  const body = {
+    type: "urn:constellation:problem:unauthorized",
+    title: "Unauthorized",
+    status: 401,
+    detail,
+  };
+  return new Response(JSON.stringify(body), {
+    status: 401,
+    headers: { "content-type": "application/problem+json", "www-authenticate": challenge },
+  });
+}
+
+/**
+ * The handler. `loadJwks()` fetches the key set (text or object);
+ * `forward(request, claims)` answers an authenticated request; `now()` is
+ * the time in Unix seconds.
+ */
+export function createHandler({ loadJwks, forward, issuer, audience, now = () => Date.now() / 1000 }) {
+  let jwks = null;
+  let fetchedAt = -Infinity;
+  const keys = async (force) => {
+    const t = now();
+    const stale = t - fetchedAt > JWKS_MAX_AGE;
+    if (jwks === null || stale || (force && t - fetchedAt > JWKS_REFRESH_INTERVAL)) {
+      jwks = await loadJwks();
+      fetchedAt = t;
+    }
+    return jwks;
+  };
+
+  return async function fetch(request) {
+    const token = bearerToken(request);
+    if (token === null) return unauthorized();
+    const options = { issuer, audience, now: now() };
+    let verified = verifyAccessToken(token, await keys(false), options);
+    if (!verified.ok && verified.error === "unknown-key") {
+      // Signed by a key published after our copy of the JWKS?
+      verified = verifyAccessToken(token, await keys(true), options);
+    }
+    if (!verified.ok) return unauthorized(verified.message);
+    return forward(request, verified.claims);
+  };
+}

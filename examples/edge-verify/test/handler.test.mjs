@@ -1,0 +1,111 @@
+// The edge handler under Node with the token fixtures minted by the signing
+// code (shared/wasm/tests/fixtures/tokens.json): each is forwarded or
+// answered 401 exactly as the services decide.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { test } from "node:test";
+
+import { initSync } from "@constellation/wasm/web";
+
+import { bearerToken, createHandler } from "../handler.mjs";
+
+const require = createRequire(import.meta.url);
+initSync({ module: readFileSync(require.resolve("@constellation/wasm/web/constellation_wasm_bg.wasm")) });
+
+const fixtures = JSON.parse(
+  readFileSync(new URL("../../../shared/wasm/tests/fixtures/tokens.json", import.meta.url), "utf8"),
+);
+
+function fx({ jwks = fixtures.jwks } = {}) {
+  const seen = { forwarded: [], jwksFetches: 0 };
+  const handler = createHandler({
+    issuer: fixtures.issuer,
+    audience: fixtures.audience,
+    now: () => fixtures.now,
+    loadJwks: async () => {
+      seen.jwksFetches += 1;
+      return typeof jwks === "function" ? jwks() : JSON.stringify(jwks);
+    },
+    forward: async (request, claims) => {
+      seen.forwarded.push(claims);
+      return Response.json({ path: new URL(request.url).pathname, sub: claims.sub });
+    },
+  });
+  return { handler, seen };
+}
+
+const get = (authorization) =>
+  new Request("https://edge.example/v1/kv/app/k", authorization ? { headers: { authorization } } : {});
+
+for (const c of fixtures.cases) {
+  test(`fixture: ${c.name}`, async () => {
+    const { handler, seen } = fx();
+    const res = await handler(get(`Bearer ${c.token}`));
+    if (c.expect.ok) {
+      assert.equal(res.status, 200);
+      assert.deepEqual(await res.json(), { path: "/v1/kv/app/k", sub: c.expect.claims.sub });
+      assert.deepEqual(seen.forwarded, [c.expect.claims]);
+      return;
+    }
+    assert.equal(seen.forwarded.length, 0);
+    assert.equal(res.status, 401);
+    assert.equal(res.headers.get("content-type"), "application/problem+json");
+    if (c.token === "") {
+      // `Bearer ` with nothing after it is no token at all.
+      assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="constellation"');
+      return;
+    }
+    assert.deepEqual(await res.json(), {
+      type: "urn:constellation:problem:unauthorized",
+      title: "Unauthorized",
+      status: 401,
+      detail: c.expect.message,
+    });
+    assert.equal(
+      res.headers.get("www-authenticate"),
+      `Bearer realm="constellation", error="invalid_token", error_description="${c.expect.message.replaceAll('"', "")}"`,
+    );
+  });
+}
+
+test("no token: 401 with the bare challenge", async () => {
+  const { handler } = fx();
+  for (const auth of [undefined, "Basic dXNlcjpwYXNz", "Bearer", "Bearer    "]) {
+    const res = await handler(get(auth));
+    assert.equal(res.status, 401, String(auth));
+    assert.equal(res.headers.get("www-authenticate"), 'Bearer realm="constellation"');
+    assert.equal((await res.json()).detail, "a bearer access token is required");
+  }
+});
+
+test("the scheme is case-insensitive, as the services read it", () => {
+  assert.equal(bearerToken(get("bearer abc")), "abc");
+  assert.equal(bearerToken(get("  BEARER   abc ")), "abc");
+  assert.equal(bearerToken(get("Token abc")), null);
+});
+
+test("a kid not yet known re-reads the JWKS (a rotation), at most once a minute", async () => {
+  const previous = fixtures.cases.find((c) => c.name.includes("previous key"));
+  const current = fixtures.cases.find((c) => c.name === "valid");
+  const stranger = fixtures.cases.find((c) => c.name.includes("wrong kid"));
+  let clock = fixtures.now;
+  let fetches = 0;
+  const handler = createHandler({
+    issuer: fixtures.issuer,
+    audience: fixtures.audience,
+    now: () => clock,
+    // The first copy predates the current key.
+    loadJwks: async () => (++fetches === 1 ? { keys: fixtures.jwks.keys.slice(0, 1) } : fixtures.jwks),
+    forward: async () => new Response("ok"),
+  });
+  const status = async (c) => (await handler(get(`Bearer ${c.token}`))).status;
+  assert.equal(await status(previous), 200);
+  assert.equal(await status(current), 401, "the copy was just read");
+  assert.equal(fetches, 1);
+  clock += 61;
+  assert.equal(await status(current), 200);
+  assert.equal(fetches, 2);
+  assert.equal(await status(stranger), 401);
+  assert.equal(fetches, 2, "no fetch per unknown kid");
+});
