@@ -28,6 +28,7 @@ constellation_testkit::on_both_backends! {
     concurrent_imports_of_one_product_write_it_once,
     an_imported_reservation_is_written_once_however_often_or_concurrently_imported,
     a_reservation_beyond_available_stock_is_refused_on_quantity_and_writes_nothing,
+    every_stored_item_passes_the_import_check,
 }
 
 const ORG: &str = "org-imp";
@@ -402,4 +403,97 @@ async fn a_reservation_beyond_available_stock_is_refused_on_quantity_and_writes_
         .import_reservation(org(), &import_id(CREATED, 68), &[(inactive, 1)], RESERVED)
         .await;
     assert_eq!(r.unwrap(), Imported::Created);
+}
+
+/// What the service writes through its store and its importer, every
+/// kind of item (supplier, product, SKU claim, movement, each reservation
+/// state): each must pass `check_item` (what `constellation import` runs on
+/// an export), except the kinds never exported.
+async fn every_stored_item_passes_the_import_check(app: CatalogApp) {
+    use constellation_catalog::domain::Reason;
+    use constellation_core::orders::{OrderPlaced, PlacedLine};
+    let (store, table) = constellation_catalog::store(app.service.context("catalog")).unwrap();
+    let supplier = store.create_supplier(org(), fx_supplier()).await.unwrap();
+    let live = store
+        .create_product(org(), fx_product("LIVE-1", Some(supplier.id.clone())))
+        .await
+        .unwrap();
+    let adjuster = "ab".repeat(16);
+    store
+        .adjust(org(), &live.id, 20, Reason::Received, &adjuster)
+        .await
+        .unwrap();
+    let order = |seed: u128, quantity: u32| OrderPlaced {
+        order_id: import_id(RESERVED, seed),
+        placed_by: adjuster.clone(),
+        lines: vec![PlacedLine {
+            product_id: live.id.clone(),
+            quantity,
+        }],
+    };
+    for (seed, settle) in [(11, Some(true)), (12, Some(false)), (13, None)] {
+        store.reserve(org(), &order(seed, 2)).await.unwrap();
+        if let Some(ship) = settle {
+            store
+                .settle(org(), &import_id(RESERVED, seed), ship)
+                .await
+                .unwrap();
+        }
+    }
+    store.reserve(org(), &order(14, 999)).await.unwrap(); // rejected
+    store
+        .settle(org(), &import_id(RESERVED, 15), false)
+        .await
+        .unwrap(); // cancelled before placed
+    let other = store
+        .create_product(org(), fx_product("GONE-1", None))
+        .await
+        .unwrap();
+    store.archive_product(org(), &other.id).await.unwrap();
+    let legacy_supplier = import_id(CREATED, 21);
+    store
+        .import_supplier(org(), &legacy_supplier, fx_supplier(), CREATED, UPDATED)
+        .await
+        .unwrap();
+    let legacy = import_id(CREATED, 22);
+    store
+        .import_product(
+            org(),
+            &legacy,
+            fx_product("OLD-1", Some(legacy_supplier)),
+            30,
+            CREATED,
+            UPDATED,
+        )
+        .await
+        .unwrap();
+    store
+        .import_reservation(org(), &import_id(RESERVED, 23), &[(legacy, 3)], RESERVED)
+        .await
+        .unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let page = table.scan(100, cursor).await.unwrap();
+        for item in &page.items {
+            let pk = item.key.pk.as_str();
+            if ["OUTBOX#", "INBOX#", "IDEM#"]
+                .iter()
+                .any(|p| pk.starts_with(p))
+            {
+                continue;
+            }
+            constellation_catalog::store::check_item(item)
+                .unwrap_or_else(|e| panic!("{pk} / {}: {e}", item.key.sk));
+            kinds.insert(pk.split('#').next().unwrap().to_owned());
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["MOV", "PROD", "RES", "SKUIDX", "SUP"]
+    );
 }

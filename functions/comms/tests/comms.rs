@@ -33,6 +33,7 @@ constellation_testkit::on_both_backends! {
     a_failing_sender_opens_the_breaker_and_loses_nothing,
     mail_goes_out_once_and_never_for_a_retracted_announcement,
     a_fan_out_over_many_pages_reaches_everyone_once,
+    every_stored_item_passes_the_import_check,
 }
 
 const ORG: &str = "org-comms";
@@ -1358,4 +1359,162 @@ async fn a_fan_out_over_many_pages_reaches_everyone_once(app: CommsApp) {
         assert_eq!(inbox["unread_count"], 1, "{p:?}");
     }
     assert!(kinds(&inbox(&app, &people().disabled).await).is_empty());
+}
+
+/// Every kind of record comms keeps, made through the API, the bus and
+/// the schedules (directory, preferences, attachments, announcements
+/// published, scheduled and retracted, reminders pending and done,
+/// deliveries, notifications read and unread, unread counts, day counters,
+/// a report, mail sent, a retraction's progress): each item of the table
+/// passes `check_item` (what `constellation import` runs on an export),
+/// except the kinds never exported.
+async fn every_stored_item_passes_the_import_check(app: CommsApp) {
+    let p = people();
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    opt_in(&app, &p.member, "announcements").await;
+    let media = |id: &str, status: &str| {
+        let mut m = json!({"id": id, "status": status, "purpose": "attachment", "uploader": p.staff.account.as_str()});
+        if status == "ready" {
+            m["stored_key"] = json!(format!("media/{ORG}/{id}/00"));
+            m["download_name"] = json!("plan.pdf");
+            m["content_type"] = json!("application/pdf");
+        }
+        m
+    };
+    let ready = "0123456789abcdef0123456789abcdef";
+    publish(
+        &app,
+        vec![
+            ("media.ready", ORG, media(ready, "ready")),
+            ("media.deleted", ORG, media(&"e".repeat(32), "deleted")),
+        ],
+    )
+    .await;
+    app.service.pump().await.unwrap();
+    announce(
+        &app,
+        &p.staff,
+        json!({"title": "Plan", "body": "See the plan.\nThanks", "audience": "all", "attachments": [ready]}),
+    )
+    .await;
+    announce(
+        &app,
+        &p.staff,
+        json!({"title": "Later", "body": "Soon", "audience": {"roles": ["staff"]},
+               "publish_at": rfc(app.now() + time::Duration::hours(1))}),
+    )
+    .await;
+    let gone = announce(
+        &app,
+        &p.staff,
+        json!({"title": "Oops", "body": "Wrong", "audience": "all"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.service.pump().await.unwrap();
+    let first = inbox(&app, &p.member).await["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(&format!("/v1/comms/notifications/{first}/read"))
+        .bearer(&token(&app, &p.member))
+        .await
+        .assert_status(StatusCode::OK);
+    app.delete(&format!("/v1/comms/announcements/{gone}"))
+        .bearer(&token(&app, &p.staff))
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    for (message, at, to) in [
+        ("Soon", 5, json!({"accounts": [p.member.account.as_str()]})),
+        ("Later", 120, json!({"roles": ["admin"]})),
+    ] {
+        app.post("/v1/comms/reminders")
+            .bearer(&token(&app, &p.staff))
+            .json(&json!({"message": message, "remind_at": rfc(app.now() + time::Duration::minutes(at)), "to": to, "repeat": "none"}))
+            .await
+            .assert_status(StatusCode::CREATED);
+    }
+    app.advance(time::Duration::minutes(6));
+    run(&app, SCHEDULER, None).await;
+    let yesterday = app.now() - time::Duration::days(1);
+    publish_at(
+        &app,
+        vec![
+            (
+                "expense.submitted",
+                ORG,
+                json!({"id": "e1", "submitter": p.member.account.as_str(),
+                "by": p.member.account.as_str(), "status": "submitted", "amount": "10.05",
+                "currency": "EUR", "category": "travel"}),
+            ),
+            (
+                "order.rejected",
+                ORG,
+                json!({"order_id": "o3", "placed_by": p.staff.account.as_str(),
+                "reason": "insufficient-stock"}),
+            ),
+            (
+                "inventory.low",
+                ORG,
+                json!({"product_id": "p1", "sku": "SKU-1", "available": 1,
+                "reorder_level": 3}),
+            ),
+        ],
+        yesterday,
+    )
+    .await;
+    app.service.pump_twice().await.unwrap();
+    run(&app, DAILY_REPORT, None).await;
+    app.service.pump_twice().await.unwrap();
+
+    let (_, table) = constellation_comms::store(app.service.context("comms"))
+        .await
+        .unwrap();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut cursor = None;
+    loop {
+        let page = table.scan(100, cursor).await.unwrap();
+        for item in &page.items {
+            let pk = item.key.pk.as_str();
+            if ["OUTBOX#", "INBOX#", "IDEM#", "REPORTRUN"]
+                .iter()
+                .any(|p| pk.starts_with(p))
+            {
+                continue;
+            }
+            constellation_comms::store::check_item(item)
+                .unwrap_or_else(|e| panic!("{pk} / {}: {e}", item.key.sk));
+            let status = item.str("status").unwrap_or("-");
+            kinds.insert(format!("{}:{status}", pk.split('#').next().unwrap()));
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    for kind in [
+        "ANN:published",
+        "ANN:scheduled",
+        "ANN:retracted",
+        "DELIV:-",
+        "DIR:-",
+        "MEDIA:ready",
+        "MEDIA:gone",
+        "NOTE:-",
+        "PREF:-",
+        "REM:pending",
+        "REM:done",
+        "REPORT:-",
+        "RETRACT:-",
+        "SENT:sent",
+        "STATS:-",
+        "UNREADN:-",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+    }
 }

@@ -276,7 +276,7 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn corrupt(what: &str) -> StoreError {
+fn corrupt(what: &'static str) -> StoreError {
     StoreError::Backend(anyhow::anyhow!("expense record has a bad {what}"))
 }
 
@@ -322,17 +322,22 @@ fn to_item(e: &Expense) -> Item {
 }
 
 fn from_item(org: &OrgId, item: &Item) -> Result<Expense, StoreError> {
-    let text = |name: &str| item.str(name).ok_or_else(|| corrupt(name));
-    let time = |name: &str| OffsetDateTime::parse(text(name)?, &Rfc3339).map_err(|_| corrupt(name));
-    let currency =
-        Currency::parse("currency", text("currency")?).map_err(|_| corrupt("currency"))?;
+    decode(org, item).map_err(corrupt)
+}
+
+/// The expense `item` holds, or the name of the first attribute that is
+/// not as this service writes it.
+fn decode(org: &OrgId, item: &Item) -> Result<Expense, &'static str> {
+    let text = |name: &'static str| item.str(name).ok_or(name);
+    let time = |name: &'static str| OffsetDateTime::parse(text(name)?, &Rfc3339).map_err(|_| name);
+    let currency = Currency::parse("currency", text("currency")?).map_err(|_| "currency")?;
     let amount = item
         .int("amount")
         .and_then(|m| Money::from_minor(m, currency))
-        .ok_or_else(|| corrupt("amount"))?;
-    let json = |name: &str| item.attrs.get(name).cloned().ok_or_else(|| corrupt(name));
+        .ok_or("amount")?;
+    let json = |name: &'static str| item.attrs.get(name).cloned().ok_or(name);
     Ok(Expense {
-        id: ExpenseId::parse(&item.key.sk).map_err(|_| corrupt("id"))?,
+        id: ExpenseId::parse(&item.key.sk).map_err(|_| "id")?,
         org: org.clone(),
         submitter: text("submitter")?.to_owned(),
         details: Details {
@@ -340,17 +345,84 @@ fn from_item(org: &OrgId, item: &Item) -> Result<Expense, StoreError> {
             category: text("category")?.to_owned(),
             merchant: text("merchant")?.to_owned(),
             description: text("description")?.to_owned(),
-            incurred_on: date("incurred_on", text("incurred_on")?)
-                .map_err(|_| corrupt("incurred_on"))?,
+            incurred_on: date("incurred_on", text("incurred_on")?).map_err(|_| "incurred_on")?,
         },
-        status: Status::parse("status", text("status")?).map_err(|_| corrupt("status"))?,
-        receipts: serde_json::from_value(json("receipts")?).map_err(|_| corrupt("receipts"))?,
-        history: serde_json::from_value(json("history")?).map_err(|_| corrupt("history"))?,
+        status: Status::parse("status", text("status")?).map_err(|_| "status")?,
+        receipts: serde_json::from_value(json("receipts")?).map_err(|_| "receipts")?,
+        history: serde_json::from_value(json("history")?).map_err(|_| "history")?,
         created_at: time("created_at")?,
         updated_at: time("updated_at")?,
-        etag: Etag::parse(text("etag")?).map_err(|_| corrupt("etag"))?,
+        etag: Etag::parse(text("etag")?).map_err(|_| "etag")?,
         version: item.version,
     })
+}
+
+/// Whether `item` is an expenses record this build can serve (the check an
+/// import of an export runs on each record before writing it): an
+/// `EXP#<org>` / `<id>` expense as the store writes it, every field by
+/// the rules the API applies (texts as `create` trims and bounds them, an
+/// amount valid for its currency, a known status, receipts and history as
+/// recorded), except those relative to now (old exports hold old dates).
+/// The error names the field at fault.
+pub fn check_item(item: &Item) -> Result<(), String> {
+    use crate::domain::{MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_MERCHANT_CHARS, text};
+    let Some(org) = item.key.pk.strip_prefix("EXP#") else {
+        return Err(format!("`{}` is not an expenses record", item.key.pk));
+    };
+    let org = OrgId::parse(org).map_err(|e| format!("org: {}", e.reason))?;
+    let e = decode(&org, item).map_err(|field| format!("{field}: not as an expense stores it"))?;
+    let err = |e: constellation_core::ValidationError| e.to_string();
+    account_id("submitter", &e.submitter).map_err(err)?;
+    let exact = |field: &'static str, value: &str, min: usize, max: usize| {
+        if text(field, value, min, max).map_err(err)? == value {
+            Ok(())
+        } else {
+            Err(format!("{field}: must not begin or end with whitespace"))
+        }
+    };
+    exact("category", &e.details.category, 1, MAX_CATEGORY_CHARS)?;
+    exact("merchant", &e.details.merchant, 1, MAX_MERCHANT_CHARS)?;
+    exact(
+        "description",
+        &e.details.description,
+        0,
+        MAX_DESCRIPTION_CHARS,
+    )?;
+    if e.updated_at < e.created_at {
+        return Err("updated_at: must not be before created_at".to_owned());
+    }
+    if e.receipts.len() > MAX_RECEIPTS {
+        return Err(format!(
+            "receipts: an expense holds at most {MAX_RECEIPTS} receipts"
+        ));
+    }
+    for r in &e.receipts {
+        MediaId::parse(&r.media_id).map_err(|_| "receipts: a media id as issued".to_owned())?;
+        if !["pending", "ready", "rejected", "deleted"].contains(&r.status.as_str()) {
+            return Err(format!(
+                "receipts: `{}` is not a receipt status (pending, ready, rejected, deleted)",
+                r.status
+            ));
+        }
+    }
+    if e.history.is_empty() {
+        return Err("history: an expense has at least its draft step".to_owned());
+    }
+    for h in &e.history {
+        Status::parse("history", &h.status).map_err(err)?;
+        OffsetDateTime::parse(&h.at, &Rfc3339)
+            .map_err(|_| "history: `at` must be an RFC 3339 time".to_owned())?;
+        account_id("history", &h.by).map_err(err)?;
+        if let Some(reason) = &h.reason {
+            exact("history", reason, 1, crate::domain::MAX_REASON_CHARS)?;
+        }
+    }
+    if item.gsi1.as_ref().map(|k| (k.pk.as_str(), k.sk.as_str()))
+        != Some((by_submitter(&org, &e.submitter).as_str(), e.id.as_str()))
+    {
+        return Err("submitter: the by-submitter index entry is missing or wrong".to_owned());
+    }
+    Ok(())
 }
 
 /// `raw` as an account id, or an error naming `field` (imports name
@@ -1045,5 +1117,97 @@ fn trimmed(amount: &str) -> String {
             .to_owned()
     } else {
         amount.to_owned()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn expense() -> Expense {
+        let at = datetime!(2019-05-02 09:30 UTC);
+        Expense {
+            id: ExpenseId::for_import(at, 42),
+            org: OrgId::parse("acme").unwrap(),
+            submitter: ACCOUNT.to_owned(),
+            details: Details {
+                amount: Money::from_minor(12_345, Currency::parse("c", "EUR").unwrap()).unwrap(),
+                category: "travel".to_owned(),
+                merchant: "Deutsche Bahn".to_owned(),
+                description: String::new(),
+                incurred_on: date!(2019 - 04 - 30),
+            },
+            status: Status::Rejected,
+            receipts: vec![Receipt {
+                media_id: "ab".repeat(16),
+                status: "ready".to_owned(),
+            }],
+            history: vec![HistoryEntry {
+                status: "rejected".to_owned(),
+                at: rfc3339(at),
+                by: ACCOUNT.to_owned(),
+                reason: Some("no receipt".to_owned()),
+            }],
+            created_at: at,
+            updated_at: at,
+            etag: new_etag(),
+            version: 3,
+        }
+    }
+
+    fn fails_on(item: &Item, field: &str) {
+        let err = check_item(item).expect_err("a corrupted expense passed");
+        assert!(err.starts_with(&format!("{field}:")), "{err}");
+    }
+
+    #[test]
+    fn an_expense_as_stored_passes() {
+        check_item(&to_item(&expense())).unwrap();
+    }
+
+    #[test]
+    fn a_corrupted_expense_fails_naming_the_field() {
+        let item = to_item(&expense());
+        fails_on(&item.clone().with("amount", 0), "amount");
+        fails_on(&item.clone().with("currency", "EURO"), "currency");
+        fails_on(&item.clone().with("merchant", ""), "merchant");
+        fails_on(&item.clone().with("category", "x".repeat(65)), "category");
+        fails_on(&item.clone().with("description", " padded "), "description");
+        fails_on(&item.clone().with("status", "paid"), "status");
+        fails_on(&item.clone().with("submitter", "bob"), "submitter");
+        fails_on(
+            &item.clone().with("incurred_on", "2019-02-30"),
+            "incurred_on",
+        );
+        fails_on(
+            &item.clone().with("created_at", "2030-01-01T00:00:00Z"),
+            "updated_at",
+        );
+        let mut bad_id = item.clone();
+        bad_id.key.sk = "not-an-id".to_owned();
+        fails_on(&bad_id, "id");
+        let mut e = expense();
+        e.receipts[0].status = "lost".to_owned();
+        fails_on(&to_item(&e), "receipts");
+        let mut e = expense();
+        e.history[0].reason = Some("r".repeat(501));
+        fails_on(&to_item(&e), "history");
+        let mut no_index = item.clone();
+        no_index.gsi1 = None;
+        fails_on(&no_index, "submitter");
+        let mut bad_org = item.clone();
+        bad_org.key.pk = "EXP#Not An Org".to_owned();
+        fails_on(&bad_org, "org");
+        let mut other = item;
+        other.key.pk = "SUB#acme".to_owned();
+        assert_eq!(
+            check_item(&other).unwrap_err(),
+            "`SUB#acme` is not an expenses record"
+        );
     }
 }

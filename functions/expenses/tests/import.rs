@@ -22,6 +22,7 @@ constellation_testkit::on_both_backends! {
     an_imported_expense_reads_back_as_it_was_and_a_rerun_writes_nothing,
     bad_imports_name_the_field_and_store_nothing,
     concurrent_imports_of_one_expense_write_it_once,
+    every_stored_item_passes_the_import_check,
 }
 
 const ORG: &str = "org-imp";
@@ -177,4 +178,79 @@ async fn concurrent_imports_of_one_expense_write_it_once(app: ExpensesApp) {
     let mut outcomes = [a.unwrap(), b.unwrap()];
     outcomes.sort_by_key(|o| o.created());
     assert_eq!(outcomes, [Imported::AlreadyPresent, Imported::Created]);
+}
+
+/// What the service writes through its API and its importer, every item
+/// of the table: each must pass `check_item` (what `constellation import`
+/// runs on an export), except the kinds never exported.
+async fn every_stored_item_passes_the_import_check(app: ExpensesApp) {
+    use constellation_core::etag::Precondition;
+    use constellation_expenses::domain::Transition;
+    let (store, table) = constellation_expenses::store(app.service.context("expenses"))
+        .await
+        .unwrap();
+    store.import_expense(org(), fx_import(9)).await.unwrap();
+    let member = Principal {
+        account: AccountId::from_bytes([3; 16]),
+        org: org().clone(),
+        role: Role::Member,
+    };
+    let admin = Principal {
+        account: AccountId::from_bytes([4; 16]),
+        role: Role::Admin,
+        ..member.clone()
+    };
+    let details = fx_import(10).details;
+    let cheap = Details {
+        amount: Money::parse("amount", "12.5", Currency::parse("c", "USD").unwrap()).unwrap(),
+        ..details.clone()
+    };
+    let e = store.create(&member, cheap).await.unwrap();
+    store
+        .add_receipt(&member, &e.id, "image/png", 1000, "taxi.png")
+        .await
+        .unwrap();
+    store
+        .transition(
+            &member,
+            &e.id,
+            Transition::Submit,
+            None,
+            &Precondition::None,
+        )
+        .await
+        .unwrap();
+    store
+        .transition(
+            &admin,
+            &e.id,
+            Transition::Reject,
+            Some("which trip?".to_owned()),
+            &Precondition::None,
+        )
+        .await
+        .unwrap();
+    store.create(&member, details).await.unwrap();
+    let mut checked = 0;
+    let mut cursor = None;
+    loop {
+        let page = table.scan(100, cursor).await.unwrap();
+        for item in &page.items {
+            let pk = item.key.pk.as_str();
+            if ["OUTBOX#", "INBOX#", "IDEM#"]
+                .iter()
+                .any(|p| pk.starts_with(p))
+            {
+                continue;
+            }
+            constellation_expenses::store::check_item(item)
+                .unwrap_or_else(|e| panic!("{pk} / {}: {e}", item.key.sk));
+            checked += 1;
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(checked, 3);
 }

@@ -4,7 +4,8 @@
 //! `gsi1` by placer (`PLC#<org>#<account>`, same sort key). Ids begin with
 //! their creation time in milliseconds, so both listings are newest first by
 //! reading backwards. The item's attributes are one serde record; prices
-//! are integer minor units with the order's one currency.
+//! are integer minor units with the order's one currency. [`check_item`]
+//! checks one such item, as an import of an export does.
 //!
 //! Every write is optimistic (conditioned on the version read, retried on a
 //! lost race) and every status change commits its `order.*` event with it
@@ -15,6 +16,7 @@
 //! stock for it, so `order.cancelled` goes out again (once per reservation
 //! event, claimed in the inbox) and catalog releases it.
 
+mod check;
 mod import;
 
 use std::sync::Arc;
@@ -38,6 +40,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::domain::{self, Action, Mismatch, Price, Status, is_staff};
 
+pub use check::check_item;
 pub use import::OrderImport;
 
 /// The consumer name the worker claims events under (its inbox).

@@ -31,6 +31,7 @@ constellation_testkit::on_both_backends! {
     bad_imports_name_the_field_and_store_nothing,
     concurrent_imports_of_one_order_write_it_once,
     imported_confirmed_orders_hold_their_stock_until_cancelled_or_shipped,
+    every_stored_item_passes_the_import_check,
 }
 
 const ORG: &str = "org-imp";
@@ -379,4 +380,133 @@ async fn imported_confirmed_orders_hold_their_stock_until_cancelled_or_shipped(a
         stock(&app, &staff, &product).await,
         json!({"on_hand": 8, "reserved": 3, "available": 5})
     );
+}
+
+/// Every item of `table` but the kinds never exported (`OUTBOX#`, `INBOX#`,
+/// `IDEM#`) through `check`, which must accept each; returns the statuses
+/// (`status` or `state` attribute) of those it saw.
+async fn check_every_item(
+    table: &dyn constellation_platform::Table,
+    check: fn(&constellation_platform::table::Item) -> Result<(), String>,
+) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = table.scan(100, cursor).await.unwrap();
+        for item in &page.items {
+            let pk = item.key.pk.as_str();
+            if ["OUTBOX#", "INBOX#", "IDEM#"]
+                .iter()
+                .any(|p| pk.starts_with(p))
+            {
+                continue;
+            }
+            check(item).unwrap_or_else(|e| panic!("{pk} / {}: {e}", item.key.sk));
+            let status = item.str("status").or_else(|| item.str("state"));
+            seen.push(format!(
+                "{}:{}",
+                pk.split('#').next().unwrap(),
+                status.unwrap_or("-")
+            ));
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// Orders in every status, placed through the API and moved along the
+/// saga by both workers, and imported: every item of the orders table
+/// passes `check_item` (what `constellation import` runs on an export), and
+/// so does every item catalog wrote for them.
+async fn every_stored_item_passes_the_import_check(app: OrdersApp) {
+    let (orders, table) = constellation_orders::store(app.service.context("orders")).unwrap();
+    let (catalog, catalog_table) =
+        constellation_catalog::store(app.service.context("catalog")).unwrap();
+    let staff = token_of(&app, AccountId::from_bytes([1; 16]), Role::Staff);
+    let me = token_of(&app, placer(), Role::Member);
+    let product = import_id(CREATED, 60);
+    let fields = ProductFields {
+        sku: "NAIL-1".to_owned(),
+        name: "Nail".to_owned(),
+        description: String::new(),
+        price: eur("0.10"),
+        supplier_id: None,
+        reorder_level: 0,
+        active: true,
+    };
+    catalog
+        .import_product(org(), &product, fields, 10, CREATED, UPDATED)
+        .await
+        .unwrap();
+    let place = |quantity: u32, note: &'static str| {
+        let app = &app;
+        let me = me.clone();
+        let product = product.clone();
+        async move {
+            let r = app
+                .post("/v1/orders")
+                .bearer(&me)
+                .header("idempotency-key", &uuid::Uuid::new_v4().to_string())
+                .json(&json!({"lines": [{"product_id": product, "quantity": quantity}], "note": note}))
+                .await;
+            r.assert_status(StatusCode::ACCEPTED);
+            r.json()["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let shipped = place(2, " fragile ").await;
+    let cancelled = place(1, "").await;
+    let _rejected = place(50, "too many").await;
+    app.service.pump().await.unwrap();
+    app.post(&format!("/v1/orders/{shipped}/ship"))
+        .bearer(&staff)
+        .await
+        .assert_status(StatusCode::OK);
+    app.post(&format!("/v1/orders/{cancelled}/cancel"))
+        .bearer(&me)
+        .await
+        .assert_status(StatusCode::OK);
+    let _confirmed = place(3, "").await;
+    app.service.pump().await.unwrap();
+    let _pending = place(1, "").await;
+    let mut rejected = fx_order(61, Status::Rejected, vec![line(&product, 4, None)]);
+    rejected.rejection = Some(Rejection {
+        reason: "insufficient-stock".to_owned(),
+        product_id: Some(product.clone()),
+    });
+    orders.import_order(org(), rejected).await.unwrap();
+    orders.import_order(org(), fx_shipped(62)).await.unwrap();
+
+    let statuses = check_every_item(table.as_ref(), constellation_orders::store::check_item).await;
+    assert_eq!(
+        statuses,
+        [
+            "ORD:cancelled",
+            "ORD:confirmed",
+            "ORD:pending",
+            "ORD:rejected",
+            "ORD:rejected",
+            "ORD:shipped",
+            "ORD:shipped"
+        ]
+    );
+    let kinds = check_every_item(
+        catalog_table.as_ref(),
+        constellation_catalog::store::check_item,
+    )
+    .await;
+    for kind in [
+        "PROD:-",
+        "SKUIDX:-",
+        "MOV:-",
+        "RES:shipped",
+        "RES:released",
+        "RES:rejected",
+        "RES:reserved",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
 }

@@ -11,6 +11,8 @@
 //! - stock movement: `MOV#<org>#<product>` / time;
 //! - order reservation: `RES#<org>` / order id ([`stock`]).
 //!
+//! [`check_item`] checks one item of each of these kinds, as an import does.
+//!
 //! Records imported from elsewhere keep the same layout ([`import`]).
 //!
 //! A product naming a supplier rewrites the supplier (a new version) in its
@@ -18,9 +20,11 @@
 //! after finding no product: a product created in between makes the delete
 //! fail, so no product ever names a deleted supplier.
 
+pub mod check;
 pub mod import;
 pub mod stock;
 
+pub use check::check_item;
 pub use import::import_id;
 
 use std::sync::Arc;

@@ -220,7 +220,7 @@ fn bad(item: &Item, what: &str) -> StoreError {
     ))
 }
 
-fn announcement_of(item: &Item) -> Result<Announcement, StoreError> {
+pub(super) fn announcement_of(item: &Item) -> Result<Announcement, StoreError> {
     Ok(Announcement {
         id: item.key.sk.clone(),
         title: item
@@ -258,7 +258,7 @@ fn announcement_of(item: &Item) -> Result<Announcement, StoreError> {
     })
 }
 
-fn announcement_item(org: &OrgId, a: &Announcement) -> Item {
+pub(super) fn announcement_item(org: &OrgId, a: &Announcement) -> Item {
     let mut item = Item::new(ann_key(org, &a.id))
         .with("title", a.title.as_str())
         .with("body", a.body.as_str())
@@ -275,7 +275,7 @@ fn announcement_item(org: &OrgId, a: &Announcement) -> Item {
     item
 }
 
-fn reminder_of(item: &Item) -> Result<Reminder, StoreError> {
+pub(super) fn reminder_of(item: &Item) -> Result<Reminder, StoreError> {
     Ok(Reminder {
         id: item.key.sk.clone(),
         message: item
@@ -301,7 +301,7 @@ fn reminder_of(item: &Item) -> Result<Reminder, StoreError> {
     })
 }
 
-fn reminder_item(org: &OrgId, r: &Reminder) -> Item {
+pub(super) fn reminder_item(org: &OrgId, r: &Reminder) -> Item {
     let mut item = Item::new(rem_key(org, &r.id))
         .with("message", r.message.as_str())
         .with("remind_at", rfc3339(r.remind_at))

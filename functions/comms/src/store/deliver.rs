@@ -144,7 +144,7 @@ pub(crate) fn audience_from_value(v: &Value) -> Option<Audience> {
     })
 }
 
-fn delivery_of(item: &Item) -> Result<Delivery, StoreError> {
+pub(super) fn delivery_of(item: &Item) -> Result<Delivery, StoreError> {
     let bad = |what: &str| StoreError::Backend(anyhow::anyhow!("delivery {}: {what}", item.key.sk));
     let category = item
         .str("category")
@@ -181,7 +181,7 @@ fn delivery_of(item: &Item) -> Result<Delivery, StoreError> {
     })
 }
 
-fn delivery_item(org: &OrgId, d: &Delivery) -> Item {
+pub(super) fn delivery_item(org: &OrgId, d: &Delivery) -> Item {
     let mut item = Item::new(delivery_key(org, &d.id))
         .with("kind", d.message.kind.as_str())
         .with("title", d.message.title.as_str())
@@ -208,7 +208,7 @@ fn delivery_item(org: &OrgId, d: &Delivery) -> Item {
     item
 }
 
-fn notification_of(item: &Item) -> Result<Notification, StoreError> {
+pub(super) fn notification_of(item: &Item) -> Result<Notification, StoreError> {
     Ok(Notification {
         id: item.key.sk.clone(),
         kind: item.str("kind").unwrap_or_default().to_owned(),

@@ -17,10 +17,16 @@
 //! | day counters | `STATS#<org>` | date | gsi1 `ACTIVE#<date>` / org |
 //! | report | `REPORT#<org>` | date | |
 //! | mail sent | `SENT#<org>` | `<delivery>#<account>` (expires) | |
+//! | retraction progress | `RETRACT#<org>` | announcement id (expires) | |
+//!
+//! [`check_item`] checks one item of each kind, as an import does.
 
 pub mod announce;
+mod check;
 pub mod deliver;
 pub mod report;
+
+pub use check::check_item;
 
 use std::sync::Arc;
 

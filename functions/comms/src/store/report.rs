@@ -37,7 +37,7 @@ pub const COUNTERS: [&str; 7] = [
 /// within DynamoDB's 100 writes per transaction).
 const REPORTS_PER_COMMIT: u32 = 90;
 /// The most low products a day lists by SKU.
-const MAX_LOW_LISTED: usize = 100;
+pub(super) const MAX_LOW_LISTED: usize = 100;
 
 /// One day's counters of one organization.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,7 +78,7 @@ pub fn report_object(org: &OrgId, date: &str) -> String {
     format!("reports/{org}/{date}.csv")
 }
 
-fn stats_of(item: &Item) -> DayStats {
+pub(super) fn stats_of(item: &Item) -> DayStats {
     let mut s = DayStats::default();
     if let Some(Value::Object(c)) = item.attrs.get("counts") {
         for (k, v) in c {

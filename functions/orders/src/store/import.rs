@@ -62,7 +62,7 @@ pub struct OrderImport {
 }
 
 /// `import` as the order it stores, checked by the API's rules.
-fn checked(org: &OrgId, import: OrderImport) -> Result<Order, Invalid> {
+pub(super) fn checked(org: &OrgId, import: OrderImport) -> Result<Order, Invalid> {
     if import.status == Status::Pending {
         return Err(Invalid::new(
             "status",
