@@ -12,6 +12,10 @@ pub fn check(service: &str, item: &Item) -> Result<(), String> {
         "auth" => constellation_auth::store::check_item(item),
         "kv" => constellation_kv::store::check_item(item),
         "media" => constellation_media::store::check_item(item),
+        "expenses" => constellation_expenses::store::check_item(item),
+        "catalog" => constellation_catalog::store::check_item(item),
+        "orders" => constellation_orders::store::check_item(item),
+        "comms" => constellation_comms::store::check_item(item),
         other => Err(format!("no rules for records of `{other}`")),
     }
 }

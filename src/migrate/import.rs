@@ -259,6 +259,8 @@ fn validate(line: &str, file_kind: &str, tables: &[ServiceTable]) -> Result<(usi
     let item = record.to_item()?;
     validate_item(&item).map_err(|e| e.to_string())?;
     org_of(&record.kind, &item)?;
+    // The service's own rules, as its API applies them.
+    super::check::check(service, &item)?;
     Ok((table, item))
 }
 
