@@ -913,3 +913,44 @@ async fn media_bytes_move_with_their_records(source: App) {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_batch_keeps_the_checkpoint_before_it_though_later_ones_were_written() {
+    let source = fx_app(TestPlatform::local().await).await;
+    fx_data(&source).await;
+    let work = tempfile::tempdir().unwrap();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    export_to(&source, &a).await;
+
+    let target = fx_app(TestPlatform::local().await).await;
+    let mut failing = tables(&target).await;
+    for t in &mut failing {
+        if t.service == "kv" {
+            // kv's three batches are written at once; the second fails.
+            t.table = Arc::new(FailingPuts {
+                inner: t.table.clone(),
+                fail_on: 2,
+                calls: AtomicUsize::new(0),
+            });
+        }
+    }
+    let err = migrate::import(&failing, &a, &ImportOptions::default())
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("injected failure"), "{err:#}");
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&fs::read(a.join("import.checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(checkpoint, json!({"file": "kv.ns.jsonl", "line": 25}));
+
+    let resume = ImportOptions {
+        resume: true,
+        ..ImportOptions::default()
+    };
+    let report = import_into(&target, &a, &resume).await.unwrap();
+    assert_eq!(
+        (report.kinds["kv.ns"].written, report.kinds["kv.ns"].skipped),
+        (36, 25)
+    );
+    export_to(&target, &b).await;
+    assert_same_export(&a, &b);
+}

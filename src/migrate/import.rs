@@ -4,7 +4,7 @@
 //! importers of other sources (`super::legacy`), so that every import
 //! reports and lists its rejects the same way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use constellation_platform::blob::BlobStore;
-use constellation_platform::table::{Item, MAX_BATCH_PUT, validate_item};
+use constellation_platform::table::{Item, MAX_BATCH_PUT, StoreError, Table, validate_item};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -30,6 +30,9 @@ pub const REJECTS: &str = "rejects.jsonl";
 pub const CHECKPOINT: &str = "import.checkpoint.json";
 /// How often a retryable batch failure is retried before import gives up.
 const BATCH_ATTEMPTS: u32 = 5;
+/// How many batches are written at once: the local writer commits them
+/// together (one fsync), and DynamoDB takes them in parallel.
+const IN_FLIGHT: usize = 8;
 
 /// How to import.
 #[derive(Debug, Clone, Default)]
@@ -264,18 +267,44 @@ fn validate(line: &str, file_kind: &str, tables: &[ServiceTable]) -> Result<(usi
     Ok((table, item))
 }
 
-/// The state of one import run.
+/// A batch on its way to its table: the task writing it, and the
+/// checkpoint its completion makes true.
+#[derive(Debug)]
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<(), StoreError>>,
+    line: u64,
+    records: u64,
+}
+
+/// Writes one batch, retrying what may succeed on retry.
+async fn put_with_retries(table: Arc<dyn Table>, items: Vec<Item>) -> Result<(), StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match table.put_batch(&items).await {
+            Err(e) if e.is_retryable() && attempt < BATCH_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The state of one import run: up to [`IN_FLIGHT`] batches of one file
+/// are written at once, and they complete in order, so the checkpoint
+/// after a batch still means every line up to it is written.
 struct Run<'a> {
     dir: &'a Path,
     tables: &'a [ServiceTable],
     options: &'a ImportOptions,
     batches: usize,
+    in_flight: VecDeque<InFlight>,
 }
 
 impl Run<'_> {
-    /// Writes one batch (retrying what may succeed on retry), then records
-    /// the checkpoint; fails as a crash would when the test hook says so.
-    async fn commit(
+    /// Sends one batch (lines up to `line` of `file`) to its table, first
+    /// waiting for the oldest one when [`IN_FLIGHT`] are on their way.
+    async fn submit(
         &mut self,
         batch: &mut Vec<(usize, Item)>,
         file: &str,
@@ -285,42 +314,83 @@ impl Run<'_> {
         if batch.is_empty() {
             return Ok(());
         }
-        let written = batch.len() as u64;
-        if !self.options.dry_run {
-            // One file is one kind, so one service: every item has the same table.
-            let table = batch.first().map(|(t, _)| *t).unwrap_or_default();
-            let items: Vec<Item> = batch.drain(..).map(|(_, item)| item).collect();
-            let Some(target) = self.tables.get(table) else {
-                bail!("no table for {file}");
-            };
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match target.table.put_batch(&items).await {
-                    Ok(()) => break,
-                    Err(e) if e.is_retryable() && attempt < BATCH_ATTEMPTS => {
-                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-                    }
-                    Err(e) => {
-                        return Err(anyhow::Error::new(e)
-                            .context(format!("writing {file} up to line {line}")));
-                    }
-                }
-            }
-            let checkpoint = serde_json::to_vec(&Checkpoint {
-                file: file.to_owned(),
-                line,
-            })?;
-            write_atomically(&self.dir.join(CHECKPOINT), &checkpoint)?;
-        } else {
+        let records = batch.len() as u64;
+        if self.options.dry_run {
             batch.clear();
+            return self.committed(records, counts).await;
         }
-        counts.written += written;
+        if self.in_flight.len() >= IN_FLIGHT {
+            self.complete_oldest(file, counts).await?;
+        }
+        // One file is one kind, so one service: every item has the same table.
+        let table = batch.first().map(|(t, _)| *t).unwrap_or_default();
+        let items: Vec<Item> = batch.drain(..).map(|(_, item)| item).collect();
+        let Some(target) = self.tables.get(table) else {
+            bail!("no table for {file}");
+        };
+        let task = tokio::spawn(put_with_retries(target.table.clone(), items));
+        self.in_flight.push_back(InFlight {
+            task,
+            line,
+            records,
+        });
+        Ok(())
+    }
+
+    /// Waits for the oldest batch in flight, then records its checkpoint
+    /// (every batch before it has completed too).
+    async fn complete_oldest(&mut self, file: &str, counts: &mut KindCounts) -> anyhow::Result<()> {
+        let Some(oldest) = self.in_flight.pop_front() else {
+            return Ok(());
+        };
+        let written = match oldest.task.await {
+            Ok(written) => written.map_err(|e| {
+                anyhow::Error::new(e).context(format!("writing {file} up to line {}", oldest.line))
+            }),
+            Err(e) => {
+                Err(anyhow::Error::new(e)
+                    .context(format!("writing {file} up to line {}", oldest.line)))
+            }
+        };
+        if let Err(e) = written {
+            self.abandon().await;
+            return Err(e);
+        }
+        let checkpoint = serde_json::to_vec(&Checkpoint {
+            file: file.to_owned(),
+            line: oldest.line,
+        })?;
+        write_atomically(&self.dir.join(CHECKPOINT), &checkpoint)?;
+        self.committed(oldest.records, counts).await
+    }
+
+    /// Waits for every batch in flight (at the end of `file`).
+    async fn drain(&mut self, file: &str, counts: &mut KindCounts) -> anyhow::Result<()> {
+        while !self.in_flight.is_empty() {
+            self.complete_oldest(file, counts).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts a committed batch; fails as a crash would when the test hook
+    /// says so.
+    async fn committed(&mut self, records: u64, counts: &mut KindCounts) -> anyhow::Result<()> {
+        counts.written += records;
         self.batches += 1;
         if self.options.stop_after_batches == Some(self.batches) {
+            self.abandon().await;
             bail!("stopped after {} batches (test hook)", self.batches);
         }
         Ok(())
+    }
+
+    /// After a failure: lets the batches still in flight finish, whatever
+    /// their outcome (the checkpoint stays before them), so that nothing
+    /// writes once import has returned.
+    async fn abandon(&mut self) {
+        for batch in self.in_flight.drain(..) {
+            let _ = batch.task.await;
+        }
     }
 }
 
@@ -463,6 +533,7 @@ pub async fn import(
         tables,
         options,
         batches: 0,
+        in_flight: VecDeque::new(),
     };
     for (index, f) in manifest.files.iter().enumerate() {
         let mut counts = report.kinds.get(&f.kind).copied().unwrap_or_default();
@@ -501,7 +572,7 @@ pub async fn import(
                 Ok(entry) => {
                     batch.push(entry);
                     if batch.len() == MAX_BATCH_PUT {
-                        let done = run.commit(&mut batch, &f.name, number, &mut counts).await;
+                        let done = run.submit(&mut batch, &f.name, number, &mut counts).await;
                         report.kinds.insert(f.kind.clone(), counts);
                         done?;
                     }
@@ -512,7 +583,10 @@ pub async fn import(
                 }
             }
         }
-        let done = run.commit(&mut batch, &f.name, number, &mut counts).await;
+        let mut done = run.submit(&mut batch, &f.name, number, &mut counts).await;
+        if done.is_ok() {
+            done = run.drain(&f.name, &mut counts).await;
+        }
         report.kinds.insert(f.kind.clone(), counts);
         done?;
         progress.finish(number);

@@ -15,8 +15,9 @@
 //! so memory stays flat however big a table is. Import verifies every
 //! file's SHA-256 before it writes anything, writes in `put_batch`es of
 //! [`MAX_BATCH_PUT`](constellation_platform::table::MAX_BATCH_PUT), and
-//! checkpoints after each batch; since a batch put is idempotent, resuming
-//! after a crash re-writes at most one batch and duplicates nothing.
+//! checkpoints after each batch (several are in flight at once, completed
+//! in order); since a batch put is idempotent, resuming after a crash
+//! re-writes at most those in flight and duplicates nothing.
 //!
 //! With `--with-media`, the bytes of ready media travel too, as files under
 //! `media/` listed in the manifest ([`media`]). [`Progress`] reports on
