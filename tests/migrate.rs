@@ -405,13 +405,32 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
     let work = tempfile::tempdir().unwrap();
     let a = work.path().join("a");
     export_to(&source, &a).await;
+    // A real entry under a new key imports; the same entry without its
+    // content type breaks kv's own rules and does not.
+    let first: serde_json::Value = serde_json::from_str(
+        fs::read_to_string(a.join("kv.ns.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut fine = first.clone();
+    fine["sk"] = json!("zz-copied");
+    let mut untyped = first;
+    untyped["sk"] = json!("zz-untyped");
+    untyped["attrs"]
+        .as_object_mut()
+        .unwrap()
+        .remove("content_type");
     append(
         &a,
         "kv.ns.jsonl",
         &[
             record("NS", json!({"v": 1})),
             record(&format!("NS#{ORG}#settings"), json!({"pk": "reserved"})),
-            record(&format!("NS#{ORG}#settings"), json!({"fine": true})),
+            untyped,
+            fine,
         ],
     );
 
@@ -421,7 +440,7 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
         ..ImportOptions::default()
     };
     let report = import_into(&target, &a, &dry).await.unwrap();
-    assert_eq!(report.rejected(), 2);
+    assert_eq!(report.rejected(), 3);
     assert!(
         !a.join("rejects.jsonl").exists(),
         "a dry run writes nothing"
@@ -436,14 +455,14 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
     let report = import_into(&target, &a, &ImportOptions::default())
         .await
         .unwrap();
-    assert_eq!(report.kinds["kv.ns"].rejected, 2);
+    assert_eq!(report.kinds["kv.ns"].rejected, 3);
     assert_eq!(report.kinds["kv.ns"].written, 62);
     let rejects: Vec<serde_json::Value> = fs::read_to_string(a.join("rejects.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(rejects.len(), 2, "{rejects:?}");
+    assert_eq!(rejects.len(), 3, "{rejects:?}");
     assert_eq!(rejects[0]["file"], "kv.ns.jsonl");
     assert_eq!(rejects[0]["line"], 62);
     assert!(
@@ -456,6 +475,14 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
     assert_eq!(rejects[1]["line"], 63);
     assert!(
         rejects[1]["reason"].as_str().unwrap().contains("reserved"),
+        "{rejects:?}"
+    );
+    assert_eq!(rejects[2]["line"], 64);
+    assert!(
+        rejects[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("content_type"),
         "{rejects:?}"
     );
 
@@ -477,7 +504,7 @@ async fn bad_records_are_listed_with_their_line_and_the_rest_imported() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("2 records rejected"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 records rejected"));
     let out = run(&["--allow-rejects"]);
     assert!(
         out.status.success(),

@@ -356,9 +356,10 @@ pub fn check_item(item: &Item) -> Result<(), String> {
     let (org, ns) = rest
         .split_once('#')
         .ok_or_else(|| format!("`{}` is not NS#<org>#<namespace>", item.key.pk))?;
-    OrgId::parse(org).map_err(|e| e.to_string())?;
-    let ns = Namespace::parse(ns).map_err(|e| e.to_string())?;
-    let entry = entry_from_item(&ns, item, false).map_err(|e| e.to_string())?;
+    OrgId::parse(org).map_err(|e| constellation_platform::observe::error_chain(&e))?;
+    let ns = Namespace::parse(ns).map_err(|e| constellation_platform::observe::error_chain(&e))?;
+    let entry = entry_from_item(&ns, item, false)
+        .map_err(|e| constellation_platform::observe::error_chain(&e))?;
     if entry.size > constellation_core::kv::MAX_VALUE_BYTES as u64 {
         return Err(format!(
             "value: {} bytes, more than the {} a PUT accepts",

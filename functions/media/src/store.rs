@@ -716,8 +716,9 @@ pub fn check_item(item: &Item) -> Result<(), String> {
         .pk
         .strip_prefix("MEDIA#")
         .ok_or_else(|| format!("`{}` is not a media record", item.key.pk))?;
-    let org = OrgId::parse(org).map_err(|e| e.to_string())?;
-    let media = from_item(&org, item).map_err(|e| e.to_string())?;
+    let org = OrgId::parse(org).map_err(|e| constellation_platform::observe::error_chain(&e))?;
+    let media =
+        from_item(&org, item).map_err(|e| constellation_platform::observe::error_chain(&e))?;
     if !(1..=constellation_core::media::MAX_UPLOAD_BYTES).contains(&media.size) {
         return Err(format!(
             "size: must be 1 to {} bytes",

@@ -285,3 +285,37 @@ mod tests {
         assert_eq!(v["request_id"], "r-1");
     }
 }
+
+/// An error and every source under it, `outer: inner: ...`, as one line:
+/// what `{:#}` prints for an `anyhow::Error`, for any error (a store error
+/// wrapping the reason a record did not decode, say).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.ends_with(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_chain_tests {
+    use super::error_chain;
+
+    #[test]
+    fn every_source_is_named_once() {
+        let inner = anyhow::anyhow!("kv item has no valid content_type");
+        let outer = crate::StoreError::Backend(inner);
+        let text = error_chain(&outer);
+        assert!(
+            text.ends_with(": kv item has no valid content_type"),
+            "{text}"
+        );
+        assert_eq!(text.matches("content_type").count(), 1, "{text}");
+    }
+}

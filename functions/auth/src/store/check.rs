@@ -5,6 +5,7 @@
 
 use constellation_core::OrgId;
 use constellation_core::auth::Email;
+use constellation_platform::observe::error_chain;
 use constellation_platform::table::Item;
 
 use super::accounts::{EmailClaim, StoredAccount};
@@ -19,18 +20,18 @@ pub fn check_item(item: &Item) -> Result<(), String> {
     let segments: Vec<&str> = pk.split('#').collect();
     match segments.as_slice() {
         ["EMAIL", address] => {
-            let email = Email::parse(address).map_err(|e| e.to_string())?;
+            let email = Email::parse(address).map_err(|e| error_chain(&e))?;
             if email.as_str() != *address || sk != "EMAIL" {
                 return Err(format!("`{pk}` / `{sk}` is not an email claim as stored"));
             }
-            read_record::<EmailClaim>(item).map_err(|e| e.to_string())?;
+            read_record::<EmailClaim>(item).map_err(|e| error_chain(&e))?;
             Ok(())
         }
         ["ORG", org] => {
-            OrgId::parse(org).map_err(|e| e.to_string())?;
+            OrgId::parse(org).map_err(|e| error_chain(&e))?;
             if sk == "ORG" {
-                let record: OrgRecord = read_record(item).map_err(|e| e.to_string())?;
-                OrgName::parse(&record.name).map_err(|e| e.to_string())?;
+                let record: OrgRecord = read_record(item).map_err(|e| error_chain(&e))?;
+                OrgName::parse(&record.name).map_err(|e| error_chain(&e))?;
                 if record.owners < 0 {
                     return Err("owners: must not be negative".to_owned());
                 }
@@ -39,19 +40,19 @@ pub fn check_item(item: &Item) -> Result<(), String> {
                 }
                 Ok(())
             } else if sk.starts_with("ACCOUNT#") {
-                let stored = StoredAccount::from_item(item).map_err(|e| e.to_string())?;
-                validate_stored_hash(&stored.password_hash).map_err(|e| e.to_string())
+                let stored = StoredAccount::from_item(item).map_err(|e| error_chain(&e))?;
+                validate_stored_hash(&stored.password_hash).map_err(|e| error_chain(&e))
             } else {
                 Err(format!("`{sk}` is not an auth record of an organization"))
             }
         }
         ["ORG", org, "AUDIT"] => {
-            OrgId::parse(org).map_err(|e| e.to_string())?;
-            read_record::<AuditRecord>(item).map_err(|e| e.to_string())?;
+            OrgId::parse(org).map_err(|e| error_chain(&e))?;
+            read_record::<AuditRecord>(item).map_err(|e| error_chain(&e))?;
             Ok(())
         }
         ["INSTALLATION", "AUDIT"] => {
-            read_record::<AuditRecord>(item).map_err(|e| e.to_string())?;
+            read_record::<AuditRecord>(item).map_err(|e| error_chain(&e))?;
             Ok(())
         }
         _ => Err(format!("`{pk}` is not an auth record")),
