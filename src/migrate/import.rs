@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +15,13 @@ use anyhow::{Context as _, bail};
 use constellation_platform::blob::BlobStore;
 use constellation_platform::table::{Item, MAX_BATCH_PUT, StoreError, Table, validate_item};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::ServiceTable;
 use super::export::write_atomically;
 use super::media::{AlreadyThere, import_media, verify_media};
 use super::policy::{excluded, kind_of, org_of};
 use super::progress::Progress;
-use super::record::{MANIFEST, Manifest, Record, SCHEMA};
+use super::record::{MANIFEST, Manifest, Record, SCHEMA, digest_file};
 
 /// Where rejected records are listed, inside the import directory.
 pub const REJECTS: &str = "rejects.jsonl";
@@ -192,22 +191,10 @@ fn verify(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
             );
         }
         let path = dir.join(&f.name);
-        let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-        let mut hash = Sha256::new();
         let mut lines = 0_u64;
-        let mut buf = vec![0_u8; 64 * 1024];
-        loop {
-            let n = file
-                .read(&mut buf)
-                .with_context(|| format!("reading {}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            let chunk = buf.get(..n).unwrap_or_default();
-            hash.update(chunk);
+        let (_, actual) = digest_file(&path, |chunk| {
             lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
-        }
-        let actual = hex::encode(hash.finalize());
+        })?;
         if actual != f.sha256 {
             bail!(
                 "{}: SHA-256 mismatch (manifest says {}, the file is {actual}); the file was changed or damaged",

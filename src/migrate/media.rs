@@ -18,7 +18,7 @@
 //! and checked as streams.
 
 use std::fs::{self, File};
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 use super::export::write_atomically;
 use super::import::KindCounts;
 use super::progress::Progress;
-use super::record::{Manifest, MediaFile, Record};
+use super::record::{Manifest, MediaFile, Record, digest_file};
 
 /// The directory of media objects inside an export directory.
 pub const MEDIA_DIR: &str = "media";
@@ -78,25 +78,6 @@ pub(crate) fn local_path(dir: &Path, key: &str) -> anyhow::Result<PathBuf> {
     Ok(key
         .split('/')
         .fold(dir.join(MEDIA_DIR), |path, seg| path.join(seg)))
-}
-
-/// Size and SHA-256 of the file at `path`, read as a stream.
-fn digest_file(path: &Path) -> anyhow::Result<(u64, String)> {
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hash = Sha256::new();
-    let mut size = 0_u64;
-    let mut buf = vec![0_u8; 64 * 1024];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hash.update(buf.get(..n).unwrap_or_default());
-        size += n as u64;
-    }
-    Ok((size, hex::encode(hash.finalize())))
 }
 
 /// Retries `op` while the bucket says it is briefly unavailable.
@@ -179,7 +160,7 @@ pub(crate) async fn export_media(
 pub(crate) fn verify_media(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     for m in &manifest.media {
         let path = local_path(dir, &m.key)?;
-        let (size, sha256) = digest_file(&path)?;
+        let (size, sha256) = digest_file(&path, |_| {})?;
         if size != m.bytes {
             bail!(
                 "{}: {size} bytes, the manifest says {}",

@@ -153,3 +153,32 @@ pub struct MediaFile {
     /// The content type it is stored (and served) with.
     pub content_type: String,
 }
+
+/// Size and SHA-256 (lower-case hex) of the file at `path`, read as a
+/// stream; `each` sees every chunk on the way (to count lines, say).
+pub(crate) fn digest_file(
+    path: &std::path::Path,
+    mut each: impl FnMut(&[u8]),
+) -> anyhow::Result<(u64, String)> {
+    use anyhow::Context as _;
+    use sha2::{Digest as _, Sha256};
+    use std::io::Read as _;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hash = Sha256::new();
+    let mut size = 0_u64;
+    let mut buf = vec![0_u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        hash.update(chunk);
+        each(chunk);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hash.finalize())))
+}

@@ -27,13 +27,14 @@ use constellation_core::import::Imported;
 use constellation_core::orders::{MAX_LINES, MAX_QUANTITY};
 use constellation_platform::StoreError;
 use constellation_platform::retry::backoff;
-use constellation_platform::table::{Condition, Item, Write};
+use constellation_platform::table::{Condition, Write};
 use time::OffsetDateTime;
 
 use super::stock::{Movement, Reservation, movement_item, reserved_line, stamp};
 use super::{
     ATTEMPTS, CatalogError, CatalogStore, Product, ProductFields, Supplier, SupplierFields, is_id,
-    product_from, product_item, product_key, rfc3339, sku_key, supplier_item, supplier_key,
+    new_product_writes, product_from, product_item, product_key, rfc3339, sku_key, supplier_item,
+    supplier_key,
 };
 use crate::domain::{self, Levels, MAX_DESCRIPTION_CHARS, Reason};
 
@@ -194,16 +195,7 @@ impl CatalogStore {
             return Err(CatalogError::UnknownSupplier);
         }
         check_times(created_at, updated_at)?;
-        let mut writes = vec![
-            Write::Put {
-                item: product_item(org, &p),
-                condition: Condition::NotExists,
-            },
-            Write::Put {
-                item: Item::new(sku_key(org, &p.sku)).with("product", p.id.as_str()),
-                condition: Condition::NotExists,
-            },
-        ];
+        let mut writes = new_product_writes(org, &p);
         if on_hand > 0 {
             let movement = Movement {
                 at: rfc3339(updated_at),

@@ -241,6 +241,21 @@ fn supplier_from(item: &Item) -> Result<Supplier, StoreError> {
     })
 }
 
+/// The writes that create product `p`: the product and the claim of its
+/// SKU, each only if absent (index 1 failing means the SKU is taken).
+pub(crate) fn new_product_writes(org: &OrgId, p: &Product) -> Vec<Write> {
+    vec![
+        Write::Put {
+            item: product_item(org, p),
+            condition: Condition::NotExists,
+        },
+        Write::Put {
+            item: Item::new(sku_key(org, &p.sku)).with("product", p.id.as_str()),
+            condition: Condition::NotExists,
+        },
+    ]
+}
+
 pub(crate) fn product_item(org: &OrgId, p: &Product) -> Item {
     let mut item = Item::new(product_key(org, &p.id))
         .with("sku", p.sku.as_str())
@@ -506,16 +521,7 @@ impl CatalogStore {
                 etag: Etag::from_bytes(uuid::Uuid::new_v4().into_bytes()),
                 version: 1,
             };
-            let mut writes = vec![
-                Write::Put {
-                    item: product_item(org, &p),
-                    condition: Condition::NotExists,
-                },
-                Write::Put {
-                    item: Item::new(sku_key(org, &p.sku)).with("product", p.id.as_str()),
-                    condition: Condition::NotExists,
-                },
-            ];
+            let mut writes = new_product_writes(org, &p);
             if let Some(s) = &p.supplier_id {
                 writes.push(self.touch_supplier(org, s).await?);
             }
