@@ -579,16 +579,23 @@ async fn import_legacy(
     allow_rejects: bool,
     backend: &BackendArgs,
 ) -> anyhow::Result<()> {
-    let platform = backend.platform().await?;
-    let stores = migrate::legacy::Stores::open(&platform).await?;
-    let report = migrate::legacy::import_legacy(source, dir, &stores, options).await?;
+    // A dry run opens no store: it writes nothing, not even a first
+    // signing key or an empty database in a fresh data dir.
+    let stores = if options.dry_run {
+        None
+    } else {
+        Some(migrate::legacy::Stores::open(&backend.platform().await?).await?)
+    };
+    let report = migrate::legacy::import_legacy(source, dir, stores.as_ref(), options).await?;
     print!("{}", report.table());
     let rejected = report.rejected();
     if rejected > 0 && !allow_rejects {
-        anyhow::bail!(
-            "{rejected} rows rejected (listed in {}); pass --allow-rejects to accept that",
-            dir.join(migrate::import::REJECTS).display()
-        );
+        let listed = if options.dry_run {
+            "listed above".to_owned()
+        } else {
+            format!("listed in {}", dir.join(migrate::import::REJECTS).display())
+        };
+        anyhow::bail!("{rejected} rows rejected ({listed}); pass --allow-rejects to accept that");
     }
     Ok(())
 }

@@ -981,3 +981,34 @@ async fn a_failed_batch_keeps_the_checkpoint_before_it_though_later_ones_were_wr
     export_to(&target, &b).await;
     assert_same_export(&a, &b);
 }
+
+#[tokio::test]
+async fn an_email_the_target_holds_for_another_account_is_refused() {
+    let source = fx_app(TestPlatform::local().await).await;
+    fx_data(&source).await;
+    let work = tempfile::tempdir().unwrap();
+    let a = work.path().join("a");
+    export_to(&source, &a).await;
+
+    // The target already has its own ada@example.com.
+    let target = fx_app(TestPlatform::local().await).await;
+    target
+        .post("/v1/auth/register")
+        .anonymous()
+        .json(&json!({"organization": "Elsewhere", "email": "ada@example.com", "password": "another good passphrase"}))
+        .await
+        .assert_status(StatusCode::CREATED);
+    let report = import_into(&target, &a, &ImportOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.kinds["auth.email"].rejected, 1, "{report:?}");
+    let rejects = fs::read_to_string(a.join("rejects.jsonl")).unwrap();
+    assert!(rejects.contains("already claimed"), "{rejects}");
+    // The target's own account still logs in with its own password.
+    target
+        .post("/v1/auth/login")
+        .anonymous()
+        .json(&json!({"email": "ada@example.com", "password": "another good passphrase"}))
+        .await
+        .assert_status(StatusCode::OK);
+}

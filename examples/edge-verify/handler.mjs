@@ -73,3 +73,17 @@ export function createHandler({ loadJwks, forward, issuer, audience, now = () =>
     return forward(request, verified.claims);
   };
 }
+
+/**
+ * The upstream URL of a request: `origin` with the request's path and
+ * query, and never another host. (`new URL(path, origin)` would take a
+ * path such as `//evil.example/x` as a host of its own and make the edge
+ * an open proxy for anyone holding a valid token.)
+ */
+export function upstreamUrl(requestUrl, origin) {
+  const from = new URL(requestUrl);
+  const to = new URL(origin);
+  to.pathname = from.pathname;
+  to.search = from.search;
+  return to;
+}

@@ -8,7 +8,7 @@
 import { initSync } from "@constellation/wasm/web";
 import wasm from "@constellation/wasm/web/constellation_wasm_bg.wasm";
 
-import { createHandler } from "./handler.mjs";
+import { createHandler, upstreamUrl } from "./handler.mjs";
 
 initSync({ module: wasm });
 
@@ -24,10 +24,7 @@ export default {
         if (!res.ok) throw new Error(`JWKS: ${res.status}`);
         return res.text();
       },
-      forward: (req) => {
-        const url = new URL(req.url);
-        return fetch(new Request(new URL(url.pathname + url.search, env.UPSTREAM_ORIGIN), req));
-      },
+      forward: (req) => fetch(new Request(upstreamUrl(req.url, env.UPSTREAM_ORIGIN), req)),
     });
     return handler(request);
   },

@@ -152,7 +152,23 @@ fn merge(runs: &[PathBuf], dest: &Path) -> anyhow::Result<(u64, String)> {
 /// reader never sees half of it.
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    // A new file, never one already there (a link left in the directory is
+    // removed, not followed).
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("removing {}", tmp.display())));
+        }
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    std::io::Write::write_all(&mut file, contents)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    drop(file);
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }

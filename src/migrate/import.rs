@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::ServiceTable;
 use super::export::write_atomically;
 use super::media::{AlreadyThere, import_media, verify_media};
-use super::policy::{excluded, kind_of, org_of};
+use super::policy::{CLAIMS, excluded, kind_of, org_of};
 use super::progress::Progress;
 use super::record::{MANIFEST, Manifest, Record, SCHEMA, digest_file};
 
@@ -134,6 +134,9 @@ impl Rejects {
         let out = if dry_run {
             None
         } else {
+            // The directory may come from someone else: never write
+            // through a link it planted where the list goes.
+            refuse_link(&path)?;
             Some(
                 OpenOptions::new()
                     .create(true)
@@ -160,6 +163,46 @@ impl Rejects {
                 Ok(())
             }
         }
+    }
+}
+
+/// `entry` when it is not a claim (an email, a SKU) that the target already
+/// holds for another record: writing it would give one email two accounts,
+/// or leave a product without its SKU. Whether it is an error to read the
+/// target is the import's concern, not the record's: a failed read passes
+/// and the write that follows meets the same backend.
+async fn claim_is_free(
+    kind: &str,
+    entry: (usize, Item),
+    tables: &[ServiceTable],
+) -> Result<(usize, Item), String> {
+    let Some((_, owner)) = CLAIMS.iter().find(|(k, _)| *k == kind) else {
+        return Ok(entry);
+    };
+    let Some(target) = tables.get(entry.0) else {
+        return Ok(entry);
+    };
+    if let Ok(Some(held)) = target.table.get(&entry.1.key).await
+        && held.str(owner) != entry.1.str(owner)
+    {
+        return Err(format!(
+            "`{}` is already claimed in the target by another record ({owner} {})",
+            entry.1.key.pk,
+            held.str(owner).unwrap_or("?")
+        ));
+    }
+    Ok(entry)
+}
+
+/// Fails when `path` is a symbolic link (to a file the operator may write,
+/// which writing the import's output through it would clobber).
+pub(crate) fn refuse_link(path: &Path) -> anyhow::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => bail!(
+            "{} is a symbolic link; remove it (the import writes its own file there)",
+            path.display()
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -555,7 +598,11 @@ pub async fn import(
                 continue;
             }
             progress.record(number);
-            match validate(&line, &f.kind, tables) {
+            let checked = match validate(&line, &f.kind, tables) {
+                Ok(entry) => claim_is_free(&f.kind, entry, tables).await,
+                Err(reason) => Err(reason),
+            };
+            match checked {
                 Ok(entry) => {
                     batch.push(entry);
                     if batch.len() == MAX_BATCH_PUT {
@@ -588,6 +635,23 @@ pub async fn import(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rejects_are_never_written_through_a_link_planted_in_the_directory() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let victim = dir.path().join("victim.txt");
+        fs::write(&victim, "keep me").unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink(&victim, dir.path().join(REJECTS))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Rejects::open(dir.path(), false, false).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap_or_default(), "keep me");
+        // The checkpoint's temporary file: a link there is replaced, not followed.
+        std::os::unix::fs::symlink(&victim, dir.path().join("import.checkpoint.tmp"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        super::super::export::write_atomically(&dir.path().join(CHECKPOINT), b"{}")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read_to_string(&victim).unwrap_or_default(), "keep me");
+    }
+
     use super::*;
 
     #[test]

@@ -156,8 +156,92 @@ pub(crate) async fn export_media(
     Ok(files)
 }
 
-/// Checks every media object of `manifest` against its size and SHA-256.
+/// What the export's records say one object must be: its size, type and,
+/// for the original (not a thumbnail), its SHA-256.
+struct Expected {
+    bytes: Option<u64>,
+    content_type: String,
+    sha256: Option<String>,
+}
+
+/// The objects the ready media records of `dir/media.media.jsonl` name.
+/// The manifest is the exporter's word; the records are what the media
+/// service will serve, so each object must be one of theirs.
+fn expected_objects(dir: &Path) -> anyhow::Result<std::collections::HashMap<String, Expected>> {
+    let mut expected = std::collections::HashMap::new();
+    let path = dir.join(format!("{MEDIA_KIND}.jsonl"));
+    let Ok(file) = File::open(&path) else {
+        return Ok(expected);
+    };
+    for line in BufReader::new(file).lines() {
+        let line = line.with_context(|| format!("reading {}", path.display()))?;
+        let Ok(record) = serde_json::from_str::<Record>(&line) else {
+            // Not a record: the import lists it as rejected; it names no object.
+            continue;
+        };
+        let int = |name: &str| record.attrs.get(name).and_then(serde_json::Value::as_u64);
+        let text = |name: &str| {
+            record
+                .attrs
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let keys = object_keys(&record);
+        let mut keys = keys.into_iter();
+        if let Some(original) = keys.next() {
+            expected.insert(
+                original,
+                Expected {
+                    bytes: int("size"),
+                    content_type: text("content_type"),
+                    sha256: Some(text("sha256")),
+                },
+            );
+        }
+        if let Some(thumbnail) = keys.next() {
+            expected.insert(
+                thumbnail,
+                Expected {
+                    bytes: int("thumbnail_size"),
+                    content_type: constellation_media::store::THUMBNAIL_TYPE.to_owned(),
+                    sha256: None,
+                },
+            );
+        }
+    }
+    Ok(expected)
+}
+
+/// Checks every media object of `manifest`: one a ready media record of the
+/// export names, of the size, type (and for an original, SHA-256) that
+/// record says, within media's upload limit, and a file of that size and
+/// SHA-256.
 pub(crate) fn verify_media(dir: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    let expected = if manifest.media.is_empty() {
+        std::collections::HashMap::new()
+    } else {
+        expected_objects(dir)?
+    };
+    for m in &manifest.media {
+        let Some(e) = expected.get(&m.key) else {
+            bail!(
+                "manifest: media object {} belongs to no ready media record of this export",
+                m.key
+            );
+        };
+        if m.bytes > constellation_core::media::MAX_UPLOAD_BYTES
+            || e.bytes.is_some_and(|b| b != m.bytes)
+            || m.content_type != e.content_type
+            || e.sha256.as_ref().is_some_and(|sha| *sha != m.sha256)
+        {
+            bail!(
+                "manifest: media object {} is not what its record says (size, type or SHA-256)",
+                m.key
+            );
+        }
+    }
     for m in &manifest.media {
         let path = local_path(dir, &m.key)?;
         let (size, sha256) = digest_file(&path, |_| {})?;
@@ -278,6 +362,51 @@ mod tests {
         assert_eq!(pdf.len(), 1);
         assert!(object_keys(&record(json!({"status": "pending"}))).is_empty());
         assert!(object_keys(&record(json!({"status": "deleted", "sha256": sha}))).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_names_only_objects_of_the_exports_ready_records() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let body = b"%PDF-1.7 a receipt";
+        let sha = hex::encode(Sha256::digest(body));
+        let ready = record(json!({"status": "ready", "sha256": sha, "size": body.len(),
+            "content_type": "application/pdf"}));
+        let line = serde_json::to_string(&ready).unwrap_or_default();
+        fs::write(
+            dir.path().join(format!("{MEDIA_KIND}.jsonl")),
+            format!("{line}\n"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let key = object_keys(&ready).remove(0);
+        let path = local_path(dir.path(), &key).unwrap_or_else(|e| panic!("{e}"));
+        fs::create_dir_all(path.parent().unwrap_or(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        fs::write(&path, body).unwrap_or_else(|e| panic!("{e}"));
+        let entry = MediaFile {
+            key: key.clone(),
+            bytes: body.len() as u64,
+            sha256: sha.clone(),
+            content_type: "application/pdf".to_owned(),
+        };
+        let manifest = |media: Vec<MediaFile>| Manifest {
+            schema: 1,
+            exported_at: String::new(),
+            files: Vec::new(),
+            media,
+        };
+        assert!(verify_media(dir.path(), &manifest(vec![entry.clone()])).is_ok());
+        // Another key (another organization's object, say), another type,
+        // or bytes other than the record's: refused before any upload.
+        let elsewhere = MediaFile {
+            key: key.replace("media/acme/", "media/victim/"),
+            ..entry.clone()
+        };
+        let html = MediaFile {
+            content_type: "text/html".to_owned(),
+            ..entry.clone()
+        };
+        for bad in [elsewhere, html] {
+            assert!(verify_media(dir.path(), &manifest(vec![bad])).is_err());
+        }
     }
 
     #[test]

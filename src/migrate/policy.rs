@@ -62,6 +62,16 @@ pub const ORG_ELSEWHERE: &[(&str, Option<&str>)] = &[
     ("auth.installation", None),
 ];
 
+/// Kinds that claim something unique for one record (an email for an
+/// account, a SKU for a product), and the attribute naming that record.
+/// Import refuses such a claim when the target holds it for another record.
+pub const CLAIMS: &[(&str, &str)] = &[
+    // auth/store/accounts.rs: `EMAIL#<email>` → its account.
+    ("auth.email", "account"),
+    // catalog/store/mod.rs: `SKUIDX#<org>` / sku → its product.
+    ("catalog.skuidx", "product"),
+];
+
 /// Why an item is never exported, if it is not.
 pub fn excluded(service: &str, pk: &str, sk: &str) -> Option<&'static str> {
     EXCLUDED.iter().find_map(|(svc, matcher, why)| {

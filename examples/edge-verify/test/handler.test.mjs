@@ -8,7 +8,7 @@ import { test } from "node:test";
 
 import { initSync } from "@constellation/wasm/web";
 
-import { bearerToken, createHandler } from "../handler.mjs";
+import { bearerToken, createHandler, upstreamUrl } from "../handler.mjs";
 
 const require = createRequire(import.meta.url);
 initSync({ module: readFileSync(require.resolve("@constellation/wasm/web/constellation_wasm_bg.wasm")) });
@@ -108,4 +108,17 @@ test("a kid not yet known re-reads the JWKS (a rotation), at most once a minute"
   assert.equal(fetches, 2);
   assert.equal(await status(stranger), 401);
   assert.equal(fetches, 2, "no fetch per unknown kid");
+});
+
+test("a request goes upstream to the configured origin only, whatever its path", () => {
+  const origin = "https://api.internal.example";
+  for (const [path, expected] of [
+    ["/v1/kv/settings/a?x=1", "https://api.internal.example/v1/kv/settings/a?x=1"],
+    ["//evil.example/steal", "https://api.internal.example//evil.example/steal"],
+    ["/\\evil.example/steal", "https://api.internal.example//evil.example/steal"],
+  ]) {
+    const url = upstreamUrl(`https://edge.example${path}`, origin);
+    assert.equal(url.origin, origin, path);
+    assert.equal(url.href, expected, path);
+  }
 });

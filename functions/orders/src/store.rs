@@ -41,7 +41,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::domain::{self, Action, Mismatch, Price, Status, is_staff};
 
 pub use check::check_item;
-pub use import::OrderImport;
+pub use import::{OrderImport, check_import};
 
 /// The consumer name the worker claims events under (its inbox).
 pub const CONSUMER: &str = "orders-worker";

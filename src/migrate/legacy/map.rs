@@ -19,7 +19,7 @@ use constellation_expenses::domain::{self as expense_rules, Details};
 use constellation_expenses::store::{ExpenseId, ExpenseImport};
 use constellation_orders::OrderImport;
 use constellation_orders::domain::{Price, Status as OrderStatus};
-use constellation_orders::store::{OrderId, OrderLine, Rejection};
+use constellation_orders::store::{OrderId, OrderLine, Rejection, check_import};
 use time::OffsetDateTime;
 
 use super::fields::{invalid, seed, seed_hex, seed_u128, timestamp};
@@ -46,6 +46,9 @@ pub(super) struct Known {
     /// `order_items.csv`, read before the orders: legacy order id → its
     /// lines, each with its line number (or why it was refused).
     pub(super) items: HashMap<String, Vec<HeldItem>>,
+    /// Legacy ids of the tables nothing refers to, per table: a repeated
+    /// one is refused rather than written twice or skipped unseen.
+    pub(super) seen: HashSet<(&'static str, String)>,
 }
 
 /// One `order_items.csv` row, held until its order: its line, and the item
@@ -348,7 +351,7 @@ impl Mapper<'_> {
             .cloned()
             .ok_or_else(|| format!("organization_id: no organization {org_key}"))?;
         let email = Email::parse(row.require("email")?).map_err(invalid)?;
-        if !self.known.emails.insert(email.as_str().to_owned()) {
+        if self.known.emails.contains(email.as_str()) {
             return Err("email: another user of this import has it".to_owned());
         }
         let password_hash = validate_legacy_hash(row.require("password_hash")?)
@@ -360,9 +363,11 @@ impl Mapper<'_> {
         };
         let created_at = Self::created_at(row)?;
         let id = AccountId::from_bytes(seed(self.source.tag(), "users", &legacy));
+        self.known.emails.insert(email.as_str().to_owned());
         self.known
             .users
             .insert(legacy.clone(), (org.clone(), id.clone()));
+        let claimed = email.as_str().to_owned();
         Ok((
             Op::Account {
                 org,
@@ -374,12 +379,15 @@ impl Mapper<'_> {
                     created_at,
                 },
             },
-            Forget::User(legacy),
+            Forget::User(legacy, claimed),
         ))
     }
 
     pub(super) fn expense(&mut self, row: &Row) -> Result<(Op, Forget), String> {
         let legacy = row.require("id")?;
+        if !self.known.seen.insert(("expenses", legacy.to_owned())) {
+            return Err(format!("id: expense {legacy} appears twice"));
+        }
         let user = row.require("user_id")?;
         let (org, submitter) = self
             .known
@@ -643,6 +651,9 @@ impl Mapper<'_> {
 
     pub(super) fn order(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
         let legacy = row.require("id")?;
+        if !self.known.seen.insert(("orders", legacy.to_owned())) {
+            return Err(format!("id: order {legacy} appears twice"));
+        }
         let items = self.known.items.get(legacy).cloned().unwrap_or_default();
         let (org, placed_by) = self.user_of(row, "user_id")?;
         let status = OrderStatus::parse("status", row.require("status")?)
@@ -691,28 +702,31 @@ impl Mapper<'_> {
         });
         let (created_at, updated_at) = Self::times(row)?;
         let id = OrderId::for_import(created_at, seed_u128(self.source.tag(), "orders", legacy));
+        let import = OrderImport {
+            id,
+            placed_by: placed_by.as_str().to_owned(),
+            lines,
+            note: row.get("note").map(str::to_owned),
+            status,
+            rejection,
+            created_at,
+            updated_at,
+        };
+        // Every rule the orders service applies, before anything is
+        // written (a confirmed order's reservation goes first).
+        check_import(&org, &import).map_err(|e| e.to_string())?;
+        // Taken only now: the lines of a refused order stay held, and are
+        // listed as such at the end.
         self.known.items.remove(legacy);
         self.held = items.iter().map(|(line, _)| *line).collect();
-        Ok(Some((
-            Op::Order {
-                org,
-                import: OrderImport {
-                    id,
-                    placed_by: placed_by.as_str().to_owned(),
-                    lines,
-                    note: row.get("note").map(str::to_owned),
-                    status,
-                    rejection,
-                    created_at,
-                    updated_at,
-                },
-            },
-            Forget::Nothing,
-        )))
+        Ok(Some((Op::Order { org, import }, Forget::Nothing)))
     }
 
     pub(super) fn announcement(&mut self, row: &Row) -> Result<Option<(Op, Forget)>, String> {
         let legacy = row.require("id")?;
+        if !self.known.seen.insert(("announcements", legacy.to_owned())) {
+            return Err(format!("id: announcement {legacy} appears twice"));
+        }
         let (org, author) = self.user_of(row, "author_id")?;
         let title = comms_rules::title("title", row.require("title")?).map_err(invalid)?;
         let body = comms_rules::body("body", row.require("body")?, comms_rules::MAX_BODY_CHARS)
@@ -789,14 +803,17 @@ impl Mapper<'_> {
             Forget::Org(legacy) => {
                 self.known.orgs.remove(legacy);
             }
-            Forget::User(legacy) => {
+            Forget::User(legacy, email) => {
                 self.known.users.remove(legacy);
+                self.known.emails.remove(email);
             }
             Forget::Supplier(legacy) => {
                 self.known.suppliers.remove(legacy);
             }
             Forget::Product(legacy) => {
-                self.known.products.remove(legacy);
+                if let Some(p) = self.known.products.remove(legacy) {
+                    self.known.skus.remove(&(p.org, p.sku));
+                }
             }
         }
     }

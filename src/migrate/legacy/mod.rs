@@ -143,10 +143,16 @@ impl FileRun {
     /// row order) and counts them.
     async fn flush(
         &mut self,
-        stores: &Stores,
+        stores: Option<&Stores>,
         mapper: &mut Mapper<'_>,
         rejects: &mut Rejects,
     ) -> anyhow::Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let Some(stores) = stores else {
+            bail!("nothing to write through: this import has no stores (a dry run)");
+        };
         let writes: Vec<(Pending, Result<Imported, Failure>)> =
             futures::stream::iter(self.chunk.drain(..))
                 .map(|mut p| async move {
@@ -201,16 +207,20 @@ impl FileRun {
     }
 }
 
-/// Imports the legacy export in `dir` through `stores`. Rejected rows go
+/// Imports the legacy export in `dir` through `stores` (`None` only for a
+/// dry run, which opens nothing it would write to). Rejected rows go
 /// to `dir/rejects.jsonl` (stdout in a dry run); the caller decides whether
 /// any makes the import fail ([`ImportReport::rejected`]).
 #[tracing::instrument(skip(stores, options), fields(dir = %dir.display(), source = source.tag()))]
 pub async fn import_legacy(
     source: Source,
     dir: &Path,
-    stores: &Stores,
+    stores: Option<&Stores>,
     options: &LegacyOptions,
 ) -> anyhow::Result<ImportReport> {
+    if stores.is_none() && !options.dry_run {
+        bail!("an import that writes needs the services' stores");
+    }
     let tables = tables(source);
     let files: Vec<(&Table, PathBuf)> = tables
         .iter()

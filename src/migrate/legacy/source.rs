@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
@@ -18,6 +18,43 @@ use time::format_description::well_known::Rfc3339;
 /// The longest line (or CSV record) read, in bytes: a row is a handful of
 /// short fields, and one unbounded line must not exhaust memory.
 pub const MAX_ROW_BYTES: usize = 1 << 20;
+
+/// A file read through a budget: reading more than [`MAX_ROW_BYTES`] (plus
+/// a read-ahead buffer) without [`Budget::reset`] fails, so that one record
+/// that never ends (an unbalanced quote, a file without newlines) stops the
+/// import with a clear error instead of growing in memory.
+#[derive(Debug)]
+struct Bounded {
+    file: File,
+    budget: Budget,
+}
+
+/// The bytes read since the last record began, shared with the reader.
+#[derive(Debug, Clone, Default)]
+struct Budget(std::rc::Rc<std::cell::Cell<usize>>);
+
+/// What the CSV reader may read ahead beyond a record.
+const READ_AHEAD: usize = 64 * 1024;
+
+impl Budget {
+    fn reset(&self) {
+        self.0.set(0);
+    }
+}
+
+impl std::io::Read for Bounded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        let used = self.budget.0.get().saturating_add(n);
+        if used > MAX_ROW_BYTES + READ_AHEAD {
+            return Err(std::io::Error::other(format!(
+                "a record longer than {MAX_ROW_BYTES} bytes (an unbalanced quote?)"
+            )));
+        }
+        self.budget.0.set(used);
+        Ok(n)
+    }
+}
 
 /// One row: its line number in the file (of its first line, for a CSV
 /// record spanning several) and its fields by canonical name. A field that
@@ -72,7 +109,8 @@ pub trait Rows {
 #[derive(Debug)]
 pub struct CsvRows {
     path: PathBuf,
-    reader: csv::Reader<File>,
+    reader: csv::Reader<Bounded>,
+    budget: Budget,
     /// Column index of each canonical field.
     positions: Vec<(&'static str, usize)>,
     unread: Vec<String>,
@@ -84,10 +122,14 @@ impl CsvRows {
     /// column refuses the whole file.
     pub fn open(path: &Path, columns: &[Column]) -> anyhow::Result<Self> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let budget = Budget::default();
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
-            .from_reader(file);
+            .from_reader(Bounded {
+                file,
+                budget: budget.clone(),
+            });
         let header: Vec<String> = reader
             .headers()
             .with_context(|| format!("reading the header of {}", path.display()))?
@@ -123,12 +165,14 @@ impl CsvRows {
             positions,
             unread,
             record: csv::StringRecord::new(),
+            budget,
         })
     }
 }
 
 impl Rows for CsvRows {
     fn next_row(&mut self) -> Option<anyhow::Result<Result<Row, (u64, String)>>> {
+        self.budget.reset();
         match self.reader.read_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
@@ -176,7 +220,7 @@ impl Rows for CsvRows {
 #[derive(Debug)]
 pub struct MongoRows {
     path: PathBuf,
-    lines: std::io::Lines<BufReader<File>>,
+    reader: BufReader<File>,
     line: u64,
     columns: &'static [Column],
     unread: std::collections::BTreeSet<String>,
@@ -188,7 +232,7 @@ impl MongoRows {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
         Ok(Self {
             path: path.to_owned(),
-            lines: BufReader::new(file).lines(),
+            reader: BufReader::new(file),
             line: 0,
             columns,
             unread: std::collections::BTreeSet::new(),
@@ -233,8 +277,13 @@ impl MongoRows {
 impl Rows for MongoRows {
     fn next_row(&mut self) -> Option<anyhow::Result<Result<Row, (u64, String)>>> {
         loop {
-            let line = match self.lines.next()? {
-                Ok(line) => line,
+            let mut bytes = Vec::new();
+            let read = (&mut self.reader)
+                .take(MAX_ROW_BYTES as u64 + 1)
+                .read_until(b'\n', &mut bytes);
+            match read {
+                Ok(0) => return None,
+                Ok(_) => {}
                 Err(e) => {
                     return Some(Err(anyhow::Error::new(e).context(format!(
                         "reading {} line {}",
@@ -242,12 +291,22 @@ impl Rows for MongoRows {
                         self.line + 1
                     ))));
                 }
-            };
+            }
             self.line += 1;
+            let number = self.line;
+            if bytes.len() > MAX_ROW_BYTES {
+                // No end in sight: stop rather than guess where it ends.
+                return Some(Err(anyhow::anyhow!(
+                    "{} line {number}: longer than {MAX_ROW_BYTES} bytes",
+                    self.path.display()
+                )));
+            }
+            let Ok(line) = String::from_utf8(bytes) else {
+                return Some(Ok(Err((number, "not UTF-8".to_owned()))));
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            let number = self.line;
             return Some(Ok(self.document(&line).map_err(|reason| (number, reason))));
         }
     }
@@ -304,18 +363,36 @@ pub fn extended_json_text(raw: &RawValue) -> Result<Option<String>, String> {
 }
 
 /// A `$date`'s value: relaxed (`"2024-01-02T03:04:05Z"`), canonical
-/// (`{"$numberLong": "<millis>"}`) or a bare millisecond count.
+/// (`{"$numberLong": "<millis>"}`) or a bare millisecond count. Nothing
+/// else, and never another `$date`: a value nested without end must not
+/// recurse without end.
 fn date_text(inner: &RawValue) -> Result<String, String> {
-    let millis = match extended_json_text(inner)? {
-        Some(text) if text.contains(['T', 't', ' ']) => {
-            return OffsetDateTime::parse(&text, &Rfc3339)
-                .map_err(|_| format!("`{text}` is not an RFC 3339 date"))
+    let text = inner.get().trim();
+    let millis: i64 = match text.as_bytes().first() {
+        Some(b'"') => {
+            let relaxed: String = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            return OffsetDateTime::parse(&relaxed, &Rfc3339)
+                .map_err(|_| format!("`{relaxed}` is not an RFC 3339 date"))
                 .and_then(|t| t.format(&Rfc3339).map_err(|e| e.to_string()));
         }
-        Some(text) => text
-            .parse::<i64>()
+        Some(b'-' | b'0'..=b'9') => text
+            .parse()
             .map_err(|_| format!("`{text}` is not a date"))?,
-        None => return Err("a null $date".to_owned()),
+        Some(b'{') => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Canonical {
+                #[serde(rename = "$numberLong")]
+                millis: String,
+            }
+            let canonical: Canonical =
+                serde_json::from_str(text).map_err(|_| "a $date that is not a date".to_owned())?;
+            canonical
+                .millis
+                .parse()
+                .map_err(|_| format!("`{}` is not a date", canonical.millis))?
+        }
+        _ => return Err("a $date that is not a date".to_owned()),
     };
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
         .map_err(|_| format!("{millis} ms is out of range"))
@@ -329,6 +406,53 @@ mod tests {
     fn text(json: &str) -> Result<Option<String>, String> {
         let raw: Box<RawValue> = serde_json::from_str(json).map_err(|e| e.to_string())?;
         extended_json_text(&raw)
+    }
+
+    #[test]
+    fn a_record_that_never_ends_stops_the_import_instead_of_filling_memory() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("users.csv");
+        // An unbalanced quote: the rest of the file reads as one field.
+        let mut text = String::from("id,email\n1,\"a@example.com\n");
+        text.push_str(&"x".repeat(MAX_ROW_BYTES + 2 * READ_AHEAD));
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let columns = [
+            Column {
+                name: "id",
+                aliases: &["id"],
+                required: true,
+            },
+            Column {
+                name: "email",
+                aliases: &["email"],
+                required: true,
+            },
+        ];
+        let mut rows = CsvRows::open(&path, &columns).unwrap_or_else(|e| panic!("{e}"));
+        match rows.next_row() {
+            Some(Err(e)) => assert!(format!("{e:#}").contains("longer than"), "{e:#}"),
+            other => panic!("expected the import to stop, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mongo_line_without_end_or_not_utf8_is_no_document() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("users.json");
+        let mut bytes = b"{\"_id\": \"\xff\"}\n".to_vec();
+        bytes.extend(std::iter::repeat_n(b' ', MAX_ROW_BYTES + 1));
+        std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("{e}"));
+        static COLUMNS: [Column; 1] = [Column {
+            name: "id",
+            aliases: &["_id"],
+            required: true,
+        }];
+        let mut rows = MongoRows::open(&path, &COLUMNS).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(rows.next_row(), Some(Ok(Err((1, _))))),
+            "not UTF-8: rejected"
+        );
+        assert!(matches!(rows.next_row(), Some(Err(_))), "no end: stops");
     }
 
     #[test]
@@ -358,6 +482,9 @@ mod tests {
         );
         assert_eq!(text("null"), Ok(None));
         assert!(text(r#"{"$oid": "xyz"}"#).is_err());
+        // A $date in a $date, however deep, is refused without recursing.
+        let deep = format!("{}1{}", r#"{"$date":"#.repeat(20_000), "}".repeat(20_000));
+        assert!(text(&deep).is_err());
         assert!(text(r#"{"$numberDouble": "1.5"}"#).is_err());
         assert!(text(r#"{"a": 1, "b": 2}"#).is_err());
         assert!(text("[1]").is_err());

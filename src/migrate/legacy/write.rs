@@ -120,7 +120,8 @@ pub(super) enum Op {
 pub(super) enum Forget {
     Nothing,
     Org(String),
-    User(String),
+    /// A user: its legacy id and its email.
+    User(String, String),
     Supplier(String),
     Product(String),
 }

@@ -155,6 +155,13 @@ pub(super) fn checked(org: &OrgId, import: OrderImport) -> Result<Order, Invalid
     })
 }
 
+/// Whether `import` passes the rules [`OrderStore::import_order`] applies,
+/// without storing anything: an importer checks an order before it writes
+/// what the order depends on elsewhere (its reservation in catalog).
+pub fn check_import(org: &OrgId, import: &OrderImport) -> Result<(), Invalid> {
+    checked(org, import.clone()).map(|_| ())
+}
+
 impl OrderStore {
     /// Stores an order imported from elsewhere, as the operator, with its
     /// legacy times and version 1, publishing nothing (see the module
