@@ -55,6 +55,11 @@ pub(super) struct Known {
 /// or why it was refused.
 pub(super) type HeldItem = (u64, Result<LegacyItem, String>);
 
+/// The key of the organization of MongoDB users without an
+/// `organization_id`: empty, which no present `organization_id` can be
+/// (an empty field counts as absent), so no legacy id lands there by name.
+const DEFAULT_ORG: &str = "";
+
 /// What an order line needs of an accepted product.
 #[derive(Debug, Clone)]
 pub(super) struct KnownProduct {
@@ -314,7 +319,7 @@ impl Mapper<'_> {
     /// The organization of a MongoDB user: its `organization_id`, or the
     /// default one; made (once) the first time it is seen.
     pub(super) fn mongo_org(&mut self, row: &Row) -> Result<Option<(Op, String)>, String> {
-        let legacy = row.get("organization_id").unwrap_or("default").to_owned();
+        let legacy = row.get("organization_id").unwrap_or(DEFAULT_ORG).to_owned();
         if self.known.orgs.contains_key(&legacy) {
             return Ok(None);
         }
@@ -342,7 +347,7 @@ impl Mapper<'_> {
         }
         let org_key = match self.source {
             Source::PostgresCsv => row.require("organization_id")?,
-            Source::Mongo => row.get("organization_id").unwrap_or("default"),
+            Source::Mongo => row.get("organization_id").unwrap_or(DEFAULT_ORG),
         };
         let org = self
             .known
