@@ -13,6 +13,15 @@
 //! receipt is a media upload presigned here into the media bucket; its
 //! `media.requested` event commits with the receipt's entry, and media's
 //! `media.*` events keep the entry's status current.
+//!
+//! Imports from elsewhere are in [`import`], the check an import of an
+//! export runs on each record in [`check`].
+
+mod check;
+mod import;
+
+pub use check::check_item;
+pub use import::ExpenseImport;
 
 use std::sync::Arc;
 
@@ -20,7 +29,6 @@ use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
 use constellation_core::etag::{Etag, Precondition};
 use constellation_core::ids::{TIME_ORDERED_ID_PATTERN, is_time_ordered_id, time_ordered_id};
-use constellation_core::import::Imported;
 use constellation_core::media::{
     MediaChanged, MediaId, MediaOwner, MediaRequested, OwnerDeleted, Purpose, UploadSpec,
     events as media_events,
@@ -146,25 +154,6 @@ pub struct Patch {
     pub description: Option<String>,
     /// New date.
     pub incurred_on: Option<String>,
-}
-
-/// An expense from elsewhere (a legacy database), as
-/// [`ExpenseStore::import_expense`] stores it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExpenseImport {
-    /// Its id, chosen by the importer ([`ExpenseId::for_import`]).
-    pub id: ExpenseId,
-    /// The account that filed it: an account id (32 lowercase hex digits)
-    /// of the organization (the importer makes sure it exists).
-    pub submitter: String,
-    /// The editable fields.
-    pub details: Details,
-    /// Where it is.
-    pub status: Status,
-    /// When it was filed.
-    pub created_at: OffsetDateTime,
-    /// When it last changed (its final status's time).
-    pub updated_at: OffsetDateTime,
 }
 
 /// What to list.
@@ -357,74 +346,6 @@ fn decode(org: &OrgId, item: &Item) -> Result<Expense, &'static str> {
     })
 }
 
-/// Whether `item` is an expenses record this build can serve (the check an
-/// import of an export runs on each record before writing it): an
-/// `EXP#<org>` / `<id>` expense as the store writes it, every field by
-/// the rules the API applies (texts as `create` trims and bounds them, an
-/// amount valid for its currency, a known status, receipts and history as
-/// recorded), except those relative to now (old exports hold old dates).
-/// The error names the field at fault.
-pub fn check_item(item: &Item) -> Result<(), String> {
-    use crate::domain::{MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_MERCHANT_CHARS, text};
-    let Some(org) = item.key.pk.strip_prefix("EXP#") else {
-        return Err(format!("`{}` is not an expenses record", item.key.pk));
-    };
-    let org = OrgId::parse(org).map_err(|e| format!("org: {}", e.reason))?;
-    let e = decode(&org, item).map_err(|field| format!("{field}: not as an expense stores it"))?;
-    let err = |e: constellation_core::ValidationError| e.to_string();
-    account_id("submitter", &e.submitter).map_err(err)?;
-    let exact = |field: &'static str, value: &str, min: usize, max: usize| {
-        if text(field, value, min, max).map_err(err)? == value {
-            Ok(())
-        } else {
-            Err(format!("{field}: must not begin or end with whitespace"))
-        }
-    };
-    exact("category", &e.details.category, 1, MAX_CATEGORY_CHARS)?;
-    exact("merchant", &e.details.merchant, 1, MAX_MERCHANT_CHARS)?;
-    exact(
-        "description",
-        &e.details.description,
-        0,
-        MAX_DESCRIPTION_CHARS,
-    )?;
-    if e.updated_at < e.created_at {
-        return Err("updated_at: must not be before created_at".to_owned());
-    }
-    if e.receipts.len() > MAX_RECEIPTS {
-        return Err(format!(
-            "receipts: an expense holds at most {MAX_RECEIPTS} receipts"
-        ));
-    }
-    for r in &e.receipts {
-        MediaId::parse(&r.media_id).map_err(|_| "receipts: a media id as issued".to_owned())?;
-        if !["pending", "ready", "rejected", "deleted"].contains(&r.status.as_str()) {
-            return Err(format!(
-                "receipts: `{}` is not a receipt status (pending, ready, rejected, deleted)",
-                r.status
-            ));
-        }
-    }
-    if e.history.is_empty() {
-        return Err("history: an expense has at least its draft step".to_owned());
-    }
-    for h in &e.history {
-        Status::parse("history", &h.status).map_err(err)?;
-        OffsetDateTime::parse(&h.at, &Rfc3339)
-            .map_err(|_| "history: `at` must be an RFC 3339 time".to_owned())?;
-        account_id("history", &h.by).map_err(err)?;
-        if let Some(reason) = &h.reason {
-            exact("history", reason, 1, crate::domain::MAX_REASON_CHARS)?;
-        }
-    }
-    if item.gsi1.as_ref().map(|k| (k.pk.as_str(), k.sk.as_str()))
-        != Some((by_submitter(&org, &e.submitter).as_str(), e.id.as_str()))
-    {
-        return Err("submitter: the by-submitter index entry is missing or wrong".to_owned());
-    }
-    Ok(())
-}
-
 /// `raw` as an account id, or an error naming `field` (imports name
 /// accounts by their id as text, as the store keeps them).
 fn account_id(
@@ -503,99 +424,6 @@ impl ExpenseStore {
             .put(&to_item(&expense), Condition::NotExists)
             .await?;
         Ok(expense)
-    }
-
-    /// Stores an expense imported from elsewhere, as the operator: nothing
-    /// is published (historic data must start no review and notify nobody)
-    /// and it has no receipts (legacy receipts are not migrated).
-    ///
-    /// The fields are checked by the API's rules (text lengths, no control
-    /// characters; `Money` is valid by construction) except those relative
-    /// to now: `incurred_on` may be older than [`crate::domain::MAX_AGE_DAYS`]
-    /// days, since historic data is. `updated_at` must not be before
-    /// `created_at`.
-    ///
-    /// The history is what is known: `draft` at `created_at`, then, for any
-    /// other status, that status at `updated_at`; both are credited to the
-    /// submitter, the only account the legacy record names (no reason is
-    /// recorded for a rejection). An expense already stored under `id`
-    /// answers [`Imported::AlreadyPresent`] and is left as it is.
-    pub async fn import_expense(
-        &self,
-        org: &OrgId,
-        expense: ExpenseImport,
-    ) -> Result<Imported, ExpenseError> {
-        use crate::domain::{MAX_CATEGORY_CHARS, MAX_DESCRIPTION_CHARS, MAX_MERCHANT_CHARS, text};
-        let ExpenseImport {
-            id,
-            submitter,
-            details,
-            status,
-            created_at,
-            updated_at,
-        } = expense;
-        let details = Details {
-            amount: details.amount,
-            category: text("category", &details.category, 1, MAX_CATEGORY_CHARS)?,
-            merchant: text("merchant", &details.merchant, 1, MAX_MERCHANT_CHARS)?,
-            description: text(
-                "description",
-                &details.description,
-                0,
-                MAX_DESCRIPTION_CHARS,
-            )?,
-            incurred_on: details.incurred_on,
-        };
-        let submitter = account_id("submitter", &submitter)?;
-        if updated_at < created_at {
-            return Err(constellation_core::ValidationError::new(
-                "updated_at",
-                "must not be before created_at",
-            )
-            .into());
-        }
-        if self.find(org, id.as_str()).await?.is_some() {
-            return Ok(Imported::AlreadyPresent);
-        }
-        let entry = |status: Status, at: OffsetDateTime| HistoryEntry {
-            status: status.as_str().to_owned(),
-            at: rfc3339(at),
-            by: submitter.as_str().to_owned(),
-            reason: None,
-        };
-        let mut history = vec![entry(Status::Draft, created_at)];
-        if status != Status::Draft {
-            history.push(entry(status, updated_at));
-        }
-        let expense = Expense {
-            id,
-            org: org.clone(),
-            submitter: submitter.as_str().to_owned(),
-            details,
-            status,
-            receipts: Vec::new(),
-            history,
-            created_at,
-            updated_at,
-            etag: new_etag(),
-            version: 1,
-        };
-        match self
-            .table
-            .put(&to_item(&expense), Condition::NotExists)
-            .await
-        {
-            Ok(()) => Ok(Imported::Created),
-            // A concurrent import of the same record won (or something
-            // else took the id and went again: too much change to judge).
-            Err(StoreError::ConditionFailed { .. }) => {
-                match self.find(org, expense.id.as_str()).await? {
-                    Some(_) => Ok(Imported::AlreadyPresent),
-                    None => Err(ExpenseError::Contention),
-                }
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     async fn find(&self, org: &OrgId, id: &str) -> Result<Option<Expense>, StoreError> {
@@ -1121,93 +949,4 @@ fn trimmed(amount: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use time::macros::{date, datetime};
-
-    use super::*;
-
-    const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
-
-    fn expense() -> Expense {
-        let at = datetime!(2019-05-02 09:30 UTC);
-        Expense {
-            id: ExpenseId::for_import(at, 42),
-            org: OrgId::parse("acme").unwrap(),
-            submitter: ACCOUNT.to_owned(),
-            details: Details {
-                amount: Money::from_minor(12_345, Currency::parse("c", "EUR").unwrap()).unwrap(),
-                category: "travel".to_owned(),
-                merchant: "Deutsche Bahn".to_owned(),
-                description: String::new(),
-                incurred_on: date!(2019 - 04 - 30),
-            },
-            status: Status::Rejected,
-            receipts: vec![Receipt {
-                media_id: "ab".repeat(16),
-                status: "ready".to_owned(),
-            }],
-            history: vec![HistoryEntry {
-                status: "rejected".to_owned(),
-                at: rfc3339(at),
-                by: ACCOUNT.to_owned(),
-                reason: Some("no receipt".to_owned()),
-            }],
-            created_at: at,
-            updated_at: at,
-            etag: new_etag(),
-            version: 3,
-        }
-    }
-
-    fn fails_on(item: &Item, field: &str) {
-        let err = check_item(item).expect_err("a corrupted expense passed");
-        assert!(err.starts_with(&format!("{field}:")), "{err}");
-    }
-
-    #[test]
-    fn an_expense_as_stored_passes() {
-        check_item(&to_item(&expense())).unwrap();
-    }
-
-    #[test]
-    fn a_corrupted_expense_fails_naming_the_field() {
-        let item = to_item(&expense());
-        fails_on(&item.clone().with("amount", 0), "amount");
-        fails_on(&item.clone().with("currency", "EURO"), "currency");
-        fails_on(&item.clone().with("merchant", ""), "merchant");
-        fails_on(&item.clone().with("category", "x".repeat(65)), "category");
-        fails_on(&item.clone().with("description", " padded "), "description");
-        fails_on(&item.clone().with("status", "paid"), "status");
-        fails_on(&item.clone().with("submitter", "bob"), "submitter");
-        fails_on(
-            &item.clone().with("incurred_on", "2019-02-30"),
-            "incurred_on",
-        );
-        fails_on(
-            &item.clone().with("created_at", "2030-01-01T00:00:00Z"),
-            "updated_at",
-        );
-        let mut bad_id = item.clone();
-        bad_id.key.sk = "not-an-id".to_owned();
-        fails_on(&bad_id, "id");
-        let mut e = expense();
-        e.receipts[0].status = "lost".to_owned();
-        fails_on(&to_item(&e), "receipts");
-        let mut e = expense();
-        e.history[0].reason = Some("r".repeat(501));
-        fails_on(&to_item(&e), "history");
-        let mut no_index = item.clone();
-        no_index.gsi1 = None;
-        fails_on(&no_index, "submitter");
-        let mut bad_org = item.clone();
-        bad_org.key.pk = "EXP#Not An Org".to_owned();
-        fails_on(&bad_org, "org");
-        let mut other = item;
-        other.key.pk = "SUB#acme".to_owned();
-        assert_eq!(
-            check_item(&other).unwrap_err(),
-            "`SUB#acme` is not an expenses record"
-        );
-    }
-}
+mod tests;
