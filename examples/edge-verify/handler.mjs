@@ -42,32 +42,78 @@ export function unauthorized(description) {
   });
 }
 
+/** The API's 503 when a dependency is down: here, the JWKS could not be had. */
+export function unavailable() {
+  const body = {
+    type: "urn:constellation:problem:unavailable",
+    title: "Service unavailable",
+    status: 503,
+  };
+  return new Response(JSON.stringify(body), {
+    status: 503,
+    headers: { "content-type": "application/problem+json", "retry-after": "1" },
+  });
+}
+
 /**
  * The handler. `loadJwks()` fetches the key set (text or object);
  * `forward(request, claims)` answers an authenticated request; `now()` is
- * the time in Unix seconds.
+ * the time in Unix seconds. When the key set cannot be fetched (or is not a
+ * key set), a request is answered 503 as the services answer it, never 500
+ * and never let through; the last good set keeps serving while a refresh
+ * fails, and requests arriving during a fetch share it.
  */
 export function createHandler({ loadJwks, forward, issuer, audience, now = () => Date.now() / 1000 }) {
   let jwks = null;
   let fetchedAt = -Infinity;
+  let pending = null;
+  const refresh = () => {
+    pending ??= (async () => {
+      try {
+        jwks = await loadJwks();
+        fetchedAt = now();
+      } finally {
+        pending = null;
+      }
+    })();
+    return pending;
+  };
   const keys = async (force) => {
     const t = now();
     const stale = t - fetchedAt > JWKS_MAX_AGE;
     if (jwks === null || stale || (force && t - fetchedAt > JWKS_REFRESH_INTERVAL)) {
-      jwks = await loadJwks();
-      fetchedAt = t;
+      try {
+        await refresh();
+      } catch (e) {
+        // Keep serving the last good set; with none, the caller answers 503.
+        if (jwks === null) throw e;
+      }
     }
     return jwks;
+  };
+  const verify = (token, set, options) => {
+    try {
+      return verifyAccessToken(token, set, options);
+    } catch (e) {
+      // Not a key set at all: forget it, so the next request fetches again.
+      jwks = null;
+      throw e;
+    }
   };
 
   return async function fetch(request) {
     const token = bearerToken(request);
     if (token === null) return unauthorized();
     const options = { issuer, audience, now: now() };
-    let verified = verifyAccessToken(token, await keys(false), options);
-    if (!verified.ok && verified.error === "unknown-key") {
-      // Signed by a key published after our copy of the JWKS?
-      verified = verifyAccessToken(token, await keys(true), options);
+    let verified;
+    try {
+      verified = verify(token, await keys(false), options);
+      if (!verified.ok && verified.error === "unknown-key") {
+        // Signed by a key published after our copy of the JWKS?
+        verified = verify(token, await keys(true), options);
+      }
+    } catch {
+      return unavailable();
     }
     if (!verified.ok) return unauthorized(verified.message);
     return forward(request, verified.claims);

@@ -122,3 +122,42 @@ test("a request goes upstream to the configured origin only, whatever its path",
     assert.equal(url.href, expected, path);
   }
 });
+
+test("no key set to be had: 503 as the services answer it, never 500, never let through", async () => {
+  const valid = fixtures.cases.find((c) => c.expect.ok);
+  let answer = () => {
+    throw new Error("auth is down");
+  };
+  const { handler, seen } = fx({ jwks: () => answer() });
+  for (const broken of [
+    () => {
+      throw new Error("auth is down");
+    },
+    () => "<html>a proxy's error page</html>",
+  ]) {
+    answer = broken;
+    const res = await handler(get(`Bearer ${valid.token}`));
+    assert.equal(res.status, 503);
+    assert.equal(res.headers.get("retry-after"), "1");
+    assert.equal((await res.json()).type, "urn:constellation:problem:unavailable");
+  }
+  assert.equal(seen.forwarded.length, 0);
+  // Once auth answers again, the next request goes through.
+  answer = () => JSON.stringify(fixtures.jwks);
+  const ok = await handler(get(`Bearer ${valid.token}`));
+  assert.equal(ok.status, 200);
+  assert.equal(seen.forwarded.length, 1);
+});
+
+test("requests arriving during a key fetch share it", async () => {
+  const valid = fixtures.cases.find((c) => c.expect.ok);
+  let release;
+  const gate = new Promise((resolve) => {
+    release = resolve;
+  });
+  const { handler, seen } = fx({ jwks: async () => (await gate, JSON.stringify(fixtures.jwks)) });
+  const answers = Promise.all([1, 2, 3].map(() => handler(get(`Bearer ${valid.token}`))));
+  release();
+  for (const res of await answers) assert.equal(res.status, 200);
+  assert.equal(seen.jwksFetches, 1);
+});
