@@ -100,6 +100,7 @@ pub(super) const fn col(
         name,
         aliases,
         required,
+        mongo_only: false,
     }
 }
 
@@ -116,11 +117,17 @@ pub(super) const USER_COLUMNS: &[Column] = &[
         &["organization_id", "org_id", "organizationId"],
         false,
     ),
-    col(
-        "organization_name",
-        &["organization_name", "organization"],
-        false,
-    ),
+    // MongoDB's users name their organization (the first seed had no
+    // organizations collection); PostgreSQL's do in organizations.csv, so
+    // there a column of this name is reported as not imported.
+    Column {
+        mongo_only: true,
+        ..col(
+            "organization_name",
+            &["organization_name", "organization"],
+            false,
+        )
+    },
     col("email", &["email"], true),
     col(
         "password_hash",

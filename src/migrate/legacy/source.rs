@@ -92,6 +92,9 @@ pub struct Column {
     pub aliases: &'static [&'static str],
     /// Whether a file without it is refused as a whole.
     pub required: bool,
+    /// Read from MongoDB documents only (a CSV column of this name is
+    /// reported as not imported).
+    pub mongo_only: bool,
 }
 
 /// A file read row by row.
@@ -137,7 +140,7 @@ impl CsvRows {
             .map(|h| h.trim().to_ascii_lowercase())
             .collect();
         let mut positions = Vec::new();
-        for column in columns {
+        for column in columns.iter().filter(|c| !c.mongo_only) {
             match column
                 .aliases
                 .iter()
@@ -421,11 +424,13 @@ mod tests {
                 name: "id",
                 aliases: &["id"],
                 required: true,
+                mongo_only: false,
             },
             Column {
                 name: "email",
                 aliases: &["email"],
                 required: true,
+                mongo_only: false,
             },
         ];
         let mut rows = CsvRows::open(&path, &columns).unwrap_or_else(|e| panic!("{e}"));
@@ -446,6 +451,7 @@ mod tests {
             name: "id",
             aliases: &["_id"],
             required: true,
+            mongo_only: false,
         }];
         let mut rows = MongoRows::open(&path, &COLUMNS).unwrap_or_else(|e| panic!("{e}"));
         assert!(
