@@ -53,7 +53,7 @@ fn org() -> &'static OrgId {
 fn fx_import(seed: u128) -> ExpenseImport {
     let created_at = datetime!(2019-05-02 09:30:00.123 UTC);
     ExpenseImport {
-        id: ExpenseId::for_import(created_at, seed),
+        id: ExpenseId::at(created_at, seed),
         submitter: AccountId::from_bytes([7; 16]).as_str().to_owned(),
         details: Details {
             amount: Money::parse("amount", "1234.50", Currency::parse("c", "EUR").unwrap())

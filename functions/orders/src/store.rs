@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use constellation_core::OrgId;
 use constellation_core::auth::Principal;
-use constellation_core::ids::{TIME_ORDERED_ID_PATTERN, is_time_ordered_id, time_ordered_id};
+use constellation_core::ids::TIME_ORDERED_ID_PATTERN;
 use constellation_core::money::{Currency, Money};
 use constellation_core::orders::{
     OrderChanged, OrderConfirmed, OrderRejected, PlacedLine, StockRejected, StockReserved,
@@ -46,41 +46,16 @@ pub use import::{OrderImport, check_import};
 /// The consumer name the worker claims events under (its inbox).
 pub const CONSUMER: &str = "orders-worker";
 
-/// An order id: 32 lowercase hex digits, the first 12 its creation time in
-/// milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct OrderId(String);
+constellation_core::time_ordered_id_type!(
+    /// An order id: 32 lowercase hex digits, the first 12 its creation time in
+    /// milliseconds.
+    OrderId,
+    "an order"
+);
 
 impl OrderId {
     fn new(now: OffsetDateTime) -> Self {
-        let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        Self(time_ordered_id(millis, uuid::Uuid::new_v4().as_u128()))
-    }
-
-    /// The id of an order imported from elsewhere: its real creation
-    /// time's milliseconds, then `seed` (derived by the importer from the
-    /// legacy id), so a re-run makes the same id and imported orders sort
-    /// among the others by when they were really placed.
-    pub fn for_import(created_at: OffsetDateTime, seed: u128) -> Self {
-        let millis = u64::try_from(created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        Self(time_ordered_id(millis, seed))
-    }
-
-    /// Parses an id as issued.
-    pub fn parse(raw: &str) -> Result<Self, constellation_core::ValidationError> {
-        if is_time_ordered_id(raw) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(constellation_core::ValidationError::new(
-                "id",
-                "must be an order id as issued",
-            ))
-        }
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
+        Self::at(now, uuid::Uuid::new_v4().as_u128())
     }
 }
 

@@ -95,7 +95,7 @@ fn line(product: &str, quantity: u32, price: Option<(&str, Money)>) -> OrderLine
 
 fn fx_order(seed: u128, status: Status, lines: Vec<OrderLine>) -> OrderImport {
     OrderImport {
-        id: OrderId::for_import(CREATED, seed),
+        id: OrderId::at(CREATED, seed),
         placed_by: placer().as_str().to_owned(),
         lines,
         note: Some("  leave at the back door ".to_owned()),

@@ -433,8 +433,7 @@ impl Mapper<'_> {
         if updated_at < created_at {
             return Err("updated_at: is before created_at".to_owned());
         }
-        let id =
-            ExpenseId::for_import(created_at, seed_u128(self.source.tag(), "expenses", legacy));
+        let id = ExpenseId::at(created_at, seed_u128(self.source.tag(), "expenses", legacy));
         Ok((
             Op::Expense {
                 org,
@@ -713,7 +712,7 @@ impl Mapper<'_> {
             product_id: None,
         });
         let (created_at, updated_at) = Self::times(row)?;
-        let id = OrderId::for_import(created_at, seed_u128(self.source.tag(), "orders", legacy));
+        let id = OrderId::at(created_at, seed_u128(self.source.tag(), "orders", legacy));
         let import = OrderImport {
             id,
             placed_by: placed_by.as_str().to_owned(),

@@ -22,7 +22,7 @@
 use constellation_core::OrgId;
 use constellation_core::ValidationError;
 use constellation_core::etag::Etag;
-use constellation_core::ids::time_ordered_id;
+use constellation_core::ids::time_ordered_id_at;
 use constellation_core::import::Imported;
 use constellation_core::orders::{MAX_LINES, MAX_QUANTITY};
 use constellation_platform::StoreError;
@@ -43,8 +43,7 @@ use crate::domain::{self, Levels, MAX_DESCRIPTION_CHARS, Reason};
 /// the legacy id), so a re-run makes the same id and imported records sort
 /// among the others by when they were really created.
 pub fn import_id(created_at: OffsetDateTime, seed: u128) -> String {
-    let millis = u64::try_from(created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    time_ordered_id(millis, seed)
+    time_ordered_id_at(created_at, seed)
 }
 
 fn check_id(id: &str) -> Result<(), ValidationError> {

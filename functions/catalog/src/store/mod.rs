@@ -32,7 +32,7 @@ use std::sync::Arc;
 use constellation_core::OrgId;
 use constellation_core::auth::Email;
 use constellation_core::etag::{Etag, Precondition};
-use constellation_core::ids::{is_time_ordered_id, time_ordered_id};
+use constellation_core::ids::{is_time_ordered_id, time_ordered_id_at};
 use constellation_core::money::{Currency, Money};
 use constellation_platform::outbox::Outbox;
 use constellation_platform::retry::backoff;
@@ -190,8 +190,7 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
 
 /// A time-ordered id for a new record.
 pub(crate) fn new_id(now: OffsetDateTime) -> String {
-    let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    time_ordered_id(millis, uuid::Uuid::new_v4().as_u128())
+    time_ordered_id_at(now, uuid::Uuid::new_v4().as_u128())
 }
 
 /// Whether `raw` is an id as issued.

@@ -15,7 +15,7 @@
 
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal, Role};
-use constellation_core::ids::{is_time_ordered_id, time_ordered_id};
+use constellation_core::ids::{is_time_ordered_id, time_ordered_id_at};
 use constellation_core::import::Imported;
 use constellation_platform::StoreError;
 use constellation_platform::blob::attachment;
@@ -126,8 +126,7 @@ pub struct AnnouncementImport {
 /// legacy id), so a re-run makes the same id and imported announcements
 /// list among the others by when they were really written.
 pub fn import_id(created_at: OffsetDateTime, seed: u128) -> String {
-    let millis = u64::try_from(created_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-    time_ordered_id(millis, seed)
+    time_ordered_id_at(created_at, seed)
 }
 
 /// An attachment as a reader gets it.

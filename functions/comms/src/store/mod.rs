@@ -33,7 +33,7 @@ use std::sync::Arc;
 use constellation_core::OrgId;
 use constellation_core::auth::Role;
 use constellation_core::directory::AccountSnapshot;
-use constellation_core::ids::time_ordered_id;
+use constellation_core::ids::time_ordered_id_at;
 use constellation_core::media::MediaChanged;
 use constellation_platform::blob::{BlobError, BlobStore};
 use constellation_platform::inbox::Inbox;
@@ -159,9 +159,7 @@ impl CommsStore {
 
     /// A fresh time-ordered id.
     pub(crate) fn new_id(&self) -> String {
-        let millis =
-            u64::try_from(self.clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        time_ordered_id(millis, rand::random::<u128>())
+        time_ordered_id_at(self.clock.now(), rand::random::<u128>())
     }
 
     /// Applies an account snapshot from auth: kept only when its version

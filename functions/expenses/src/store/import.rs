@@ -9,7 +9,7 @@ use super::*;
 /// [`ExpenseStore::import_expense`] stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpenseImport {
-    /// Its id, chosen by the importer ([`ExpenseId::for_import`]).
+    /// Its id, chosen by the importer ([`ExpenseId::at`]).
     pub id: ExpenseId,
     /// The account that filed it: an account id (32 lowercase hex digits)
     /// of the organization (the importer makes sure it exists).

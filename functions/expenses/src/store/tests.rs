@@ -10,7 +10,7 @@ const ACCOUNT: &str = "0123456789abcdef0123456789abcdef";
 fn expense() -> Expense {
     let at = datetime!(2019-05-02 09:30 UTC);
     Expense {
-        id: ExpenseId::for_import(at, 42),
+        id: ExpenseId::at(at, 42),
         org: OrgId::parse("acme").unwrap(),
         submitter: ACCOUNT.to_owned(),
         details: Details {

@@ -87,7 +87,7 @@ mod tests {
         let at = datetime!(2024-03-01 10:00 UTC);
         let priced = matches!(status, Status::Confirmed | Status::Shipped);
         Order {
-            id: OrderId::for_import(at, 7),
+            id: OrderId::at(at, 7),
             org: OrgId::parse("acme").unwrap(),
             placed_by: "ab".repeat(16),
             lines: vec![OrderLine {

@@ -1,5 +1,5 @@
 //! Orders from elsewhere (a legacy database), stored as the operator under
-//! ids the importer chose ([`OrderId::for_import`]), so that re-running an
+//! ids the importer chose ([`OrderId::at`]), so that re-running an
 //! import writes nothing twice ([`Imported::AlreadyPresent`]).
 //!
 //! An imported order must leave nothing the saga cannot finish. Catalog
@@ -40,7 +40,7 @@ const MAX_SKU_CHARS: usize = 200;
 /// An order from elsewhere, as [`OrderStore::import_order`] stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderImport {
-    /// Its id, chosen by the importer ([`OrderId::for_import`]).
+    /// Its id, chosen by the importer ([`OrderId::at`]).
     pub id: OrderId,
     /// The account that placed it: an account id (32 lowercase hex
     /// digits) of the organization (the importer makes sure it exists).
