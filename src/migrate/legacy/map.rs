@@ -214,61 +214,59 @@ pub(super) const ANNOUNCEMENT_COLUMNS: &[Column] = &[
     col("created_at", &["created_at"], false),
 ];
 
-/// The tables of each source, in the order they are read.
-pub(super) fn tables(source: Source) -> Vec<Table> {
-    let mut tables = Vec::new();
-    if source == Source::PostgresCsv {
-        tables.push(Table {
-            name: "organizations",
-            columns: ORG_COLUMNS,
-            map: |m, r| m.organization(r).map(Some),
-        });
-    }
-    tables.push(Table {
-        name: "users",
-        columns: USER_COLUMNS,
-        map: |m, r| m.user(r).map(Some),
-    });
-    if source == Source::PostgresCsv {
-        tables.push(Table {
-            name: "suppliers",
-            columns: SUPPLIER_COLUMNS,
-            map: |m, r| m.supplier(r),
-        });
-        tables.push(Table {
-            name: "inventory",
-            columns: INVENTORY_COLUMNS,
-            map: |m, r| m.inventory(r),
-        });
-        tables.push(Table {
-            name: "products",
-            columns: PRODUCT_COLUMNS,
-            map: |m, r| m.product(r),
-        });
-        tables.push(Table {
-            name: "order_items",
-            columns: ORDER_ITEM_COLUMNS,
-            map: |m, r| m.order_item(r),
-        });
-        tables.push(Table {
-            name: "orders",
-            columns: ORDER_COLUMNS,
-            map: |m, r| m.order(r),
-        });
-    }
-    tables.push(Table {
-        name: "expenses",
-        columns: EXPENSE_COLUMNS,
-        map: |m, r| m.expense(r).map(Some),
-    });
-    if source == Source::PostgresCsv {
-        tables.push(Table {
-            name: "announcements",
-            columns: ANNOUNCEMENT_COLUMNS,
-            map: |m, r| m.announcement(r),
-        });
-    }
-    tables
+/// Every table, in the order they are read (each after what it refers
+/// to); `mongo` says whether a MongoDB export has it too.
+const TABLES: &[(bool, Table)] = &[
+    (
+        false,
+        table("organizations", ORG_COLUMNS, |m, r| {
+            m.organization(r).map(Some)
+        }),
+    ),
+    (
+        true,
+        table("users", USER_COLUMNS, |m, r| m.user(r).map(Some)),
+    ),
+    (
+        false,
+        table("suppliers", SUPPLIER_COLUMNS, |m, r| m.supplier(r)),
+    ),
+    (
+        false,
+        table("inventory", INVENTORY_COLUMNS, |m, r| m.inventory(r)),
+    ),
+    (
+        false,
+        table("products", PRODUCT_COLUMNS, |m, r| m.product(r)),
+    ),
+    (
+        false,
+        table("order_items", ORDER_ITEM_COLUMNS, |m, r| m.order_item(r)),
+    ),
+    (false, table("orders", ORDER_COLUMNS, |m, r| m.order(r))),
+    (
+        true,
+        table("expenses", EXPENSE_COLUMNS, |m, r| m.expense(r).map(Some)),
+    ),
+    (
+        false,
+        table("announcements", ANNOUNCEMENT_COLUMNS, |m, r| {
+            m.announcement(r)
+        }),
+    ),
+];
+
+const fn table(name: &'static str, columns: &'static [Column], map: MapRow) -> Table {
+    Table { name, columns, map }
+}
+
+/// The tables of `source`, in the order they are read.
+pub(super) fn tables(source: Source) -> Vec<&'static Table> {
+    TABLES
+        .iter()
+        .filter(|(mongo, _)| source == Source::PostgresCsv || *mongo)
+        .map(|(_, t)| t)
+        .collect()
 }
 
 /// The file of `table` in `dir`, if the source has one.

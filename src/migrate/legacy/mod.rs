@@ -224,6 +224,7 @@ pub async fn import_legacy(
     let tables = tables(source);
     let files: Vec<(&Table, PathBuf)> = tables
         .iter()
+        .copied()
         .filter_map(|t| file_of(source, dir, t.name).map(|p| (t, p)))
         .collect();
     if files.is_empty() {
