@@ -163,6 +163,21 @@ async fn export_to(app: &App, dir: &Path) -> Manifest {
         .unwrap()
 }
 
+/// `app`'s tables, kv's failing its `fail_on`th batch put (a crash).
+async fn failing_kv(app: &App, fail_on: usize) -> Vec<ServiceTable> {
+    let mut failing = tables(app).await;
+    for t in &mut failing {
+        if t.service == "kv" {
+            t.table = Arc::new(FailingPuts {
+                inner: t.table.clone(),
+                fail_on,
+                calls: AtomicUsize::new(0),
+            });
+        }
+    }
+    failing
+}
+
 async fn import_into(
     app: &App,
     dir: &Path,
@@ -666,17 +681,8 @@ async fn a_failed_write_resumes_without_listing_a_reject_twice() {
     );
 
     let target = fx_app(TestPlatform::local().await).await;
-    let mut failing = tables(&target).await;
-    for t in &mut failing {
-        if t.service == "kv" {
-            // kv's third batch: lines 51-61 and nothing after the two bad ones.
-            t.table = Arc::new(FailingPuts {
-                inner: t.table.clone(),
-                fail_on: 3,
-                calls: AtomicUsize::new(0),
-            });
-        }
-    }
+    // kv's third batch: lines 51-61 and nothing after the two bad ones.
+    let failing = failing_kv(&target, 3).await;
     let err = migrate::import(&failing, &a, &ImportOptions::default())
         .await
         .unwrap_err();
@@ -950,17 +956,8 @@ async fn a_failed_batch_keeps_the_checkpoint_before_it_though_later_ones_were_wr
     export_to(&source, &a).await;
 
     let target = fx_app(TestPlatform::local().await).await;
-    let mut failing = tables(&target).await;
-    for t in &mut failing {
-        if t.service == "kv" {
-            // kv's three batches are written at once; the second fails.
-            t.table = Arc::new(FailingPuts {
-                inner: t.table.clone(),
-                fail_on: 2,
-                calls: AtomicUsize::new(0),
-            });
-        }
-    }
+    // kv's three batches are written at once; the second fails.
+    let failing = failing_kv(&target, 2).await;
     let err = migrate::import(&failing, &a, &ImportOptions::default())
         .await
         .unwrap_err();
