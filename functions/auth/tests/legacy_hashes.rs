@@ -27,6 +27,7 @@ constellation_testkit::on_both_backends! {
     passwords_past_bcrypts_72_bytes_are_refused,
     concurrent_logins_of_a_bcrypt_account_both_succeed_and_leave_argon2id,
     an_import_needs_a_free_email_and_an_existing_organization,
+    concurrent_imports_of_one_account_write_it_once,
 }
 
 /// The password the legacy database knew.
@@ -312,4 +313,27 @@ async fn an_import_needs_a_free_email_and_an_existing_organization(app: AuthApp)
         .map(|a| a["email"].as_str().unwrap())
         .collect();
     assert!(emails.contains(&"owner2@example.com"), "{emails:?}");
+}
+
+/// Two runs importing one account at once: one writes it, the other finds
+/// it (never `EmailTaken` for the account's own email), round after round.
+async fn concurrent_imports_of_one_account_write_it_once(app: AuthApp) {
+    let (org, _) = fx_org(&app).await;
+    let store = &app.service.store;
+    for round in 0..8 {
+        let import = AccountForImport {
+            id: fx_account_id(),
+            email: Email::parse(&format!("twice{round}@example.com")).unwrap(),
+            role: Role::Member,
+            password_hash: validate_legacy_hash(&fx_bcrypt(LEGACY)).unwrap(),
+            created_at: OffsetDateTime::now_utc(),
+        };
+        let (a, b) = tokio::join!(
+            store.import_account(&org, import.clone()),
+            store.import_account(&org, import.clone())
+        );
+        let mut outcomes = [a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| o.created());
+        assert_eq!(outcomes, [Imported::AlreadyPresent, Imported::Created]);
+    }
 }

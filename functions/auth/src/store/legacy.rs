@@ -92,6 +92,10 @@ impl AuthStore {
         import: AccountForImport,
     ) -> Result<Imported, AuthError> {
         for attempt in 0..MAX_ATTEMPTS {
+            // The claim first, then the account: a concurrent import of this
+            // account that commits between the two reads is seen as the
+            // account it wrote, never as a taken email.
+            let claimed = self.table.get(&email_key(&import.email)).await?.is_some();
             if self
                 .table
                 .get(&account_key(org, &import.id))
@@ -100,7 +104,7 @@ impl AuthStore {
             {
                 return Ok(Imported::AlreadyPresent);
             }
-            if self.table.get(&email_key(&import.email)).await?.is_some() {
+            if claimed {
                 return Err(AuthError::EmailTaken);
             }
             let (org_item, record) = self.load_org(org).await?;

@@ -273,12 +273,16 @@ impl CatalogStore {
         }
         check_reservation_lines(lines)?;
         for attempt in 0..ATTEMPTS {
+            // Products first, then the reservation: a concurrent import that
+            // commits between the two reads is seen as the record it wrote,
+            // not as stock it took (which would refuse this one on
+            // `quantity`). Both reads are strongly consistent.
+            let keys: Vec<_> = lines.iter().map(|(p, _)| product_key(org, p)).collect();
+            let reads = futures::future::join_all(keys.iter().map(|k| self.table().get(k))).await;
             if let Some((r, _)) = self.reservation(org, order_id).await? {
                 self.ensure_movements(org, order_id, &r).await?;
                 return Ok(Imported::AlreadyPresent);
             }
-            let keys: Vec<_> = lines.iter().map(|(p, _)| product_key(org, p)).collect();
-            let reads = futures::future::join_all(keys.iter().map(|k| self.table().get(k))).await;
             let now = self.now();
             let mut writes = Vec::with_capacity(lines.len() + 1);
             let mut reserved = Vec::with_capacity(lines.len());
