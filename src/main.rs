@@ -380,7 +380,7 @@ async fn run_schedule(
         MetricsSink::discard(),
         VerifierConfig::from_env()?,
     );
-    let handler = (schedule.handler)(&ctx).await?;
+    let handler = schedule.build(&ctx).await?;
     let report = handler
         .run(ScheduledEvent {
             schedule: name.to_owned(),
@@ -438,6 +438,7 @@ async fn queue(action: QueueAction, backend: &BackendArgs) -> anyhow::Result<()>
                             name,
                             visible: 0,
                             in_flight: 0,
+                            oldest_age_secs: None,
                         });
                     }
                 }

@@ -18,6 +18,8 @@ use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::events::Route;
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::prometheus::{Gauge, Registry};
+use constellation_platform::QueueAdmin;
 use constellation_platform::runner::{run_consumer, run_schedule};
 use constellation_platform::schedule::ScheduleExpr;
 use constellation_platform::tokens::VerifierConfig;
@@ -115,11 +117,13 @@ impl Server {
             let signing = SigningConfig::for_verifier(token_config.clone())?;
             ensure_keys(&aws.secrets(), &signing, &SystemClock).await?;
         }
+        let registry = Arc::new(Registry::new());
         let metrics = if config.emf {
             MetricsSink::stdout()
         } else {
             MetricsSink::discard()
-        };
+        }
+        .with_registry(registry.clone());
         let base = Context::new(
             platform.clone(),
             Resources::default(),
@@ -166,7 +170,20 @@ impl Server {
                 .with_context(|| format!("building {}", service.name))?;
             apps.push((service.name, app));
         }
-        let mut app = mount(apps);
+        let mut queues = Vec::new();
+        for (service, ctx) in &contexts {
+            for consumer in service.consumers {
+                for var in [consumer.queue, consumer.dead_letter] {
+                    queues.push(ctx.resources.queue_name(var)?.to_owned());
+                }
+            }
+        }
+        let mut app = mount(apps).merge(metrics_route(
+            registry,
+            platform.queue_admin(),
+            queues,
+            platform.kind() == BackendKind::Local,
+        ));
         if config.rate_limits {
             let throttle = Throttle::new(PLATFORM_LIMITS);
             app = app.layer(axum::middleware::from_fn(move |req, next| {
@@ -206,7 +223,7 @@ impl Server {
             }
             for schedule in service.schedules {
                 let expr: ScheduleExpr = schedule.expression.parse()?;
-                let handler = (schedule.handler)(ctx).await?;
+                let handler = schedule.build(ctx).await?;
                 background.spawn(run_schedule(
                     schedule.name.to_owned(),
                     expr,
@@ -276,6 +293,79 @@ fn mount(services: impl IntoIterator<Item = (&'static str, axum::Router)>) -> ax
         }
     });
     axum::Router::new().fallback_service(dispatch)
+}
+
+/// `GET /metrics`: everything emitted since start in Prometheus' text
+/// format ([`Registry`]), then, for each queue of `queues` (the consumers'
+/// and their dead-letter queues), the gauges AWS/SQS has under the same
+/// names. The age of the oldest message is there where the backend can
+/// tell (locally; SQS's API does not: CloudWatch has it).
+fn metrics_route(
+    registry: Arc<Registry>,
+    admin: Arc<dyn QueueAdmin>,
+    queues: Vec<String>,
+    local: bool,
+) -> axum::Router {
+    let handler = move || {
+        let (registry, admin, queues) = (registry.clone(), admin.clone(), queues.clone());
+        async move {
+            let stats = match admin.list().await {
+                Ok(stats) => stats,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue depths unavailable for /metrics");
+                    Vec::new()
+                }
+            };
+            let mut gauges = Vec::with_capacity(queues.len() * 3);
+            for name in &queues {
+                let stat = stats.iter().find(|s| &s.name == name);
+                let label = || vec![("QueueName", name.clone())];
+                let (visible, in_flight) = stat.map_or((0, 0), |s| (s.visible, s.in_flight));
+                gauges.push(Gauge {
+                    name: "ApproximateNumberOfMessagesVisible",
+                    help: "Messages waiting to be received.",
+                    labels: label(),
+                    value: visible as f64,
+                });
+                gauges.push(Gauge {
+                    name: "ApproximateNumberOfMessagesNotVisible",
+                    help: "Messages received and not yet deleted.",
+                    labels: label(),
+                    value: in_flight as f64,
+                });
+                // Locally a queue with no message has no row: its age is 0.
+                let age = match stat {
+                    Some(s) => s.oldest_age_secs,
+                    None => local.then_some(0),
+                };
+                if let Some(age) = age {
+                    gauges.push(Gauge {
+                        name: "ApproximateAgeOfOldestMessage",
+                        help: "Seconds since the oldest message in the queue was sent.",
+                        labels: label(),
+                        value: age as f64,
+                    });
+                }
+            }
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                registry.render(&gauges),
+            )
+        }
+    };
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(handler).fallback(|| async {
+            problem_response(
+                ProblemType::MethodNotAllowed,
+                Some("/metrics takes GET"),
+                None,
+            )
+        }),
+    )
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -52,7 +52,9 @@ pub async fn store(
     metrics: MetricsSink,
 ) -> anyhow::Result<AuthStore> {
     let table = platform.table_on_first_use(&resources.table, &resources.cursor_secret);
-    let outbox = platform.outbox(&resources.table, table.clone(), &resources.event_bus);
+    let outbox = platform
+        .outbox(&resources.table, table.clone(), &resources.event_bus)
+        .with_metrics(metrics.clone(), NAME);
     let issuer = signing::load_issuer(platform, &resources.tokens).await?;
     Ok(AuthStore::new(
         table,

@@ -112,7 +112,7 @@ pub async fn store(ctx: &Context) -> anyhow::Result<(CommsStore, Arc<dyn Table>)
     let r = CommsResources::from_resources(&ctx.resources)?;
     let platform = &ctx.platform;
     let table = platform.table_on_first_use(&r.table, &r.cursor_secret);
-    let outbox = platform.outbox(&r.table, table.clone(), &r.event_bus);
+    let outbox = ctx.outbox(NAME, &r.table, table.clone(), &r.event_bus);
     let bucket = platform.blob_store(&r.media_bucket).await?;
     Ok((
         CommsStore::new(table.clone(), outbox, bucket, platform.clock()),

@@ -60,8 +60,15 @@ pub async fn store(platform: &Platform, resources: &KvResources) -> anyhow::Resu
     Ok(KvStore::with_outbox(table, outbox, platform.clock()))
 }
 
+/// The store of a host's context: as [`store`], its events counted in the
+/// context's metrics.
 async fn context_store(ctx: &Context) -> anyhow::Result<KvStore> {
-    store(&ctx.platform, &KvResources::from_resources(&ctx.resources)?).await
+    let resources = KvResources::from_resources(&ctx.resources)?;
+    let table = ctx
+        .platform
+        .table_on_first_use(&resources.table, &resources.cursor_secret);
+    let outbox = ctx.outbox(NAME, &resources.table, table.clone(), &resources.event_bus);
+    Ok(KvStore::with_outbox(table, outbox, ctx.platform.clock()))
 }
 
 fn build_app(ctx: &Context) -> BoxFuture<'_, anyhow::Result<axum::Router>> {

@@ -75,7 +75,7 @@ pub async fn store(ctx: &Context) -> anyhow::Result<MediaStore> {
     let r = MediaResources::from_resources(&ctx.resources)?;
     let platform = &ctx.platform;
     let table = platform.table_on_first_use(&r.table, &r.cursor_secret);
-    let outbox = platform.outbox(&r.table, table.clone(), &r.event_bus);
+    let outbox = ctx.outbox(NAME, &r.table, table.clone(), &r.event_bus);
     let blobs = platform.blob_store(&r.bucket).await?;
     Ok(MediaStore::new(table, outbox, blobs, platform.clock()))
 }

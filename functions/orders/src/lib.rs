@@ -69,7 +69,7 @@ pub fn store(ctx: &Context) -> anyhow::Result<(OrderStore, Arc<dyn Table>)> {
     let r = OrdersResources::from_resources(&ctx.resources)?;
     let platform = &ctx.platform;
     let table = platform.table_on_first_use(&r.table, &r.cursor_secret);
-    let outbox = platform.outbox(&r.table, table.clone(), &r.event_bus);
+    let outbox = ctx.outbox(NAME, &r.table, table.clone(), &r.event_bus);
     Ok((
         OrderStore::new(table.clone(), outbox, platform.clock()),
         table,

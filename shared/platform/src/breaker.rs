@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::clock::Clock;
 use crate::observe::{Metric, MetricsSink};
-use crate::worker::METRICS_NAMESPACE;
+use crate::observe::METRICS_NAMESPACE;
 
 /// Refused by an open breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -59,6 +59,11 @@ pub struct DomainEvent {
     pub time: OffsetDateTime,
     /// The event's own fields.
     pub data: Value,
+    /// The X-Ray trace header of the request (or record) that caused the
+    /// event ([`crate::trace`]), stamped by the outbox; absent on events
+    /// from before traces were carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl DomainEvent {
@@ -78,6 +83,7 @@ impl DomainEvent {
             org: org.to_string(),
             time,
             data,
+            trace: None,
         })
     }
 
@@ -91,7 +97,7 @@ impl DomainEvent {
             Envelope { detail: DomainEvent },
             Bare(DomainEvent),
         }
-        let event = match serde_json::from_str::<Shape>(body) {
+        let mut event = match serde_json::from_str::<Shape>(body) {
             Ok(Shape::Envelope { detail } | Shape::Bare(detail)) => detail,
             Err(e) => {
                 return Err(EventsError::Invalid(format!(
@@ -100,6 +106,9 @@ impl DomainEvent {
             }
         };
         validate_type(&event.event_type)?;
+        // A trace header is only ever a label: a malformed one is dropped,
+        // never a reason to refuse the event.
+        event.trace = event.trace.as_deref().and_then(crate::trace::parse);
         if event.id.is_empty() || event.id.len() > 128 {
             return Err(EventsError::Invalid(
                 "event id must be 1 to 128 bytes".into(),

@@ -25,6 +25,7 @@ pub mod local;
 pub mod mail;
 pub mod observe;
 pub mod outbox;
+pub mod prometheus;
 pub mod queue;
 pub mod retry;
 pub mod runner;
@@ -32,6 +33,7 @@ pub mod schedule;
 pub mod secrets;
 pub mod table;
 pub mod tokens;
+pub mod trace;
 pub mod worker;
 
 pub use blob::{BlobError, BlobMeta, BlobStore, PresignedRequest};

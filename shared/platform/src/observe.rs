@@ -13,6 +13,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tracing_subscriber::EnvFilter;
 
+use crate::prometheus::Registry;
+
 /// Installs the global JSON log subscriber, writing each line to stdout as
 /// it is made (what a Lambda function needs: its lines must be out before
 /// the execution environment freezes). Safe to call more than once (later
@@ -31,8 +33,10 @@ pub fn init_tracing_in_background() -> LogGuard {
     let thread = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+            // Not locked for good: EMF lines (`MetricsSink::stdout`) take
+            // the lock between two of this thread's writes, each of which
+            // is whole lines.
+            let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
             while let Ok(line) = rx.recv() {
                 let mut next = Some(line);
                 // Write everything waiting, then flush once.
@@ -149,11 +153,16 @@ where
         builder
             .json()
             .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+            // Every span the line is in: the request's or record's (with
+            // its `trace_id` and `request_id`) and any nested one.
+            .with_current_span(false)
+            .with_span_list(true)
             .try_init()
     };
 }
+
+/// The CloudWatch namespace of every metric Constellation emits.
+pub const METRICS_NAMESPACE: &str = "Constellation";
 
 /// One metric value with its CloudWatch unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -166,9 +175,19 @@ pub struct Metric {
     pub unit: &'static str,
 }
 
-/// Where EMF lines go (nowhere, and nothing rendered, for [`MetricsSink::discard`]).
-#[derive(Clone)]
-pub struct MetricsSink(Option<Arc<dyn Fn(String) + Send + Sync>>);
+/// Where metrics go: EMF lines (to stdout in Lambda; nowhere, and nothing
+/// rendered, for [`MetricsSink::discard`]) and, in `serve`, a Prometheus
+/// [`Registry`] under the same names ([`MetricsSink::with_registry`]).
+#[derive(Clone, Default)]
+pub struct MetricsSink {
+    lines: Option<Arc<dyn Fn(String) + Send + Sync>>,
+    registry: Option<Arc<Registry>>,
+}
+
+/// Properties of an EMF record that the Prometheus registry also takes as
+/// labels (CloudWatch keeps them as searchable properties, not dimensions:
+/// a dimension per status code would multiply the custom metrics).
+pub const LABEL_PROPERTIES: &[&str] = &["status"];
 
 impl std::fmt::Debug for MetricsSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,29 +198,39 @@ impl std::fmt::Debug for MetricsSink {
 impl MetricsSink {
     /// Writes each line to stdout (what CloudWatch Logs ingests in Lambda).
     pub fn stdout() -> Self {
-        Self(Some(Arc::new(|line| {
+        Self::from_fn(|line| {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
-        })))
+        })
     }
 
     /// Drops every line.
     pub fn discard() -> Self {
-        Self(None)
+        Self::default()
     }
 
-    /// Whether lines go anywhere (callers may skip building a record).
+    /// Whether metrics go anywhere (callers may skip building a record).
     pub fn is_enabled(&self) -> bool {
-        self.0.is_some()
+        self.lines.is_some() || self.registry.is_some()
     }
 
     /// Calls `f` with each line (tests capture with it).
     pub fn from_fn(f: impl Fn(String) + Send + Sync + 'static) -> Self {
-        Self(Some(Arc::new(f)))
+        Self {
+            lines: Some(Arc::new(f)),
+            registry: None,
+        }
+    }
+
+    /// Also records every metric in `registry`.
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// Emits one EMF record in `namespace` with the given dimensions, metrics
-    /// and extra (non-metric) properties.
+    /// and extra (non-metric) properties, and records the metrics in the
+    /// registry with the dimensions (and [`LABEL_PROPERTIES`]) as labels.
     pub fn emit(
         &self,
         namespace: &str,
@@ -209,7 +238,17 @@ impl MetricsSink {
         metrics: &[Metric],
         properties: &[(&str, Value)],
     ) {
-        if let Some(sink) = &self.0 {
+        if let Some(registry) = &self.registry {
+            let extra: Vec<(&str, String)> = properties
+                .iter()
+                .filter(|(k, _)| LABEL_PROPERTIES.contains(k))
+                .map(|(k, v)| (*k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect();
+            let mut labels: Vec<(&str, &str)> = dimensions.to_vec();
+            labels.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+            registry.record(&labels, metrics);
+        }
+        if let Some(sink) = &self.lines {
             sink(emf_line(
                 namespace,
                 dimensions,
@@ -218,6 +257,18 @@ impl MetricsSink {
                 time::OffsetDateTime::now_utc(),
             ));
         }
+    }
+}
+
+/// The dimension sets an EMF record declares: all its dimensions and, when
+/// there are several, the first alone, so CloudWatch also keeps each
+/// metric rolled up by it (per service across its routes, with true
+/// percentiles).
+fn dimension_sets<'a>(dimensions: &[(&'a str, &str)]) -> Vec<Vec<&'a str>> {
+    let all: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    match all.as_slice() {
+        [first, _, ..] => vec![all.clone(), vec![*first]],
+        _ => vec![all],
     }
 }
 
@@ -246,7 +297,7 @@ pub fn emf_line(
             "Timestamp": timestamp,
             "CloudWatchMetrics": [{
                 "Namespace": namespace,
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Dimensions": dimension_sets(dimensions),
                 "Metrics": metrics.iter().map(|m| json!({"Name": m.name, "Unit": m.unit})).collect::<Vec<_>>(),
             }],
         }),
@@ -275,7 +326,10 @@ mod tests {
         assert_eq!(v["_aws"]["Timestamp"], 1_767_225_600_000_i64);
         let decl = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(decl["Namespace"], "Constellation");
-        assert_eq!(decl["Dimensions"][0], json!(["Service", "Route"]));
+        assert_eq!(
+            decl["Dimensions"],
+            json!([["Service", "Route"], ["Service"]])
+        );
         assert_eq!(
             decl["Metrics"][0],
             json!({"Name": "Latency", "Unit": "Milliseconds"})

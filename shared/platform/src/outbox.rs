@@ -35,6 +35,8 @@ use async_trait::async_trait;
 
 use crate::clock::Clock;
 use crate::events::{DomainEvent, EventBus, EventsError};
+use crate::observe::{METRICS_NAMESPACE, Metric, MetricsSink};
+use crate::trace;
 use crate::table::{
     Condition, Item, ItemKey, MAX_TRANSACTION_WRITES, Query, SortKey, StoreError, Table, Write,
 };
@@ -94,6 +96,14 @@ pub struct Outbox {
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     atomic: Option<Arc<dyn AtomicOutbox>>,
+    metrics: Option<(MetricsSink, &'static str)>,
+}
+
+/// Gives `event` the current task's trace header unless it has one.
+fn stamp_trace(event: &mut DomainEvent) {
+    if event.trace.is_none() {
+        event.trace = trace::current().map(|h| h.to_string());
+    }
 }
 
 /// A fixed-width, sortable timestamp for outbox sort keys.
@@ -109,6 +119,34 @@ impl Outbox {
             bus,
             clock,
             atomic: None,
+            metrics: None,
+        }
+    }
+
+    /// Counts every committed event as metric `Events` (dimensions
+    /// `Service` = `service`, `Type` = the event type): the business
+    /// counters (orders placed, expenses approved, low-stock alerts...),
+    /// counted once per commit however often the event is delivered.
+    pub fn with_metrics(mut self, metrics: MetricsSink, service: &'static str) -> Self {
+        self.metrics = Some((metrics, service));
+        self
+    }
+
+    fn count(&self, events: &[DomainEvent]) {
+        let Some((metrics, service)) = &self.metrics else {
+            return;
+        };
+        for event in events {
+            metrics.emit(
+                METRICS_NAMESPACE,
+                &[("Service", service), ("Type", &event.event_type)],
+                &[Metric {
+                    name: "Events",
+                    value: 1.0,
+                    unit: "Count",
+                }],
+                &[("event_id", event.id.clone().into())],
+            );
         }
     }
 
@@ -124,6 +162,7 @@ impl Outbox {
     /// `data.version` set to the version the item got (see the module docs
     /// for what "with" means without an [`AtomicOutbox`]). Returns the version.
     pub async fn upsert(&self, mut item: Item, mut event: DomainEvent) -> Result<u64, StoreError> {
+        stamp_trace(&mut event);
         // Validate the event's shape (with the widest version) before
         // anything is written.
         set_version(&mut event, u64::MAX)?;
@@ -131,7 +170,9 @@ impl Outbox {
             .to_detail()
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         if let Some(atomic) = &self.atomic {
-            return atomic.upsert(item, event).await;
+            let version = atomic.upsert(item, event.clone()).await?;
+            self.count(std::slice::from_ref(&event));
+            return Ok(version);
         }
         let key = self.record_key(&event);
         let body = serde_json::to_string(&event)
@@ -144,6 +185,7 @@ impl Outbox {
         item.attrs
             .insert(UPSERT_EVENT_ATTR.to_owned(), event.id.clone().into());
         let version = self.table.upsert(&item).await?;
+        self.count(std::slice::from_ref(&event));
         set_version(&mut event, version)?;
         self.publish_and_clear(std::slice::from_ref(&event), std::slice::from_ref(&key))
             .await;
@@ -191,6 +233,14 @@ impl Outbox {
                 events.len()
             )));
         }
+        let mut stamped;
+        let events = if events.iter().any(|e| e.trace.is_none()) && trace::current().is_some() {
+            stamped = events.to_vec();
+            stamped.iter_mut().for_each(stamp_trace);
+            &stamped[..]
+        } else {
+            events
+        };
         // An event the bus would refuse must not commit: once stored it could
         // never be published.
         for event in events {
@@ -199,7 +249,9 @@ impl Outbox {
                 .map_err(|e| StoreError::Invalid(e.to_string()))?;
         }
         if let Some(atomic) = &self.atomic {
-            return atomic.commit(writes, events.to_vec()).await;
+            atomic.commit(writes, events.to_vec()).await?;
+            self.count(events);
+            return Ok(());
         }
         let mut all = writes;
         let mut keys = Vec::with_capacity(events.len());
@@ -214,6 +266,7 @@ impl Outbox {
             keys.push(key);
         }
         self.table.transact(&all).await?;
+        self.count(events);
         if !events.is_empty() {
             self.publish_and_clear(events, &keys).await;
         }

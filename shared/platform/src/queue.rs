@@ -74,6 +74,10 @@ pub struct QueueStats {
     pub visible: u64,
     /// Messages received and not yet deleted (hidden for their visibility timeout).
     pub in_flight: u64,
+    /// Seconds since the oldest message still in the queue was sent (what
+    /// CloudWatch calls `ApproximateAgeOfOldestMessage`), when the backend
+    /// can tell: locally; SQS's API does not (CloudWatch has it).
+    pub oldest_age_secs: Option<u64>,
 }
 
 /// What operators do to queues (`constellation queue`): list them, look at

@@ -16,12 +16,17 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
+use tracing::Instrument as _;
+
+use crate::observe::{METRICS_NAMESPACE, Metric, MetricsSink};
+use crate::trace;
 
 /// The payload a schedule's handler receives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +53,63 @@ pub trait ScheduledHandler: Send + Sync + std::fmt::Debug {
     /// Runs once; the returned JSON is the run's report (logged, and the
     /// Lambda function's result).
     async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value>;
+}
+
+/// `handler` counted and traced: each run starts a trace (the Lambda
+/// invocation's, else a new one) that the events it commits carry, and
+/// emits `ScheduleRuns` and `ScheduleFailures` (dimension `Schedule` =
+/// `name`).
+pub fn observed(
+    name: &'static str,
+    handler: Arc<dyn ScheduledHandler>,
+    metrics: MetricsSink,
+) -> Arc<dyn ScheduledHandler> {
+    Arc::new(Observed {
+        name,
+        handler,
+        metrics,
+    })
+}
+
+#[derive(Debug)]
+struct Observed {
+    name: &'static str,
+    handler: Arc<dyn ScheduledHandler>,
+    metrics: MetricsSink,
+}
+
+#[async_trait]
+impl ScheduledHandler for Observed {
+    async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
+        let invocation = std::env::var("_X_AMZN_TRACE_ID").ok();
+        let header = trace::choose([invocation.as_deref()]);
+        let span = tracing::info_span!(
+            "schedule",
+            schedule = self.name,
+            trace_id = %trace::root(&header),
+        );
+        let result = trace::scope(header, self.handler.run(event))
+            .instrument(span)
+            .await;
+        self.metrics.emit(
+            METRICS_NAMESPACE,
+            &[("Schedule", self.name)],
+            &[
+                Metric {
+                    name: "ScheduleRuns",
+                    value: 1.0,
+                    unit: "Count",
+                },
+                Metric {
+                    name: "ScheduleFailures",
+                    value: if result.is_err() { 1.0 } else { 0.0 },
+                    unit: "Count",
+                },
+            ],
+            &[],
+        );
+        result
+    }
 }
 
 /// Why an expression was refused.

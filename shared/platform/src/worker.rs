@@ -21,13 +21,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt as _;
+use tracing::Instrument as _;
 
 use crate::events::DomainEvent;
 use crate::observe::{Metric, MetricsSink};
 use crate::queue::Queue;
+use crate::trace;
 
-/// The CloudWatch namespace of worker metrics.
-pub const METRICS_NAMESPACE: &str = "Constellation";
+pub use crate::observe::METRICS_NAMESPACE;
 /// How many records of one batch are handled at once.
 pub const DEFAULT_CONCURRENCY: usize = 10;
 
@@ -137,7 +138,15 @@ impl Worker {
         let outcomes: Vec<(String, Outcome)> = futures::stream::iter(event.records)
             .map(|record| async move {
                 let id = record.message_id.clone().unwrap_or_default();
-                let outcome = self.handle_record(&record).await;
+                let header = record_trace(&record);
+                let span = tracing::info_span!(
+                    "record",
+                    message_id = %id,
+                    trace_id = %trace::root(&header),
+                );
+                let outcome = trace::scope(header, self.handle_record(&record))
+                    .instrument(span)
+                    .await;
                 (id, outcome)
             })
             .buffer_unordered(self.concurrency.max(1))
@@ -187,7 +196,10 @@ impl Worker {
             .map(String::as_str)
             .unwrap_or_default();
         match self.handler.handle(record).await {
-            Ok(()) => Outcome::Done,
+            Ok(()) => {
+                tracing::info!(receives, "record handled");
+                Outcome::Done
+            }
             Err(RecordError::Retryable(e)) => {
                 tracing::warn!(
                     message_id = id,
@@ -219,4 +231,32 @@ impl Worker {
             }
         }
     }
+}
+
+/// The trace a record continues: the `AWSTraceHeader` SQS carries (set
+/// by EventBridge from the publisher's header), else the one in the event
+/// body (the local bus, and emulators that drop the attribute), else the
+/// Lambda invocation's, else a new one.
+fn record_trace(record: &SqsMessage) -> Arc<str> {
+    #[derive(serde::Deserialize)]
+    struct Traced {
+        trace: Option<String>,
+        detail: Option<Detail>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Detail {
+        trace: Option<String>,
+    }
+    let from_body = record
+        .body
+        .as_deref()
+        .filter(|b| b.starts_with('{'))
+        .and_then(|b| serde_json::from_str::<Traced>(b).ok())
+        .and_then(|t| t.detail.and_then(|d| d.trace).or(t.trace));
+    let invocation = std::env::var("_X_AMZN_TRACE_ID").ok();
+    trace::choose([
+        record.attributes.get("AWSTraceHeader").map(String::as_str),
+        from_body.as_deref(),
+        invocation.as_deref(),
+    ])
 }

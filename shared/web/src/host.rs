@@ -183,6 +183,20 @@ pub struct ScheduleDef {
     pub handler: Build<Arc<dyn ScheduledHandler>>,
 }
 
+impl ScheduleDef {
+    /// Builds the handler, counted and traced
+    /// ([`constellation_platform::schedule::observed`]): what `serve`, Lambda
+    /// and `constellation run` run.
+    pub async fn build(&self, ctx: &Context) -> anyhow::Result<Arc<dyn ScheduledHandler>> {
+        let handler = (self.handler)(ctx).await?;
+        Ok(constellation_platform::schedule::observed(
+            self.name,
+            handler,
+            ctx.metrics.clone(),
+        ))
+    }
+}
+
 /// Everything the hosts need to know about one service.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceDef {
@@ -353,6 +367,21 @@ impl Context {
     #[cfg(feature = "eventbridge")]
     pub fn event_bus(&self) -> anyhow::Result<Arc<dyn EventBus>> {
         Ok(self.platform.event_bus(self.resource(EVENT_BUS_VAR)?))
+    }
+
+    /// The outbox of `service`'s table (opened as `table_name`) publishing
+    /// on `bus`, counting the events it commits in this context's metrics.
+    #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
+    pub fn outbox(
+        &self,
+        service: &'static str,
+        table_name: &str,
+        table: Arc<dyn Table>,
+        bus: &str,
+    ) -> constellation_platform::outbox::Outbox {
+        self.platform
+            .outbox(table_name, table, bus)
+            .with_metrics(self.metrics.clone(), service)
     }
 
     /// The worker of `consumer`, ready for batches.
@@ -575,7 +604,7 @@ pub async fn lambda_schedule(
     let ctx = lambda_context(def).await?;
     let mut handlers = Vec::with_capacity(schedules.len());
     for s in &schedules {
-        handlers.push((s.name, (s.handler)(&ctx).await?));
+        handlers.push((s.name, s.build(&ctx).await?));
     }
     let handlers = &handlers;
     lambda_runtime::run(lambda_runtime::service_fn(

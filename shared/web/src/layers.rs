@@ -13,6 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use constellation_platform::observe::{Metric, MetricsSink};
+use constellation_platform::trace;
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument as _;
@@ -21,8 +22,10 @@ use crate::error::{ProblemType, problem_response};
 
 /// The header carrying the request id, in and out.
 pub static REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
-/// The CloudWatch namespace of every service metric.
-pub const METRICS_NAMESPACE: &str = "Constellation";
+pub use constellation_platform::observe::METRICS_NAMESPACE;
+/// The X-Ray trace header, in (see [`constellation_platform::trace`]) and
+/// out (its root, so a caller can find the request's log lines).
+pub static TRACE_HEADER: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -116,6 +119,21 @@ fn request_id_from(req: &Request) -> String {
         })
 }
 
+/// The method as a metric label: any method outside the standard ones is
+/// `OTHER`, so a client cannot mint a series per made-up method.
+fn metric_method(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
 async fn observe(
     info: Arc<ServiceInfo>,
     cold: Arc<AtomicBool>,
@@ -130,13 +148,17 @@ async fn observe(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let trace_id = req
-        .headers()
-        .get("x-amzn-trace-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| std::env::var("_X_AMZN_TRACE_ID").ok())
-        .unwrap_or_default();
+    // In Lambda the invocation's trace (the runtime sets the variable for
+    // each event) is the truth; in `serve` the caller's header when it is
+    // well formed, else a new trace.
+    let invocation = std::env::var("_X_AMZN_TRACE_ID").ok();
+    let header = trace::choose([
+        invocation.as_deref(),
+        req.headers()
+            .get(&TRACE_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    ]);
+    let trace_id = trace::root(&header).to_owned();
     let span = tracing::info_span!(
         "request",
         service = info.name,
@@ -147,7 +169,7 @@ async fn observe(
     );
 
     let mut response = REQUEST_ID
-        .scope(request_id.clone(), next.run(req))
+        .scope(request_id.clone(), trace::scope(header, next.run(req)))
         .instrument(span.clone())
         .await
         .into_response();
@@ -160,11 +182,14 @@ async fn observe(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER.clone(), v);
     }
+    if let Ok(v) = HeaderValue::from_str(&format!("Root={trace_id}")) {
+        response.headers_mut().insert(TRACE_HEADER.clone(), v);
+    }
 
     if !info.metrics.is_enabled() {
         return response;
     }
-    let route_label = format!("{method} {route}");
+    let route_label = format!("{} {route}", metric_method(&method));
     let flag = |b: bool| if b { 1.0 } else { 0.0 };
     info.metrics.emit(
         METRICS_NAMESPACE,

@@ -27,8 +27,7 @@ use crate::password::Verified;
 pub const LOCKOUT_THRESHOLD: i64 = 5;
 /// How long failures are counted, from the first one.
 pub const LOCKOUT_WINDOW: Duration = Duration::minutes(15);
-/// The CloudWatch namespace of the `FailedLogin` metric.
-pub const METRICS_NAMESPACE: &str = "Constellation";
+pub use constellation_platform::observe::METRICS_NAMESPACE;
 
 fn lock_key(kind: &str, subject: &str) -> ItemKey {
     ItemKey::new(format!("LOCK#{kind}#{subject}"), "LOCK")

@@ -51,6 +51,9 @@ impl EventBridgeBus {
             .source(EVENT_SOURCE)
             .detail_type(&event.event_type)
             .detail(event.to_detail()?)
+            // EventBridge passes it on to an SQS target as the message's
+            // AWSTraceHeader, and X-Ray links the segments.
+            .set_trace_header(event.trace.clone())
             .build())
     }
 }

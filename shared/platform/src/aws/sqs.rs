@@ -340,6 +340,7 @@ impl QueueAdmin for super::AwsBackend {
                 name: url.rsplit('/').next().unwrap_or(&url).to_owned(),
                 visible: number(QueueAttributeName::ApproximateNumberOfMessages),
                 in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+                oldest_age_secs: None,
             });
         }
         stats.sort_by(|a, b| a.name.cmp(&b.name));

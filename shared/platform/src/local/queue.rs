@@ -223,7 +223,7 @@ impl QueueAdmin for LocalBackend {
         self.read("list queues", move |conn| {
             let now = now_millis();
             let mut select = conn.prepare_cached(
-                "SELECT queue, SUM(visible_at <= ?), SUM(visible_at > ?) FROM messages \
+                "SELECT queue, SUM(visible_at <= ?), SUM(visible_at > ?), MIN(sent_at) FROM messages \
                  GROUP BY queue ORDER BY queue",
             )?;
             let rows = select
@@ -232,6 +232,9 @@ impl QueueAdmin for LocalBackend {
                         name: row.get(0)?,
                         visible: u64::try_from(row.get::<_, i64>(1)?).unwrap_or_default(),
                         in_flight: u64::try_from(row.get::<_, i64>(2)?).unwrap_or_default(),
+                        oldest_age_secs: Some(
+                            u64::try_from(now - row.get::<_, i64>(3)?).unwrap_or_default() / 1000,
+                        ),
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
