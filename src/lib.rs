@@ -7,6 +7,7 @@
 //! gracefully, finishing in-flight requests first.
 
 pub mod migrate;
+pub mod otlp;
 pub mod serve;
 pub mod services;
 

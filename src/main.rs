@@ -12,7 +12,7 @@ use constellation_auth::signing::{SigningConfig, rotate_keys};
 use constellation_auth::{AuditAction, AuditEvent, AuthResources, record_audit};
 use constellation_platform::QueueStats;
 use constellation_platform::config::{BackendKind, Platform};
-use constellation_platform::observe::{MetricsSink, init_tracing, init_tracing_in_background};
+use constellation_platform::observe::{MetricsSink, init_tracing, init_tracing_in_background_with};
 use constellation_platform::schedule::ScheduledEvent;
 use constellation_platform::tokens::VerifierConfig;
 use constellation_web::host::{Context, ResourceKind, Resources};
@@ -90,6 +90,10 @@ enum Command {
         /// Do not apply API Gateway's per-route limits per caller (load tests).
         #[arg(long, env = "CONSTELLATION_NO_RATE_LIMIT")]
         no_rate_limit: bool,
+        /// Export spans as OpenTelemetry traces over OTLP/HTTP to this
+        /// collector (e.g. a local Jaeger: http://localhost:4318).
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<constellation::otlp::Endpoint>,
     },
     /// Print the OpenAPI 3.1 document of every service.
     Openapi,
@@ -240,8 +244,15 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // `serve` logs every request: off the request path. The one-shot
     // commands write straight to stdout.
-    let _log = match cli.command {
-        Command::Serve { .. } => Some(init_tracing_in_background()),
+    let _log = match &cli.command {
+        Command::Serve { otlp_endpoint, .. } => {
+            let extra = match otlp_endpoint {
+                Some(endpoint) => Some(Box::new(constellation::otlp::layer(endpoint.clone())?)
+                    as constellation_platform::observe::ExtraLayer),
+                None => None,
+            };
+            Some(init_tracing_in_background_with(extra))
+        }
         _ => {
             init_tracing();
             None
@@ -254,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
             provision,
             emf,
             no_rate_limit,
+            otlp_endpoint: _,
         } => {
             let config = ServeConfig {
                 addr,

@@ -13,19 +13,19 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use constellation_auth::signing::{SigningConfig, ensure_keys};
+use constellation_platform::QueueAdmin;
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::events::Route;
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::prometheus::{Gauge, Registry};
-use constellation_platform::QueueAdmin;
 use constellation_platform::runner::{run_consumer, run_schedule};
 use constellation_platform::schedule::ScheduleExpr;
 use constellation_platform::tokens::VerifierConfig;
 use constellation_web::ServiceDef;
 use constellation_web::error::{ProblemType, problem_response};
-use constellation_web::host::{self, Context, EVENT_BUS_VAR, Resources};
+use constellation_web::host::{self, Context, EVENT_BUS_VAR, ResourceKind, Resources};
 use constellation_web::throttle::{PLATFORM_LIMITS, Throttle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -45,7 +45,8 @@ pub struct ServeConfig {
     pub provision: bool,
     /// Talk to this AWS endpoint (an emulator) instead of the configured one.
     pub aws_endpoint: Option<String>,
-    /// Print CloudWatch EMF metric lines to stdout.
+    /// Print CloudWatch EMF metric lines to stdout (`GET /metrics` shows
+    /// the same metrics either way).
     pub emf: bool,
     /// Apply API Gateway's route limits per caller ([`PLATFORM_LIMITS`]).
     pub rate_limits: bool,
@@ -170,14 +171,19 @@ impl Server {
                 .with_context(|| format!("building {}", service.name))?;
             apps.push((service.name, app));
         }
+        // Every queue a service declares (kv's change queue has no
+        // consumer here: its readers are the users' own).
         let mut queues = Vec::new();
         for (service, ctx) in &contexts {
-            for consumer in service.consumers {
-                for var in [consumer.queue, consumer.dead_letter] {
-                    queues.push(ctx.resources.queue_name(var)?.to_owned());
+            for def in service.resources {
+                if let ResourceKind::Queue { .. } | ResourceKind::DeadLetterQueue { .. } = def.kind
+                {
+                    queues.push(ctx.resources.queue_name(def.var)?.to_owned());
                 }
             }
         }
+        queues.sort();
+        queues.dedup();
         let mut app = mount(apps).merge(metrics_route(
             registry,
             platform.queue_admin(),

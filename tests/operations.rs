@@ -43,13 +43,13 @@ impl Drop for Serve {
 }
 
 impl Serve {
-    fn start(backend: &str) -> Self {
+    fn start(backend: &str, otlp: &str) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_constellation"));
         cmd.args(["serve", "--addr", "127.0.0.1:0", "--emf", "--no-rate-limit"])
             .arg("--data-dir")
             .arg(data.path())
-            .args(["--backend", backend])
+            .args(["--backend", backend, "--otlp-endpoint", otlp])
             .env("RUST_LOG", "info")
             .env_remove("AWS_LAMBDA_LOG_LEVEL")
             .env_remove("AWS_LAMBDA_LOG_FORMAT")
@@ -142,8 +142,58 @@ fn total(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// An OTLP/HTTP collector: every body posted to `/v1/traces`.
+async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let sink = bodies.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                assert_eq!(headers["content-type"], "application/json");
+                sink.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap());
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), bodies)
+}
+
+/// The spans of trace `trace` the collector got: (service.name, span).
+fn spans_of(bodies: &[Value], trace: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for body in bodies {
+        for rs in body["resourceSpans"].as_array().unwrap() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["key"] == "service.name")
+                .unwrap()["value"]["stringValue"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                for span in ss["spans"].as_array().unwrap() {
+                    if span["traceId"] == trace {
+                        out.push((service.clone(), span.clone()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 async fn session_on(backend: &str) {
-    let serve = Serve::start(backend);
+    let (otlp, exported) = collector().await;
+    let serve = Serve::start(backend, &otlp);
     let http = reqwest::Client::new();
     let base = &serve.base;
     let email = format!("ops-{}@example.com", uuid::Uuid::new_v4().simple());
@@ -153,15 +203,12 @@ async fn session_on(backend: &str) {
     let r = http
         .post(format!("{base}/v1/auth/register"))
         .header("content-type", "application/json")
-            .body(json!({"organization": "Ops", "email": email, "password": password}).to_string())
+        .body(json!({"organization": "Ops", "email": email, "password": password}).to_string())
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let token = body(r).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = body(r).await["access_token"].as_str().unwrap().to_owned();
     let login = |password: &'static str| {
         http.post(format!("{base}/v1/auth/login"))
             .header("content-type", "application/json")
@@ -195,17 +242,14 @@ async fn session_on(backend: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let product = body(r).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let product = body(r).await["id"].as_str().unwrap().to_owned();
     let r = http
         .post(format!(
             "{base}/v1/catalog/products/{product}/stock/adjustments"
         ))
         .header("authorization", &bearer)
         .header("content-type", "application/json")
-            .body(json!({"delta": 5, "reason": "received"}).to_string())
+        .body(json!({"delta": 5, "reason": "received"}).to_string())
         .send()
         .await
         .unwrap();
@@ -221,7 +265,7 @@ async fn session_on(backend: &str) {
         .header("idempotency-key", "ops-order-1")
         .header("x-amzn-trace-id", format!("Root={root};Sampled=1"))
         .header("content-type", "application/json")
-            .body(json!({"lines": [{"product_id": product, "quantity": 2}]}).to_string())
+        .body(json!({"lines": [{"product_id": product, "quantity": 2}]}).to_string())
         .send()
         .await
         .unwrap();
@@ -230,10 +274,7 @@ async fn session_on(backend: &str) {
         r.headers()["x-amzn-trace-id"].to_str().unwrap(),
         format!("Root={root}")
     );
-    let order = body(r).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let order = body(r).await["id"].as_str().unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let o = http
@@ -276,11 +317,19 @@ async fn session_on(backend: &str) {
     // Requests by service, route template and status; latency histograms.
     let login_route = [("Service", "auth"), ("Route", "POST /v1/auth/login")];
     assert_eq!(
-        total(&samples, "Requests", &[login_route[0], login_route[1], ("status", "401")]),
+        total(
+            &samples,
+            "Requests",
+            &[login_route[0], login_route[1], ("status", "401")]
+        ),
         1.0
     );
     assert_eq!(
-        total(&samples, "Requests", &[login_route[0], login_route[1], ("status", "200")]),
+        total(
+            &samples,
+            "Requests",
+            &[login_route[0], login_route[1], ("status", "200")]
+        ),
         1.0
     );
     assert_eq!(total(&samples, "ClientErrors", &login_route), 1.0);
@@ -326,6 +375,7 @@ async fn session_on(backend: &str) {
         "constellation-catalog-dlq",
         "constellation-orders",
         "constellation-orders-dlq",
+        "constellation-kv-changes",
     ] {
         let depth = samples.iter().find(|(n, l, _)| {
             n == "ApproximateNumberOfMessagesVisible"
@@ -334,8 +384,10 @@ async fn session_on(backend: &str) {
         assert!(depth.is_some(), "no depth for {queue}:\n{text}");
         if backend == "local" {
             assert!(
-                samples.iter().any(|(n, l, _)| n == "ApproximateAgeOfOldestMessage"
-                    && l.get("QueueName").map(String::as_str) == Some(queue)),
+                samples
+                    .iter()
+                    .any(|(n, l, _)| n == "ApproximateAgeOfOldestMessage"
+                        && l.get("QueueName").map(String::as_str) == Some(queue)),
                 "no age for {queue}"
             );
         }
@@ -350,7 +402,11 @@ async fn session_on(backend: &str) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        for decl in v["_aws"]["CloudWatchMetrics"].as_array().into_iter().flatten() {
+        for decl in v["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             assert_eq!(decl["Namespace"], "Constellation");
             for m in decl["Metrics"].as_array().unwrap() {
                 emf.insert(m["Name"].as_str().unwrap().to_owned());
@@ -368,6 +424,12 @@ async fn session_on(backend: &str) {
         .cloned()
         .collect();
     assert_eq!(prometheus, emf);
+    for name in &emf {
+        assert!(
+            constellation_platform::observe::EMF_METRICS.contains(&name.as_str()),
+            "{name} is emitted but not in EMF_METRICS"
+        );
+    }
     for name in [
         "Requests",
         "Latency",
@@ -406,7 +468,10 @@ async fn session_on(backend: &str) {
                 && in_span(l, "record", "trace_id", &root)
                 && in_span(l, "handle_batch", "worker", worker)
         });
-        assert!(handled, "{worker} logged no record of the trace: {traced:#?}");
+        assert!(
+            handled,
+            "{worker} logged no record of the trace: {traced:#?}"
+        );
     }
     // Nothing else carries it: the kv writes before had traces of their own.
     assert!(
@@ -415,4 +480,43 @@ async fn session_on(backend: &str) {
             .all(|l| !in_span(l, "request", "service", "kv")),
         "{traced:#?}"
     );
+
+    // The same trace exported over OTLP: the order request (a SERVER span
+    // of service orders) and a CONSUMER span of each worker, one trace id.
+    let otel_trace: String = root.trim_start_matches("1-").replace('-', "");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = spans_of(&exported.lock().unwrap(), &otel_trace);
+        let has = |service: &str, name: &str, kind: u64| {
+            spans
+                .iter()
+                .any(|(s, span)| s == service && span["name"] == name && span["kind"] == kind)
+        };
+        if has("orders", "request", 2) && has("catalog", "record", 5) && has("orders", "record", 5)
+        {
+            // Every span names its parent within the trace, or none (once
+            // what the saga set off later has been exported too).
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            let spans = spans_of(&exported.lock().unwrap(), &otel_trace);
+            let ids: BTreeSet<&str> = spans
+                .iter()
+                .map(|(_, s)| s["spanId"].as_str().unwrap())
+                .collect();
+            for (_, span) in &spans {
+                if let Some(parent) = span["parentSpanId"].as_str() {
+                    assert!(ids.contains(parent), "dangling parent: {span}");
+                }
+                assert!(
+                    span["startTimeUnixNano"].as_str().unwrap()
+                        <= span["endTimeUnixNano"].as_str().unwrap()
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the trace never reached the collector: {spans:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

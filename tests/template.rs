@@ -159,3 +159,65 @@ fn no_function_empties_the_global_environment() {
         }
     }
 }
+
+/// The dashboard and the alarms read only metrics the code emits, with
+/// dimension values that exist: service, worker and schedule names.
+#[test]
+fn dashboard_and_alarms_name_metrics_the_code_emits() {
+    use constellation_platform::observe::EMF_METRICS;
+    let template = template();
+    let services: Vec<&str> = SERVICES.iter().map(|s| s.name).collect();
+    let workers: Vec<&str> = SERVICES
+        .iter()
+        .flat_map(|s| s.consumers.iter().map(|c| c.name))
+        .collect();
+    let schedules: Vec<&str> = SERVICES
+        .iter()
+        .flat_map(|s| s.schedules.iter().map(|c| c.name))
+        .collect();
+    // Dashboard metrics: ["Constellation", "<name>", "<dimension>", "<value>", ...
+    let mut seen = 0;
+    for (at, _) in template.match_indices(r#"["Constellation", ""#) {
+        let fields: Vec<&str> = template[at + 2..]
+            .split(", ")
+            .take(4)
+            .map(|f| f.trim_matches('"'))
+            .collect();
+        let (name, dimension, value) = (fields[1], fields[2], fields[3]);
+        assert!(EMF_METRICS.contains(&name), "dashboard reads {name}");
+        let known = match dimension {
+            "Service" => services.contains(&value),
+            "Worker" => workers.contains(&value),
+            "Schedule" => schedules.contains(&value),
+            "Breaker" => value == "comms-mail",
+            other => panic!("dashboard reads {name} by unknown dimension {other}"),
+        };
+        assert!(
+            known,
+            "dashboard reads {name} for unknown {dimension} {value}"
+        );
+        seen += 1;
+    }
+    // SEARCH expressions: MetricName=\"<name>\".
+    for (at, _) in template.match_indices(r#"MetricName=\""#) {
+        let rest = &template[at + r#"MetricName=\""#.len()..];
+        let name = &rest[..rest.find('\\').unwrap()];
+        assert!(EMF_METRICS.contains(&name), "dashboard searches {name}");
+        seen += 1;
+    }
+    // Alarms on the namespace.
+    for (at, _) in template.match_indices("Namespace: Constellation\n") {
+        let rest = &template[at..];
+        let line = rest
+            .lines()
+            .find(|l| l.trim_start().starts_with("MetricName:"))
+            .unwrap();
+        let name = line.trim_start().trim_start_matches("MetricName:").trim();
+        assert!(EMF_METRICS.contains(&name), "an alarm reads {name}");
+        seen += 1;
+    }
+    assert!(
+        seen > 50,
+        "found only {seen} metric references: the parsing broke"
+    );
+}

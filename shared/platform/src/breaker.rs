@@ -18,8 +18,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::clock::Clock;
-use crate::observe::{Metric, MetricsSink};
 use crate::observe::METRICS_NAMESPACE;
+use crate::observe::{Metric, MetricsSink};
 
 /// Refused by an open breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -20,8 +20,12 @@ use crate::prometheus::Registry;
 /// the execution environment freezes). Safe to call more than once (later
 /// calls do nothing).
 pub fn init_tracing() {
-    install(std::io::stdout);
+    install(std::io::stdout, None);
 }
+
+/// A layer added to the log subscriber (`serve`'s OTLP span exporter).
+pub type ExtraLayer =
+    Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 /// Like [`init_tracing`], but each line is handed to a background thread
 /// that writes it, so a request never waits on a write to stdout (the
@@ -29,6 +33,12 @@ pub fn init_tracing() {
 /// never dropped: when the thread falls 64k lines behind, loggers wait.
 /// Keep the guard until exit; dropping it writes out what is queued.
 pub fn init_tracing_in_background() -> LogGuard {
+    init_tracing_in_background_with(None)
+}
+
+/// [`init_tracing_in_background`] with `extra` seeing every span and event
+/// the log level lets through.
+pub fn init_tracing_in_background_with(extra: Option<ExtraLayer>) -> LogGuard {
     let (tx, rx) = std::sync::mpsc::sync_channel::<LogLine>(65_536);
     let thread = std::thread::Builder::new()
         .name("log-writer".into())
@@ -57,7 +67,7 @@ pub fn init_tracing_in_background() -> LogGuard {
         })
         .ok();
     let sender = BackgroundLog(tx.clone());
-    install(sender);
+    install(sender, extra);
     LogGuard {
         tx: thread.map(|_| tx),
     }
@@ -131,10 +141,14 @@ impl Drop for LogGuard {
     }
 }
 
-fn install<W>(writer: W)
+fn install<W>(writer: W, extra: Option<ExtraLayer>)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .ok()
         .map(|l| l.to_ascii_lowercase())
@@ -143,26 +157,48 @@ where
         .unwrap_or_else(|| EnvFilter::new("info"));
     let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"))
         || std::env::var("CONSTELLATION_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(level)
+    let format = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(writer);
-    let _ = if text {
-        builder.try_init()
+    let format = if text {
+        format.boxed()
     } else {
-        builder
+        format
             .json()
             .flatten_event(true)
             // Every span the line is in: the request's or record's (with
             // its `trace_id` and `request_id`) and any nested one.
             .with_current_span(false)
             .with_span_list(true)
-            .try_init()
+            .boxed()
     };
+    let _ = tracing_subscriber::registry()
+        .with(extra)
+        .with(level)
+        .with(format)
+        .try_init();
 }
 
 /// The CloudWatch namespace of every metric Constellation emits.
 pub const METRICS_NAMESPACE: &str = "Constellation";
+
+/// Every metric name the code emits in [`METRICS_NAMESPACE`]; tests hold
+/// the EMF lines, `/metrics` and template.yaml's dashboard and alarms to it.
+pub const EMF_METRICS: &[&str] = &[
+    "Requests",
+    "Latency",
+    "ClientErrors",
+    "Errors",
+    "ColdStart",
+    "RecordsProcessed",
+    "RetryableFailures",
+    "PermanentFailures",
+    "CircuitOpened",
+    "FailedLogin",
+    "Events",
+    "ScheduleRuns",
+    "ScheduleFailures",
+];
 
 /// One metric value with its CloudWatch unit.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -36,10 +36,10 @@ use async_trait::async_trait;
 use crate::clock::Clock;
 use crate::events::{DomainEvent, EventBus, EventsError};
 use crate::observe::{METRICS_NAMESPACE, Metric, MetricsSink};
-use crate::trace;
 use crate::table::{
     Condition, Item, ItemKey, MAX_TRANSACTION_WRITES, Query, SortKey, StoreError, Table, Write,
 };
+use crate::trace;
 
 /// Outbox records are spread over this many partitions.
 pub const SHARDS: u32 = 8;

@@ -321,7 +321,10 @@ mod tests {
         }
         r.record(&[("Type", "0")], &[count("Events", 1.0)]);
         let text = r.render(&[]);
-        assert_eq!(text.lines().filter(|l| l.starts_with("Events{")).count(), MAX_SERIES);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("Events{")).count(),
+            MAX_SERIES
+        );
         assert!(text.contains("Events{Type=\"0\"} 2\n"), "{text}");
         assert!(!text.contains(&format!("Type=\"{MAX_SERIES}\"")));
     }

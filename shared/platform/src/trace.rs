@@ -104,7 +104,8 @@ fn is_root(value: &str) -> bool {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -129,7 +130,7 @@ mod tests {
             "Root=1-5759E988-bd862e3fe1be46a994272793",
             "Root=1-5759e988-bd862e3fe1be46a994272793-x",
             "Parent=53995c3f42cd8ad8",
-            "Root=1-5759e988-bd862e3fe1be46a994272793\n",
+            "Root=1-5759e988-bd862e3fe1be46a994272793\nx",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
