@@ -92,7 +92,7 @@ enum Command {
         no_rate_limit: bool,
         /// Export spans as OpenTelemetry traces over OTLP/HTTP to this
         /// collector (e.g. a local Jaeger: http://localhost:4318).
-        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        #[arg(long, env = "CONSTELLATION_OTLP_ENDPOINT")]
         otlp_endpoint: Option<constellation::otlp::Endpoint>,
     },
     /// Print the OpenAPI 3.1 document of every service.

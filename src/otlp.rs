@@ -40,6 +40,26 @@ pub const BATCH: usize = 512;
 /// The longest attribute value exported (longer ones are cut).
 const MAX_VALUE: usize = 1024;
 
+/// The span fields exported as attributes. Nothing else is: other fields
+/// may hold what a trace must not (keys with email addresses, idempotency
+/// keys).
+const ATTRIBUTES: &[&str] = &[
+    "service",
+    "route",
+    "method",
+    "request_id",
+    "trace_id",
+    "message_id",
+    "worker",
+    "records",
+    "schedule",
+    "table",
+    "bus",
+    "count",
+    "writes",
+    "items",
+];
+
 /// Where traces go: scheme `http`, a host, and optionally a port and a path
 /// (`/v1/traces` is appended unless the path already ends with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +150,11 @@ impl Visit for Fields {
     }
 }
 
+fn allowed(mut fields: BTreeMap<&'static str, String>) -> BTreeMap<&'static str, String> {
+    fields.retain(|k, _| ATTRIBUTES.contains(k));
+    fields
+}
+
 fn cut(mut value: String) -> String {
     if value.len() > MAX_VALUE {
         let mut end = MAX_VALUE;
@@ -139,6 +164,13 @@ fn cut(mut value: String) -> String {
         value.truncate(end);
     }
     value
+}
+
+/// A span id written as 16 hex digits.
+fn span_id(hex16: &str) -> Option<[u8; 8]> {
+    let mut id = [0_u8; 8];
+    hex::decode_to_slice(hex16, &mut id).ok()?;
+    Some(id)
 }
 
 /// The OpenTelemetry trace id of an X-Ray root (`1-5759e988-bd86…`).
@@ -163,14 +195,19 @@ where
                 .map(|s| (s.trace, s.span_id, s.service.clone()))
         });
         let own_trace = fields.0.get("trace_id").and_then(|r| trace_id(r));
+        // A span naming its trace (a request, a record, a schedule run)
+        // starts the trace's tree in this process, under the span that
+        // caused it (`parent_id`: the publisher's span, carried as the
+        // trace header's `Parent`) unless its parent here is in the same
+        // trace; every other span joins its parent's.
+        let remote_parent = fields.0.get("parent_id").and_then(|p| span_id(p));
         let (trace, parent) = match (own_trace, &inherited) {
-            // A span naming its trace starts that trace's local tree,
-            // unless its parent is already in the same trace.
             (Some(t), Some((Some(pt), pid, _))) if *pt == t => (Some(t), Some(*pid)),
-            (Some(t), _) => (Some(t), None),
+            (Some(t), _) => (Some(t), remote_parent),
             (None, Some((t, pid, _))) => (*t, t.map(|_| *pid)),
             (None, None) => (None, None),
         };
+        let own_id = fields.0.get("span_id").and_then(|s| span_id(s));
         let service = fields
             .0
             .get("service")
@@ -184,11 +221,11 @@ where
             .or_else(|| inherited.and_then(|(_, _, s)| s));
         let state = SpanState {
             trace,
-            span_id: rand::random(),
+            span_id: own_id.unwrap_or_else(rand::random),
             parent,
             service,
             start: SystemTime::now(),
-            attributes: fields.0,
+            attributes: allowed(fields.0),
         };
         span.extensions_mut().insert(state);
     }
@@ -198,7 +235,7 @@ where
         let mut fields = Fields::default();
         values.record(&mut fields);
         if let Some(state) = span.extensions_mut().get_mut::<SpanState>() {
-            state.attributes.extend(fields.0);
+            state.attributes.extend(allowed(fields.0));
         }
     }
 

@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use constellation_auth::signing::{SigningConfig, ensure_keys};
@@ -18,7 +19,7 @@ use constellation_platform::aws::AwsBackend;
 use constellation_platform::clock::SystemClock;
 use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::events::Route;
-use constellation_platform::observe::MetricsSink;
+use constellation_platform::observe::{MetricsSink, error_chain};
 use constellation_platform::prometheus::{Gauge, Registry};
 use constellation_platform::runner::{run_consumer, run_schedule};
 use constellation_platform::schedule::ScheduleExpr;
@@ -184,12 +185,7 @@ impl Server {
         }
         queues.sort();
         queues.dedup();
-        let mut app = mount(apps).merge(metrics_route(
-            registry,
-            platform.queue_admin(),
-            queues,
-            platform.kind() == BackendKind::Local,
-        ));
+        let mut app = mount(apps).merge(metrics_route(registry, platform.queue_admin(), queues));
         if config.rate_limits {
             let throttle = Throttle::new(PLATFORM_LIMITS);
             app = app.layer(axum::middleware::from_fn(move |req, next| {
@@ -301,58 +297,47 @@ fn mount(services: impl IntoIterator<Item = (&'static str, axum::Router)>) -> ax
     axum::Router::new().fallback_service(dispatch)
 }
 
+/// How long queue depths read for `/metrics` are reused: scrapes (or a
+/// caller hammering the route) cost the backend at most one read of each
+/// queue per this period.
+const QUEUE_GAUGES_TTL: Duration = Duration::from_secs(5);
+
+/// Queue gauges and when they were read.
+type CachedGauges = (Instant, Arc<Vec<Gauge>>);
+
 /// `GET /metrics`: everything emitted since start in Prometheus' text
-/// format ([`Registry`]), then, for each queue of `queues` (the consumers'
-/// and their dead-letter queues), the gauges AWS/SQS has under the same
-/// names. The age of the oldest message is there where the backend can
-/// tell (locally; SQS's API does not: CloudWatch has it).
+/// format ([`Registry`]), then, for each queue of `queues` (every queue the
+/// services declare), the gauges AWS/SQS has under the same names, read at
+/// most once per [`QUEUE_GAUGES_TTL`]. A queue that could not be read has
+/// no gauges (absent, not 0: a backlog must never look empty). The age of
+/// the oldest message is there where the backend can tell (locally; SQS's
+/// API does not: CloudWatch has it).
 fn metrics_route(
     registry: Arc<Registry>,
     admin: Arc<dyn QueueAdmin>,
     queues: Vec<String>,
-    local: bool,
 ) -> axum::Router {
+    let cache: Arc<tokio::sync::Mutex<Option<CachedGauges>>> = Arc::default();
     let handler = move || {
-        let (registry, admin, queues) = (registry.clone(), admin.clone(), queues.clone());
+        let (registry, admin, queues, cache) = (
+            registry.clone(),
+            admin.clone(),
+            queues.clone(),
+            cache.clone(),
+        );
         async move {
-            let stats = match admin.list().await {
-                Ok(stats) => stats,
-                Err(e) => {
-                    tracing::warn!(error = %e, "queue depths unavailable for /metrics");
-                    Vec::new()
+            let gauges = {
+                // Held across the read: concurrent scrapes wait for one read.
+                let mut cached = cache.lock().await;
+                match &*cached {
+                    Some((at, gauges)) if at.elapsed() < QUEUE_GAUGES_TTL => gauges.clone(),
+                    _ => {
+                        let gauges = Arc::new(queue_gauges(&*admin, &queues).await);
+                        *cached = Some((Instant::now(), gauges.clone()));
+                        gauges
+                    }
                 }
             };
-            let mut gauges = Vec::with_capacity(queues.len() * 3);
-            for name in &queues {
-                let stat = stats.iter().find(|s| &s.name == name);
-                let label = || vec![("QueueName", name.clone())];
-                let (visible, in_flight) = stat.map_or((0, 0), |s| (s.visible, s.in_flight));
-                gauges.push(Gauge {
-                    name: "ApproximateNumberOfMessagesVisible",
-                    help: "Messages waiting to be received.",
-                    labels: label(),
-                    value: visible as f64,
-                });
-                gauges.push(Gauge {
-                    name: "ApproximateNumberOfMessagesNotVisible",
-                    help: "Messages received and not yet deleted.",
-                    labels: label(),
-                    value: in_flight as f64,
-                });
-                // Locally a queue with no message has no row: its age is 0.
-                let age = match stat {
-                    Some(s) => s.oldest_age_secs,
-                    None => local.then_some(0),
-                };
-                if let Some(age) = age {
-                    gauges.push(Gauge {
-                        name: "ApproximateAgeOfOldestMessage",
-                        help: "Seconds since the oldest message in the queue was sent.",
-                        labels: label(),
-                        value: age as f64,
-                    });
-                }
-            }
             (
                 [(
                     axum::http::header::CONTENT_TYPE,
@@ -372,6 +357,41 @@ fn metrics_route(
             )
         }),
     )
+}
+
+async fn queue_gauges(admin: &dyn QueueAdmin, queues: &[String]) -> Vec<Gauge> {
+    let mut gauges = Vec::with_capacity(queues.len() * 3);
+    for (name, stat) in queues.iter().zip(admin.stats(queues).await) {
+        let stat = match stat {
+            Ok(stat) => stat,
+            Err(e) => {
+                tracing::warn!(queue = %name, error = %error_chain(&e), "queue depth unavailable for /metrics");
+                continue;
+            }
+        };
+        let label = || vec![("QueueName", name.clone())];
+        gauges.push(Gauge {
+            name: "ApproximateNumberOfMessagesVisible",
+            help: "Messages waiting to be received.",
+            labels: label(),
+            value: stat.visible as f64,
+        });
+        gauges.push(Gauge {
+            name: "ApproximateNumberOfMessagesNotVisible",
+            help: "Messages received and not yet deleted.",
+            labels: label(),
+            value: stat.in_flight as f64,
+        });
+        if let Some(age) = stat.oldest_age_secs {
+            gauges.push(Gauge {
+                name: "ApproximateAgeOfOldestMessage",
+                help: "Seconds since the oldest message in the queue was sent.",
+                labels: label(),
+                value: age as f64,
+            });
+        }
+    }
+    gauges
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -395,4 +415,63 @@ pub async fn shutdown_signal() {
         _ = term => {}
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use async_trait::async_trait;
+    use constellation_platform::{QueueError, QueueStats, ReceivedMessage};
+
+    use super::*;
+
+    /// Reads queue `ok` and fails on every other one.
+    #[derive(Debug)]
+    struct HalfBroken;
+
+    #[async_trait]
+    impl QueueAdmin for HalfBroken {
+        async fn list(&self) -> Result<Vec<QueueStats>, QueueError> {
+            unreachable!("a scrape reads only the declared queues")
+        }
+
+        async fn stats(&self, names: &[String]) -> Vec<Result<QueueStats, QueueError>> {
+            names
+                .iter()
+                .map(|n| match n.as_str() {
+                    "ok" => Ok(QueueStats {
+                        name: n.clone(),
+                        visible: 7,
+                        in_flight: 1,
+                        oldest_age_secs: None,
+                    }),
+                    _ => Err(QueueError::Unavailable(anyhow::anyhow!("throttled"))),
+                })
+                .collect()
+        }
+
+        async fn peek(&self, _: &str, _: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
+            unreachable!()
+        }
+
+        async fn redrive(&self, _: &str, _: &str, _: u32) -> Result<u64, QueueError> {
+            unreachable!()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_cannot_be_read_has_no_gauges_rather_than_zeros() {
+        let gauges = queue_gauges(&HalfBroken, &["ok".into(), "broken".into()]).await;
+        let shown: Vec<(&str, &str, f64)> = gauges
+            .iter()
+            .map(|g| (g.name, g.labels[0].1.as_str(), g.value))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("ApproximateNumberOfMessagesVisible", "ok", 7.0),
+                ("ApproximateNumberOfMessagesNotVisible", "ok", 1.0),
+            ]
+        );
+    }
 }

@@ -510,7 +510,24 @@ async fn session_on(backend: &str) {
                     span["startTimeUnixNano"].as_str().unwrap()
                         <= span["endTimeUnixNano"].as_str().unwrap()
                 );
+                // No personal data: the registering email, say.
+                assert!(!span.to_string().contains('@'), "{span}");
             }
+            // One tree: the request is the root, each worker's record hangs
+            // under the span that published what it handles.
+            let find = |service: &str, name: &str| {
+                spans
+                    .iter()
+                    .find(|(s, span)| s == service && span["name"] == name)
+                    .map(|(_, span)| span.clone())
+                    .unwrap()
+            };
+            let request = find("orders", "request");
+            assert!(request.get("parentSpanId").is_none(), "{request}");
+            let catalog = find("catalog", "record");
+            assert_eq!(catalog["parentSpanId"], request["spanId"]);
+            let orders = find("orders", "record");
+            assert_eq!(orders["parentSpanId"], catalog["spanId"]);
             break;
         }
         assert!(

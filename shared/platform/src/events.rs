@@ -62,8 +62,22 @@ pub struct DomainEvent {
     /// The X-Ray trace header of the request (or record) that caused the
     /// event ([`crate::trace`]), stamped by the outbox; absent on events
     /// from before traces were carried.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_trace"
+    )]
     pub trace: Option<String>,
+}
+
+/// A trace header is only ever a label: whatever a message carries under
+/// `trace` that is not a well-formed header (a number, an object, junk) is
+/// dropped, never a reason to refuse the event.
+fn lenient_trace<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => crate::trace::parse(&s),
+        _ => None,
+    })
 }
 
 impl DomainEvent {
@@ -97,7 +111,7 @@ impl DomainEvent {
             Envelope { detail: DomainEvent },
             Bare(DomainEvent),
         }
-        let mut event = match serde_json::from_str::<Shape>(body) {
+        let event = match serde_json::from_str::<Shape>(body) {
             Ok(Shape::Envelope { detail } | Shape::Bare(detail)) => detail,
             Err(e) => {
                 return Err(EventsError::Invalid(format!(
@@ -106,9 +120,6 @@ impl DomainEvent {
             }
         };
         validate_type(&event.event_type)?;
-        // A trace header is only ever a label: a malformed one is dropped,
-        // never a reason to refuse the event.
-        event.trace = event.trace.as_deref().and_then(crate::trace::parse);
         if event.id.is_empty() || event.id.len() > 128 {
             return Err(EventsError::Invalid(
                 "event id must be 1 to 128 bytes".into(),
@@ -258,5 +269,29 @@ mod tests {
         let mut wrong = serde_json::to_value(&event).unwrap();
         wrong["type"] = json!("NOPE");
         assert!(DomainEvent::from_queue_body(&wrong.to_string()).is_err());
+    }
+
+    #[test]
+    fn a_trace_header_is_kept_when_well_formed_and_dropped_otherwise() {
+        let mut event =
+            DomainEvent::new("kv.changed", "org-1", OffsetDateTime::UNIX_EPOCH, json!({})).unwrap();
+        let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8";
+        event.trace = Some(header.to_owned());
+        let body = serde_json::to_value(&event).unwrap();
+        assert_eq!(body["trace"], header);
+        let parsed = DomainEvent::from_queue_body(&body.to_string()).unwrap();
+        assert_eq!(parsed.trace.as_deref(), Some(header));
+        for junk in [
+            json!(5),
+            json!({"Root": 1}),
+            json!("Root=nope"),
+            json!(null),
+        ] {
+            let mut body = body.clone();
+            body["trace"] = junk.clone();
+            let parsed = DomainEvent::from_queue_body(&body.to_string()).unwrap();
+            assert_eq!(parsed.trace, None, "{junk}");
+            assert_eq!(parsed.id, event.id);
+        }
     }
 }

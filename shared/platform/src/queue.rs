@@ -86,6 +86,11 @@ pub struct QueueStats {
 pub trait QueueAdmin: Send + Sync + std::fmt::Debug {
     /// Every queue with its depth, by name.
     async fn list(&self) -> Result<Vec<QueueStats>, QueueError>;
+    /// The depth of each of the queues `names`, in order: what a metrics
+    /// scrape reads (a few calls, not one per queue of the account); an
+    /// error for a queue that could not be read. A local queue that holds
+    /// no message is empty (its age 0).
+    async fn stats(&self, names: &[String]) -> Vec<Result<QueueStats, QueueError>>;
     /// Up to `limit` messages of queue `name`, oldest first where the backend
     /// knows the order. Locally this changes nothing; SQS has no peek, so in
     /// AWS each shown message counts as one receive (and stays visible).

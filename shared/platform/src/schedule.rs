@@ -82,13 +82,15 @@ struct Observed {
 impl ScheduledHandler for Observed {
     async fn run(&self, event: ScheduledEvent) -> anyhow::Result<Value> {
         let invocation = std::env::var("_X_AMZN_TRACE_ID").ok();
-        let header = trace::choose([invocation.as_deref()]);
+        let work = trace::Work::start([invocation.as_deref()]);
         let span = tracing::info_span!(
             "schedule",
             schedule = self.name,
-            trace_id = %trace::root(&header),
+            trace_id = %work.trace_id,
+            span_id = %work.span_id,
+            parent_id = work.parent_id.as_deref(),
         );
-        let result = trace::scope(header, self.handler.run(event))
+        let result = trace::scope(work.header, self.handler.run(event))
             .instrument(span)
             .await;
         self.metrics.emit(

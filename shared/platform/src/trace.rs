@@ -48,7 +48,9 @@ pub fn parse(raw: &str) -> Option<String> {
         };
         match key {
             "Root" if is_root(value) => root = Some(value),
-            "Parent" if value.len() == 16 && is_lower_hex(value) => parent = Some(value),
+            "Parent" if value.len() == 16 && is_lower_hex(value) && value != "0000000000000000" => {
+                parent = Some(value);
+            }
             "Sampled" if matches!(value, "0" | "1") => sampled = Some(value),
             _ => {}
         }
@@ -63,6 +65,59 @@ pub fn parse(raw: &str) -> Option<String> {
         header.push_str(s);
     }
     Some(header)
+}
+
+/// A new span id: 16 hex digits, never all zero.
+pub fn new_span_id() -> String {
+    let id: u64 = rand::random::<u64>().max(1);
+    format!("{id:016x}")
+}
+
+/// The `Parent` of a header made by [`parse`] or [`new_header`]: the span
+/// (or X-Ray segment) the work it stands for was started from.
+pub fn parent(header: &str) -> Option<&str> {
+    header.split(';').find_map(|p| p.strip_prefix("Parent="))
+}
+
+/// `header` with `Parent` set to `span_id`: what work started from span
+/// `span_id` carries on, so the spans it causes name it as their parent.
+pub fn with_parent(header: &str, span_id: &str) -> String {
+    let mut out = format!("Root={};Parent={span_id}", root(header));
+    if let Some(sampled) = header.split(';').find_map(|p| p.strip_prefix("Sampled=")) {
+        out.push_str(";Sampled=");
+        out.push_str(sampled);
+    }
+    out
+}
+
+/// What one piece of work (a request, a queue record, a schedule run) runs
+/// within: the header it continues, its own span id, and the header it
+/// hands on (its span as the parent).
+#[derive(Debug, Clone)]
+pub struct Work {
+    /// The trace id proper (`1-…-…`).
+    pub trace_id: String,
+    /// This work's span id.
+    pub span_id: String,
+    /// The span it continues, if the header named one.
+    pub parent_id: Option<String>,
+    /// The header the work's events carry ([`current`] inside [`scope`]).
+    pub header: Arc<str>,
+}
+
+impl Work {
+    /// The work continuing the first well-formed candidate header (see
+    /// [`choose`]).
+    pub fn start<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Self {
+        let incoming = choose(candidates);
+        let span_id = new_span_id();
+        Self {
+            trace_id: root(&incoming).to_owned(),
+            parent_id: parent(&incoming).map(str::to_owned),
+            header: with_parent(&incoming, &span_id).into(),
+            span_id,
+        }
+    }
 }
 
 /// A new header: a root made of the current time and 96 random bits.
@@ -96,10 +151,12 @@ pub fn choose<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Arc<
 
 fn is_root(value: &str) -> bool {
     let mut parts = value.split('-');
+    // An all-zero id is no trace (OpenTelemetry refuses it).
     matches!(
         (parts.next(), parts.next(), parts.next(), parts.next()),
         (Some("1"), Some(t), Some(id), None)
             if t.len() == 8 && is_lower_hex(t) && id.len() == 24 && is_lower_hex(id)
+                && (t.bytes().chain(id.bytes())).any(|b| b != b'0')
     )
 }
 
@@ -131,6 +188,7 @@ mod tests {
             "Root=1-5759e988-bd862e3fe1be46a994272793-x",
             "Parent=53995c3f42cd8ad8",
             "Root=1-5759e988-bd862e3fe1be46a994272793\nx",
+            "Root=1-00000000-000000000000000000000000",
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
@@ -139,6 +197,27 @@ mod tests {
             "x".repeat(300)
         );
         assert_eq!(parse(&long), None);
+    }
+
+    #[test]
+    fn work_continues_its_header_and_hands_on_its_own_span() {
+        let w = Work::start([Some(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        )]);
+        assert_eq!(w.trace_id, "1-5759e988-bd862e3fe1be46a994272793");
+        assert_eq!(w.parent_id.as_deref(), Some("53995c3f42cd8ad8"));
+        assert_eq!(w.span_id.len(), 16);
+        assert_eq!(
+            &*w.header,
+            format!(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent={};Sampled=1",
+                w.span_id
+            )
+        );
+        assert_eq!(parse(&w.header).as_deref(), Some(&*w.header));
+        let fresh = Work::start([None]);
+        assert_eq!(fresh.parent_id, None);
+        assert_eq!(parent(&fresh.header), Some(fresh.span_id.as_str()));
     }
 
     #[test]

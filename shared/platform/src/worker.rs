@@ -138,13 +138,15 @@ impl Worker {
         let outcomes: Vec<(String, Outcome)> = futures::stream::iter(event.records)
             .map(|record| async move {
                 let id = record.message_id.clone().unwrap_or_default();
-                let header = record_trace(&record);
+                let work = record_trace(&record);
                 let span = tracing::info_span!(
                     "record",
                     message_id = %id,
-                    trace_id = %trace::root(&header),
+                    trace_id = %work.trace_id,
+                    span_id = %work.span_id,
+                    parent_id = work.parent_id.as_deref(),
                 );
-                let outcome = trace::scope(header, self.handle_record(&record))
+                let outcome = trace::scope(work.header, self.handle_record(&record))
                     .instrument(span)
                     .await;
                 (id, outcome)
@@ -237,7 +239,7 @@ impl Worker {
 /// by EventBridge from the publisher's header), else the one in the event
 /// body (the local bus, and emulators that drop the attribute), else the
 /// Lambda invocation's, else a new one.
-fn record_trace(record: &SqsMessage) -> Arc<str> {
+fn record_trace(record: &SqsMessage) -> trace::Work {
     #[derive(serde::Deserialize)]
     struct Traced {
         trace: Option<String>,
@@ -254,7 +256,7 @@ fn record_trace(record: &SqsMessage) -> Arc<str> {
         .and_then(|b| serde_json::from_str::<Traced>(b).ok())
         .and_then(|t| t.detail.and_then(|d| d.trace).or(t.trace));
     let invocation = std::env::var("_X_AMZN_TRACE_ID").ok();
-    trace::choose([
+    trace::Work::start([
         record.attributes.get("AWSTraceHeader").map(String::as_str),
         from_body.as_deref(),
         invocation.as_deref(),

@@ -152,24 +152,26 @@ async fn observe(
     // each event) is the truth; in `serve` the caller's header when it is
     // well formed, else a new trace.
     let invocation = std::env::var("_X_AMZN_TRACE_ID").ok();
-    let header = trace::choose([
+    let work = trace::Work::start([
         invocation.as_deref(),
         req.headers()
             .get(&TRACE_HEADER)
             .and_then(|v| v.to_str().ok()),
     ]);
-    let trace_id = trace::root(&header).to_owned();
+    let trace_id = work.trace_id.clone();
     let span = tracing::info_span!(
         "request",
         service = info.name,
         request_id = %request_id,
         trace_id = %trace_id,
+        span_id = %work.span_id,
+        parent_id = work.parent_id.as_deref(),
         method = %method,
         route = %route,
     );
 
     let mut response = REQUEST_ID
-        .scope(request_id.clone(), trace::scope(header, next.run(req)))
+        .scope(request_id.clone(), trace::scope(work.header, next.run(req)))
         .instrument(span.clone())
         .await
         .into_response();

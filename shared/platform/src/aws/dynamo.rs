@@ -441,7 +441,7 @@ enum AddStep {
 
 #[async_trait]
 impl Table for DynamoTable {
-    #[tracing::instrument(skip(self, key), fields(table = %self.name, pk = %key.pk, sk = %key.sk))]
+    #[tracing::instrument(skip(self, key), fields(table = %self.name))]
     async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -461,7 +461,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(
         skip(self, item),
-        fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk, ?condition)
+        fields(table = %self.name, ?condition)
     )]
     async fn put(&self, item: &Item, condition: Condition) -> Result<(), StoreError> {
         validate_item(item)?;
@@ -482,7 +482,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(
         skip(self, key),
-        fields(table = %self.name, pk = %key.pk, sk = %key.sk, ?condition)
+        fields(table = %self.name, ?condition)
     )]
     async fn delete(
         &self,
@@ -512,7 +512,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(
         skip(self, query),
-        fields(table = %self.name, index = ?query.index.map(Index::name), pk = %query.pk, limit = query.limit)
+        fields(table = %self.name, index = ?query.index.map(Index::name), limit = query.limit)
     )]
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         validate_query(query)?;
@@ -602,7 +602,7 @@ impl Table for DynamoTable {
 
     #[tracing::instrument(
         skip(self, add),
-        fields(table = %self.name, pk = %add.key.pk, sk = %add.key.sk, field = %add.field, delta = add.delta)
+        fields(table = %self.name, field = %add.field, delta = add.delta)
     )]
     async fn add(&self, add: &Add) -> Result<i64, StoreError> {
         if add.key.pk.is_empty() || add.key.sk.is_empty() {
@@ -639,7 +639,7 @@ impl Table for DynamoTable {
         )))
     }
 
-    #[tracing::instrument(skip(self, item), fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk))]
+    #[tracing::instrument(skip(self, item), fields(table = %self.name))]
     async fn upsert(&self, item: &Item) -> Result<u64, StoreError> {
         validate_item(item)?;
         for _ in 0..MAX_ADD_ATTEMPTS {

@@ -296,6 +296,31 @@ impl QueueReceiver for SqsReceiver {
     }
 }
 
+/// The depth of the queue at `url` (one GetQueueAttributes).
+async fn queue_stats(client: &aws_sdk_sqs::Client, url: &str) -> Result<QueueStats, QueueError> {
+    let out = client
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| fail(format!("SQS GetQueueAttributes of {url}"), e))?;
+    let attrs = out.attributes.unwrap_or_default();
+    let number = |name: QueueAttributeName| {
+        attrs
+            .get(&name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_default()
+    };
+    Ok(QueueStats {
+        name: url.rsplit('/').next().unwrap_or(url).to_owned(),
+        visible: number(QueueAttributeName::ApproximateNumberOfMessages),
+        in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        oldest_age_secs: None,
+    })
+}
+
 /// How long a message received for redrive stays hidden while it is copied.
 const REDRIVE_VISIBILITY_SECS: i32 = 60;
 
@@ -321,30 +346,19 @@ impl QueueAdmin for super::AwsBackend {
         }
         let mut stats = Vec::with_capacity(urls.len());
         for url in urls {
-            let out = client
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-                .send()
-                .await
-                .map_err(|e| fail(format!("SQS GetQueueAttributes of {url}"), e))?;
-            let attrs = out.attributes.unwrap_or_default();
-            let number = |name: QueueAttributeName| {
-                attrs
-                    .get(&name)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_default()
-            };
-            stats.push(QueueStats {
-                name: url.rsplit('/').next().unwrap_or(&url).to_owned(),
-                visible: number(QueueAttributeName::ApproximateNumberOfMessages),
-                in_flight: number(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-                oldest_age_secs: None,
-            });
+            stats.push(queue_stats(client, &url).await?);
         }
         stats.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(stats)
+    }
+
+    async fn stats(&self, names: &[String]) -> Vec<Result<QueueStats, QueueError>> {
+        let client = self.sqs();
+        futures::future::join_all(names.iter().map(|name| async move {
+            let url = queue_url(client, name).await?;
+            queue_stats(client, &url).await
+        }))
+        .await
     }
 
     async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {

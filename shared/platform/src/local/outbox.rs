@@ -53,7 +53,7 @@ impl AtomicOutbox for SqliteOutbox {
             .await
     }
 
-    #[tracing::instrument(skip(self, item, event), fields(table = %self.tbl, pk = %item.key.pk, sk = %item.key.sk))]
+    #[tracing::instrument(skip(self, item, event), fields(table = %self.tbl))]
     async fn upsert(&self, item: Item, mut event: DomainEvent) -> Result<u64, StoreError> {
         validate_item(&item)?;
         // The envelope is checked with the widest version before the write.

@@ -243,6 +243,34 @@ impl QueueAdmin for LocalBackend {
         .await
     }
 
+    async fn stats(&self, names: &[String]) -> Vec<Result<QueueStats, QueueError>> {
+        // One grouped read for all of them.
+        match self.list().await {
+            Ok(all) => names
+                .iter()
+                .map(|name| {
+                    Ok(all
+                        .iter()
+                        .find(|s| &s.name == name)
+                        .cloned()
+                        .unwrap_or(QueueStats {
+                            name: name.clone(),
+                            visible: 0,
+                            in_flight: 0,
+                            oldest_age_secs: Some(0),
+                        }))
+                })
+                .collect(),
+            Err(e) => {
+                let reason = crate::observe::error_chain(&e);
+                names
+                    .iter()
+                    .map(|_| Err(QueueError::Backend(anyhow::anyhow!(reason.clone()))))
+                    .collect()
+            }
+        }
+    }
+
     async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
         LocalBackend::peek(self, name, limit).await
     }

@@ -270,14 +270,14 @@ fn position(query: &Query, item: &Item) -> Position {
 
 #[async_trait]
 impl Table for SqliteTable {
-    #[tracing::instrument(skip(self, key), fields(table = %self.name, pk = %key.pk, sk = %key.sk))]
+    #[tracing::instrument(skip(self, key), fields(table = %self.name))]
     async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
         let (tbl, key, now) = (self.name.clone(), key.clone(), self.now());
         self.backend
             .read_now("get item", move |conn| load(conn, &tbl, &key, now))
     }
 
-    #[tracing::instrument(skip(self, item), fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk))]
+    #[tracing::instrument(skip(self, item), fields(table = %self.name))]
     async fn put(&self, item: &Item, condition: Condition) -> Result<(), StoreError> {
         validate_item(item)?;
         let (tbl, item, now) = (self.name.clone(), item.clone(), self.now());
@@ -289,7 +289,7 @@ impl Table for SqliteTable {
             .await
     }
 
-    #[tracing::instrument(skip(self, key), fields(table = %self.name, pk = %key.pk, sk = %key.sk))]
+    #[tracing::instrument(skip(self, key), fields(table = %self.name))]
     async fn delete(
         &self,
         key: &ItemKey,
@@ -305,7 +305,7 @@ impl Table for SqliteTable {
             .await
     }
 
-    #[tracing::instrument(skip(self, query), fields(table = %self.name, index = ?query.index, pk = %query.pk))]
+    #[tracing::instrument(skip(self, query), fields(table = %self.name, index = ?query.index))]
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
         validate_query(query)?;
         let after = match &query.cursor {
@@ -377,7 +377,7 @@ impl Table for SqliteTable {
             .await
     }
 
-    #[tracing::instrument(skip(self, add), fields(table = %self.name, pk = %add.key.pk, sk = %add.key.sk, field = %add.field))]
+    #[tracing::instrument(skip(self, add), fields(table = %self.name, field = %add.field))]
     async fn add(&self, add: &Add) -> Result<i64, StoreError> {
         let (tbl, add, now) = (self.name.clone(), add.clone(), self.now());
         self.backend
@@ -412,7 +412,7 @@ impl Table for SqliteTable {
             .await
     }
 
-    #[tracing::instrument(skip(self, item), fields(table = %self.name, pk = %item.key.pk, sk = %item.key.sk))]
+    #[tracing::instrument(skip(self, item), fields(table = %self.name))]
     async fn upsert(&self, item: &Item) -> Result<u64, StoreError> {
         validate_item(item)?;
         let (tbl, item, now) = (self.name.clone(), item.clone(), self.now());
