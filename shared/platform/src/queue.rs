@@ -50,6 +50,9 @@ pub struct ReceivedMessage {
     pub receive_count: u32,
     /// When it was first sent.
     pub sent_at: OffsetDateTime,
+    /// The X-Ray trace header it was sent with (SQS's `AWSTraceHeader`;
+    /// locally, events carry theirs in the body).
+    pub trace_header: Option<String>,
 }
 
 /// The consuming side of a queue.

@@ -45,6 +45,11 @@ pub fn to_sqs_event(source_arn: &str, messages: &[ReceivedMessage]) -> SqsEvent 
                 "SentTimestamp".to_owned(),
                 (m.sent_at.unix_timestamp_nanos() / 1_000_000).to_string(),
             );
+            if let Some(header) = &m.trace_header {
+                record
+                    .attributes
+                    .insert("AWSTraceHeader".to_owned(), header.clone());
+            }
             record
         })
         .collect();

@@ -155,6 +155,56 @@ pub async fn outbox_commits_events_with_the_write(fx: &Fixture) -> anyhow::Resul
     Ok(())
 }
 
+/// Work's trace goes with what it sends: an event committed within a trace
+/// reaches its queue carrying the header, one with a header of its own
+/// keeps it, and (in AWS, where SQS has the attribute) a message sent
+/// directly is received with it as `AWSTraceHeader`.
+pub async fn outbox_and_queues_carry_the_work_trace(fx: &Fixture) -> anyhow::Result<()> {
+    use constellation_platform::trace;
+    let header: Arc<str> =
+        "Root=1-6750a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1".into();
+    let event = fx_event(FX_ROUTED_EVENT, 1, fx)?;
+    ensure!(event.trace.is_none());
+    let mut own = fx_event(FX_ROUTED_EVENT, 2, fx)?;
+    own.trace = Some("Root=1-6750a1b2-fedcba9876543210fedcba98".to_owned());
+    trace::scope(
+        header.clone(),
+        fx.outbox.commit(
+            vec![Write::Put {
+                item: Item::new(ItemKey::new("traced", "1")).with("v", 1),
+                condition: Condition::NotExists,
+            }],
+            &[event.clone(), own.clone()],
+        ),
+    )
+    .await?;
+    let got = receive_until(fx.receiver.as_ref(), 2, Duration::from_secs(5)).await?;
+    ensure!(got.len() == 2, "published {} events, not 2", got.len());
+    for m in &got {
+        let received = DomainEvent::from_queue_body(&m.body)?;
+        let want = if received.id == event.id {
+            Some(header.to_string())
+        } else {
+            own.trace.clone()
+        };
+        ensure!(received.trace == want, "{received:?}");
+        fx.receiver.delete(&m.receipt_handle).await?;
+    }
+
+    trace::scope(header.clone(), fx.queue.send_batch(&["traced".into()])).await?;
+    let got = receive_until(fx.receiver.as_ref(), 1, Duration::from_secs(5)).await?;
+    ensure!(got.len() == 1, "received {} messages, not 1", got.len());
+    let expected = (fx.backend == "aws").then(|| header.to_string());
+    ensure!(
+        got[0].trace_header == expected,
+        "{}: trace header {:?}",
+        fx.backend,
+        got[0].trace_header
+    );
+    fx.receiver.delete(&got[0].receipt_handle).await?;
+    Ok(())
+}
+
 /// Concurrent upserts through the outbox all succeed, and each publishes one
 /// event carrying the version that write got.
 pub async fn outbox_upsert_publishes_the_version_it_got(fx: &Fixture) -> anyhow::Result<()> {

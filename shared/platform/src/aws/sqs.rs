@@ -12,7 +12,8 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use aws_sdk_sqs::error::SdkError;
 use aws_sdk_sqs::types::{
-    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+    MessageSystemAttributeName, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    QueueAttributeName, SendMessageBatchRequestEntry,
 };
 use time::OffsetDateTime;
 
@@ -134,14 +135,37 @@ impl SqsQueue {
         // Entry ids are the bodies' positions in the batch.
         let mut pending: Vec<usize> = (0..batch.len()).collect();
         let mut attempt = 0;
+        // What is sent while handling a request or a record carries its
+        // trace, as EventBridge's deliveries do.
+        let trace = match crate::trace::current() {
+            Some(header) => Some(
+                MessageSystemAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(&*header)
+                    .build()
+                    .map_err(|e| {
+                        QueueError::Backend(
+                            anyhow::Error::new(e).context("building a trace header"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
         loop {
             let entries = pending
                 .iter()
                 .map(|&i| {
-                    SendMessageBatchRequestEntry::builder()
+                    let entry = SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
-                        .message_body(&batch[i])
-                        .build()
+                        .message_body(&batch[i]);
+                    match &trace {
+                        Some(t) => entry.message_system_attributes(
+                            MessageSystemAttributeNameForSends::AwsTraceHeader,
+                            t.clone(),
+                        ),
+                        None => entry,
+                    }
+                    .build()
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
@@ -247,6 +271,9 @@ fn received(message: aws_sdk_sqs::types::Message) -> Result<ReceivedMessage, Que
             body: message.body.unwrap_or_default(),
             receive_count,
             sent_at,
+            trace_header: attrs
+                .get(&MessageSystemAttributeName::AwsTraceHeader)
+                .cloned(),
         }),
         _ => Err(QueueError::Backend(anyhow!(
             "SQS message without an id or receipt handle"
@@ -273,6 +300,7 @@ impl QueueReceiver for SqsReceiver {
             .wait_time_seconds(wait)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .send()
             .await
             .map_err(|e| fail(format!("SQS ReceiveMessage from {}", self.url), e))?;

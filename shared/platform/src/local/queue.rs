@@ -168,6 +168,7 @@ impl SqliteReceiver {
                                             i128::from(sent_at) * 1_000_000,
                                         )
                                         .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                                        trace_header: None,
                                     });
                                 }
                             }
@@ -313,6 +314,7 @@ impl LocalBackend {
                         )
                         .unwrap_or(OffsetDateTime::UNIX_EPOCH),
                         receive_count: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+                        trace_header: None,
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
