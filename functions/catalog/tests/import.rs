@@ -15,6 +15,7 @@ use constellation_core::auth::{Email, Role};
 use constellation_core::import::Imported;
 use constellation_core::money::{Currency, Money};
 use constellation_testkit::http::{TestApp, TestPlatform};
+use constellation_testkit::items::{NEVER_EXPORTED, check_every_item};
 use constellation_testkit::services::TestServices;
 use http::StatusCode;
 use serde_json::json;
@@ -471,27 +472,16 @@ async fn every_stored_item_passes_the_import_check(app: CatalogApp) {
         .import_reservation(org(), &import_id(RESERVED, 23), &[(legacy, 3)], RESERVED)
         .await
         .unwrap();
-    let mut kinds = std::collections::BTreeSet::new();
-    let mut cursor = None;
-    loop {
-        let page = table.scan(100, cursor).await.unwrap();
-        for item in &page.items {
-            let pk = item.key.pk.as_str();
-            if ["OUTBOX#", "INBOX#", "IDEM#"]
-                .iter()
-                .any(|p| pk.starts_with(p))
-            {
-                continue;
-            }
-            constellation_catalog::store::check_item(item)
-                .unwrap_or_else(|e| panic!("{pk} / {}: {e}", item.key.sk));
-            kinds.insert(pk.split('#').next().unwrap().to_owned());
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let checked = check_every_item(
+        table.as_ref(),
+        NEVER_EXPORTED,
+        constellation_catalog::store::check_item,
+    )
+    .await;
+    let kinds: std::collections::BTreeSet<String> = checked
+        .into_iter()
+        .map(|k| k.split(':').next().unwrap().to_owned())
+        .collect();
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         ["MOV", "PROD", "RES", "SKUIDX", "SUP"]

@@ -13,6 +13,7 @@ use constellation_expenses::domain::{Details, Status};
 use constellation_expenses::store::ExpenseError;
 use constellation_expenses::store::{ExpenseId, ExpenseImport};
 use constellation_testkit::http::{TestApp, TestPlatform};
+use constellation_testkit::items::{NEVER_EXPORTED, check_every_item};
 use constellation_testkit::services::TestServices;
 use http::StatusCode;
 use time::macros::{date, datetime};
@@ -231,26 +232,12 @@ async fn every_stored_item_passes_the_import_check(app: ExpensesApp) {
         .await
         .unwrap();
     store.create(&member, details).await.unwrap();
-    let mut checked = 0;
-    let mut cursor = None;
-    loop {
-        let page = table.scan(100, cursor).await.unwrap();
-        for item in &page.items {
-            let pk = item.key.pk.as_str();
-            if ["OUTBOX#", "INBOX#", "IDEM#"]
-                .iter()
-                .any(|p| pk.starts_with(p))
-            {
-                continue;
-            }
-            constellation_expenses::store::check_item(item)
-                .unwrap_or_else(|e| panic!("{pk} / {}: {e}", item.key.sk));
-            checked += 1;
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
+    let checked = check_every_item(
+        table.as_ref(),
+        NEVER_EXPORTED,
+        constellation_expenses::store::check_item,
+    )
+    .await
+    .len();
     assert_eq!(checked, 3);
 }

@@ -19,6 +19,7 @@ use constellation_orders::domain::{Price, Status};
 use constellation_orders::store::{OrderError, OrderId, OrderLine, Rejection};
 use constellation_orders::{OrderImport, OrderStore};
 use constellation_testkit::http::{TestApp, TestPlatform};
+use constellation_testkit::items::{NEVER_EXPORTED, check_every_item};
 use constellation_testkit::services::TestServices;
 use http::StatusCode;
 use serde_json::{Value, json};
@@ -382,42 +383,6 @@ async fn imported_confirmed_orders_hold_their_stock_until_cancelled_or_shipped(a
     );
 }
 
-/// Every item of `table` but the kinds never exported (`OUTBOX#`, `INBOX#`,
-/// `IDEM#`) through `check`, which must accept each; returns the statuses
-/// (`status` or `state` attribute) of those it saw.
-async fn check_every_item(
-    table: &dyn constellation_platform::Table,
-    check: fn(&constellation_platform::table::Item) -> Result<(), String>,
-) -> Vec<String> {
-    let mut seen = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = table.scan(100, cursor).await.unwrap();
-        for item in &page.items {
-            let pk = item.key.pk.as_str();
-            if ["OUTBOX#", "INBOX#", "IDEM#"]
-                .iter()
-                .any(|p| pk.starts_with(p))
-            {
-                continue;
-            }
-            check(item).unwrap_or_else(|e| panic!("{pk} / {}: {e}", item.key.sk));
-            let status = item.str("status").or_else(|| item.str("state"));
-            seen.push(format!(
-                "{}:{}",
-                pk.split('#').next().unwrap(),
-                status.unwrap_or("-")
-            ));
-        }
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => break,
-        }
-    }
-    seen.sort();
-    seen
-}
-
 /// Orders in every status, placed through the API and moved along the
 /// saga by both workers, and imported: every item of the orders table
 /// passes `check_item` (what `constellation import` runs on an export), and
@@ -480,7 +445,12 @@ async fn every_stored_item_passes_the_import_check(app: OrdersApp) {
     orders.import_order(org(), rejected).await.unwrap();
     orders.import_order(org(), fx_shipped(62)).await.unwrap();
 
-    let statuses = check_every_item(table.as_ref(), constellation_orders::store::check_item).await;
+    let statuses = check_every_item(
+        table.as_ref(),
+        NEVER_EXPORTED,
+        constellation_orders::store::check_item,
+    )
+    .await;
     assert_eq!(
         statuses,
         [
@@ -495,6 +465,7 @@ async fn every_stored_item_passes_the_import_check(app: OrdersApp) {
     );
     let kinds = check_every_item(
         catalog_table.as_ref(),
+        NEVER_EXPORTED,
         constellation_catalog::store::check_item,
     )
     .await;

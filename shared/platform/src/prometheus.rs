@@ -143,7 +143,8 @@ impl Registry {
     }
 
     /// The names recorded so far, sorted.
-    pub fn names(&self) -> Vec<&'static str> {
+    #[cfg(test)]
+    fn names(&self) -> Vec<&'static str> {
         let families = self
             .families
             .lock()

@@ -73,7 +73,7 @@ pub fn new_span_id() -> String {
     format!("{id:016x}")
 }
 
-/// The `Parent` of a header made by [`parse`] or [`new_header`]: the span
+/// The `Parent` of a header made by [`parse`] or a new one: the span
 /// (or X-Ray segment) the work it stands for was started from.
 pub fn parent(header: &str) -> Option<&str> {
     header.split(';').find_map(|p| p.strip_prefix("Parent="))
@@ -106,8 +106,8 @@ pub struct Work {
 }
 
 impl Work {
-    /// The work continuing the first well-formed candidate header (see
-    /// [`choose`]).
+    /// The work continuing the first well-formed candidate header, or a
+    /// new trace when none is.
     pub fn start<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Self {
         let incoming = choose(candidates);
         let span_id = new_span_id();
@@ -121,7 +121,7 @@ impl Work {
 }
 
 /// A new header: a root made of the current time and 96 random bits.
-pub fn new_header() -> String {
+fn new_header() -> String {
     use rand::RngCore as _;
     let mut random = [0_u8; 12];
     rand::rng().fill_bytes(&mut random);
@@ -131,7 +131,7 @@ pub fn new_header() -> String {
 
 /// The root (the trace id proper, `1-…-…`) of a header made by [`parse`]
 /// or [`new_header`].
-pub fn root(header: &str) -> &str {
+fn root(header: &str) -> &str {
     header
         .split(';')
         .find_map(|p| p.strip_prefix("Root="))
@@ -140,7 +140,7 @@ pub fn root(header: &str) -> &str {
 
 /// The header for one piece of work: the first well-formed candidate, else
 /// a new one.
-pub fn choose<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Arc<str> {
+fn choose<'a>(candidates: impl IntoIterator<Item = Option<&'a str>>) -> Arc<str> {
     candidates
         .into_iter()
         .flatten()

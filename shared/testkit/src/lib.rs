@@ -7,6 +7,7 @@ pub mod bulk;
 pub mod conformance;
 pub mod fixtures;
 pub mod http;
+pub mod items;
 pub mod messaging;
 pub mod s3_gate;
 pub mod services;
