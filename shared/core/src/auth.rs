@@ -340,6 +340,18 @@ impl From<&Claims> for Principal {
     }
 }
 
+/// A caller of org `acme` with `role`, its account id `id` repeated (the
+/// rules' unit tests).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_principal(role: Role, id: u8) -> Principal {
+    Principal {
+        account: AccountId::from_bytes([id; 16]),
+        org: OrgId::parse("acme").unwrap(),
+        role,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,17 +201,10 @@ pub fn reason(raw: &str) -> Result<String, ValidationError> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::OrgId;
-    use crate::auth::AccountId;
-
     use super::*;
 
     fn principal(role: Role, id: u8) -> Principal {
-        Principal {
-            account: AccountId::from_bytes([id; 16]),
-            org: OrgId::parse("acme").unwrap(),
-            role,
-        }
+        crate::auth::test_principal(role, id)
     }
 
     #[test]

@@ -319,17 +319,10 @@ pub fn rejection_reason(raw: &str) -> Result<String, Mismatch> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::OrgId;
-    use crate::auth::AccountId;
-
     use super::*;
 
     fn principal(role: Role, id: u8) -> Principal {
-        Principal {
-            account: AccountId::from_bytes([id; 16]),
-            org: OrgId::parse("acme").unwrap(),
-            role,
-        }
+        crate::auth::test_principal(role, id)
     }
 
     fn raw(lines: &[(&str, i64)]) -> Vec<(String, Option<i64>)> {
