@@ -153,6 +153,7 @@ pub async fn local() -> anyhow::Result<Fixture> {
 pub async fn emulator_sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     let credentials = aws_credential_types::Credentials::new("test", "test", None, None, "testkit");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(constellation_platform::aws::http_client())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(credentials)
         .endpoint_url(endpoint)

@@ -85,10 +85,22 @@ fn in_lambda() -> bool {
     crate::config::optional("AWS_LAMBDA_FUNCTION_NAME").is_some()
 }
 
-/// The SDK's configuration loader; inside Lambda, restricted to the
-/// environment (see the module docs).
+/// The HTTPS client every SDK configuration here is loaded with: hyper 1 +
+/// rustls over ring, trusting the system's root certificates, with the SDK's
+/// cipher suites. The SDK crates are built without a default client (their
+/// default is rustls over aws-lc, about a megabyte more per function), so a
+/// configuration loaded without this one cannot send a request.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+/// The SDK's configuration loader, over [`http_client`]; inside Lambda,
+/// restricted to the environment (see the module docs).
 fn loader() -> ConfigLoader {
-    let loader = aws_config::defaults(BehaviorVersion::latest());
+    let loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
     if !in_lambda() {
         return loader;
     }
@@ -307,4 +319,20 @@ where
 {
     let transient = is_transient(&err);
     (transient, anyhow::Error::new(err).context(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The SDK crates are built without a default HTTP client: a
+    // configuration that missed ours would fail its first request at run
+    // time, not at build time.
+    #[tokio::test]
+    async fn every_loaded_configuration_has_the_https_client() {
+        let cfg = loader().load().await;
+        assert!(cfg.http_client().is_some());
+        let backend = AwsBackend::connect(Some("http://127.0.0.1:9")).await;
+        assert!(backend.sdk_config().http_client().is_some());
+    }
 }
