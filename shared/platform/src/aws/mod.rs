@@ -88,7 +88,7 @@ fn in_lambda() -> bool {
 /// The HTTPS client every SDK configuration here is loaded with: hyper 1 +
 /// rustls over ring, trusting the system's root certificates, with the SDK's
 /// cipher suites. The SDK crates are built without a default client (their
-/// default is rustls over aws-lc, about a megabyte more per function), so a
+/// default is rustls over aws-lc: 0.63 MB more of kv's zip), so a
 /// configuration loaded without this one cannot send a request.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
