@@ -8,6 +8,7 @@
 //! `sesv2`; see this crate's Cargo.toml), so a function that forgets to name
 //! a port it uses fails to compile rather than failing in AWS.
 
+#[cfg(feature = "local")]
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock};
 #[cfg(feature = "eventbridge")]
 use crate::events::EventBus;
+#[cfg(feature = "local")]
 use crate::local::LocalBackend;
 #[cfg(feature = "sesv2")]
 use crate::mail::Mailer;
@@ -139,6 +141,7 @@ impl BackendKind {
 
 #[derive(Debug, Clone)]
 enum Backend {
+    #[cfg(feature = "local")]
     Local {
         backend: LocalBackend,
         /// Where local presigned blob URLs point (blob stores are the `s3` feature's).
@@ -157,23 +160,36 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Builds the platform the environment describes.
+    /// Builds the platform a Lambda function's environment describes (on
+    /// AWS, [`AwsBackend::from_lambda_env`]'s configuration).
     pub async fn from_env() -> Result<Self, PlatformError> {
         match BackendKind::from_env()? {
+            #[cfg(feature = "local")]
             BackendKind::Local => {
                 let dir = optional(DATA_DIR_VAR).unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
                 let public_url =
                     optional(PUBLIC_URL_VAR).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
                 Self::local(PathBuf::from(dir), public_url, Arc::new(SystemClock))
             }
+            // A function's deployed build (its default features) has no
+            // local backend: `cargo lambda watch --features local` has.
+            #[cfg(not(feature = "local"))]
+            BackendKind::Local => Err(ConfigError::Invalid {
+                name: BACKEND_VAR,
+                reason: "this binary was built without the local backend \
+                         (build it with `--features local`, as `cargo lambda watch --features local` does)"
+                    .to_owned(),
+            }
+            .into()),
             BackendKind::Aws => Ok(Self::aws(
-                AwsBackend::from_env().await,
+                AwsBackend::from_lambda_env(),
                 Arc::new(SystemClock),
             )),
         }
     }
 
     /// A local platform over `data_dir`; presigned blob URLs point at `public_url`.
+    #[cfg(feature = "local")]
     pub fn local(
         data_dir: PathBuf,
         public_url: String,
@@ -216,6 +232,7 @@ impl Platform {
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
         match self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { .. } => BackendKind::Local,
             Backend::Aws(_) => BackendKind::Aws,
         }
@@ -235,12 +252,14 @@ impl Platform {
     /// see a change at once (the token verifier after a key rotation).
     pub fn uncached_secrets(&self) -> Arc<dyn Secrets> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.secrets()),
             Backend::Aws(b) => Arc::new(b.secrets()),
         }
     }
 
     /// The local backend, when this is one (for `serve`'s blob routes and the CLI).
+    #[cfg(feature = "local")]
     pub fn local_backend(&self) -> Option<&LocalBackend> {
         match &self.backend {
             Backend::Local { backend, .. } => Some(backend),
@@ -275,6 +294,7 @@ impl Platform {
     ) -> Result<Arc<dyn Table>, PlatformError> {
         let key = self.derived_key(cursor_secret).await?;
         Ok(match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.table(name, key)),
             Backend::Aws(b) => Arc::new(b.table(name, key, self.clock.clone())),
         })
@@ -299,6 +319,7 @@ impl Platform {
     #[cfg(feature = "sqs")]
     pub fn queue(&self, reference: &str) -> Arc<dyn Queue> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.queue(reference)),
             Backend::Aws(b) => Arc::new(b.queue(reference)),
         }
@@ -307,12 +328,14 @@ impl Platform {
     /// The consuming side of a queue: `spec` shapes the local queue; in AWS
     /// `reference` is the queue URL and the queue's own attributes apply.
     #[cfg(feature = "sqs")]
+    #[cfg_attr(not(feature = "local"), allow(unused_variables))]
     pub async fn receiver(
         &self,
         spec: &QueueSpec,
         reference: &str,
     ) -> Result<Arc<dyn QueueReceiver>, PlatformError> {
         Ok(match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.receiver(spec)),
             Backend::Aws(b) => Arc::new(b.receiver(reference).await?),
         })
@@ -322,6 +345,7 @@ impl Platform {
     #[cfg(feature = "sqs")]
     pub fn queue_admin(&self) -> Arc<dyn QueueAdmin> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.clone()),
             Backend::Aws(b) => Arc::new(b.clone()),
         }
@@ -331,6 +355,7 @@ impl Platform {
     #[cfg(feature = "eventbridge")]
     pub fn event_bus(&self, name: &str) -> Arc<dyn EventBus> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.event_bus(name)),
             Backend::Aws(b) => Arc::new(b.event_bus(name)),
         }
@@ -339,9 +364,11 @@ impl Platform {
     /// The outbox of `table` (opened as table `table_name`) publishing on bus
     /// `bus`. Locally, writes and their events commit in one transaction.
     #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
+    #[cfg_attr(not(feature = "local"), allow(unused_variables))]
     pub fn outbox(&self, table_name: &str, table: Arc<dyn Table>, bus: &str) -> Outbox {
         let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone());
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => {
                 outbox.with_atomic(Arc::new(backend.outbox(table_name, bus)))
             }
@@ -354,6 +381,7 @@ impl Platform {
     #[cfg(feature = "sesv2")]
     pub fn mailer(&self) -> Arc<dyn Mailer> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.mailer()),
             Backend::Aws(b) => Arc::new(b.mailer(self.clock.clone())),
         }
@@ -363,6 +391,7 @@ impl Platform {
     #[cfg(feature = "s3")]
     pub async fn blob_store(&self, name: &str) -> Result<Arc<dyn BlobStore>, PlatformError> {
         Ok(match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local {
                 backend,
                 public_url,
@@ -378,6 +407,7 @@ impl Platform {
     #[cfg(feature = "s3")]
     pub async fn local_blob_router(&self) -> Result<Option<axum::Router>, PlatformError> {
         match &self.backend {
+            #[cfg(feature = "local")]
             Backend::Local { backend, .. } => {
                 let key = self.derived_key(LOCAL_BLOB_KEY_SECRET).await?;
                 Ok(Some(backend.blob_router(key)))

@@ -21,6 +21,7 @@ pub mod events;
 pub mod inbox;
 #[cfg(feature = "dynamodb")]
 mod lazy;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod mail;
 pub mod observe;

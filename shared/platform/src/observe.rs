@@ -11,7 +11,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 use crate::prometheus::Registry;
 
@@ -141,6 +141,24 @@ impl Drop for LogGuard {
     }
 }
 
+/// The log filter: Lambda's level (`AWS_LAMBDA_LOG_LEVEL`: `TRACE` ...
+/// `ERROR`, or `FATAL`, which tracing calls `error`), else `RUST_LOG`'s
+/// directives (`debug`, or `constellation_kv=debug,warn`), else `info`.
+/// A `Targets` filter, not `EnvFilter`: the span and field directives it
+/// would add need the regex crates, a fifth of a megabyte of every Lambda.
+fn log_filter(lambda_level: Option<String>, rust_log: Option<String>) -> Targets {
+    let lambda = lambda_level.and_then(|l| match l.trim().to_ascii_lowercase().as_str() {
+        "fatal" => Some(LevelFilter::ERROR),
+        other => other.parse::<LevelFilter>().ok(),
+    });
+    if let Some(level) = lambda {
+        return Targets::new().with_default(level);
+    }
+    rust_log
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
 fn install<W>(writer: W, extra: Option<ExtraLayer>)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
@@ -149,12 +167,10 @@ where
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
 
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
-        .map(|l| l.to_ascii_lowercase())
-        .map(EnvFilter::new)
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+    let level = log_filter(
+        std::env::var("AWS_LAMBDA_LOG_LEVEL").ok(),
+        std::env::var("RUST_LOG").ok(),
+    );
     let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"))
         || std::env::var("CONSTELLATION_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
     let format = tracing_subscriber::fmt::layer()
@@ -344,6 +360,31 @@ pub fn emf_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_level_is_lambdas_then_rust_logs_then_info() {
+        use tracing::Level;
+        let some = |s: &str| Some(s.to_owned());
+        let lambda = log_filter(some("DEBUG"), some("error"));
+        assert!(lambda.would_enable("constellation_kv", &Level::DEBUG));
+        assert!(!lambda.would_enable("constellation_kv", &Level::TRACE));
+        let fatal = log_filter(some("FATAL"), None);
+        assert!(fatal.would_enable("x", &Level::ERROR));
+        assert!(!fatal.would_enable("x", &Level::WARN));
+        let directives = log_filter(None, some("constellation_kv=debug,warn"));
+        assert!(directives.would_enable("constellation_kv::http", &Level::DEBUG));
+        assert!(!directives.would_enable("constellation_auth", &Level::INFO));
+        assert!(directives.would_enable("constellation_auth", &Level::WARN));
+        // An unknown Lambda level falls to RUST_LOG; bad directives to info.
+        let unknown = log_filter(some("LOUD"), some("trace"));
+        assert!(unknown.would_enable("x", &Level::TRACE));
+        let bad = log_filter(None, some("kv=noisy"));
+        assert!(bad.would_enable("x", &Level::INFO));
+        assert!(!bad.would_enable("x", &Level::DEBUG));
+        let none = log_filter(None, None);
+        assert!(none.would_enable("x", &Level::INFO));
+        assert!(!none.would_enable("x", &Level::DEBUG));
+    }
 
     #[test]
     fn emf_lines_declare_their_metrics_and_dimensions() {

@@ -9,11 +9,12 @@
 //! resources when they are missing, for tests and `serve --backend aws`)
 //! lives in [`provision`]; in a deployment the SAM template creates them.
 //!
-//! Inside Lambda the configuration comes from the environment variables the
-//! Lambda service sets (`AWS_REGION`, the role's `AWS_ACCESS_KEY_ID` /
-//! `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`): no profile file is read
-//! and no credential or region source is probed (IMDS, ECS, SSO, web
-//! identity). Elsewhere the SDK's usual chain applies.
+//! A Lambda function's configuration ([`AwsBackend::from_lambda_env`]) comes
+//! from the environment variables the Lambda service sets (`AWS_REGION`, the
+//! role's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+//! `AWS_SESSION_TOKEN`): no profile file is read and no credential or region
+//! source is probed (IMDS, ECS, SSO, web identity), nor linked. `serve` and
+//! the CLI load the SDK's usual chain.
 //!
 //! Every adapter sorts SDK failures the same way (see [`is_transient`]):
 //! throttling, 5xx, timeouts and dispatch failures are "unavailable"
@@ -80,11 +81,6 @@ struct Clients {
     sesv2: OnceLock<aws_sdk_sesv2::Client>,
 }
 
-/// Whether this process is a Lambda function (the runtime sets this variable).
-fn in_lambda() -> bool {
-    crate::config::optional("AWS_LAMBDA_FUNCTION_NAME").is_some()
-}
-
 /// The HTTPS client every SDK configuration here is loaded with: hyper 1 +
 /// rustls over ring, trusting the system's root certificates, with the SDK's
 /// cipher suites. The SDK crates are built without a default client (their
@@ -97,27 +93,38 @@ pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .build_https()
 }
 
-/// The SDK's configuration loader, over [`http_client`]; inside Lambda,
-/// restricted to the environment (see the module docs).
+/// The SDK's configuration loader (environment, profile files, SSO, web
+/// identity, IMDS...), over [`http_client`]: for `serve` and the CLI.
 fn loader() -> ConfigLoader {
-    let loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client());
-    if !in_lambda() {
-        return loader;
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client())
+}
+
+/// A Lambda function's configuration, from the variables the Lambda service
+/// sets (`var` reads one): region from `AWS_REGION`, credentials from the
+/// role's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
+/// and `AWS_ENDPOINT_URL` when set (an emulator). Built by hand rather than
+/// by the loader, which probes nothing in Lambda either but links every
+/// provider it could probe: STS, SSO, IMDS, ECS and the profile parser were
+/// about a quarter of a megabyte of each function. Retries, timeouts, sleep
+/// and clock are the clients' defaults for the behaviour version, as the
+/// loader's are.
+fn lambda_config(var: impl Fn(&str) -> Option<String>) -> SdkConfig {
+    use aws_config::Region;
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .http_client(http_client())
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ));
+    if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
+        config = config.region(Region::new(region));
     }
-    use aws_config::environment::{
-        EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider,
-    };
-    use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
-    loader
-        .region(EnvironmentVariableRegionProvider::new())
-        .credentials_provider(EnvironmentVariableCredentialsProvider::new())
-        // An empty profile in place of ~/.aws/config and ~/.aws/credentials,
-        // which do not exist in Lambda; settings still come from `AWS_*` variables.
-        .profile_files(
-            EnvConfigFiles::builder()
-                .with_contents(EnvConfigFileKind::Config, "")
-                .build(),
-        )
+    if let Some(url) = var("AWS_ENDPOINT_URL") {
+        config = config.endpoint_url(url);
+    }
+    config.build()
 }
 
 impl AwsBackend {
@@ -125,6 +132,13 @@ impl AwsBackend {
     /// profile, Lambda's role), honouring `AWS_ENDPOINT_URL` for emulators.
     pub async fn from_env() -> Self {
         Self::connect(None).await
+    }
+
+    /// The backend of a Lambda function: its configuration comes from the
+    /// variables the Lambda service sets and nothing else (no profile file,
+    /// no credential or region source probed).
+    pub fn from_lambda_env() -> Self {
+        Self::from_sdk_config(&lambda_config(crate::config::optional))
     }
 
     /// Like [`AwsBackend::from_env`], but talking to `endpoint` (an emulator
@@ -334,5 +348,29 @@ mod tests {
         assert!(cfg.http_client().is_some());
         let backend = AwsBackend::connect(Some("http://127.0.0.1:9")).await;
         assert!(backend.sdk_config().http_client().is_some());
+        assert!(lambda_config(|_| None).http_client().is_some());
+    }
+
+    #[test]
+    fn a_lambda_configuration_comes_from_lambdas_variables() {
+        let vars = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_DEFAULT_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+        ];
+        let var = |name: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        let cfg = lambda_config(var);
+        assert_eq!(cfg.region().map(|r| r.as_ref()), Some("eu-west-1"));
+        assert_eq!(cfg.endpoint_url(), Some("http://127.0.0.1:9"));
+        assert!(cfg.credentials_provider().is_some());
+        assert!(cfg.behavior_version().is_some());
+        let bare =
+            lambda_config(|name| (name == "AWS_DEFAULT_REGION").then(|| "us-east-1".to_owned()));
+        assert_eq!(bare.region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert_eq!(bare.endpoint_url(), None);
     }
 }
