@@ -64,21 +64,28 @@ const BATCH_RESEND: Backoff = Backoff {
 /// A DynamoDB table shaped as [`super::provision`] creates it.
 #[derive(Clone, Debug)]
 pub struct DynamoTable {
-    client: aws_sdk_dynamodb::Client,
+    /// Its client is built on first use, not with the adapter (see
+    /// [`super::AwsBackend`]): a cold start that does not use it
+    /// does not set up the HTTPS connector.
+    backend: super::AwsBackend,
     name: String,
     sealer: CursorSealer,
     clock: Arc<dyn Clock>,
 }
 
 impl DynamoTable {
+    fn client(&self) -> &aws_sdk_dynamodb::Client {
+        self.backend.dynamodb()
+    }
+
     pub(crate) fn new(
-        client: aws_sdk_dynamodb::Client,
+        backend: super::AwsBackend,
         name: &str,
         cursor_key: [u8; 32],
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            client,
+            backend,
             name: name.to_owned(),
             sealer: CursorSealer::new(cursor_key, name),
             clock,
@@ -160,7 +167,7 @@ impl DynamoTable {
             ),
         };
         let result = self
-            .client
+            .client()
             .put_item()
             .table_name(&self.name)
             .set_item(Some(to_record(item)?))
@@ -258,7 +265,7 @@ impl DynamoTable {
         returns: ReturnValue,
     ) -> Result<Updated, StoreError> {
         let result = self
-            .client
+            .client()
             .update_item()
             .table_name(&self.name)
             .set_key(Some(key_record(key)))
@@ -376,7 +383,7 @@ impl DynamoTable {
         requests: Vec<WriteRequest>,
     ) -> Result<Vec<WriteRequest>, StoreError> {
         let out = self
-            .client
+            .client()
             .batch_write_item()
             .request_items(&self.name, requests)
             .send()
@@ -444,7 +451,7 @@ impl Table for DynamoTable {
     #[tracing::instrument(skip(self, key), fields(table = %self.name))]
     async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
         let out = self
-            .client
+            .client()
             .get_item()
             .table_name(&self.name)
             .set_key(Some(key_record(key)))
@@ -467,7 +474,7 @@ impl Table for DynamoTable {
         validate_item(item)?;
         let mut e = Expr::default();
         let cond = condition_expr(&mut e, condition, self.clock.now());
-        self.client
+        self.client()
             .put_item()
             .table_name(&self.name)
             .set_item(Some(to_record(item)?))
@@ -493,7 +500,7 @@ impl Table for DynamoTable {
         let mut e = Expr::default();
         let cond = condition_expr(&mut e, condition, now);
         let out = self
-            .client
+            .client()
             .delete_item()
             .table_name(&self.name)
             .set_key(Some(key_record(key)))
@@ -561,7 +568,7 @@ impl Table for DynamoTable {
         let mut live = Vec::with_capacity(wanted);
         loop {
             let out = self
-                .client
+                .client()
                 .query()
                 .table_name(&self.name)
                 .set_index_name(query.index.map(|i| i.name().to_owned()))
@@ -683,7 +690,7 @@ impl Table for DynamoTable {
             now = e.number(now.unix_timestamp()),
         );
         let out = self
-            .client
+            .client()
             .scan()
             .table_name(&self.name)
             .filter_expression(filter)
@@ -807,7 +814,7 @@ impl Table for DynamoTable {
             items.push(item);
         }
         let result = self
-            .client
+            .client()
             .transact_write_items()
             .set_transact_items(Some(items))
             .send()

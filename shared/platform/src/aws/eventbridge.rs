@@ -32,14 +32,21 @@ where
 /// An EventBridge bus.
 #[derive(Debug, Clone)]
 pub struct EventBridgeBus {
-    client: aws_sdk_eventbridge::Client,
+    /// Its client is built on first use, not with the adapter (see
+    /// [`super::AwsBackend`]): a cold start that does not use it
+    /// does not set up the HTTPS connector.
+    backend: super::AwsBackend,
     name: String,
 }
 
 impl EventBridgeBus {
-    pub(super) fn new(client: aws_sdk_eventbridge::Client, name: &str) -> Self {
+    fn client(&self) -> &aws_sdk_eventbridge::Client {
+        self.backend.eventbridge()
+    }
+
+    pub(super) fn new(backend: super::AwsBackend, name: &str) -> Self {
         Self {
-            client,
+            backend,
             name: name.to_owned(),
         }
     }
@@ -70,7 +77,7 @@ impl EventBus for EventBridgeBus {
             let mut attempt = 0;
             while !pending.is_empty() {
                 let out = self
-                    .client
+                    .client()
                     .put_events()
                     .set_entries(Some(pending.clone()))
                     .send()
@@ -111,6 +118,6 @@ impl EventBus for EventBridgeBus {
 impl AwsBackend {
     /// The EventBridge bus `name`.
     pub fn event_bus(&self, name: &str) -> EventBridgeBus {
-        EventBridgeBus::new(self.eventbridge().clone(), name)
+        EventBridgeBus::new(self.clone(), name)
     }
 }

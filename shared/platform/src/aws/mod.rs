@@ -232,19 +232,19 @@ impl AwsBackend {
         cursor_key: [u8; 32],
         clock: Arc<dyn crate::clock::Clock>,
     ) -> DynamoTable {
-        DynamoTable::new(self.dynamodb().clone(), name, cursor_key, clock)
+        DynamoTable::new(self.clone(), name, cursor_key, clock)
     }
 
     /// The bucket `bucket`.
     #[cfg(feature = "s3")]
     pub fn blob_store(&self, bucket: &str) -> S3BlobStore {
-        S3BlobStore::new(self.s3().clone(), bucket)
+        S3BlobStore::new(self.clone(), bucket)
     }
 
     /// The queue at `queue_url`, for sending.
     #[cfg(feature = "sqs")]
     pub fn queue(&self, queue_url: &str) -> SqsQueue {
-        SqsQueue::new(self.sqs().clone(), queue_url)
+        SqsQueue::new(self.clone(), queue_url)
     }
 
     /// The queue at `queue_url`, for receiving; looks up its ARN.
@@ -264,7 +264,7 @@ impl AwsBackend {
     /// SES v2 in the configured account and region; messages are dated by `clock`.
     #[cfg(feature = "sesv2")]
     pub fn mailer(&self, clock: Arc<dyn crate::clock::Clock>) -> SesMailer {
-        SesMailer::new(self.sesv2().clone(), clock)
+        SesMailer::new(self.clone(), clock)
     }
 
     /// Secrets Manager in the configured account and region.

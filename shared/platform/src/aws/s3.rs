@@ -27,14 +27,21 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// One S3 bucket.
 #[derive(Clone, Debug)]
 pub struct S3BlobStore {
-    client: aws_sdk_s3::Client,
+    /// Its client is built on first use, not with the adapter (see
+    /// [`super::AwsBackend`]): a cold start that does not use it
+    /// does not set up the HTTPS connector.
+    backend: super::AwsBackend,
     bucket: String,
 }
 
 impl S3BlobStore {
-    pub(crate) fn new(client: aws_sdk_s3::Client, bucket: &str) -> Self {
+    fn client(&self) -> &aws_sdk_s3::Client {
+        self.backend.s3()
+    }
+
+    pub(crate) fn new(backend: super::AwsBackend, bucket: &str) -> Self {
         Self {
-            client,
+            backend,
             bucket: bucket.to_owned(),
         }
     }
@@ -90,7 +97,7 @@ impl BlobStore for S3BlobStore {
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), BlobError> {
         validate_blob_key(key)?;
         validate_content_type(content_type)?;
-        self.client
+        self.client()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -106,7 +113,7 @@ impl BlobStore for S3BlobStore {
     async fn get(&self, key: &str) -> Result<Option<(BlobMeta, Bytes)>, BlobError> {
         validate_blob_key(key)?;
         let out = match self
-            .client
+            .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -139,7 +146,7 @@ impl BlobStore for S3BlobStore {
     async fn head(&self, key: &str) -> Result<Option<BlobMeta>, BlobError> {
         validate_blob_key(key)?;
         match self
-            .client
+            .client()
             .head_object()
             .bucket(&self.bucket)
             .key(key)
@@ -160,7 +167,7 @@ impl BlobStore for S3BlobStore {
     #[tracing::instrument(skip(self), fields(bucket = %self.bucket))]
     async fn delete(&self, key: &str) -> Result<(), BlobError> {
         validate_blob_key(key)?;
-        self.client
+        self.client()
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
@@ -186,7 +193,7 @@ impl BlobStore for S3BlobStore {
         let config = PresigningConfig::expires_in(expires_in)
             .map_err(|e| BlobError::Invalid(format!("presign expiry: {e}")))?;
         let presigned = self
-            .client
+            .client()
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -222,7 +229,7 @@ impl BlobStore for S3BlobStore {
         let config = PresigningConfig::expires_in(expires_in)
             .map_err(|e| BlobError::Invalid(format!("presign expiry: {e}")))?;
         let presigned = self
-            .client
+            .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
@@ -242,14 +249,19 @@ mod tests {
     async fn fx_store() -> S3BlobStore {
         let credentials =
             aws_sdk_s3::config::Credentials::new("AKIDTEST", "secret", None, None, "test");
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(credentials)
+        // With an endpoint, the backend's S3 client is path-style.
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
             .endpoint_url("http://127.0.0.1:9")
-            .force_path_style(true)
             .build();
-        S3BlobStore::new(aws_sdk_s3::Client::from_conf(config), "media-bucket")
+        S3BlobStore::new(
+            super::super::AwsBackend::from_sdk_config(&config),
+            "media-bucket",
+        )
     }
 
     fn query_param<'a>(url: &'a str, name: &str) -> Option<&'a str> {

@@ -30,13 +30,20 @@ use crate::mail::{MailError, Mailer, OutgoingMail, new_message_id, render, sende
 /// Sends mail through SES v2 in the configured account and region.
 #[derive(Clone, Debug)]
 pub struct SesMailer {
-    client: aws_sdk_sesv2::Client,
+    /// Its client is built on first use, not with the adapter (see
+    /// [`super::AwsBackend`]): a cold start that does not use it
+    /// does not set up the HTTPS connector.
+    backend: super::AwsBackend,
     clock: Arc<dyn Clock>,
 }
 
 impl SesMailer {
-    pub(crate) fn new(client: aws_sdk_sesv2::Client, clock: Arc<dyn Clock>) -> Self {
-        Self { client, clock }
+    fn client(&self) -> &aws_sdk_sesv2::Client {
+        self.backend.sesv2()
+    }
+
+    pub(crate) fn new(backend: super::AwsBackend, clock: Arc<dyn Clock>) -> Self {
+        Self { backend, clock }
     }
 }
 
@@ -72,7 +79,7 @@ impl Mailer for SesMailer {
             .build()
             .map_err(|e| MailError::Backend(anyhow::Error::new(e).context("SES raw message")))?;
         let out = self
-            .client
+            .client()
             .send_email()
             .from_email_address(sender_address(&mail.from)?)
             .destination(Destination::builder().to_addresses(&mail.to).build())

@@ -113,14 +113,21 @@ fn batches(bodies: &[String]) -> Vec<&[String]> {
 /// An SQS queue to send to.
 #[derive(Clone, Debug)]
 pub struct SqsQueue {
-    client: aws_sdk_sqs::Client,
+    /// Its client is built on first use, not with the adapter (see
+    /// [`super::AwsBackend`]): a cold start that does not use it
+    /// does not set up the HTTPS connector.
+    backend: super::AwsBackend,
     url: String,
 }
 
 impl SqsQueue {
-    pub(crate) fn new(client: aws_sdk_sqs::Client, url: &str) -> Self {
+    fn client(&self) -> &aws_sdk_sqs::Client {
+        self.backend.sqs()
+    }
+
+    pub(crate) fn new(backend: super::AwsBackend, url: &str) -> Self {
         Self {
-            client,
+            backend,
             url: url.to_owned(),
         }
     }
@@ -172,7 +179,7 @@ impl SqsQueue {
                     QueueError::Backend(anyhow::Error::new(e).context("building a batch"))
                 })?;
             let out = self
-                .client
+                .client()
                 .send_message_batch()
                 .queue_url(&self.url)
                 .set_entries(Some(entries))
@@ -426,7 +433,7 @@ impl QueueAdmin for super::AwsBackend {
     async fn redrive(&self, from: &str, to: &str, limit: u32) -> Result<u64, QueueError> {
         let client = self.sqs();
         let from_url = queue_url(client, from).await?;
-        let target = SqsQueue::new(client.clone(), &queue_url(client, to).await?);
+        let target = SqsQueue::new(self.clone(), &queue_url(client, to).await?);
         let mut moved = 0_u64;
         while moved < u64::from(limit) {
             let want = (u64::from(limit) - moved).min(10) as i32;
