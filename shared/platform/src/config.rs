@@ -169,7 +169,16 @@ impl Platform {
                 let dir = optional(DATA_DIR_VAR).unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
                 let public_url =
                     optional(PUBLIC_URL_VAR).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
-                Self::local(PathBuf::from(dir), public_url, Arc::new(SystemClock))
+                // Opened on first use: a function's cold start (and its
+                // health check) opens no SQLite connection.
+                let dir = PathBuf::from(dir);
+                let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+                let backend = LocalBackend::open_on_first_use(&dir, clock.clone())
+                    .map_err(|source| PlatformError::Open {
+                        dir: dir.display().to_string(),
+                        source,
+                    })?;
+                Ok(Self::over_local(backend, public_url, clock))
             }
             // A function's deployed build (its default features) has no
             // local backend: `cargo lambda watch --features local` has.
@@ -200,19 +209,24 @@ impl Platform {
                 dir: data_dir.display().to_string(),
                 source,
             })?;
+        Ok(Self::over_local(backend, public_url, clock))
+    }
+
+    #[cfg(feature = "local")]
+    fn over_local(backend: LocalBackend, public_url: String, clock: Arc<dyn Clock>) -> Self {
         let secrets = Arc::new(CachedSecrets::new(
             Arc::new(backend.secrets()),
             clock.clone(),
             SECRETS_CACHE_TTL,
         ));
-        Ok(Self {
+        Self {
             backend: Backend::Local {
                 backend,
                 public_url: public_url.trim_end_matches('/').to_owned(),
             },
             clock,
             secrets,
-        })
+        }
     }
 
     /// An AWS platform.
@@ -293,11 +307,17 @@ impl Platform {
         cursor_secret: &str,
     ) -> Result<Arc<dyn Table>, PlatformError> {
         let key = self.derived_key(cursor_secret).await?;
-        Ok(match &self.backend {
+        Ok(self.table_with_key(name, key))
+    }
+
+    /// The table `name` with cursors sealed by `key` (no I/O).
+    #[cfg(feature = "dynamodb")]
+    pub(crate) fn table_with_key(&self, name: &str, key: [u8; 32]) -> Arc<dyn Table> {
+        match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.table(name, key)),
             Backend::Aws(b) => Arc::new(b.table(name, key, self.clock.clone())),
-        })
+        }
     }
 
     /// The table `name` like [`Platform::table`], but opened on its first

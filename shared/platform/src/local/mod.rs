@@ -25,7 +25,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -130,7 +130,18 @@ pub struct LocalBackend {
 struct Inner {
     data_dir: PathBuf,
     clock: Arc<dyn Clock>,
-    readers: Vec<Mutex<Connection>>,
+    /// The database, once opened (see [`LocalBackend::open_on_first_use`]).
+    db: OnceLock<Db>,
+    /// Held while the database is being opened, so it is opened once.
+    opening: Mutex<()>,
+}
+
+/// The open database: the writer, and read connections opened as reads
+/// need them (one per concurrent read, at most [`POOL_SIZE`]).
+#[derive(Debug)]
+struct Db {
+    path: PathBuf,
+    readers: Vec<Mutex<Option<Connection>>>,
     next: AtomicUsize,
     writer: Writer,
 }
@@ -139,6 +150,17 @@ impl LocalBackend {
     /// Opens (creating if needed) the data directory and its
     /// `constellation.db`, and brings the schema up to date.
     pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let backend = Self::open_on_first_use(data_dir, clock)?;
+        backend.inner.db()?;
+        Ok(backend)
+    }
+
+    /// Like [`LocalBackend::open`], but the database is opened (and its
+    /// schema checked) by the first operation that needs it, not now: what a
+    /// function under `cargo lambda watch` does, so that its cold start and a
+    /// health check open no SQLite connection. An operation that cannot open
+    /// it fails as a backend error, and the next one tries again.
+    pub fn open_on_first_use(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let fresh = !data_dir.exists();
         std::fs::create_dir_all(data_dir.join("blobs"))
             .with_context(|| format!("create data directory {}", data_dir.display()))?;
@@ -147,38 +169,12 @@ impl LocalBackend {
             // a new data directory is readable by its owner only.
             restrict_to_owner(data_dir)?;
         }
-        let db = data_dir.join("constellation.db");
-        let mut conn = connect(&db)?;
-        // A database already at this schema needs no write (and no fsync)
-        // to open: that is most of a local Lambda's cold start.
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .context("read the schema version")?;
-        if version != SCHEMA_VERSION {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .context("lock the database to create the schema")?;
-            tx.execute_batch(SCHEMA).context("create the schema")?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .context("record the schema version")?;
-            tx.commit().context("commit the schema")?;
-        }
-        let writer = Writer::start(conn, &db).context("start the SQLite writer")?;
-        let readers = (0..POOL_SIZE)
-            .map(|_| {
-                let conn = connect(&db)?;
-                conn.execute_batch("PRAGMA query_only = ON")
-                    .context("make a read connection read-only")?;
-                Ok(Mutex::new(conn))
-            })
-            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
                 data_dir: data_dir.to_owned(),
                 clock,
-                readers,
-                next: AtomicUsize::new(0),
-                writer,
+                db: OnceLock::new(),
+                opening: Mutex::new(()),
             }),
         })
     }
@@ -262,7 +258,7 @@ impl LocalBackend {
         F: FnOnce(&Connection) -> Result<T, Fail<E>> + Send + 'static,
     {
         let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || f(&inner.reader())).await {
+        match tokio::task::spawn_blocking(move || inner.db().map_err(Fail::Other)?.read(f)).await {
             Ok(result) => result.map_err(|fail| fail.into_port(op)),
             Err(join) => Err(E::backend(anyhow::Error::new(join).context(op))),
         }
@@ -276,7 +272,11 @@ impl LocalBackend {
         E: PortError,
         F: FnOnce(&Connection) -> Result<T, Fail<E>>,
     {
-        f(&self.inner.reader()).map_err(|fail| fail.into_port(op))
+        self.inner
+            .db()
+            .map_err(Fail::Other)
+            .and_then(|db| db.read(f))
+            .map_err(|fail| fail.into_port(op))
     }
 
     /// Queues the write `f` for the writer and waits until it has committed
@@ -288,34 +288,97 @@ impl LocalBackend {
         E: PortError,
         F: FnOnce(&Connection) -> Result<T, Fail<E>> + Send + 'static,
     {
-        self.inner
-            .writer
-            .write(f)
-            .await
-            .map_err(|fail| fail.into_port(op))
+        let db = self
+            .inner
+            .db()
+            .map_err(|e| Fail::<E>::Other(e).into_port(op))?;
+        db.writer.write(f).await.map_err(|fail| fail.into_port(op))
     }
 
-    /// What the writer has done since this backend was opened.
+    /// What the writer has done since this backend was opened (nothing
+    /// while the database is not open yet).
     pub fn writer_stats(&self) -> WriterStats {
-        self.inner.writer.stats()
+        self.inner
+            .db
+            .get()
+            .map(|db| db.writer.stats())
+            .unwrap_or_default()
     }
 }
 
 impl Inner {
-    /// A free read connection if there is one, else waits for one in turn.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        for conn in &self.readers {
-            match conn.try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(TryLockError::WouldBlock) => {}
-            }
+    /// The database, opened now if it is not yet (by one caller at a time).
+    fn db(&self) -> anyhow::Result<&Db> {
+        if let Some(db) = self.db.get() {
+            return Ok(db);
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        self.readers[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        let _opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(db) = self.db.get() {
+            return Ok(db);
+        }
+        let db = Db::open(&self.data_dir.join("constellation.db"))?;
+        Ok(self.db.get_or_init(|| db))
     }
+}
+
+impl Db {
+    /// Opens `path`, brings its schema up to date and starts the writer.
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        let mut conn = connect(path)?;
+        // A database already at this schema needs no write (and no fsync)
+        // to open: that is most of a local Lambda's cold start.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .context("read the schema version")?;
+        if version != SCHEMA_VERSION {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .context("lock the database to create the schema")?;
+            tx.execute_batch(SCHEMA).context("create the schema")?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .context("record the schema version")?;
+            tx.commit().context("commit the schema")?;
+        }
+        let writer = Writer::start(conn, path).context("start the SQLite writer")?;
+        Ok(Self {
+            path: path.to_owned(),
+            readers: (0..POOL_SIZE).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            writer,
+        })
+    }
+
+    /// Runs `f` on a read connection: a free one if there is one (opening
+    /// it if it is not yet), else the next in turn once it is free.
+    fn read<T, E>(&self, f: impl FnOnce(&Connection) -> Result<T, Fail<E>>) -> Result<T, Fail<E>> {
+        let mut slot = self
+            .readers
+            .iter()
+            .find_map(|slot| match slot.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(TryLockError::WouldBlock) => None,
+            })
+            .unwrap_or_else(|| {
+                let i = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+                self.readers[i]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            });
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            empty => empty.insert(read_connection(&self.path).map_err(Fail::Other)?),
+        };
+        f(conn)
+    }
+}
+
+/// A read-only connection to `db`.
+fn read_connection(db: &Path) -> anyhow::Result<Connection> {
+    let conn = connect(db)?;
+    conn.execute_batch("PRAGMA query_only = ON")
+        .context("make a read connection read-only")?;
+    Ok(conn)
 }
 
 #[cfg(unix)]
@@ -444,5 +507,60 @@ mod tests {
         drop(conn);
         let again = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
         assert!(again.table("t", [1; 32]).get(&key).await.unwrap().is_some());
+    }
+
+    /// Opened on first use, the database is not touched until an operation
+    /// needs it; concurrent first operations all succeed, on one database.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_database_opened_on_first_use_serves_racing_first_callers() {
+        use crate::secrets::{SecretValue, Secrets as _};
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open_on_first_use(dir.path(), Arc::new(SystemClock)).unwrap();
+        assert!(!dir.path().join("constellation.db").exists());
+        assert_eq!(backend.writer_stats(), WriterStats::default());
+
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let backend = backend.clone();
+                tokio::spawn(async move {
+                    let secrets = backend.secrets();
+                    if i % 2 == 0 {
+                        secrets
+                            .put(&format!("s{i}"), &SecretValue::new(format!("v{i}")))
+                            .await
+                            .map(|()| None)
+                    } else {
+                        secrets.get("absent").await.map(|v| v.map(|_| ()))
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), None);
+        }
+        assert!(dir.path().join("constellation.db").exists());
+        let secrets = backend.secrets();
+        for i in (0..16).step_by(2) {
+            let value = secrets.get(&format!("s{i}")).await.unwrap().unwrap();
+            assert_eq!(value.expose(), format!("v{i}"));
+        }
+        assert_eq!(backend.writer_stats().writes, 8);
+    }
+
+    /// A database that cannot be opened fails the operation (not the
+    /// process), and the next operation tries again.
+    #[tokio::test]
+    async fn a_failed_first_open_is_an_error_and_is_tried_again() {
+        use crate::secrets::{SecretValue, Secrets as _};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("constellation.db");
+        std::fs::create_dir(&db).unwrap();
+        let backend = LocalBackend::open_on_first_use(dir.path(), Arc::new(SystemClock)).unwrap();
+        let secrets = backend.secrets();
+        assert!(secrets.put("k", &SecretValue::new("v")).await.is_err());
+        assert!(secrets.get("k").await.is_err());
+        std::fs::remove_dir(&db).unwrap();
+        secrets.put("k", &SecretValue::new("v")).await.unwrap();
+        assert_eq!(secrets.get("k").await.unwrap().unwrap().expose(), "v");
     }
 }
