@@ -109,26 +109,12 @@ async fn a_cold_start_reads_no_secret_until_a_request_needs_one(app: TestApp<Col
         );
     }
 
-    // Keys published: the next request reads them. On AWS the table's
-    // cursor secret is still missing, so the store answers 503 in turn.
+    // Keys published: the next request reads them. Reading and writing one
+    // key seals no cursor, so the table's cursor secret is not read (on AWS
+    // it does not even exist yet).
     let tokens =
         TestTokens::on_platform(&app.platform, app.clock.clone(), cold.tokens.clone()).await;
     let token = tokens.token("org-a", Role::Staff);
-    if kind == BackendKind::Aws {
-        let reply = app.get("/v1/kv/settings/theme").bearer(&token).await;
-        reply.assert_status(StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            reply.json()["type"],
-            "urn:constellation:problem:unavailable"
-        );
-        app.platform
-            .secrets()
-            .put(cursor, &SecretValue::new("cold-start-cursor-key"))
-            .await
-            .unwrap();
-    }
-
-    // Everything readable: the same instance now serves, without a restart.
     app.get("/v1/kv/settings/theme")
         .bearer(&token)
         .await
@@ -142,5 +128,28 @@ async fn a_cold_start_reads_no_secret_until_a_request_needs_one(app: TestApp<Col
         app.get("/v1/kv/settings/theme").bearer(&token).await.text(),
         "dark"
     );
+    assert!(secret_exists(&app, keys).await);
+    assert!(!secret_exists(&app, cursor).await);
+
+    // A list pages with sealed cursors: it reads the cursor secret. On AWS,
+    // while that is missing, the store answers 503.
+    if kind == BackendKind::Aws {
+        let reply = app.get("/v1/kv/settings").bearer(&token).await;
+        reply.assert_status(StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            reply.json()["type"],
+            "urn:constellation:problem:unavailable"
+        );
+        app.platform
+            .secrets()
+            .put(cursor, &SecretValue::new("cold-start-cursor-key"))
+            .await
+            .unwrap();
+    }
+
+    // Everything readable: the same instance now serves, without a restart.
+    let list = app.get("/v1/kv/settings").bearer(&token).await;
+    list.assert_status(StatusCode::OK);
+    assert!(list.text().contains("theme"), "{}", list.text());
     assert!(secret_exists(&app, keys).await && secret_exists(&app, cursor).await);
 }

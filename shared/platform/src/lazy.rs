@@ -4,11 +4,16 @@
 //! Lambda that opened its tables at cold start would pay that read, a round
 //! trip to Secrets Manager, before its first answer, even when that answer is
 //! a health check that touches no table. [`LazyTable`] defers the read to the
-//! first operation; concurrent first operations share one read. A failed read
-//! is logged, answers [`StoreError::Unavailable`] (a 503 for the caller), and
-//! is tried again by the next operation.
+//! first operation that seals or opens a cursor (a query or a scan);
+//! concurrent first ones share one read. A failed read is logged, answers
+//! [`StoreError::Unavailable`] (a 503 for the caller), and is tried again by
+//! the next one. Operations on one key (get, put, delete, add, upsert,
+//! transact, batch put) use no cursor and read no secret: they go to the
+//! same table opened over a random key of this process's, which no cursor
+//! was ever sealed with (so, were a query sent there by mistake, it could
+//! neither open a real cursor nor issue one another process accepts).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use tokio::sync::OnceCell;
@@ -22,6 +27,7 @@ pub(crate) struct LazyTable {
     name: String,
     cursor_secret: String,
     table: OnceCell<Arc<dyn Table>>,
+    point: OnceLock<Arc<dyn Table>>,
 }
 
 impl std::fmt::Debug for LazyTable {
@@ -40,7 +46,20 @@ impl LazyTable {
             name,
             cursor_secret,
             table: OnceCell::new(),
+            point: OnceLock::new(),
         }
+    }
+
+    /// The table for operations that seal no cursor (see the module docs).
+    fn point(&self) -> &dyn Table {
+        self.point
+            .get_or_init(|| {
+                use rand::RngCore as _;
+                let mut key = [0_u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                self.platform.table_with_key(&self.name, key)
+            })
+            .as_ref()
     }
 
     /// The open table, opening it first if needed.
@@ -61,11 +80,11 @@ impl LazyTable {
 #[async_trait]
 impl Table for LazyTable {
     async fn get(&self, key: &ItemKey) -> Result<Option<Item>, StoreError> {
-        self.table().await?.get(key).await
+        self.point().get(key).await
     }
 
     async fn put(&self, item: &Item, condition: Condition) -> Result<(), StoreError> {
-        self.table().await?.put(item, condition).await
+        self.point().put(item, condition).await
     }
 
     async fn delete(
@@ -73,7 +92,7 @@ impl Table for LazyTable {
         key: &ItemKey,
         condition: Condition,
     ) -> Result<Option<Item>, StoreError> {
-        self.table().await?.delete(key, condition).await
+        self.point().delete(key, condition).await
     }
 
     async fn query(&self, query: &Query) -> Result<Page, StoreError> {
@@ -81,15 +100,15 @@ impl Table for LazyTable {
     }
 
     async fn add(&self, add: &Add) -> Result<i64, StoreError> {
-        self.table().await?.add(add).await
+        self.point().add(add).await
     }
 
     async fn upsert(&self, item: &Item) -> Result<u64, StoreError> {
-        self.table().await?.upsert(item).await
+        self.point().upsert(item).await
     }
 
     async fn transact(&self, writes: &[Write]) -> Result<(), StoreError> {
-        self.table().await?.transact(writes).await
+        self.point().transact(writes).await
     }
 
     async fn scan(&self, limit: u32, cursor: Option<String>) -> Result<Page, StoreError> {
@@ -97,7 +116,7 @@ impl Table for LazyTable {
     }
 
     async fn put_batch(&self, items: &[Item]) -> Result<(), StoreError> {
-        self.table().await?.put_batch(items).await
+        self.point().put_batch(items).await
     }
 }
 
@@ -133,21 +152,41 @@ mod tests {
             "opening the table read (and created) its secret before any use"
         );
 
-        // The first operations arrive together: they share one open, so one
-        // key is generated and stored, whatever the interleaving.
+        // Writes and reads of one key seal no cursor: no secret is read.
         let items: Vec<Item> = (0..16).map(fx_item).collect();
         let writes = items.iter().map(|item| table.put(item, Condition::None));
         for result in futures::future::join_all(writes).await {
             result.unwrap();
         }
-        assert!(secrets.get(CURSOR_SECRET).await.unwrap().is_some());
+        assert!(table.get(&items[3].key).await.unwrap().is_some());
+        assert!(
+            secrets.get(CURSOR_SECRET).await.unwrap().is_none(),
+            "a point operation read the cursor secret"
+        );
+
+        // The first queries arrive together: they share one open, so one
+        // key is generated and stored, whatever the interleaving.
         let query = Query {
             limit: 5,
             ..Query::partition("p")
         };
-        let first = table.query(&query).await.unwrap();
+        let pages = futures::future::join_all((0..8).map(|_| table.query(&query))).await;
+        let pages: Vec<Page> = pages.into_iter().map(Result::unwrap).collect();
+        assert!(secrets.get(CURSOR_SECRET).await.unwrap().is_some());
+        let first = &pages[0];
         assert_eq!(first.items.len(), 5);
-        let cursor = first.next_cursor.expect("a second page");
+        let cursor = first.next_cursor.clone().expect("a second page");
+        // Every racing first query sealed its cursor with the one stored key.
+        for page in &pages {
+            let next = table
+                .query(&Query {
+                    cursor: page.next_cursor.clone(),
+                    ..query.clone()
+                })
+                .await
+                .unwrap();
+            assert_eq!(next.items.len(), 5);
+        }
 
         // Another process (a new cold start) continues the same query.
         let again = fx_platform(&dir).table_on_first_use("things", CURSOR_SECRET);
