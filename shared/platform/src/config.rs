@@ -173,10 +173,12 @@ impl Platform {
                 // health check) opens no SQLite connection.
                 let dir = PathBuf::from(dir);
                 let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-                let backend = LocalBackend::open_on_first_use(&dir, clock.clone())
-                    .map_err(|source| PlatformError::Open {
-                        dir: dir.display().to_string(),
-                        source,
+                let backend =
+                    LocalBackend::open_on_first_use(&dir, clock.clone()).map_err(|source| {
+                        PlatformError::Open {
+                            dir: dir.display().to_string(),
+                            source,
+                        }
                     })?;
                 Ok(Self::over_local(backend, public_url, clock))
             }
@@ -185,8 +187,9 @@ impl Platform {
             #[cfg(not(feature = "local"))]
             BackendKind::Local => Err(ConfigError::Invalid {
                 name: BACKEND_VAR,
-                reason: "this binary was built without the local backend \
-                         (build it with `--features local`, as `cargo lambda watch --features local` does)"
+                reason: "it asks for the local backend (`local` is also the default outside \
+                         Lambda), which this binary was built without: set it to `aws`, or build \
+                         with `--features local`, as `cargo lambda watch --features local` does"
                     .to_owned(),
             }
             .into()),
@@ -320,10 +323,11 @@ impl Platform {
         }
     }
 
-    /// The table `name` like [`Platform::table`], but opened on its first
-    /// use: the secret `cursor_secret` is read then, not now, so a Lambda
-    /// cold start (and a health check) reads no secret. Until the secret is
-    /// read, every operation tries again and fails as
+    /// The table `name` like [`Platform::table`], but the secret
+    /// `cursor_secret` is read by its first query or scan (the operations
+    /// that seal cursors), not now, so a Lambda cold start, a health check
+    /// and operations on one key read no secret. Until the secret is read,
+    /// each query or scan tries again and fails as
     /// [`StoreError::Unavailable`](crate::table::StoreError::Unavailable),
     /// which a service answers with 503; the failure is logged.
     #[cfg(feature = "dynamodb")]

@@ -146,17 +146,55 @@ impl Drop for LogGuard {
 /// directives (`debug`, or `constellation_kv=debug,warn`), else `info`.
 /// A `Targets` filter, not `EnvFilter`: the span and field directives it
 /// would add need the regex crates, a fifth of a megabyte of every Lambda.
+/// A `RUST_LOG` holding one (`kv[span]=debug`) or an unknown level is not
+/// half applied: the whole value is ignored (and `info` applies).
 fn log_filter(lambda_level: Option<String>, rust_log: Option<String>) -> Targets {
-    let lambda = lambda_level.and_then(|l| match l.trim().to_ascii_lowercase().as_str() {
-        "fatal" => Some(LevelFilter::ERROR),
-        other => other.parse::<LevelFilter>().ok(),
-    });
-    if let Some(level) = lambda {
+    if let Some(level) = lambda_level.as_deref().and_then(level_named) {
         return Targets::new().with_default(level);
     }
     rust_log
-        .and_then(|directives| directives.parse::<Targets>().ok())
+        .as_deref()
+        .and_then(directives)
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// A level by name, in any case (`fatal` is `error`); nothing else (no
+/// numbers, no empty string).
+fn level_named(name: &str) -> Option<LevelFilter> {
+    Some(match name.trim().to_ascii_lowercase().as_str() {
+        "trace" => LevelFilter::TRACE,
+        "debug" => LevelFilter::DEBUG,
+        "info" => LevelFilter::INFO,
+        "warn" => LevelFilter::WARN,
+        "error" | "fatal" => LevelFilter::ERROR,
+        "off" => LevelFilter::OFF,
+        _ => return None,
+    })
+}
+
+/// `RUST_LOG`'s comma-separated `level` and `target=level` directives
+/// (empty ones skipped); `None` if any is something else.
+fn directives(value: &str) -> Option<Targets> {
+    let mut targets = Targets::new();
+    let mut any = false;
+    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        targets = match directive.split_once('=') {
+            None => targets.with_default(level_named(directive)?),
+            Some((target, level)) => {
+                let target = target.trim();
+                let plain = !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-');
+                if !plain {
+                    return None;
+                }
+                targets.with_target(target.to_owned(), level_named(level)?)
+            }
+        };
+        any = true;
+    }
+    any.then_some(targets)
 }
 
 fn install<W>(writer: W, extra: Option<ExtraLayer>)
@@ -375,12 +413,28 @@ mod tests {
         assert!(directives.would_enable("constellation_kv::http", &Level::DEBUG));
         assert!(!directives.would_enable("constellation_auth", &Level::INFO));
         assert!(directives.would_enable("constellation_auth", &Level::WARN));
-        // An unknown Lambda level falls to RUST_LOG; bad directives to info.
-        let unknown = log_filter(some("LOUD"), some("trace"));
-        assert!(unknown.would_enable("x", &Level::TRACE));
-        let bad = log_filter(None, some("kv=noisy"));
-        assert!(bad.would_enable("x", &Level::INFO));
-        assert!(!bad.would_enable("x", &Level::DEBUG));
+        // An unknown, empty or numeric Lambda level falls to RUST_LOG.
+        for odd in ["LOUD", "", " ", "3"] {
+            let unknown = log_filter(some(odd), some("trace"));
+            assert!(unknown.would_enable("x", &Level::TRACE), "{odd:?}");
+        }
+        // Empty directives are skipped, not read as `error`.
+        let trailing = log_filter(None, some("debug,"));
+        assert!(trailing.would_enable("x", &Level::DEBUG));
+        // Bad directives (an unknown level, a span or field filter) leave
+        // the whole value aside: info.
+        for bad in [
+            "kv=noisy",
+            "kv[span]=debug",
+            "kv[{f}]=debug",
+            "[req]=trace",
+            "=debug",
+            ",",
+        ] {
+            let bad_filter = log_filter(None, some(bad));
+            assert!(bad_filter.would_enable("kv", &Level::INFO), "{bad:?}");
+            assert!(!bad_filter.would_enable("kv", &Level::DEBUG), "{bad:?}");
+        }
         let none = log_filter(None, None);
         assert!(none.would_enable("x", &Level::INFO));
         assert!(!none.would_enable("x", &Level::DEBUG));

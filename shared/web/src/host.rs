@@ -328,7 +328,7 @@ impl Context {
     }
 
     /// The table named by `var`, with cursors sealed by the secret named by
-    /// `cursor_var`; the secret is read on the table's first use
+    /// `cursor_var`; the secret is read by the table's first query or scan
     /// ([`Platform::table_on_first_use`]), so only a missing variable fails here.
     #[cfg(feature = "dynamodb")]
     pub async fn table(

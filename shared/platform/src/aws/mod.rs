@@ -102,22 +102,44 @@ fn loader() -> ConfigLoader {
 /// A Lambda function's configuration, from the variables the Lambda service
 /// sets (`var` reads one): region from `AWS_REGION`, credentials from the
 /// role's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
-/// and `AWS_ENDPOINT_URL` when set (an emulator). Built by hand rather than
-/// by the loader, which probes nothing in Lambda either but links every
+/// and, when set, `AWS_ENDPOINT_URL` (an emulator), `AWS_USE_FIPS_ENDPOINT`,
+/// `AWS_USE_DUALSTACK_ENDPOINT` and `AWS_MAX_ATTEMPTS`. Built by hand rather
+/// than by the loader, which probes nothing in Lambda either but links every
 /// provider it could probe: STS, SSO, IMDS, ECS and the profile parser were
-/// about a quarter of a megabyte of each function. Retries, timeouts, sleep
-/// and clock are the clients' defaults for the behaviour version, as the
-/// loader's are.
+/// about a quarter of a megabyte of each function. What the loader would
+/// default is set explicitly, not left to the behaviour version: standard
+/// retries (3 attempts), a 3.1 s connect timeout, tokio's sleep, the system
+/// clock. Other `AWS_*` settings (per-service `AWS_ENDPOINT_URL_<SERVICE>`,
+/// `AWS_RETRY_MODE`, profiles) are not read: template.yaml sets none.
 fn lambda_config(var: impl Fn(&str) -> Option<String>) -> SdkConfig {
     use aws_config::Region;
     use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
     use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_smithy_async::rt::sleep::TokioSleep;
+    use aws_smithy_async::time::SystemTimeSource;
+    let flag = |name: &str| var(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let attempts = var("AWS_MAX_ATTEMPTS")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .filter(|n| (1..=10).contains(n))
+        .unwrap_or(3);
     let mut config = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .http_client(http_client())
         .credentials_provider(SharedCredentialsProvider::new(
             EnvironmentVariableCredentialsProvider::new(),
-        ));
+        ))
+        .retry_config(RetryConfig::standard().with_max_attempts(attempts))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_millis(3100))
+                .build(),
+        )
+        .sleep_impl(TokioSleep::new())
+        .time_source(SystemTimeSource::new())
+        .use_fips(flag("AWS_USE_FIPS_ENDPOINT"))
+        .use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT"));
     if let Some(region) = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")) {
         config = config.region(Region::new(region));
     }
@@ -368,9 +390,30 @@ mod tests {
         assert_eq!(cfg.endpoint_url(), Some("http://127.0.0.1:9"));
         assert!(cfg.credentials_provider().is_some());
         assert!(cfg.behavior_version().is_some());
+        // What the loader would default, set rather than left to the
+        // behaviour version.
+        assert!(cfg.sleep_impl().is_some() && cfg.time_source().is_some());
+        assert_eq!(cfg.retry_config().map(|r| r.max_attempts()), Some(3));
+        assert_eq!(
+            cfg.timeout_config().and_then(|t| t.connect_timeout()),
+            Some(std::time::Duration::from_millis(3100))
+        );
+        assert_eq!(cfg.use_fips(), Some(false));
         let bare =
             lambda_config(|name| (name == "AWS_DEFAULT_REGION").then(|| "us-east-1".to_owned()));
         assert_eq!(bare.region().map(|r| r.as_ref()), Some("us-east-1"));
         assert_eq!(bare.endpoint_url(), None);
+
+        let tuned = lambda_config(|name| match name {
+            "AWS_USE_FIPS_ENDPOINT" => Some("true".to_owned()),
+            "AWS_USE_DUALSTACK_ENDPOINT" => Some("TRUE".to_owned()),
+            "AWS_MAX_ATTEMPTS" => Some("5".to_owned()),
+            _ => None,
+        });
+        assert_eq!(tuned.use_fips(), Some(true));
+        assert_eq!(tuned.use_dual_stack(), Some(true));
+        assert_eq!(tuned.retry_config().map(|r| r.max_attempts()), Some(5));
+        let nonsense = lambda_config(|name| (name == "AWS_MAX_ATTEMPTS").then(|| "0".to_owned()));
+        assert_eq!(nonsense.retry_config().map(|r| r.max_attempts()), Some(3));
     }
 }

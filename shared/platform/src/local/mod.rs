@@ -49,7 +49,8 @@ use crate::queue::{QueueError, QueueSpec};
 use crate::secrets::SecretsError;
 use crate::table::StoreError;
 
-/// How many read connections one [`LocalBackend`] keeps open (the writer has its own).
+/// How many read connections one [`LocalBackend`] opens at most, each when
+/// concurrent reads first need it (the writer has its own).
 const POOL_SIZE: usize = 4;
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -266,7 +267,9 @@ impl LocalBackend {
 
     /// Runs the small read `f` (one row by key) here, on the caller's
     /// thread: in WAL mode it never waits for a writer, and it costs less
-    /// than a hop to the blocking pool.
+    /// than a hop to the blocking pool. (The first read of a backend opened
+    /// on first use also opens the database here, once: a few milliseconds
+    /// of a `cargo lambda watch` process's first request.)
     fn read_now<T, E, F>(&self, op: &'static str, f: F) -> Result<T, E>
     where
         E: PortError,
@@ -288,6 +291,17 @@ impl LocalBackend {
         E: PortError,
         F: FnOnce(&Connection) -> Result<T, Fail<E>> + Send + 'static,
     {
+        if self.inner.db.get().is_none() {
+            // The first operation of a backend opened on first use opens
+            // the database (file I/O, perhaps the schema's transaction) off
+            // the async threads.
+            let inner = self.inner.clone();
+            match tokio::task::spawn_blocking(move || inner.db().map(|_| ())).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Fail::<E>::Other(e).into_port(op)),
+                Err(join) => return Err(E::backend(anyhow::Error::new(join).context(op))),
+            }
+        }
         let db = self
             .inner
             .db()
