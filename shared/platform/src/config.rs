@@ -171,16 +171,12 @@ impl Platform {
                     optional(PUBLIC_URL_VAR).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
                 // Opened on first use: a function's cold start (and its
                 // health check) opens no SQLite connection.
-                let dir = PathBuf::from(dir);
-                let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-                let backend =
-                    LocalBackend::open_on_first_use(&dir, clock.clone()).map_err(|source| {
-                        PlatformError::Open {
-                            dir: dir.display().to_string(),
-                            source,
-                        }
-                    })?;
-                Ok(Self::over_local(backend, public_url, clock))
+                Self::over_local(
+                    PathBuf::from(dir),
+                    public_url,
+                    Arc::new(SystemClock),
+                    LocalBackend::open_on_first_use,
+                )
             }
             // A function's deployed build (its default features) has no
             // local backend: `cargo lambda watch --features local` has.
@@ -207,29 +203,34 @@ impl Platform {
         public_url: String,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PlatformError> {
-        let backend =
-            LocalBackend::open(&data_dir, clock.clone()).map_err(|source| PlatformError::Open {
-                dir: data_dir.display().to_string(),
-                source,
-            })?;
-        Ok(Self::over_local(backend, public_url, clock))
+        Self::over_local(data_dir, public_url, clock, LocalBackend::open)
     }
 
+    /// A local platform over the backend `open` makes of `data_dir`.
     #[cfg(feature = "local")]
-    fn over_local(backend: LocalBackend, public_url: String, clock: Arc<dyn Clock>) -> Self {
+    fn over_local(
+        data_dir: PathBuf,
+        public_url: String,
+        clock: Arc<dyn Clock>,
+        open: fn(&std::path::Path, Arc<dyn Clock>) -> anyhow::Result<LocalBackend>,
+    ) -> Result<Self, PlatformError> {
+        let backend = open(&data_dir, clock.clone()).map_err(|source| PlatformError::Open {
+            dir: data_dir.display().to_string(),
+            source,
+        })?;
         let secrets = Arc::new(CachedSecrets::new(
             Arc::new(backend.secrets()),
             clock.clone(),
             SECRETS_CACHE_TTL,
         ));
-        Self {
+        Ok(Self {
             backend: Backend::Local {
                 backend,
                 public_url: public_url.trim_end_matches('/').to_owned(),
             },
             clock,
             secrets,
-        }
+        })
     }
 
     /// An AWS platform.

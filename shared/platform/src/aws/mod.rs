@@ -150,12 +150,6 @@ fn lambda_config(var: impl Fn(&str) -> Option<String>) -> SdkConfig {
 }
 
 impl AwsBackend {
-    /// Loads the configuration the way every AWS SDK does (environment,
-    /// profile, Lambda's role), honouring `AWS_ENDPOINT_URL` for emulators.
-    pub async fn from_env() -> Self {
-        Self::connect(None).await
-    }
-
     /// The backend of a Lambda function: its configuration comes from the
     /// variables the Lambda service sets and nothing else (no profile file,
     /// no credential or region source probed).
@@ -163,8 +157,9 @@ impl AwsBackend {
         Self::from_sdk_config(&lambda_config(crate::config::optional))
     }
 
-    /// Like [`AwsBackend::from_env`], but talking to `endpoint` (an emulator
-    /// such as moto or LocalStack) when one is given.
+    /// Loads the configuration the way every AWS SDK does (environment,
+    /// profile, the instance's role), for `serve` and the CLI, talking to
+    /// `endpoint` (an emulator such as moto or LocalStack) when one is given.
     pub async fn connect(endpoint: Option<&str>) -> Self {
         let mut loader = loader();
         if let Some(url) = endpoint {
