@@ -50,7 +50,7 @@ pub fn router(store: Arc<KvStore>) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_VALUE_BYTES))
         .with_state(store)
-        .merge(openapi_route("/v1/kv/openapi.json", ApiDoc::openapi()))
+        .merge(openapi_route("/v1/kv/openapi.json", ApiDoc::openapi))
 }
 
 /// The kv part of the OpenAPI document.

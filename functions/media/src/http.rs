@@ -38,7 +38,7 @@ pub fn router(store: Arc<MediaStore>) -> Router {
         .route("/v1/media/{id}", get(get_media).delete(delete_media))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(store)
-        .merge(openapi_route("/v1/media/openapi.json", ApiDoc::openapi()))
+        .merge(openapi_route("/v1/media/openapi.json", ApiDoc::openapi))
 }
 
 /// The media part of the OpenAPI document.

@@ -12,8 +12,11 @@
 //! operation ids unique across services, and the links that let a client (or
 //! a stateful tester) chain one call's answer into the next call.
 
+use std::sync::{Arc, OnceLock};
+
 use axum::Router;
 use axum::routing::get;
+use bytes::Bytes;
 use constellation_core::validation::{CONTROL_CHARS, class};
 use utoipa::openapi::content::Content;
 use utoipa::openapi::extensions::Extensions;
@@ -27,7 +30,7 @@ use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr, Required};
 
-use crate::error::PROBLEM_JSON;
+use crate::error::{ApiError, PROBLEM_JSON};
 use crate::idempotency::{IDEMPOTENCY_KEY_FIELD, MAX_KEY_CHARS};
 use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT};
 
@@ -37,21 +40,42 @@ pub const BEARER: &str = "bearer";
 /// The name of the error body schema.
 pub const PROBLEM_SCHEMA: &str = "Problem";
 
-/// A route serving `doc` as JSON at `path`.
-pub fn openapi_route<S: Clone + Send + Sync + 'static>(path: &str, doc: OpenApi) -> Router<S> {
-    let json = doc.to_pretty_json().unwrap_or_default();
+/// A route serving the document `doc` builds, as JSON, at `path`.
+///
+/// The document is built and serialized on its first request, once per
+/// process, not when the router is built: building and pretty-printing it
+/// was most of a function's own start-up work, and a cold start that serves
+/// an API call never needs it. Every later request gets the same bytes.
+pub fn openapi_route<S: Clone + Send + Sync + 'static>(
+    path: &str,
+    doc: fn() -> OpenApi,
+) -> Router<S> {
+    let rendered: Arc<OnceLock<Result<Bytes, String>>> = Arc::default();
     Router::new().route(
         path,
         get(move || {
-            let json = json.clone();
+            let rendered = rendered.clone();
             async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    json,
-                )
+                match rendered.get_or_init(|| render(doc)) {
+                    Ok(json) => Ok((
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        json.clone(),
+                    )),
+                    Err(e) => Err(ApiError::internal(anyhow::anyhow!(
+                        "serializing the OpenAPI document: {e}"
+                    ))),
+                }
             }
         }),
     )
+}
+
+/// `doc`'s document as pretty-printed JSON.
+fn render(doc: fn() -> OpenApi) -> Result<Bytes, String> {
+    doc()
+        .to_pretty_json()
+        .map(Bytes::from)
+        .map_err(|e| e.to_string())
 }
 
 /// Merges service documents into one (paths and components), titled for the whole API.
@@ -618,6 +642,47 @@ mod tests {
     use super::*;
     use utoipa::Modify as _;
     use utoipa::openapi::request_body::RequestBodyBuilder;
+
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn counted_doc() -> OpenApi {
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        doc_with(create_order())
+    }
+
+    #[tokio::test]
+    async fn the_document_is_built_on_its_first_request_and_once() {
+        use tower::ServiceExt as _;
+        let builds = || BUILDS.load(std::sync::atomic::Ordering::SeqCst);
+        let app: Router = openapi_route("/v1/demo/openapi.json", counted_doc);
+        assert_eq!(builds(), 0, "building the router built the document");
+        let mut bodies = Vec::new();
+        for _ in 0..2 {
+            let res = app
+                .clone()
+                .oneshot(
+                    axum::http::Request::get("/v1/demo/openapi.json")
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(res.status(), axum::http::StatusCode::OK);
+            assert_eq!(res.headers()["content-type"], "application/json");
+            let body = http_body_util::BodyExt::collect(res.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            bodies.push(body);
+        }
+        assert_eq!(builds(), 1, "the document was built again");
+        assert_eq!(bodies[0], bodies[1]);
+        let served: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+        assert_eq!(
+            served["paths"]["/v1/demo/orders"]["post"]["operationId"],
+            "create_order"
+        );
+    }
 
     fn doc_with(op: Operation) -> OpenApi {
         let mut doc = OpenApi::default();

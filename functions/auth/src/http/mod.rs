@@ -72,7 +72,7 @@ pub fn router(state: AuthState) -> Router {
         .route("/v1/auth/.well-known/jwks.json", get(get_jwks))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-        .merge(openapi_route("/v1/auth/openapi.json", ApiDoc::openapi()))
+        .merge(openapi_route("/v1/auth/openapi.json", ApiDoc::openapi))
 }
 
 /// The auth part of the OpenAPI document.

@@ -71,7 +71,7 @@ pub fn router(store: Arc<CatalogStore>, table: Arc<dyn Table>, clock: Arc<dyn Cl
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(store)
-        .merge(openapi_route("/v1/catalog/openapi.json", ApiDoc::openapi()))
+        .merge(openapi_route("/v1/catalog/openapi.json", ApiDoc::openapi))
 }
 
 /// The catalog part of the OpenAPI document.

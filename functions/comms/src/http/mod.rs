@@ -71,7 +71,7 @@ pub fn router(store: Arc<CommsStore>, table: Arc<dyn Table>, clock: Arc<dyn Cloc
         .route("/v1/comms/reports", get(list_reports))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(store)
-        .merge(openapi_route("/v1/comms/openapi.json", ApiDoc::openapi()))
+        .merge(openapi_route("/v1/comms/openapi.json", ApiDoc::openapi))
 }
 
 /// The comms part of the OpenAPI document.

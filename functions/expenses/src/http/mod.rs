@@ -75,10 +75,7 @@ pub fn router(store: Arc<ExpenseStore>, table: Arc<dyn Table>, clock: Arc<dyn Cl
         .route("/v1/expenses/{id}/receipts", post(add_receipt))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(store)
-        .merge(openapi_route(
-            "/v1/expenses/openapi.json",
-            ApiDoc::openapi(),
-        ))
+        .merge(openapi_route("/v1/expenses/openapi.json", ApiDoc::openapi))
 }
 
 /// The expenses part of the OpenAPI document.

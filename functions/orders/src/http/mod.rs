@@ -63,7 +63,7 @@ pub fn router(store: Arc<OrderStore>, table: Arc<dyn Table>, clock: Arc<dyn Cloc
         )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(store)
-        .merge(openapi_route("/v1/orders/openapi.json", ApiDoc::openapi()))
+        .merge(openapi_route("/v1/orders/openapi.json", ApiDoc::openapi))
 }
 
 /// The orders part of the OpenAPI document.
