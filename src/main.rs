@@ -385,7 +385,7 @@ async fn run_schedule(
             )
         })?;
     let platform = backend.platform().await?;
-    let resources = serve::resources(&platform, service, None).await?;
+    let resources = serve::resources(&platform, service)?;
     let ctx = Context::new(
         platform,
         resources,
@@ -503,7 +503,7 @@ async fn comms_resync(org: Option<&str>, backend: &BackendArgs) -> anyhow::Resul
         .context("--org")?;
     let platform = backend.platform().await?;
     let service = &constellation_auth::SERVICE;
-    let resources = serve::resources(&platform, service, None).await?;
+    let resources = serve::resources(&platform, service)?;
     let ctx = Context::new(
         platform,
         resources,
