@@ -6,6 +6,7 @@
 //! outbox relay), serves local presigned blob URLs, and shuts down
 //! gracefully, finishing in-flight requests first.
 
+pub mod env;
 pub mod migrate;
 pub mod otlp;
 pub mod serve;

@@ -12,7 +12,9 @@ use constellation_auth::signing::{SigningConfig, rotate_keys};
 use constellation_auth::{AuditAction, AuditEvent, AuthResources, record_audit};
 use constellation_platform::QueueStats;
 use constellation_platform::config::{BackendKind, Platform};
-use constellation_platform::observe::{MetricsSink, init_tracing, init_tracing_in_background_with};
+use constellation_platform::observe::{
+    MetricsSink, init_tracing, init_tracing_in_background_with, init_tracing_stderr,
+};
 use constellation_platform::schedule::ScheduledEvent;
 use constellation_platform::tokens::VerifierConfig;
 use constellation_web::host::{Context, ResourceKind, Resources};
@@ -94,6 +96,18 @@ enum Command {
         /// collector (e.g. a local Jaeger: http://localhost:4318).
         #[arg(long, env = "CONSTELLATION_OTLP_ENDPOINT")]
         otlp_endpoint: Option<constellation::otlp::Endpoint>,
+    },
+    /// Print, as dotenv lines, the variables the Lambda functions read at
+    /// start (every service's resources, the backend, token settings) for
+    /// this backend: the local names and data dir, or in AWS the names
+    /// `serve --provision` creates, queues as their URLs. For `cargo lambda
+    /// watch --env-file` and scripts/bench; secrets are named, never read.
+    Env {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// With `--backend aws`: create missing tables, queues, the bus and its rules, and secrets first (as `serve --provision` does).
+        #[arg(long)]
+        provision: bool,
     },
     /// Print the OpenAPI 3.1 document of every service.
     Openapi,
@@ -253,6 +267,11 @@ async fn main() -> anyhow::Result<()> {
             };
             Some(init_tracing_in_background_with(extra))
         }
+        // Its stdout is an env file.
+        Command::Env { .. } => {
+            init_tracing_stderr();
+            None
+        }
         _ => {
             init_tracing();
             None
@@ -275,6 +294,20 @@ async fn main() -> anyhow::Result<()> {
                 ..backend.serve_config()
             };
             Server::bind(&config).await?.run(shutdown_signal()).await
+        }
+        Command::Env { backend, provision } => {
+            let config = constellation::env::EnvConfig {
+                backend: backend.backend,
+                data_dir: &backend.data_dir,
+                aws_endpoint: backend.aws_endpoint_url.as_deref(),
+                provision,
+            };
+            // Built whole first: a failure prints nothing to stdout.
+            let lines = constellation::env::env(&config, SERVICES)
+                .await?
+                .to_dotenv()?;
+            print!("{lines}");
+            Ok(())
         }
         Command::Openapi => {
             println!("{}", constellation::openapi().to_pretty_json()?);
@@ -385,7 +418,7 @@ async fn run_schedule(
             )
         })?;
     let platform = backend.platform().await?;
-    let resources = serve::resources(&platform, service, None).await?;
+    let resources = serve::resources(&platform, service)?;
     let ctx = Context::new(
         platform,
         resources,
@@ -503,7 +536,7 @@ async fn comms_resync(org: Option<&str>, backend: &BackendArgs) -> anyhow::Resul
         .context("--org")?;
     let platform = backend.platform().await?;
     let service = &constellation_auth::SERVICE;
-    let resources = serve::resources(&platform, service, None).await?;
+    let resources = serve::resources(&platform, service)?;
     let ctx = Context::new(
         platform,
         resources,

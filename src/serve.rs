@@ -77,19 +77,41 @@ pub async fn platform(config: &ServeConfig, public_url: String) -> anyhow::Resul
     })
 }
 
-/// The resources of `service`: provisioned under their default names with
-/// `provision` (AWS), else from the environment (defaults locally).
-pub async fn resources(
-    platform: &Platform,
-    service: &ServiceDef,
-    provision: Option<&AwsBackend>,
-) -> anyhow::Result<Resources> {
-    match provision {
-        Some(aws) => host::provision(aws, service.resources)
+/// The resources of `service` from the environment (defaults locally).
+pub fn resources(platform: &Platform, service: &ServiceDef) -> anyhow::Result<Resources> {
+    Ok(Resources::from_env(service.resources, platform.kind())?)
+}
+
+/// What `--provision` creates in AWS before anything runs: the token
+/// signing keys (`tokens` names their secrets), every resource of
+/// `services` under its default name ([`host::provision`]), and the bus's
+/// rules routing each subscription to its queue. Returns each service's
+/// resources, in the order of `services`.
+pub async fn provision(
+    aws: &AwsBackend,
+    services: &[&ServiceDef],
+    tokens: &VerifierConfig,
+) -> anyhow::Result<Vec<Resources>> {
+    let signing = SigningConfig::for_verifier(tokens.clone())?;
+    ensure_keys(&aws.secrets(), &signing, &SystemClock).await?;
+    let mut all = Vec::with_capacity(services.len());
+    let mut routes = Vec::new();
+    let mut bus = None;
+    for service in services {
+        service.validate()?;
+        let resources = host::provision(aws, service.resources)
             .await
-            .with_context(|| format!("provisioning {}", service.name)),
-        None => Ok(Resources::from_env(service.resources, platform.kind())?),
+            .with_context(|| format!("provisioning {}", service.name))?;
+        routes.extend(service.routes(&resources)?);
+        if let Ok(name) = resources.get(EVENT_BUS_VAR) {
+            bus = Some(name.to_owned());
+        }
+        all.push(resources);
     }
+    if let Some(bus) = &bus {
+        aws.ensure_routes(bus, &routes).await?;
+    }
+    Ok(all)
 }
 
 impl Server {
@@ -108,17 +130,14 @@ impl Server {
             .with_context(|| format!("bind {}", config.addr))?;
         let local_addr = listener.local_addr()?;
         let platform = platform(config, format!("http://{local_addr}")).await?;
-        let aws = match config.backend {
+        let token_config = VerifierConfig::from_env()?;
+        let provisioned = match config.backend {
             BackendKind::Aws if config.provision => {
-                Some(AwsBackend::connect(config.aws_endpoint.as_deref()).await)
+                let aws = AwsBackend::connect(config.aws_endpoint.as_deref()).await;
+                Some(provision(&aws, services, &token_config).await?)
             }
             _ => None,
         };
-        let token_config = VerifierConfig::from_env()?;
-        if let Some(aws) = &aws {
-            let signing = SigningConfig::for_verifier(token_config.clone())?;
-            ensure_keys(&aws.secrets(), &signing, &SystemClock).await?;
-        }
         let registry = Arc::new(Registry::new());
         let metrics = if config.emf {
             MetricsSink::stdout()
@@ -136,9 +155,13 @@ impl Server {
         let mut contexts = Vec::with_capacity(services.len());
         let mut routes: Vec<Route> = Vec::new();
         let mut bus = None;
-        for service in services {
+        for (i, service) in services.iter().enumerate() {
             service.validate()?;
-            let ctx = base.for_service(resources(&platform, service, aws.as_ref()).await?);
+            let resources = match provisioned.as_ref().and_then(|p| p.get(i)) {
+                Some(provisioned) => provisioned.clone(),
+                None => resources(&platform, service)?,
+            };
+            let ctx = base.for_service(resources);
             routes.extend(service.routes(&ctx.resources)?);
             if let Some(local) = platform.local_backend() {
                 for (bucket, notifications) in service.bucket_notifications(&ctx.resources)? {
@@ -157,12 +180,11 @@ impl Server {
             }
             contexts.push((*service, ctx));
         }
-        if let Some(bus) = &bus {
-            if let Some(local) = platform.local_backend() {
-                local.set_routes(bus, &routes).await?;
-            } else if let Some(aws) = &aws {
-                aws.ensure_routes(bus, &routes).await?;
-            }
+        // In AWS, `provision` has made the bus's rules (or they exist).
+        if let Some(bus) = &bus
+            && let Some(local) = platform.local_backend()
+        {
+            local.set_routes(bus, &routes).await?;
         }
 
         let mut apps = Vec::with_capacity(contexts.len());

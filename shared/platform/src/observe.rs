@@ -23,6 +23,12 @@ pub fn init_tracing() {
     install(std::io::stdout, None);
 }
 
+/// [`init_tracing`] writing to stderr: for a command whose stdout is its
+/// output (`constellation env`, read by `source` or an env file).
+pub fn init_tracing_stderr() {
+    install(std::io::stderr, None);
+}
+
 /// A layer added to the log subscriber (`serve`'s OTLP span exporter).
 pub type ExtraLayer =
     Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;

@@ -531,11 +531,54 @@ pub async fn provision(aws: &AwsBackend, defs: &[ResourceDef]) -> anyhow::Result
     // Dead-letter queues exist once their source queue does.
     for def in defs {
         if let ResourceKind::DeadLetterQueue { .. } = def.kind {
-            let name = local_name(def, defs);
+            let name = provisioned_name(def, defs);
             out.set(def.var, aws.queue_url(&name).await?);
         }
     }
     Ok(out)
+}
+
+/// The references [`provision`] would return, creating nothing: every
+/// resource of `defs` under the name `provision` gives it, queues and
+/// dead-letter queues as their URLs (looked up in the account). A missing
+/// queue is an error naming it; other kinds are not looked up.
+#[cfg(feature = "provision")]
+pub async fn look_up(aws: &AwsBackend, defs: &[ResourceDef]) -> anyhow::Result<Resources> {
+    let mut out = Resources::default();
+    for def in defs {
+        let name = provisioned_name(def, defs);
+        let value = match def.kind {
+            ResourceKind::Queue { .. } | ResourceKind::DeadLetterQueue { .. } => aws
+                .find_queue_url(&name)
+                .await
+                .with_context(|| format!("looking up the URL of queue {name}"))?
+                .with_context(|| {
+                    format!(
+                        "there is no SQS queue {name} in this account and region: \
+                         `--provision` creates the missing resources"
+                    )
+                })?,
+            _ => name,
+        };
+        out.set(def.var, value);
+    }
+    Ok(out)
+}
+
+/// The name [`provision`] gives `def`: its default, or for a dead-letter
+/// queue its source queue's default with `-dlq` (never the environment's
+/// value, which in AWS is a URL).
+#[cfg(feature = "provision")]
+fn provisioned_name(def: &ResourceDef, defs: &[ResourceDef]) -> String {
+    match def.kind {
+        ResourceKind::DeadLetterQueue { of } => defs
+            .iter()
+            .find(|d| d.var == of)
+            .and_then(|d| d.queue_spec(d.default))
+            .and_then(|spec| spec.dead_letter)
+            .unwrap_or_else(|| def.default.to_owned()),
+        _ => def.default.to_owned(),
+    }
 }
 
 #[cfg(feature = "provision")]

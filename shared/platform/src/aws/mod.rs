@@ -278,6 +278,16 @@ impl AwsBackend {
         sqs::queue_url(self.sqs(), name).await
     }
 
+    /// The URL of the queue named `name`, or `None` when it does not exist.
+    #[cfg(feature = "sqs")]
+    #[tracing::instrument(skip(self))]
+    pub async fn find_queue_url(
+        &self,
+        name: &str,
+    ) -> Result<Option<String>, crate::queue::QueueError> {
+        sqs::find_queue_url(self.sqs(), name).await
+    }
+
     /// SES v2 in the configured account and region; messages are dated by `clock`.
     #[cfg(feature = "sesv2")]
     pub fn mailer(&self, clock: Arc<dyn crate::clock::Clock>) -> SesMailer {

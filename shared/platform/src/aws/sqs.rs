@@ -43,14 +43,28 @@ pub(crate) async fn queue_url(
     client: &aws_sdk_sqs::Client,
     name: &str,
 ) -> Result<String, QueueError> {
-    let out = client
-        .get_queue_url()
-        .queue_name(name)
-        .send()
-        .await
-        .map_err(|e| fail(format!("SQS GetQueueUrl of {name}"), e))?;
-    out.queue_url
-        .ok_or_else(|| QueueError::Backend(anyhow!("SQS GetQueueUrl of {name} returned no URL")))
+    find_queue_url(client, name)
+        .await?
+        .ok_or_else(|| QueueError::Backend(anyhow!("there is no SQS queue {name}")))
+}
+
+/// The URL of the queue named `name`, or `None` when there is no such queue.
+pub(crate) async fn find_queue_url(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+) -> Result<Option<String>, QueueError> {
+    match client.get_queue_url().queue_name(name).send().await {
+        Ok(out) => out.queue_url.map(Some).ok_or_else(|| {
+            QueueError::Backend(anyhow!("SQS GetQueueUrl of {name} returned no URL"))
+        }),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_queue_does_not_exist()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(fail(format!("SQS GetQueueUrl of {name}"), e)),
+    }
 }
 
 /// The ARN of the queue at `url`.
