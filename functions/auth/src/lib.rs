@@ -25,7 +25,7 @@ pub mod store;
 use std::sync::Arc;
 
 use constellation_core::OrgId;
-use constellation_platform::config::Platform;
+use constellation_platform::config::{BackendKind, Platform};
 use constellation_platform::observe::MetricsSink;
 use constellation_platform::tokens::TokenVerifier;
 use constellation_web::ServiceInfo;
@@ -43,7 +43,8 @@ pub const NAME: &str = "auth";
 
 /// Builds the auth store from the platform: its table (which reads its
 /// cursor secret on first use) and that table's outbox on the event bus,
-/// the token issuer (the private signing key, read now), and password
+/// the token issuer (the private signing key: read now locally, on the
+/// first token signed in AWS), and password
 /// hashing with `params`.
 pub async fn store(
     platform: &Platform,
@@ -55,12 +56,23 @@ pub async fn store(
     let outbox = platform
         .outbox(&resources.table, table.clone(), &resources.event_bus)
         .with_metrics(metrics.clone(), NAME);
-    let issuer = signing::load_issuer(platform, &resources.tokens).await?;
+    let issuer = match platform.kind() {
+        // The first start on a fresh data directory generates the key pair,
+        // which the verifier must find: load it now (no network here).
+        BackendKind::Local => {
+            signing::LazyIssuer::ready(signing::load_issuer(platform, &resources.tokens).await?)
+        }
+        // No secret is read at cold start: the first token signed reads
+        // the private key (a health check or JWKS request never does).
+        BackendKind::Aws => {
+            signing::LazyIssuer::on_first_use(platform.clone(), resources.tokens.clone())
+        }
+    };
     Ok(AuthStore::new(
         table,
         outbox,
         platform.clock(),
-        Arc::new(issuer),
+        issuer,
         params,
         resources.settings,
         metrics,

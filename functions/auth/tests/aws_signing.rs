@@ -7,10 +7,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use constellation_auth::signing::{SigningConfig, ensure_keys, load_issuer, rotate_keys};
+use constellation_auth::store::{AuthError, OrgName, Registration};
+use constellation_auth::{AuthResources, AuthSettings, ClientAddr, PasswordHasherParams};
 use constellation_core::OrgId;
-use constellation_core::auth::{AccountId, Principal, Role};
+use constellation_core::auth::{AccountId, Email, Password, Principal, Role};
 use constellation_core::token::{ACCESS_TOKEN_TTL, CLOCK_LEEWAY, Rejection};
+use constellation_platform::StoreError;
 use constellation_platform::config::SECRETS_CACHE_TTL;
+use constellation_platform::observe::MetricsSink;
 use constellation_platform::tokens::{TokenError, load_verifier};
 use constellation_platform::{Clock as _, SecretValue};
 use constellation_testkit::http::TestPlatform;
@@ -105,5 +109,80 @@ async fn an_issuer_refuses_a_key_the_public_set_lacks() {
     assert!(
         shown.contains(&cfg.public_keys_secret) && shown.contains("lacks the current signing key"),
         "{shown}"
+    );
+}
+
+fn fx_registration(n: usize) -> Registration {
+    let email = Email::parse(&format!("owner{n}@example.com")).unwrap();
+    Registration {
+        organization: OrgName::parse(&format!("Org {n}")).unwrap(),
+        password: Password::new_for("a long and unusual passphrase", &email).unwrap(),
+        email,
+    }
+}
+
+/// In AWS the auth function's start-up reads no key (its health check and
+/// JWKS need none): the first token it signs reads the private key. A flow
+/// whose key cannot be read fails before writing, and later calls (racing
+/// ones too) read it again and sign tokens that verify.
+#[tokio::test]
+async fn the_auth_store_reads_no_key_until_it_signs_a_token() {
+    let env = TestPlatform::aws().await;
+    let aws = env.aws_backend().unwrap();
+    let resources = AuthResources {
+        table: env.name("auth-lazy"),
+        cursor_secret: env.name("auth-lazy/cursor-key"),
+        event_bus: env.name("bus"),
+        tokens: fx_config(&env),
+        settings: AuthSettings::default(),
+    };
+    let cursor_key = SecretValue::new("k".repeat(64));
+    tokio::try_join!(
+        aws.ensure_table(&resources.table),
+        aws.ensure_event_bus(&resources.event_bus),
+        aws.ensure_secret(&resources.cursor_secret, &cursor_key),
+    )
+    .unwrap();
+    // No key secret exists, yet the store builds: nothing was read.
+    let store = constellation_auth::store(
+        &env.platform,
+        &resources,
+        PasswordHasherParams::insecure_fast_for_tests(),
+        MetricsSink::from_fn(|_| {}),
+    )
+    .await
+    .unwrap();
+
+    let ip = ClientAddr::unknown();
+    let err = store.register(fx_registration(0), &ip).await.unwrap_err();
+    assert!(
+        matches!(err, AuthError::Store(StoreError::Unavailable(_))),
+        "{err:?}"
+    );
+    // Nothing was written: the same registration succeeds once keys exist.
+    ensure_keys(
+        env.platform.secrets().as_ref(),
+        &resources.tokens,
+        env.clock.as_ref(),
+    )
+    .await
+    .unwrap();
+    let sessions =
+        futures::future::join_all((0..6).map(|n| store.register(fx_registration(n), &ip))).await;
+    let verifier = load_verifier(&env.platform, &resources.tokens.verifier())
+        .await
+        .unwrap();
+    let mut kids = std::collections::BTreeSet::new();
+    for session in sessions {
+        let session = session.unwrap();
+        let claims = verifier.verify(&session.access.token).await.unwrap();
+        assert_eq!(claims.sub, session.account.id);
+        let header = session.access.token.split('.').next().unwrap().to_owned();
+        kids.insert(header);
+    }
+    assert_eq!(
+        kids.len(),
+        1,
+        "the racing first calls signed with different keys"
     );
 }

@@ -153,6 +153,55 @@ impl IssuerInner {
     }
 }
 
+/// The issuer as the auth store holds it: already loaded, or loaded from the
+/// signing secret when the first token is signed, so that the auth
+/// function's cold start (and a health check, or a JWKS request) reads no
+/// private key. Racing first users share one load; a failed load is an error
+/// for its callers, and the next call tries again.
+pub struct LazyIssuer {
+    cell: tokio::sync::OnceCell<TokenIssuer>,
+    source: Option<(Platform, SigningConfig)>,
+}
+
+impl fmt::Debug for LazyIssuer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyIssuer")
+            .field("loaded", &self.cell.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyIssuer {
+    /// An issuer loaded already.
+    pub fn ready(issuer: TokenIssuer) -> Self {
+        Self {
+            cell: tokio::sync::OnceCell::new_with(Some(issuer)),
+            source: None,
+        }
+    }
+
+    /// An issuer [`load_issuer`] builds from `platform` and `cfg` on first use.
+    pub fn on_first_use(platform: Platform, cfg: SigningConfig) -> Self {
+        Self {
+            cell: tokio::sync::OnceCell::new(),
+            source: Some((platform, cfg)),
+        }
+    }
+
+    /// The issuer, loading it first if no call has yet.
+    pub async fn get(&self) -> anyhow::Result<&TokenIssuer> {
+        self.cell
+            .get_or_try_init(|| async {
+                let (platform, cfg) = self
+                    .source
+                    .as_ref()
+                    .context("the issuer has nothing to load from")?;
+                load_issuer(platform, cfg).await
+            })
+            .await
+    }
+}
+
 /// Builds the issuer from the signing secret. Locally, keys are generated on
 /// first start; in AWS both secrets must already hold keys (created by
 /// `constellation keys rotate` or `serve --provision`).

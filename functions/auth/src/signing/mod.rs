@@ -29,7 +29,7 @@ use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
-pub use issuer::{IssuedToken, TokenIssuer, load_issuer};
+pub use issuer::{IssuedToken, LazyIssuer, TokenIssuer, load_issuer};
 pub use rotation::{ensure_keys, rotate_keys};
 
 /// The secret holding the current private signing key: only auth reads it.

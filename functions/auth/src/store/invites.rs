@@ -393,6 +393,7 @@ impl AuthStore {
         password: &str,
         ip: &ClientAddr,
     ) -> Result<Session, AuthError> {
+        let issuer = self.token_issuer().await?;
         let (_, first) = self.pending_invite(token).await?;
         self.inviter_with_authority(&first).await?;
         let email = first.record.email.clone();
@@ -464,7 +465,7 @@ impl AuthStore {
                             .detail(format!("invite {}, role {role}", invite.id)),
                     )
                     .await;
-                    return Ok(self.issue(stored.account, refresh, now));
+                    return Ok(self.issue(issuer, stored.account, refresh, now));
                 }
                 Err(StoreError::ConditionFailed { .. }) => {
                     // The email claim is final; anything else (the invite

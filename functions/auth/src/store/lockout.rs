@@ -77,6 +77,7 @@ impl AuthStore {
         password: &Password,
         ip: &ClientAddr,
     ) -> Result<Session, AuthError> {
+        let issuer = self.token_issuer().await?;
         let email_lock = lock_key("EMAIL", email.as_str());
         let ip_lock = ip.counter_subject().map(|subject| lock_key("IP", &subject));
         let window_end = self.clock.now() + LOCKOUT_WINDOW;
@@ -185,7 +186,7 @@ impl AuthStore {
                 .ip(ip),
         )
         .await;
-        Ok(self.issue(stored.account, refresh, now))
+        Ok(self.issue(issuer, stored.account, refresh, now))
     }
 
     /// Takes back an attempt counted by `login` that was never checked.

@@ -62,7 +62,7 @@ use serde_json::Value;
 use crate::config::AuthSettings;
 use crate::password::{HashError, PasswordHasher, PasswordHasherParams};
 use crate::secret::SecretToken;
-use crate::signing::{IssuedToken, TokenIssuer};
+use crate::signing::{IssuedToken, LazyIssuer};
 
 mod accounts;
 mod audit;
@@ -227,7 +227,7 @@ pub struct AuthStore {
     table: Arc<dyn Table>,
     outbox: Outbox,
     clock: Arc<dyn Clock>,
-    issuer: Arc<TokenIssuer>,
+    issuer: LazyIssuer,
     hasher: PasswordHasher,
     settings: AuthSettings,
     metrics: MetricsSink,
@@ -251,7 +251,7 @@ impl AuthStore {
         table: Arc<dyn Table>,
         outbox: Outbox,
         clock: Arc<dyn Clock>,
-        issuer: Arc<TokenIssuer>,
+        issuer: LazyIssuer,
         params: PasswordHasherParams,
         settings: AuthSettings,
         metrics: MetricsSink,

@@ -141,6 +141,7 @@ impl AuthStore {
     /// Creates an organization and its owner, and logs the owner in.
     #[tracing::instrument(skip_all, fields(org, account))]
     pub async fn register(&self, reg: Registration, ip: &ClientAddr) -> Result<Session, AuthError> {
+        let issuer = self.token_issuer().await?;
         if self.table.get(&email_key(&reg.email)).await?.is_some() {
             return Err(AuthError::EmailTaken);
         }
@@ -211,7 +212,7 @@ impl AuthStore {
                 .ip(ip),
         )
         .await;
-        Ok(self.issue(stored.account.clone(), refresh, now))
+        Ok(self.issue(issuer, stored.account.clone(), refresh, now))
     }
 
     /// The organization item and its record.

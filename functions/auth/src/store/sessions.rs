@@ -39,6 +39,7 @@ use super::{
 };
 use crate::client::ClientAddr;
 use crate::secret::SecretToken;
+use crate::signing::TokenIssuer;
 
 /// How long a refresh token lives (unless its family ends first).
 pub const REFRESH_TOKEN_TTL: Duration = Duration::days(30);
@@ -172,6 +173,7 @@ impl AuthStore {
         token: &SecretToken,
         ip: &ClientAddr,
     ) -> Result<Session, AuthError> {
+        let issuer = self.token_issuer().await?;
         let key = refresh_key(token);
         for attempt in 0..MAX_ATTEMPTS {
             let Some(item) = self.table.get(&key).await? else {
@@ -279,7 +281,7 @@ impl AuthStore {
                     } else {
                         tracing::info!("refresh token rotated");
                     }
-                    return Ok(self.issue(stored.account, next, now));
+                    return Ok(self.issue(issuer, stored.account, next, now));
                 }
                 // Someone rotated, refreshed or revoked concurrently: read again.
                 Err(StoreError::ConditionFailed { .. }) => continue,
@@ -403,13 +405,24 @@ impl AuthStore {
         Ok(token)
     }
 
+    /// The token issuer, loaded on the first call (on AWS). A flow that
+    /// ends by signing a token takes it before its first write, so that a
+    /// failed load leaves nothing written.
+    pub(super) async fn token_issuer(&self) -> Result<&TokenIssuer, AuthError> {
+        self.issuer
+            .get()
+            .await
+            .map_err(|e| AuthError::Store(StoreError::Unavailable(e)))
+    }
+
     pub(super) fn issue(
         &self,
+        issuer: &TokenIssuer,
         account: Account,
         refresh_token: SecretToken,
         now: OffsetDateTime,
     ) -> Session {
-        let access = self.issuer.issue(&account.principal(), now);
+        let access = issuer.issue(&account.principal(), now);
         Session {
             account,
             access,
