@@ -274,59 +274,77 @@ impl Outbox {
     }
 
     /// Publishes the records older than `min_age` (those whose inline publish
-    /// failed) and removes them; stops at the first publish failure.
+    /// failed) and removes them. The shards are independent, so they are
+    /// read at once: a relay that finds nothing (most runs) waits one round
+    /// trip, not one per shard. Each shard stops at its first publish
+    /// failure; every shard runs to its end before the first storage error,
+    /// if any, is returned (nothing is cancelled between a publish and its
+    /// delete).
     #[tracing::instrument(skip(self))]
     pub async fn relay(&self, min_age: time::Duration) -> Result<RelayReport, StoreError> {
         let cutoff = stamp(self.clock.now() - min_age);
+        let shards =
+            futures::future::join_all((0..SHARDS).map(|shard| self.relay_shard(shard, &cutoff)))
+                .await;
         let mut report = RelayReport::default();
-        for shard in 0..SHARDS {
-            let mut query = Query::partition(format!("OUTBOX#{shard}"));
-            query.sort = SortKey::AtMost(format!("{cutoff}#~"));
-            loop {
-                let page = self.table.query(&query).await?;
-                for item in &page.items {
-                    let event = match item.str("event").map(serde_json::from_str::<DomainEvent>) {
-                        Some(Ok(event)) => event,
-                        _ => {
-                            tracing::error!(pk = %item.key.pk, sk = %item.key.sk, "unreadable outbox record left in place");
-                            report.refused += 1;
-                            continue;
-                        }
-                    };
-                    let event = match self.resolve_upsert(item, event).await? {
-                        Some(event) => event,
-                        None => {
-                            tracing::info!(pk = %item.key.pk, sk = %item.key.sk, "upsert event superseded by a later write; dropped");
-                            self.table.delete(&item.key, Condition::None).await?;
-                            report.superseded += 1;
-                            continue;
-                        }
-                    };
-                    match self.bus.publish(std::slice::from_ref(&event)).await {
-                        Ok(()) => {}
-                        // Retrying cannot help this one: keep it for an
-                        // operator, and relay the rest.
-                        Err(e @ EventsError::Invalid(_)) => {
-                            tracing::error!(pk = %item.key.pk, sk = %item.key.sk, event_id = %event.id, error = %e, "the bus refuses this outbox event; left in place");
-                            report.refused += 1;
-                            continue;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "outbox relay could not publish; will retry");
-                            return Ok(report);
-                        }
-                    }
-                    self.table.delete(&item.key, Condition::None).await?;
-                    report.sent += 1;
-                }
-                match page.next_cursor {
-                    Some(c) => query.cursor = Some(c),
-                    None => break,
-                }
-            }
+        for shard in shards {
+            let shard = shard?;
+            report.sent += shard.sent;
+            report.superseded += shard.superseded;
+            report.refused += shard.refused;
         }
         if report.sent > 0 {
             tracing::info!(sent = report.sent, "relayed stranded events");
+        }
+        Ok(report)
+    }
+
+    /// [`Self::relay`] of one shard's records stamped at or before `cutoff`.
+    async fn relay_shard(&self, shard: u32, cutoff: &str) -> Result<RelayReport, StoreError> {
+        let mut report = RelayReport::default();
+        let mut query = Query::partition(format!("OUTBOX#{shard}"));
+        query.sort = SortKey::AtMost(format!("{cutoff}#~"));
+        loop {
+            let page = self.table.query(&query).await?;
+            for item in &page.items {
+                let event = match item.str("event").map(serde_json::from_str::<DomainEvent>) {
+                    Some(Ok(event)) => event,
+                    _ => {
+                        tracing::error!(pk = %item.key.pk, sk = %item.key.sk, "unreadable outbox record left in place");
+                        report.refused += 1;
+                        continue;
+                    }
+                };
+                let event = match self.resolve_upsert(item, event).await? {
+                    Some(event) => event,
+                    None => {
+                        tracing::info!(pk = %item.key.pk, sk = %item.key.sk, "upsert event superseded by a later write; dropped");
+                        self.table.delete(&item.key, Condition::None).await?;
+                        report.superseded += 1;
+                        continue;
+                    }
+                };
+                match self.bus.publish(std::slice::from_ref(&event)).await {
+                    Ok(()) => {}
+                    // Retrying cannot help this one: keep it for an
+                    // operator, and relay the rest.
+                    Err(e @ EventsError::Invalid(_)) => {
+                        tracing::error!(pk = %item.key.pk, sk = %item.key.sk, event_id = %event.id, error = %e, "the bus refuses this outbox event; left in place");
+                        report.refused += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox relay could not publish; will retry");
+                        return Ok(report);
+                    }
+                }
+                self.table.delete(&item.key, Condition::None).await?;
+                report.sent += 1;
+            }
+            match page.next_cursor {
+                Some(c) => query.cursor = Some(c),
+                None => break,
+            }
         }
         Ok(report)
     }

@@ -970,6 +970,7 @@ macro_rules! conformance_suite {
             messaging::outbox_commits_events_with_the_write,
             messaging::outbox_upsert_publishes_the_version_it_got,
             messaging::outbox_relay_resolves_or_drops_stranded_upserts,
+            messaging::outbox_relay_sends_the_records_of_every_shard,
             messaging::outbox_and_queues_carry_the_work_trace,
             messaging::worker_reports_exactly_the_failed_records,
             messaging::worker_poison_message_dead_letters_and_redrive_brings_it_back,

@@ -310,6 +310,45 @@ pub async fn outbox_relay_resolves_or_drops_stranded_upserts(fx: &Fixture) -> an
     Ok(())
 }
 
+/// With records stranded in (very likely) every shard: one relay run
+/// publishes each of them once and leaves none behind.
+pub async fn outbox_relay_sends_the_records_of_every_shard(fx: &Fixture) -> anyhow::Result<()> {
+    const RECORDS: u32 = 40;
+    let down = Outbox::new(fx.table.clone(), Arc::new(DownBus), fx.clock.clone());
+    for n in 0..RECORDS {
+        let item =
+            Item::new(ItemKey::new("thing", format!("stranded-{n}"))).with("n", u64::from(n));
+        down.upsert(item, fx_event(FX_ROUTED_EVENT, n, fx)?).await?;
+    }
+    fx.clock.advance(time::Duration::minutes(5));
+    let relay = Outbox::new(fx.table.clone(), fx.bus.clone(), fx.clock.clone());
+    let report = relay.relay(time::Duration::ZERO).await?;
+    ensure!(
+        (report.sent, report.superseded, report.refused) == (RECORDS as usize, 0, 0),
+        "relay report {report:?}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < RECORDS as usize && tokio::time::Instant::now() < deadline {
+        for m in fx.receiver.receive(10, Duration::from_millis(500)).await? {
+            fx.receiver.delete(&m.receipt_handle).await?;
+            let event = DomainEvent::from_queue_body(&m.body)?;
+            let n = event.data["n"].as_u64().context("n")?;
+            ensure!(seen.insert(n), "record {n} published twice");
+        }
+    }
+    ensure!(
+        seen == (0..u64::from(RECORDS)).collect(),
+        "published {} of {RECORDS} records",
+        seen.len()
+    );
+    ensure!(
+        relay.relay(time::Duration::ZERO).await?.sent == 0,
+        "the relay left records behind"
+    );
+    Ok(())
+}
+
 /// Fails records by their body: `retry` retryably, `poison` permanently.
 #[derive(Debug, Default)]
 struct ByBody {
