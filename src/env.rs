@@ -7,7 +7,7 @@
 //! the resources `serve` uses: locally the names [`Resources::from_env`]
 //! falls back to, in AWS the ones `serve --provision` creates, queues as
 //! their URLs. The whole file is built before anything is printed, so a
-//! failure leaves stdout empty; secrets are named, never read.
+//! failure leaves stdout empty; secrets are named, their values never printed.
 //!
 //! [`ResourceDef`]: constellation_web::host::ResourceDef
 
@@ -84,7 +84,8 @@ impl Env {
             } else {
                 anyhow::ensure!(
                     !value.contains(['\'', '\n', '\r']),
-                    "{name}'s value `{value}` cannot be written as a dotenv line"
+                    "{name}'s value `{value}` contains a single quote or a line break, which a \
+                     single-quoted dotenv value cannot hold"
                 );
                 out.push_str(&format!("{name}='{value}'\n"));
             }

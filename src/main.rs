@@ -101,7 +101,7 @@ enum Command {
     /// start (every service's resources, the backend, token settings) for
     /// this backend: the local names and data dir, or in AWS the names
     /// `serve --provision` creates, queues as their URLs. For `cargo lambda
-    /// watch --env-file` and scripts/bench; secrets are named, never read.
+    /// watch --env-file` and scripts/bench; secrets are named, their values never printed.
     Env {
         #[command(flatten)]
         backend: BackendArgs,
@@ -296,6 +296,10 @@ async fn main() -> anyhow::Result<()> {
             Server::bind(&config).await?.run(shutdown_signal()).await
         }
         Command::Env { backend, provision } => {
+            anyhow::ensure!(
+                !provision || backend.backend == BackendKind::Aws,
+                "--provision is for --backend aws: the local backend needs nothing created"
+            );
             let config = constellation::env::EnvConfig {
                 backend: backend.backend,
                 data_dir: &backend.data_dir,
@@ -306,8 +310,11 @@ async fn main() -> anyhow::Result<()> {
             let lines = constellation::env::env(&config, SERVICES)
                 .await?
                 .to_dotenv()?;
-            print!("{lines}");
-            Ok(())
+            // `env | head` closes the pipe early: not an error.
+            match std::io::Write::write_all(&mut std::io::stdout().lock(), lines.as_bytes()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Command::Openapi => {
             println!("{}", constellation::openapi().to_pretty_json()?);

@@ -287,19 +287,31 @@ impl Outbox {
             futures::future::join_all((0..SHARDS).map(|shard| self.relay_shard(shard, &cutoff)))
                 .await;
         let mut report = RelayReport::default();
-        for shard in shards {
-            let shard = shard?;
-            report.sent += shard.sent;
-            report.superseded += shard.superseded;
-            report.refused += shard.refused;
+        let mut failed = None;
+        for (shard, result) in shards.into_iter().enumerate() {
+            match result {
+                Ok(part) => {
+                    report.sent += part.sent;
+                    report.superseded += part.superseded;
+                    report.refused += part.refused;
+                }
+                Err(e) => {
+                    tracing::warn!(shard, error = %e, "outbox relay stopped in a shard");
+                    failed.get_or_insert(e);
+                }
+            }
         }
         if report.sent > 0 {
             tracing::info!(sent = report.sent, "relayed stranded events");
         }
-        Ok(report)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 
     /// [`Self::relay`] of one shard's records stamped at or before `cutoff`.
+    #[tracing::instrument(skip(self, cutoff))]
     async fn relay_shard(&self, shard: u32, cutoff: &str) -> Result<RelayReport, StoreError> {
         let mut report = RelayReport::default();
         let mut query = Query::partition(format!("OUTBOX#{shard}"));

@@ -51,10 +51,12 @@ pub fn openapi_route<S: Clone + Send + Sync + 'static>(
     doc: fn() -> OpenApi,
 ) -> Router<S> {
     let rendered: Arc<OnceLock<Result<Bytes, String>>> = Arc::default();
+    let route = path.to_owned();
     Router::new().route(
         path,
         get(move || {
             let rendered = rendered.clone();
+            let path = route.clone();
             async move {
                 match rendered.get_or_init(|| render(doc)) {
                     Ok(json) => Ok((
@@ -62,7 +64,7 @@ pub fn openapi_route<S: Clone + Send + Sync + 'static>(
                         json.clone(),
                     )),
                     Err(e) => Err(ApiError::internal(anyhow::anyhow!(
-                        "serializing the OpenAPI document: {e}"
+                        "serializing the OpenAPI document of {path}: {e}"
                     ))),
                 }
             }

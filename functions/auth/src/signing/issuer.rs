@@ -211,7 +211,11 @@ pub async fn load_issuer(platform: &Platform, cfg: &SigningConfig) -> anyhow::Re
     if platform.kind() == BackendKind::Local {
         ensure_keys(secrets.as_ref(), cfg, clock.as_ref()).await?;
     }
-    let doc = read_signing(secrets.as_ref(), &cfg.signing_keys_secret)
+    // The first reads go to the backend, not through the 5-minute cache: a
+    // lazy load that found no key (before the first rotation in AWS) must
+    // not keep failing for minutes after the rotation that fixes it.
+    let fresh = platform.uncached_secrets();
+    let doc = read_signing(fresh.as_ref(), &cfg.signing_keys_secret)
         .await?
         .with_context(|| {
             format!(
@@ -220,7 +224,7 @@ pub async fn load_issuer(platform: &Platform, cfg: &SigningConfig) -> anyhow::Re
             )
         })?;
     let key = doc.key()?;
-    let public = read_public_keys(secrets.as_ref(), &cfg.public_keys_secret)
+    let public = read_public_keys(fresh.as_ref(), &cfg.public_keys_secret)
         .await?
         .unwrap_or_default();
     anyhow::ensure!(

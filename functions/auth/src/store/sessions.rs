@@ -29,6 +29,7 @@
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal};
 use constellation_platform::StoreError;
+use constellation_platform::secrets::SecretsError;
 use constellation_platform::table::{Condition, Item, ItemKey, Write};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -407,12 +408,29 @@ impl AuthStore {
 
     /// The token issuer, loaded on the first call (on AWS). A flow that
     /// ends by signing a token takes it before its first write, so that a
-    /// failed load leaves nothing written.
+    /// failed load leaves nothing written. A throttled or unreachable
+    /// Secrets Manager is a 503; anything else (no key yet, a key the public
+    /// set lacks, access denied) will not pass by itself: a 500, logged as an
+    /// error with the fix.
     pub(super) async fn token_issuer(&self) -> Result<&TokenIssuer, AuthError> {
-        self.issuer
-            .get()
-            .await
-            .map_err(|e| AuthError::Store(StoreError::Unavailable(e)))
+        self.issuer.get().await.map_err(|e| {
+            let transient = e.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<SecretsError>(),
+                    Some(SecretsError::Unavailable(_))
+                )
+            });
+            if transient {
+                AuthError::Store(StoreError::Unavailable(e))
+            } else {
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "the signing key cannot be loaded: no token can be issued (if no key \
+                     exists yet, run `constellation keys rotate --backend aws`)"
+                );
+                AuthError::Store(StoreError::Backend(e))
+            }
+        })
     }
 
     pub(super) fn issue(
