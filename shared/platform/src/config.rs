@@ -412,17 +412,41 @@ impl Platform {
         }
     }
 
-    /// The bucket `name`.
+    /// The bucket `name`. Nothing is read now (locally, the URL signing key
+    /// is read when the store first presigns).
     #[cfg(feature = "s3")]
     pub async fn blob_store(&self, name: &str) -> Result<Arc<dyn BlobStore>, PlatformError> {
         Ok(match &self.backend {
+            // The key presigned URLs are signed with is read when the store
+            // first presigns one: a cold start (and a health check) opens no
+            // database for it.
             #[cfg(feature = "local")]
             Backend::Local {
                 backend,
                 public_url,
             } => {
-                let key = self.derived_key(LOCAL_BLOB_KEY_SECRET).await?;
-                Arc::new(backend.blob_store(name, public_url, key))
+                let platform = self.clone();
+                let bucket = name.to_owned();
+                let source: crate::local::SigningKeySource = Arc::new(move || {
+                    let platform = platform.clone();
+                    let bucket = bucket.clone();
+                    Box::pin(async move {
+                        platform
+                            .derived_key(LOCAL_BLOB_KEY_SECRET)
+                            .await
+                            .map_err(|e| {
+                                let e =
+                                    anyhow::Error::new(e).context("read the blob URL signing key");
+                                tracing::error!(
+                                    error = format!("{e:#}"),
+                                    bucket = %bucket,
+                                    "presigning failed: the signing key cannot be read"
+                                );
+                                crate::blob::BlobError::Unavailable(e)
+                            })
+                    })
+                });
+                Arc::new(backend.blob_store_on_first_use(name, public_url, source))
             }
             Backend::Aws(b) => Arc::new(b.blob_store(name)),
         })

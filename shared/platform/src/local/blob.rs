@@ -14,6 +14,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,12 +25,14 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rusqlite::{OptionalExtension as _, params};
 use serde::Deserialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
+use tokio::sync::OnceCell;
 
 use super::{Fail, LocalBackend};
 use crate::blob::{
@@ -102,13 +105,30 @@ struct Grant<'a> {
     disposition: Option<&'a str>,
 }
 
+/// Reads the key a [`FileBlobStore`] signs URLs with (see
+/// [`LocalBackend::blob_store_on_first_use`]).
+pub type SigningKeySource =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<[u8; 32], BlobError>> + Send + Sync>;
+
 /// A [`BlobStore`] over files in the local data directory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FileBlobStore {
     backend: LocalBackend,
     bucket: String,
     base_url: String,
-    signing_key: SigningKey,
+    /// The key URLs are signed with, once read (`source` reads it).
+    signing_key: Arc<OnceCell<SigningKey>>,
+    source: Option<SigningKeySource>,
+}
+
+impl std::fmt::Debug for FileBlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBlobStore")
+            .field("bucket", &self.bucket)
+            .field("base_url", &self.base_url)
+            .field("key_read", &self.signing_key.initialized())
+            .finish_non_exhaustive()
+    }
 }
 
 fn validate_bucket(bucket: &str) -> Result<(), BlobError> {
@@ -136,11 +156,44 @@ impl FileBlobStore {
             backend,
             bucket: bucket.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
-            signing_key: SigningKey(signing_key),
+            signing_key: Arc::new(OnceCell::new_with(Some(SigningKey(signing_key)))),
+            source: None,
         }
     }
 
-    fn presign(&self, grant: &Grant<'_>) -> PresignedRequest {
+    pub(super) fn on_first_use(
+        backend: LocalBackend,
+        bucket: &str,
+        base_url: &str,
+        source: SigningKeySource,
+    ) -> Self {
+        Self {
+            backend,
+            bucket: bucket.to_owned(),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            signing_key: Arc::new(OnceCell::new()),
+            source: Some(source),
+        }
+    }
+
+    /// The signing key, read by the first presign that needs it; a failed
+    /// read fails that presign (the source logs it) and the next one tries
+    /// again.
+    async fn signing_key(&self) -> Result<&SigningKey, BlobError> {
+        self.signing_key
+            .get_or_try_init(|| async {
+                let Some(source) = &self.source else {
+                    return Err(BlobError::Backend(anyhow::anyhow!(
+                        "no signing key for bucket {}",
+                        self.bucket
+                    )));
+                };
+                source().await.map(SigningKey)
+            })
+            .await
+    }
+
+    fn presign(&self, key: &SigningKey, grant: &Grant<'_>) -> PresignedRequest {
         let mut url = format!(
             "{}/_local/blobs/{}/{}?X-Method={}",
             self.base_url,
@@ -167,7 +220,7 @@ impl FileBlobStore {
                 utf8_percent_encode(disposition, QUERY_ESCAPES)
             );
         }
-        let signature = hex::encode(self.signing_key.mac(grant).finalize().into_bytes());
+        let signature = hex::encode(key.mac(grant).finalize().into_bytes());
         let _ = write!(url, "&X-Expires={}&X-Signature={signature}", grant.expires);
         PresignedRequest {
             method: grant.method.to_owned(),
@@ -433,15 +486,19 @@ impl BlobStore for FileBlobStore {
         validate_bucket(&self.bucket)?;
         validate_blob_key(key)?;
         validate_content_type(content_type)?;
-        Ok(self.presign(&Grant {
-            method: "PUT",
-            bucket: &self.bucket,
-            key,
-            content_type: Some(content_type),
-            content_length: Some(content_length),
-            expires: expiry(expires_in)?,
-            disposition: None,
-        }))
+        let expires = expiry(expires_in)?;
+        Ok(self.presign(
+            self.signing_key().await?,
+            &Grant {
+                method: "PUT",
+                bucket: &self.bucket,
+                key,
+                content_type: Some(content_type),
+                content_length: Some(content_length),
+                expires,
+                disposition: None,
+            },
+        ))
     }
 
     #[tracing::instrument(skip(self, content_disposition), fields(bucket = %self.bucket))]
@@ -456,15 +513,19 @@ impl BlobStore for FileBlobStore {
         if let Some(disposition) = content_disposition {
             validate_disposition(disposition)?;
         }
-        Ok(self.presign(&Grant {
-            method: "GET",
-            bucket: &self.bucket,
-            key,
-            content_type: None,
-            content_length: None,
-            expires: expiry(expires_in)?,
-            disposition: content_disposition,
-        }))
+        let expires = expiry(expires_in)?;
+        Ok(self.presign(
+            self.signing_key().await?,
+            &Grant {
+                method: "GET",
+                bucket: &self.bucket,
+                key,
+                content_type: None,
+                content_length: None,
+                expires,
+                disposition: content_disposition,
+            },
+        ))
     }
 }
 
@@ -674,6 +735,66 @@ mod tests {
             let _ = axum::serve(listener, router).await;
         });
         (dir, backend.blob_store("media", &base_url, [9; 32]), server)
+    }
+
+    /// A bucket from the platform reads its URL signing key when it first
+    /// presigns, not when it is opened or its objects are read and written
+    /// (a Lambda's cold start and a health check read no secret); racing
+    /// first presigns all succeed, and their URLs are the ones the blob
+    /// router, which derives the same key, accepts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_platform_bucket_reads_its_signing_key_when_it_first_presigns() {
+        use crate::config::{LOCAL_BLOB_KEY_SECRET, Platform};
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let platform =
+            Platform::local(dir.path().to_owned(), base_url, Arc::new(SystemClock)).unwrap();
+        let key_exists = || async {
+            platform
+                .uncached_secrets()
+                .get(LOCAL_BLOB_KEY_SECRET)
+                .await
+                .unwrap()
+                .is_some()
+        };
+
+        let store = platform.blob_store("media").await.unwrap();
+        store
+            .put("notes.txt", Bytes::from_static(b"hi"), "text/plain")
+            .await
+            .unwrap();
+        assert!(store.get("notes.txt").await.unwrap().is_some());
+        assert!(!key_exists().await);
+
+        let presigns = (0..8).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .presign_put(
+                        &format!("up/{i}.png"),
+                        "image/png",
+                        4,
+                        Duration::from_secs(60),
+                    )
+                    .await
+            })
+        });
+        let mut urls = Vec::new();
+        for presign in futures::future::join_all(presigns).await {
+            urls.push(presign.unwrap().unwrap().url);
+        }
+        assert!(key_exists().await);
+
+        let router = platform.local_blob_router().await.unwrap().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        for url in &urls {
+            assert_eq!(send_put(url, "image/png", b"1234").await, StatusCode::OK);
+        }
+        assert!(store.head("up/7.png").await.unwrap().is_some());
+        server.abort();
     }
 
     async fn send_put(url: &str, content_type: &str, body: &'static [u8]) -> StatusCode {

@@ -33,7 +33,7 @@ use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use writer::Writer;
 
-pub use blob::FileBlobStore;
+pub use blob::{FileBlobStore, SigningKeySource};
 pub use bus::SqliteBus;
 pub use mail::FileMailer;
 pub use outbox::SqliteOutbox;
@@ -190,6 +190,18 @@ impl LocalBackend {
     /// are signed with `signing_key`.
     pub fn blob_store(&self, bucket: &str, base_url: &str, signing_key: [u8; 32]) -> FileBlobStore {
         FileBlobStore::new(self.clone(), bucket, base_url, signing_key)
+    }
+
+    /// Like [`Self::blob_store`], with the signing key read by `source` when
+    /// the store first presigns a URL, not now: reading and writing objects
+    /// need no key, and a function's cold start reads no secret.
+    pub fn blob_store_on_first_use(
+        &self,
+        bucket: &str,
+        base_url: &str,
+        source: SigningKeySource,
+    ) -> FileBlobStore {
+        FileBlobStore::on_first_use(self.clone(), bucket, base_url, source)
     }
 
     /// The sending side of queue `name`.
