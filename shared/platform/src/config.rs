@@ -12,8 +12,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::aws::AwsBackend;
@@ -30,7 +28,7 @@ use crate::mail::Mailer;
 use crate::outbox::Outbox;
 #[cfg(feature = "sqs")]
 use crate::queue::{Queue, QueueAdmin, QueueReceiver, QueueSpec};
-use crate::secrets::{CachedSecrets, SecretValue, Secrets};
+use crate::secrets::{CachedSecrets, Secrets};
 #[cfg(feature = "dynamodb")]
 use crate::table::Table;
 
@@ -147,6 +145,10 @@ enum Backend {
         /// Where local presigned blob URLs point (blob stores are the `s3` feature's).
         #[cfg_attr(not(feature = "s3"), allow(dead_code))]
         public_url: String,
+        /// The key local presigned blob URLs are signed with, once read:
+        /// one per process, so its buckets and its blob router agree.
+        #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+        blob_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     },
     Aws(AwsBackend),
 }
@@ -227,6 +229,7 @@ impl Platform {
             backend: Backend::Local {
                 backend,
                 public_url: public_url.trim_end_matches('/').to_owned(),
+                blob_key: Arc::default(),
             },
             clock,
             secrets,
@@ -286,18 +289,24 @@ impl Platform {
     }
 
     /// A 32-byte key derived from the secret `name`. Locally a missing secret is
-    /// generated (the first start of a data dir); in AWS it must exist.
+    /// generated (the first start of a data dir), atomically: processes
+    /// generating it at once all derive the one stored first. In AWS it must
+    /// exist.
     pub async fn derived_key(&self, name: &str) -> Result<[u8; 32], PlatformError> {
-        let value = match self.secrets.get(name).await? {
-            Some(v) => v,
-            None if self.kind() == BackendKind::Local => {
+        let value = match (self.secrets.get(name).await?, &self.backend) {
+            (Some(v), _) => v,
+            #[cfg(feature = "local")]
+            (None, Backend::Local { backend, .. }) => {
+                use base64::Engine as _;
+                use rand::RngCore as _;
                 let mut raw = [0_u8; 32];
                 rand::rng().fill_bytes(&mut raw);
-                let v = SecretValue::new(base64::engine::general_purpose::STANDARD.encode(raw));
-                self.secrets.put(name, &v).await?;
-                v
+                let v = crate::secrets::SecretValue::new(
+                    base64::engine::general_purpose::STANDARD.encode(raw),
+                );
+                backend.secrets().get_or_insert(name, &v).await?
             }
-            None => return Err(PlatformError::MissingSecret(name.to_owned())),
+            (None, _) => return Err(PlatformError::MissingSecret(name.to_owned())),
         };
         Ok(Sha256::digest(value.expose().as_bytes()).into())
     }
@@ -424,6 +433,7 @@ impl Platform {
             Backend::Local {
                 backend,
                 public_url,
+                ..
             } => {
                 let platform = self.clone();
                 let bucket = name.to_owned();
@@ -431,19 +441,20 @@ impl Platform {
                     let platform = platform.clone();
                     let bucket = bucket.clone();
                     Box::pin(async move {
-                        platform
-                            .derived_key(LOCAL_BLOB_KEY_SECRET)
-                            .await
-                            .map_err(|e| {
-                                let e =
-                                    anyhow::Error::new(e).context("read the blob URL signing key");
-                                tracing::error!(
-                                    error = format!("{e:#}"),
-                                    bucket = %bucket,
-                                    "presigning failed: the signing key cannot be read"
-                                );
+                        platform.local_blob_key().await.map_err(|e| {
+                            let transient = crate::secrets::is_transient(&e);
+                            let e = anyhow::Error::new(e).context("read the blob URL signing key");
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                bucket = %bucket,
+                                "presigning failed: the signing key cannot be read"
+                            );
+                            if transient {
                                 crate::blob::BlobError::Unavailable(e)
-                            })
+                            } else {
+                                crate::blob::BlobError::Backend(e)
+                            }
+                        })
                     })
                 });
                 Arc::new(backend.blob_store_on_first_use(name, public_url, source))
@@ -452,16 +463,74 @@ impl Platform {
         })
     }
 
+    /// The key local presigned blob URLs are signed with, read (or, on a
+    /// new data directory, generated) once per process.
+    #[cfg(all(feature = "s3", feature = "local"))]
+    async fn local_blob_key(&self) -> Result<[u8; 32], PlatformError> {
+        match &self.backend {
+            Backend::Local { blob_key, .. } => blob_key
+                .get_or_try_init(|| self.derived_key(LOCAL_BLOB_KEY_SECRET))
+                .await
+                .copied(),
+            Backend::Aws(_) => Err(ConfigError::Invalid {
+                name: BACKEND_VAR,
+                reason: "local blob URLs are signed only on the local backend".to_owned(),
+            }
+            .into()),
+        }
+    }
+
     /// The router serving local presigned blob URLs (`None` in AWS, where S3 serves them).
     #[cfg(feature = "s3")]
     pub async fn local_blob_router(&self) -> Result<Option<axum::Router>, PlatformError> {
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => {
-                let key = self.derived_key(LOCAL_BLOB_KEY_SECRET).await?;
+                let key = self.local_blob_key().await?;
                 Ok(Some(backend.blob_router(key)))
             }
             Backend::Aws(_) => Ok(None),
         }
+    }
+}
+
+#[cfg(all(test, feature = "local"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Processes that find a local secret missing and generate it at once
+    /// (functions starting together on a new data directory) all derive
+    /// the key of the value stored first, not each its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn platforms_generating_a_missing_key_at_once_derive_the_same_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let platforms: Vec<Platform> = (0..8)
+            .map(|_| {
+                Platform::local(
+                    dir.path().to_owned(),
+                    "http://127.0.0.1:3000".to_owned(),
+                    Arc::new(SystemClock),
+                )
+                .unwrap()
+            })
+            .collect();
+        let keys = futures::future::join_all(platforms.iter().map(|p| {
+            let p = p.clone();
+            tokio::spawn(async move { p.derived_key("race/key").await.unwrap() })
+        }))
+        .await;
+        let keys: Vec<[u8; 32]> = keys.into_iter().map(Result::unwrap).collect();
+        assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+        let stored = platforms[0]
+            .uncached_secrets()
+            .get("race/key")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            <[u8; 32]>::from(Sha256::digest(stored.expose().as_bytes())),
+            keys[0]
+        );
     }
 }

@@ -47,6 +47,32 @@ pub enum SecretsError {
     Backend(#[source] anyhow::Error),
 }
 
+/// Whether a failure passes by itself: `err` or an error in its chain is a
+/// secrets backend that throttled or was briefly unreachable
+/// ([`SecretsError::Unavailable`], directly or as a
+/// [`PlatformError`](crate::config::PlatformError)). Callers answer such a
+/// failure with 503 and anything else (a missing or malformed secret, access
+/// denied, a broken database) with 500: it will not pass without an operator.
+pub fn is_transient(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let unavailable = matches!(
+            e.downcast_ref::<SecretsError>(),
+            Some(SecretsError::Unavailable(_))
+        ) || matches!(
+            e.downcast_ref::<crate::config::PlatformError>(),
+            Some(crate::config::PlatformError::Secrets(
+                SecretsError::Unavailable(_)
+            ))
+        );
+        if unavailable {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Named secrets.
 #[async_trait]
 pub trait Secrets: Send + Sync + std::fmt::Debug {

@@ -29,7 +29,6 @@
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Principal};
 use constellation_platform::StoreError;
-use constellation_platform::secrets::SecretsError;
 use constellation_platform::table::{Condition, Item, ItemKey, Write};
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
@@ -414,13 +413,7 @@ impl AuthStore {
     /// error with the fix.
     pub(super) async fn token_issuer(&self) -> Result<&TokenIssuer, AuthError> {
         self.issuer.get().await.map_err(|e| {
-            let transient = e.chain().any(|cause| {
-                matches!(
-                    cause.downcast_ref::<SecretsError>(),
-                    Some(SecretsError::Unavailable(_))
-                )
-            });
-            if transient {
+            if constellation_platform::secrets::is_transient(e.as_ref()) {
                 AuthError::Store(StoreError::Unavailable(e))
             } else {
                 tracing::error!(

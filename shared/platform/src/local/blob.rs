@@ -797,6 +797,48 @@ mod tests {
         server.abort();
     }
 
+    /// A key source that fails fails the presign (as the source's error)
+    /// and is asked again by the next one; once read, the key is kept, and
+    /// it is the one URLs are signed with.
+    #[tokio::test]
+    async fn a_failed_key_read_fails_that_presign_and_the_next_reads_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let router = backend.blob_router([7; 32]);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        let reads = Arc::new(AtomicUsize::new(0));
+        let source: SigningKeySource = {
+            let reads = reads.clone();
+            Arc::new(move || {
+                let first = reads.fetch_add(1, Ordering::SeqCst) == 0;
+                Box::pin(async move {
+                    if first {
+                        Err(BlobError::Unavailable(anyhow::anyhow!("throttled")))
+                    } else {
+                        Ok([7; 32])
+                    }
+                })
+            })
+        };
+        let store = backend.blob_store_on_first_use("media", &base_url, source);
+        let presign = || store.presign_put("a.png", "image/png", 4, Duration::from_secs(60));
+
+        assert!(matches!(
+            presign().await.unwrap_err(),
+            BlobError::Unavailable(_)
+        ));
+        let url = presign().await.unwrap().url;
+        presign().await.unwrap();
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        assert_eq!(send_put(&url, "image/png", b"1234").await, StatusCode::OK);
+        server.abort();
+    }
+
     async fn send_put(url: &str, content_type: &str, body: &'static [u8]) -> StatusCode {
         let response = reqwest::Client::new()
             .put(url)

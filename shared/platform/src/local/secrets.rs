@@ -18,6 +18,33 @@ impl SqliteSecrets {
     pub(super) fn new(backend: LocalBackend) -> Self {
         Self { backend }
     }
+
+    /// The value of secret `name`, storing `value` first if it has none: in
+    /// one transaction, so processes generating the same secret at once all
+    /// end up with the one stored first.
+    #[tracing::instrument(skip(self, value))]
+    pub async fn get_or_insert(
+        &self,
+        name: &str,
+        value: &SecretValue,
+    ) -> Result<SecretValue, SecretsError> {
+        validate_secret_name(name)?;
+        let (name, value) = (name.to_owned(), value.clone());
+        let now = self.backend.now().unix_timestamp();
+        self.backend
+            .write("get or insert secret", move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (name) DO NOTHING",
+                )?
+                .execute(params![name, value.expose(), now])?;
+                let stored = tx
+                    .prepare_cached("SELECT value FROM secrets WHERE name = ?")?
+                    .query_row(params![name], |row| row.get::<_, String>(0))?;
+                Ok(SecretValue::new(stored))
+            })
+            .await
+    }
 }
 
 #[async_trait]
