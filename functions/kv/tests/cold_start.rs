@@ -13,14 +13,17 @@ use constellation_kv::config::{CURSOR_SECRET_VAR, TABLE_VAR};
 use constellation_platform::SecretValue;
 use constellation_platform::config::BackendKind;
 use constellation_platform::observe::MetricsSink;
+use constellation_platform::schedule::{ScheduledEvent, ScheduledHandler};
 use constellation_platform::tokens::VerifierConfig;
 use constellation_testkit::http::{TestApp, TestPlatform, TestTokens};
 use constellation_web::host::{Context, EVENT_BUS_VAR, Resources};
 use http::StatusCode;
+use std::sync::Arc;
 
 constellation_testkit::on_both_backends! {
     app = crate::spawn;
     a_cold_start_reads_no_secret_until_a_request_needs_one,
+    the_outbox_relay_reads_no_cursor_secret,
 }
 
 /// What the test reaches past HTTP.
@@ -28,6 +31,8 @@ constellation_testkit::on_both_backends! {
 struct Cold {
     tokens: VerifierConfig,
     cursor_secret: String,
+    /// The outbox relay, built as the `kv-outbox` binary builds it.
+    relay: Arc<dyn ScheduledHandler>,
 }
 
 /// kv built as its Lambda builds it, over resources whose secrets do not
@@ -55,12 +60,17 @@ async fn spawn(env: TestPlatform) -> TestApp<Cold> {
         tokens.clone(),
     );
     let router = (constellation_kv::SERVICE.app)(&ctx).await.unwrap();
+    let relay = constellation_kv::SERVICE.schedules[0]
+        .build(&ctx)
+        .await
+        .unwrap();
     TestApp::new(
         env,
         router,
         Cold {
             tokens,
             cursor_secret,
+            relay,
         },
     )
 }
@@ -152,4 +162,30 @@ async fn a_cold_start_reads_no_secret_until_a_request_needs_one(app: TestApp<Col
     list.assert_status(StatusCode::OK);
     assert!(list.text().contains("theme"), "{}", list.text());
     assert!(secret_exists(&app, keys).await && secret_exists(&app, cursor).await);
+}
+
+/// The relay pages the outbox's shards with cursors that never leave its
+/// process: it reads no cursor secret, so a relay's cold start makes no
+/// Secrets Manager call, and it runs while the secret does not exist.
+async fn the_outbox_relay_reads_no_cursor_secret(app: TestApp<Cold>) {
+    let cold = &app.service;
+    let tokens =
+        TestTokens::on_platform(&app.platform, app.clock.clone(), cold.tokens.clone()).await;
+    let token = tokens.token("org-a", Role::Staff);
+    app.put("/v1/kv/settings/theme")
+        .bearer(&token)
+        .body("text/plain", "dark")
+        .await
+        .assert_status(StatusCode::CREATED);
+
+    let report = cold
+        .relay
+        .run(ScheduledEvent {
+            schedule: constellation_kv::SERVICE.schedules[0].name.to_owned(),
+            ..ScheduledEvent::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(report["refused"], 0, "{report}");
+    assert!(!secret_exists(&app, &cold.cursor_secret).await);
 }

@@ -323,6 +323,17 @@ impl Platform {
         Ok(self.table_with_key(name, key))
     }
 
+    /// The table `name` with cursors sealed by a random key of this
+    /// process's (no I/O): for callers whose cursors never leave the
+    /// process, which so need no cursor secret.
+    #[cfg(feature = "dynamodb")]
+    pub(crate) fn process_table(&self, name: &str) -> Arc<dyn Table> {
+        use rand::RngCore as _;
+        let mut key = [0_u8; 32];
+        rand::rng().fill_bytes(&mut key);
+        self.table_with_key(name, key)
+    }
+
     /// The table `name` with cursors sealed by `key` (no I/O).
     #[cfg(feature = "dynamodb")]
     pub(crate) fn table_with_key(&self, name: &str, key: [u8; 32]) -> Arc<dyn Table> {
@@ -400,7 +411,8 @@ impl Platform {
     #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
     #[cfg_attr(not(feature = "local"), allow(unused_variables))]
     pub fn outbox(&self, table_name: &str, table: Arc<dyn Table>, bus: &str) -> Outbox {
-        let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone());
+        let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone())
+            .with_relay_table(self.process_table(table_name));
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => {

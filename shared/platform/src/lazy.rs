@@ -53,12 +53,7 @@ impl LazyTable {
     /// The table for operations that seal no cursor (see the module docs).
     fn point(&self) -> &dyn Table {
         self.point
-            .get_or_init(|| {
-                use rand::RngCore as _;
-                let mut key = [0_u8; 32];
-                rand::rng().fill_bytes(&mut key);
-                self.platform.table_with_key(&self.name, key)
-            })
+            .get_or_init(|| self.platform.process_table(&self.name))
             .as_ref()
     }
 

@@ -93,6 +93,8 @@ pub struct RelayReport {
 #[derive(Debug, Clone)]
 pub struct Outbox {
     table: Arc<dyn Table>,
+    /// What the relay pages through (see [`Outbox::with_relay_table`]).
+    relay_table: Option<Arc<dyn Table>>,
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     atomic: Option<Arc<dyn AtomicOutbox>>,
@@ -116,11 +118,21 @@ impl Outbox {
     pub fn new(table: Arc<dyn Table>, bus: Arc<dyn EventBus>, clock: Arc<dyn Clock>) -> Self {
         Self {
             table,
+            relay_table: None,
             bus,
             clock,
             atomic: None,
             metrics: None,
         }
+    }
+
+    /// Pages the relay's queries through `table`: the same table, with its
+    /// cursors sealed by a key of this process's own. A relay's cursors
+    /// never leave the process, so it needs no shared cursor secret, and a
+    /// relay's cold start reads none.
+    pub fn with_relay_table(mut self, table: Arc<dyn Table>) -> Self {
+        self.relay_table = Some(table);
+        self
     }
 
     /// Counts every committed event as metric `Events` (dimensions
@@ -316,8 +328,9 @@ impl Outbox {
         let mut report = RelayReport::default();
         let mut query = Query::partition(format!("OUTBOX#{shard}"));
         query.sort = SortKey::AtMost(format!("{cutoff}#~"));
+        let pages = self.relay_table.as_ref().unwrap_or(&self.table);
         loop {
-            let page = self.table.query(&query).await?;
+            let page = pages.query(&query).await?;
             for item in &page.items {
                 let event = match item.str("event").map(serde_json::from_str::<DomainEvent>) {
                     Some(Ok(event)) => event,
