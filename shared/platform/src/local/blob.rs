@@ -721,6 +721,23 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
 
+    /// A listener on a free local port, and its base URL.
+    async fn listen() -> (tokio::net::TcpListener, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        (listener, base_url)
+    }
+
+    /// Serves `router` on `listener` until the handle is aborted.
+    fn serve(
+        listener: tokio::net::TcpListener,
+        router: axum::Router,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        })
+    }
+
     async fn fx_server() -> (
         tempfile::TempDir,
         FileBlobStore,
@@ -728,12 +745,8 @@ mod tests {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let router = backend.blob_router([9; 32]);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (listener, base_url) = listen().await;
+        let server = serve(listener, backend.blob_router([9; 32]));
         (dir, backend.blob_store("media", &base_url, [9; 32]), server)
     }
 
@@ -746,8 +759,7 @@ mod tests {
     async fn a_platform_bucket_reads_its_signing_key_when_it_first_presigns() {
         use crate::config::{LOCAL_BLOB_KEY_SECRET, Platform};
         let dir = tempfile::tempdir().unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, base_url) = listen().await;
         let platform =
             Platform::local(dir.path().to_owned(), base_url, Arc::new(SystemClock)).unwrap();
         let key_exists = || async {
@@ -786,10 +798,10 @@ mod tests {
         }
         assert!(key_exists().await);
 
-        let router = platform.local_blob_router().await.unwrap().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = serve(
+            listener,
+            platform.local_blob_router().await.unwrap().unwrap(),
+        );
         for url in &urls {
             assert_eq!(send_put(url, "image/png", b"1234").await, StatusCode::OK);
         }
@@ -805,12 +817,8 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let router = backend.blob_router([7; 32]);
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (listener, base_url) = listen().await;
+        let server = serve(listener, backend.blob_router([7; 32]));
         let reads = Arc::new(AtomicUsize::new(0));
         let source: SigningKeySource = {
             let reads = reads.clone();

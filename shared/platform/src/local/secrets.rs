@@ -28,16 +28,36 @@ impl SqliteSecrets {
         name: &str,
         value: &SecretValue,
     ) -> Result<SecretValue, SecretsError> {
+        self.store("get or insert secret", name, value, false).await
+    }
+
+    /// Writes `value` as secret `name`, over any value it has when
+    /// `replace`, else only if it has none; returns the value then stored.
+    async fn store(
+        &self,
+        op: &'static str,
+        name: &str,
+        value: &SecretValue,
+        replace: bool,
+    ) -> Result<SecretValue, SecretsError> {
         validate_secret_name(name)?;
         let (name, value) = (name.to_owned(), value.clone());
         let now = self.backend.now().unix_timestamp();
         self.backend
-            .write("get or insert secret", move |tx| {
-                tx.prepare_cached(
+            .write(op, move |tx| {
+                let sql = if replace {
                     "INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?) \
-                     ON CONFLICT (name) DO NOTHING",
-                )?
-                .execute(params![name, value.expose(), now])?;
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+                     updated_at = excluded.updated_at"
+                } else {
+                    "INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?) \
+                     ON CONFLICT (name) DO NOTHING"
+                };
+                tx.prepare_cached(sql)?
+                    .execute(params![name, value.expose(), now])?;
+                if replace {
+                    return Ok(value);
+                }
                 let stored = tx
                     .prepare_cached("SELECT value FROM secrets WHERE name = ?")?
                     .query_row(params![name], |row| row.get::<_, String>(0))?;
@@ -64,18 +84,6 @@ impl Secrets for SqliteSecrets {
 
     #[tracing::instrument(skip(self, value))]
     async fn put(&self, name: &str, value: &SecretValue) -> Result<(), SecretsError> {
-        validate_secret_name(name)?;
-        let (name, value) = (name.to_owned(), value.clone());
-        let now = self.backend.now().unix_timestamp();
-        self.backend
-            .write("put secret", move |tx| {
-                    tx.prepare_cached(
-                        "INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?) \
-                         ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    )?
-                    .execute(params![name, value.expose(), now])?;
-                    Ok(())
-                })
-            .await
+        self.store("put secret", name, value, true).await.map(drop)
     }
 }
