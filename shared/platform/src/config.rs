@@ -415,9 +415,9 @@ impl Platform {
             .with_relay_table(self.process_table(table_name));
         match &self.backend {
             #[cfg(feature = "local")]
-            Backend::Local { backend, .. } => {
-                outbox.with_atomic(Arc::new(backend.outbox(table_name, bus)))
-            }
+            Backend::Local { backend, .. } => outbox
+                .with_atomic(Arc::new(backend.outbox(table_name, bus)))
+                .with_relay_concurrency(1),
             Backend::Aws(_) => outbox,
         }
     }

@@ -95,6 +95,9 @@ pub struct Outbox {
     table: Arc<dyn Table>,
     /// What the relay pages through (see [`Outbox::with_relay_table`]).
     relay_table: Option<Arc<dyn Table>>,
+    /// How many shards the relay reads at once (see
+    /// [`Outbox::with_relay_concurrency`]).
+    relay_concurrency: usize,
     bus: Arc<dyn EventBus>,
     clock: Arc<dyn Clock>,
     atomic: Option<Arc<dyn AtomicOutbox>>,
@@ -119,6 +122,7 @@ impl Outbox {
         Self {
             table,
             relay_table: None,
+            relay_concurrency: SHARDS as usize,
             bus,
             clock,
             atomic: None,
@@ -160,6 +164,16 @@ impl Outbox {
                 &[("event_id", event.id.clone().into())],
             );
         }
+    }
+
+    /// Reads at most `shards` shards at once in [`Self::relay`] (all of
+    /// them by default: against DynamoDB a relay that finds nothing then
+    /// waits one round trip, not one per shard). Locally a query is
+    /// microseconds, and each concurrent one would open a read connection
+    /// and start a blocking thread: a local relay reads one at a time.
+    pub fn with_relay_concurrency(mut self, shards: usize) -> Self {
+        self.relay_concurrency = shards.clamp(1, SHARDS as usize);
+        self
     }
 
     /// Commits through `atomic` (the same table and bus in one store) instead
@@ -287,20 +301,23 @@ impl Outbox {
 
     /// Publishes the records older than `min_age` (those whose inline publish
     /// failed) and removes them. The shards are independent, so they are
-    /// read at once: a relay that finds nothing (most runs) waits one round
-    /// trip, not one per shard. Each shard stops at its first publish
-    /// failure; every shard runs to its end before the first storage error,
-    /// if any, is returned (nothing is cancelled between a publish and its
-    /// delete).
+    /// read concurrently (see [`Self::with_relay_concurrency`]). Each shard
+    /// stops at its first publish failure; every shard runs to its end
+    /// before the first storage error, if any, is returned (nothing is
+    /// cancelled between a publish and its delete).
     #[tracing::instrument(skip(self))]
     pub async fn relay(&self, min_age: time::Duration) -> Result<RelayReport, StoreError> {
+        use futures::StreamExt as _;
         let cutoff = stamp(self.clock.now() - min_age);
-        let shards =
-            futures::future::join_all((0..SHARDS).map(|shard| self.relay_shard(shard, &cutoff)))
-                .await;
+        let cutoff = &cutoff;
+        let shards: Vec<(u32, Result<RelayReport, StoreError>)> = futures::stream::iter(0..SHARDS)
+            .map(|shard| async move { (shard, self.relay_shard(shard, cutoff).await) })
+            .buffer_unordered(self.relay_concurrency)
+            .collect()
+            .await;
         let mut report = RelayReport::default();
         let mut failed = None;
-        for (shard, result) in shards.into_iter().enumerate() {
+        for (shard, result) in shards {
             match result {
                 Ok(part) => {
                     report.sent += part.sent;

@@ -310,8 +310,9 @@ pub async fn outbox_relay_resolves_or_drops_stranded_upserts(fx: &Fixture) -> an
     Ok(())
 }
 
-/// With records stranded in (very likely) every shard: one relay run
-/// publishes each of them once and leaves none behind.
+/// With records stranded in (very likely) every shard: one relay run,
+/// reading 3 shards at a time, publishes each of them once and leaves none
+/// behind.
 pub async fn outbox_relay_sends_the_records_of_every_shard(fx: &Fixture) -> anyhow::Result<()> {
     // 64 random shard picks leave one of the 8 shards empty once in ~700 runs.
     const RECORDS: u32 = 64;
@@ -322,7 +323,8 @@ pub async fn outbox_relay_sends_the_records_of_every_shard(fx: &Fixture) -> anyh
         down.upsert(item, fx_event(FX_ROUTED_EVENT, n, fx)?).await?;
     }
     fx.clock.advance(time::Duration::minutes(5));
-    let relay = Outbox::new(fx.table.clone(), fx.bus.clone(), fx.clock.clone());
+    let relay = Outbox::new(fx.table.clone(), fx.bus.clone(), fx.clock.clone())
+        .with_relay_concurrency(3);
     let report = relay.relay(time::Duration::ZERO).await?;
     ensure!(
         (report.sent, report.superseded, report.refused) == (RECORDS as usize, 0, 0),
