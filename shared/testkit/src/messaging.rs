@@ -323,8 +323,8 @@ pub async fn outbox_relay_sends_the_records_of_every_shard(fx: &Fixture) -> anyh
         down.upsert(item, fx_event(FX_ROUTED_EVENT, n, fx)?).await?;
     }
     fx.clock.advance(time::Duration::minutes(5));
-    let relay = Outbox::new(fx.table.clone(), fx.bus.clone(), fx.clock.clone())
-        .with_relay_concurrency(3);
+    let relay =
+        Outbox::new(fx.table.clone(), fx.bus.clone(), fx.clock.clone()).with_relay_concurrency(3);
     let report = relay.relay(time::Duration::ZERO).await?;
     ensure!(
         (report.sent, report.superseded, report.refused) == (RECORDS as usize, 0, 0),
