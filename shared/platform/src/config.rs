@@ -45,6 +45,11 @@ pub const SECRETS_CACHE_TTL: time::Duration = time::Duration::minutes(5);
 /// The local secret holding the key that signs local presigned blob URLs.
 pub const LOCAL_BLOB_KEY_SECRET: &str = "constellation/local-blob-url-key";
 
+/// The shortest secret [`Platform::derived_key`] derives a key from: an
+/// empty or short value (set by hand) would make a guessable key. Generated
+/// secrets are 44 characters (32 random bytes in base64).
+pub const MIN_KEY_SECRET_LEN: usize = 16;
+
 /// A configuration problem, naming the variable or setting at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +79,11 @@ pub enum PlatformError {
     /// A secret the deployment must provide does not exist.
     #[error("secret {0} does not exist")]
     MissingSecret(String),
+    /// A secret a key is derived from is too short to be secret.
+    #[error(
+        "secret {0} is shorter than {MIN_KEY_SECRET_LEN} characters: too guessable to derive a key from"
+    )]
+    WeakSecret(String),
     /// The local data directory could not be opened.
     #[error("open local data dir {dir}")]
     Open {
@@ -308,6 +318,9 @@ impl Platform {
             }
             (None, _) => return Err(PlatformError::MissingSecret(name.to_owned())),
         };
+        if value.expose().len() < MIN_KEY_SECRET_LEN {
+            return Err(PlatformError::WeakSecret(name.to_owned()));
+        }
         Ok(Sha256::digest(value.expose().as_bytes()).into())
     }
 
@@ -544,5 +557,38 @@ mod tests {
             <[u8; 32]>::from(Sha256::digest(stored.expose().as_bytes())),
             keys[0]
         );
+    }
+
+    /// A key is never derived from an empty or short secret (one set by
+    /// hand), which would make it guessable.
+    #[tokio::test]
+    async fn no_key_is_derived_from_a_short_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let platform = Platform::local(
+            dir.path().to_owned(),
+            "http://127.0.0.1:3000".to_owned(),
+            Arc::new(SystemClock),
+        )
+        .unwrap();
+        let secrets = platform.uncached_secrets();
+        for short in ["", "x", "fifteen-chars.."] {
+            secrets
+                .put("short/key", &crate::secrets::SecretValue::new(short))
+                .await
+                .unwrap();
+            let err = platform.derived_key("short/key").await.unwrap_err();
+            assert!(
+                matches!(err, PlatformError::WeakSecret(_)),
+                "{short:?}: {err}"
+            );
+        }
+        secrets
+            .put(
+                "long/key",
+                &crate::secrets::SecretValue::new("sixteen-chars..."),
+            )
+            .await
+            .unwrap();
+        platform.derived_key("long/key").await.unwrap();
     }
 }
