@@ -458,15 +458,17 @@ impl Platform {
             Backend::Local {
                 backend,
                 public_url,
-                ..
+                blob_key,
             } => {
                 let platform = self.clone();
+                let cell = blob_key.clone();
                 let bucket = name.to_owned();
                 let source: crate::local::SigningKeySource = Arc::new(move || {
                     let platform = platform.clone();
+                    let cell = cell.clone();
                     let bucket = bucket.clone();
                     Box::pin(async move {
-                        platform.local_blob_key().await.map_err(|e| {
+                        platform.local_blob_key(&cell).await.map_err(|e| {
                             let transient = crate::secrets::is_transient(&e);
                             let e = anyhow::Error::new(e).context("read the blob URL signing key");
                             tracing::error!(
@@ -488,21 +490,17 @@ impl Platform {
         })
     }
 
-    /// The key local presigned blob URLs are signed with, read (or, on a
-    /// new data directory, generated) once per process.
+    /// The key local presigned blob URLs are signed with, kept in `cell`
+    /// (the local backend's own): read (or, on a new data directory,
+    /// generated) once per process.
     #[cfg(all(feature = "s3", feature = "local"))]
-    async fn local_blob_key(&self) -> Result<[u8; 32], PlatformError> {
-        match &self.backend {
-            Backend::Local { blob_key, .. } => blob_key
-                .get_or_try_init(|| self.derived_key(LOCAL_BLOB_KEY_SECRET))
-                .await
-                .copied(),
-            Backend::Aws(_) => Err(ConfigError::Invalid {
-                name: BACKEND_VAR,
-                reason: "local blob URLs are signed only on the local backend".to_owned(),
-            }
-            .into()),
-        }
+    async fn local_blob_key(
+        &self,
+        cell: &tokio::sync::OnceCell<[u8; 32]>,
+    ) -> Result<[u8; 32], PlatformError> {
+        cell.get_or_try_init(|| self.derived_key(LOCAL_BLOB_KEY_SECRET))
+            .await
+            .copied()
     }
 
     /// The router serving local presigned blob URLs (`None` in AWS, where S3 serves them).
@@ -510,8 +508,10 @@ impl Platform {
     pub async fn local_blob_router(&self) -> Result<Option<axum::Router>, PlatformError> {
         match &self.backend {
             #[cfg(feature = "local")]
-            Backend::Local { backend, .. } => {
-                let key = self.local_blob_key().await?;
+            Backend::Local {
+                backend, blob_key, ..
+            } => {
+                let key = self.local_blob_key(blob_key).await?;
                 Ok(Some(backend.blob_router(key)))
             }
             Backend::Aws(_) => Ok(None),
@@ -571,12 +571,14 @@ mod tests {
         )
         .unwrap();
         let secrets = platform.uncached_secrets();
-        for short in ["", "x", "fifteen-chars.."] {
+        // One name per value: the platform caches what it read.
+        for (i, short) in ["", "x", "fifteen-chars.."].into_iter().enumerate() {
+            let name = format!("short/key-{i}");
             secrets
-                .put("short/key", &crate::secrets::SecretValue::new(short))
+                .put(&name, &crate::secrets::SecretValue::new(short))
                 .await
                 .unwrap();
-            let err = platform.derived_key("short/key").await.unwrap_err();
+            let err = platform.derived_key(&name).await.unwrap_err();
             assert!(
                 matches!(err, PlatformError::WeakSecret(_)),
                 "{short:?}: {err}"

@@ -118,7 +118,7 @@ pub struct FileBlobStore {
     base_url: String,
     /// The key URLs are signed with, once read (`source` reads it).
     signing_key: Arc<OnceCell<SigningKey>>,
-    source: Option<SigningKeySource>,
+    source: SigningKeySource,
 }
 
 impl std::fmt::Debug for FileBlobStore {
@@ -157,7 +157,7 @@ impl FileBlobStore {
             bucket: bucket.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             signing_key: Arc::new(OnceCell::new_with(Some(SigningKey(signing_key)))),
-            source: None,
+            source: Arc::new(move || Box::pin(async move { Ok(signing_key) })),
         }
     }
 
@@ -172,7 +172,7 @@ impl FileBlobStore {
             bucket: bucket.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             signing_key: Arc::new(OnceCell::new()),
-            source: Some(source),
+            source,
         }
     }
 
@@ -181,15 +181,7 @@ impl FileBlobStore {
     /// again.
     async fn signing_key(&self) -> Result<&SigningKey, BlobError> {
         self.signing_key
-            .get_or_try_init(|| async {
-                let Some(source) = &self.source else {
-                    return Err(BlobError::Backend(anyhow::anyhow!(
-                        "no signing key for bucket {}",
-                        self.bucket
-                    )));
-                };
-                source().await.map(SigningKey)
-            })
+            .get_or_try_init(|| async { (self.source)().await.map(SigningKey) })
             .await
     }
 
