@@ -19,6 +19,7 @@ pub mod config;
 pub mod cursor;
 pub mod events;
 pub mod inbox;
+mod jsonlog;
 #[cfg(feature = "dynamodb")]
 mod lazy;
 #[cfg(feature = "local")]

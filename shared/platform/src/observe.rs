@@ -95,7 +95,12 @@ struct LineBuffer {
 
 impl std::io::Write for LineBuffer {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(bytes);
+        // A line comes in one write: one allocation of its size.
+        if self.buf.is_empty() {
+            self.buf = bytes.to_vec();
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
         Ok(bytes.len())
     }
 
@@ -117,7 +122,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BackgroundLog {
 
     fn make_writer(&'a self) -> Self::Writer {
         LineBuffer {
-            buf: Vec::with_capacity(256),
+            buf: Vec::new(),
             tx: self.0.clone(),
         }
     }
@@ -223,13 +228,12 @@ where
     let format = if text {
         format.boxed()
     } else {
+        // Each line has the event's fields and every span it is in: the
+        // request's or record's (with its `trace_id` and `request_id`) and
+        // any nested one.
         format
-            .json()
-            .flatten_event(true)
-            // Every span the line is in: the request's or record's (with
-            // its `trace_id` and `request_id`) and any nested one.
-            .with_current_span(false)
-            .with_span_list(true)
+            .fmt_fields(crate::jsonlog::JsonMembers)
+            .event_format(crate::jsonlog::JsonLine)
             .boxed()
     };
     let _ = tracing_subscriber::registry()
