@@ -137,14 +137,17 @@ struct Inner {
     opening: Mutex<()>,
 }
 
-/// The open database: the writer, and read connections opened as reads
-/// need them (one per concurrent read, at most [`POOL_SIZE`]).
+/// The open database: read connections opened as reads need them (one per
+/// concurrent read, at most [`POOL_SIZE`]), and the writer, started by the
+/// first write.
 #[derive(Debug)]
 struct Db {
     path: PathBuf,
     readers: Vec<Mutex<Option<Connection>>>,
     next: AtomicUsize,
-    writer: Writer,
+    writer: OnceLock<Writer>,
+    /// Held while the writer is being started, so it is started once.
+    starting: Mutex<()>,
 }
 
 impl LocalBackend {
@@ -152,7 +155,7 @@ impl LocalBackend {
     /// `constellation.db`, and brings the schema up to date.
     pub fn open(data_dir: &Path, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let backend = Self::open_on_first_use(data_dir, clock)?;
-        backend.inner.db()?;
+        backend.inner.db(First::Read)?;
         Ok(backend)
     }
 
@@ -271,7 +274,11 @@ impl LocalBackend {
         F: FnOnce(&Connection) -> Result<T, Fail<E>> + Send + 'static,
     {
         let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || inner.db().map_err(Fail::Other)?.read(f)).await {
+        match tokio::task::spawn_blocking(move || {
+            inner.db(First::Read).map_err(Fail::Other)?.read(f)
+        })
+        .await
+        {
             Ok(result) => result.map_err(|fail| fail.into_port(op)),
             Err(join) => Err(E::backend(anyhow::Error::new(join).context(op))),
         }
@@ -288,7 +295,7 @@ impl LocalBackend {
         F: FnOnce(&Connection) -> Result<T, Fail<E>>,
     {
         self.inner
-            .db()
+            .db(First::Read)
             .map_err(Fail::Other)
             .and_then(|db| db.read(f))
             .map_err(|fail| fail.into_port(op))
@@ -303,22 +310,26 @@ impl LocalBackend {
         E: PortError,
         F: FnOnce(&Connection) -> Result<T, Fail<E>> + Send + 'static,
     {
-        if self.inner.db.get().is_none() {
-            // The first operation of a backend opened on first use opens
-            // the database (file I/O, perhaps the schema's transaction) off
-            // the async threads.
+        let started = self.inner.db.get().and_then(|db| db.writer.get()).is_some();
+        if !started {
+            // The first write opens the database if it is not open yet (file
+            // I/O, perhaps the schema's transaction) and starts the writer
+            // (its connection), off the async threads.
             let inner = self.inner.clone();
-            match tokio::task::spawn_blocking(move || inner.db().map(|_| ())).await {
+            match tokio::task::spawn_blocking(move || inner.db(First::Write)?.writer().map(|_| ()))
+                .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(Fail::<E>::Other(e).into_port(op)),
                 Err(join) => return Err(E::backend(anyhow::Error::new(join).context(op))),
             }
         }
-        let db = self
+        let writer = self
             .inner
-            .db()
+            .db(First::Write)
+            .and_then(Db::writer)
             .map_err(|e| Fail::<E>::Other(e).into_port(op))?;
-        db.writer.write(f).await.map_err(|fail| fail.into_port(op))
+        writer.write(f).await.map_err(|fail| fail.into_port(op))
     }
 
     /// What the writer has done since this backend was opened (nothing
@@ -327,14 +338,16 @@ impl LocalBackend {
         self.inner
             .db
             .get()
-            .map(|db| db.writer.stats())
+            .and_then(|db| db.writer.get())
+            .map(Writer::stats)
             .unwrap_or_default()
     }
 }
 
 impl Inner {
-    /// The database, opened now if it is not yet (by one caller at a time).
-    fn db(&self) -> anyhow::Result<&Db> {
+    /// The database, opened now if it is not yet (by one caller at a time)
+    /// for what `first` does.
+    fn db(&self, first: First) -> anyhow::Result<&Db> {
         if let Some(db) = self.db.get() {
             return Ok(db);
         }
@@ -342,14 +355,28 @@ impl Inner {
         if let Some(db) = self.db.get() {
             return Ok(db);
         }
-        let db = Db::open(&self.data_dir.join("constellation.db"))?;
+        let db = Db::open(&self.data_dir.join("constellation.db"), first)?;
         Ok(self.db.get_or_init(|| db))
     }
 }
 
+/// What the operation that opens the database does: its connection is
+/// kept for that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum First {
+    Read,
+    Write,
+}
+
 impl Db {
-    /// Opens `path`, brings its schema up to date and starts the writer.
-    fn open(path: &Path) -> anyhow::Result<Self> {
+    /// Opens `path` and brings its schema up to date. The connection that
+    /// checked the schema is kept: for the writer if `first` writes or the
+    /// schema was just written, else as the first reader, and the writer
+    /// (its own connection and thread) starts with the first write. So a
+    /// process that only reads, such as a function answering a GET, opens
+    /// one connection and starts no thread, and one that writes first opens
+    /// no reader it does not need.
+    fn open(path: &Path, first: First) -> anyhow::Result<Self> {
         let mut conn = connect(path)?;
         // A database already at this schema needs no write (and no fsync)
         // to open: that is most of a local Lambda's cold start.
@@ -365,13 +392,35 @@ impl Db {
                 .context("record the schema version")?;
             tx.commit().context("commit the schema")?;
         }
-        let writer = Writer::start(conn, path).context("start the SQLite writer")?;
-        Ok(Self {
+        let db = Self {
             path: path.to_owned(),
             readers: (0..POOL_SIZE).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
-            writer,
-        })
+            writer: OnceLock::new(),
+            starting: Mutex::new(()),
+        };
+        if version == SCHEMA_VERSION && first == First::Read {
+            make_read_only(&conn)?;
+            *db.readers[0].lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+        } else {
+            let writer = Writer::start(conn, path).context("start the SQLite writer")?;
+            let _ = db.writer.set(writer);
+        }
+        Ok(db)
+    }
+
+    /// The writer, started now (its own connection) if it is not yet.
+    fn writer(&self) -> anyhow::Result<&Writer> {
+        if let Some(writer) = self.writer.get() {
+            return Ok(writer);
+        }
+        let _starting = self.starting.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(writer) = self.writer.get() {
+            return Ok(writer);
+        }
+        let writer =
+            Writer::start(connect(&self.path)?, &self.path).context("start the SQLite writer")?;
+        Ok(self.writer.get_or_init(|| writer))
     }
 
     /// Runs `f` on a read connection: a free one if there is one (opening
@@ -402,9 +451,13 @@ impl Db {
 /// A read-only connection to `db`.
 fn read_connection(db: &Path) -> anyhow::Result<Connection> {
     let conn = connect(db)?;
-    conn.execute_batch("PRAGMA query_only = ON")
-        .context("make a read connection read-only")?;
+    make_read_only(&conn)?;
     Ok(conn)
+}
+
+fn make_read_only(conn: &Connection) -> anyhow::Result<()> {
+    conn.execute_batch("PRAGMA query_only = ON")
+        .context("make a read connection read-only")
 }
 
 #[cfg(unix)]
@@ -571,6 +624,75 @@ mod tests {
             assert_eq!(value.expose(), format!("v{i}"));
         }
         assert_eq!(backend.writer_stats().writes, 8);
+    }
+
+    /// On a database already at the schema, reads open one connection and
+    /// start no writer; the first writes (racing) start one, and every
+    /// write goes through it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_writer_starts_with_the_first_write() {
+        use crate::secrets::{SecretValue, Secrets as _};
+        let dir = tempfile::tempdir().unwrap();
+        let first = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        first
+            .secrets()
+            .put("old", &SecretValue::new("v"))
+            .await
+            .unwrap();
+        drop(first);
+
+        let backend = LocalBackend::open_on_first_use(dir.path(), Arc::new(SystemClock)).unwrap();
+        let secrets = backend.secrets();
+        assert_eq!(secrets.get("old").await.unwrap().unwrap().expose(), "v");
+        let db = backend.inner.db.get().unwrap();
+        assert!(db.writer.get().is_none(), "a read started the writer");
+        let opened = db
+            .readers
+            .iter()
+            .filter(|r| r.lock().unwrap().is_some())
+            .count();
+        assert_eq!(opened, 1, "the schema check's connection is the reader");
+
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let secrets = backend.secrets();
+                tokio::spawn(async move {
+                    secrets
+                        .put(&format!("s{i}"), &SecretValue::new(format!("v{i}")))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(backend.writer_stats().writes, 16);
+        for i in 0..16 {
+            let value = secrets.get(&format!("s{i}")).await.unwrap().unwrap();
+            assert_eq!(value.expose(), format!("v{i}"));
+        }
+
+        // A process whose first operation writes keeps the schema check's
+        // connection for the writer and opens no reader for it.
+        let writing = LocalBackend::open_on_first_use(dir.path(), Arc::new(SystemClock)).unwrap();
+        writing
+            .secrets()
+            .put("new", &SecretValue::new("w"))
+            .await
+            .unwrap();
+        let db = writing.inner.db.get().unwrap();
+        assert!(db.writer.get().is_some());
+        assert!(db.readers.iter().all(|r| r.lock().unwrap().is_none()));
+        assert_eq!(
+            writing
+                .secrets()
+                .get("new")
+                .await
+                .unwrap()
+                .unwrap()
+                .expose(),
+            "w"
+        );
     }
 
     /// A database that cannot be opened fails the operation (not the
