@@ -1,8 +1,9 @@
 //! No log line ever carries a password, an access token, a refresh token or
 //! an invite token, and no line of auth's own a password hash (an imported
 //! bcrypt one included): a whole flow runs under a global subscriber at TRACE
-//! (JSON lines with span fields, plus span open/close events, the most any
-//! configuration would print) writing into a buffer, which is then searched.
+//! (the binaries' JSON lines, plus a line for every span's fields as they are
+//! recorded, the most any configuration would print) writing into a buffer,
+//! which is then searched.
 //!
 //! Its own test binary, so that the global subscriber sees only this flow,
 //! once per backend: both runs write into one buffer and each searches all
@@ -20,11 +21,15 @@ use constellation_auth::password::validate_legacy_hash;
 use constellation_auth::store::AccountForImport;
 use constellation_core::OrgId;
 use constellation_core::auth::{AccountId, Email, Role};
+use constellation_platform::jsonlog::JsonLine;
 use constellation_platform::table::{Condition, ItemKey};
 use constellation_testkit::http::TestPlatform;
 use http::StatusCode;
 use serde_json::json;
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -58,16 +63,58 @@ fn capture() -> &'static Buffer {
     CAPTURE.get_or_init(|| {
         let buffer = Buffer::default();
         let writer = buffer.clone();
-        tracing_subscriber::fmt()
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_span_events(FmtSpan::FULL)
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
+        // The binaries' own JSON format at every level, with each line's
+        // target (to tell the SDK's lines from auth's below), and a line
+        // for every span's fields as they are recorded: what a format that
+        // prints span events would print, even for a span no event is in.
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with(
+                constellation_platform::observe::json_format(move || writer.clone())
+                    .event_format(JsonLine::with_target()),
+            )
+            .with(SpanFields(buffer.clone()))
             .init();
         buffer
     })
+}
+
+/// Writes a line for every span's fields when it is made and when a value
+/// is recorded on it later.
+struct SpanFields(Buffer);
+
+impl SpanFields {
+    fn line(&self, meta: &tracing::Metadata<'_>, record: impl FnOnce(&mut dyn Visit)) {
+        let mut line = format!(r#"span {} "target":"{}""#, meta.name(), meta.target());
+        record(&mut AllFields(&mut line));
+        line.push('\n');
+        self.0.0.lock().unwrap().extend_from_slice(line.as_bytes());
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanFields
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, _: &Id, _: Context<'_, S>) {
+        self.line(attrs.metadata(), |visit| attrs.record(visit));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            self.line(span.metadata(), |visit| values.record(visit));
+        }
+    }
+}
+
+/// Every field as `name=value` (`Debug`; a `%` field's is its `Display`).
+struct AllFields<'a>(&'a mut String);
+
+impl Visit for AllFields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        let _ = write!(self.0, " {}={value:?}", field.name());
+    }
 }
 
 async fn no_secret_reaches_the_logs(app: AuthApp) {

@@ -2,14 +2,16 @@
 //! buffer.
 //!
 //! A line is `{"timestamp":…,"level":…,<the event's fields>,"spans":[…]}`,
-//! where `spans` lists every span the event is in, from the root, each as
-//! its fields plus `"name"`. That is the shape of `tracing-subscriber`'s JSON
-//! format (flattened, with the span list), which this replaces because of
-//! its cost: it parses each span's stored fields back into a
-//! `serde_json::Value` for every line, and collects every event's fields
-//! into a map first. Here a span's fields are rendered once, as the members
-//! of a JSON object, when the span is made ([`JsonMembers`]), and a line
-//! copies them.
+//! where `spans` lists every span the event is in (its explicit parent's
+//! scope, else the current one), from the root, each as its fields plus
+//! `"name"`. These are the keys of `tracing-subscriber`'s JSON format
+//! (flattened, with the span list), which this replaces because of its
+//! cost: it parses each span's stored fields back into a `serde_json::Value`
+//! for every line, and collects every event's fields into a map first. Here
+//! a span's fields are rendered once, as the members of a JSON object, when
+//! the span is made ([`JsonMembers`]), and a line copies them. Members come
+//! in the order the code declares them (not sorted), a raw identifier's
+//! `r#` is dropped from its key, and bytes are a hex string.
 
 use std::fmt::{self, Write as _};
 
@@ -24,7 +26,7 @@ use tracing_subscriber::registry::LookupSpan;
 /// Renders fields as the members of a JSON object without its braces
 /// (`"a":1,"b":"x"`); a span's are rendered once, when it is created.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct JsonMembers;
+pub struct JsonMembers;
 
 impl<'w> FormatFields<'w> for JsonMembers {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
@@ -101,9 +103,20 @@ fn member_name(field: &Field) -> &'static str {
 }
 
 /// The line of each event: timestamp (RFC 3339, UTC, microseconds), level,
-/// the event's fields, then the spans it is in.
+/// (the target, if asked for), the event's fields, then the spans it is in.
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct JsonLine;
+pub struct JsonLine {
+    target: bool,
+}
+
+impl JsonLine {
+    /// Lines that also name the event's `target` (its module, or for the
+    /// `log` crate's records their logger's): for tests that tell the SDK's
+    /// lines from ours. The binaries leave it out.
+    pub fn with_target() -> Self {
+        Self { target: true }
+    }
+}
 
 impl<S> FormatEvent<S, JsonMembers> for JsonLine
 where
@@ -118,26 +131,26 @@ where
         writer.write_str("{\"timestamp\":\"")?;
         write_timestamp(&mut writer, time::OffsetDateTime::now_utc())?;
         write!(writer, "\",\"level\":\"{}\"", event.metadata().level())?;
+        if self.target {
+            writer.write_str(",\"target\":")?;
+            write_json_str(&mut writer, event.metadata().target())?;
+        }
         let mut members = Members::new(&mut writer, false);
         event.record(&mut members);
         members.result?;
-        let leaf = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
-        if let Some(leaf) = leaf {
+        if let Some(scope) = ctx.event_scope() {
             writer.write_str(",\"spans\":[")?;
-            for (i, span) in leaf.scope().from_root().enumerate() {
+            for (i, span) in scope.from_root().enumerate() {
                 if i > 0 {
                     writer.write_char(',')?;
                 }
                 writer.write_char('{')?;
                 let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<JsonMembers>>() {
-                    if !fields.fields.is_empty() {
-                        writer.write_str(&fields.fields)?;
-                        writer.write_char(',')?;
-                    }
+                if let Some(fields) = extensions.get::<FormattedFields<JsonMembers>>()
+                    && !fields.fields.is_empty()
+                {
+                    writer.write_str(&fields.fields)?;
+                    writer.write_char(',')?;
                 }
                 writer.write_str("\"name\":")?;
                 write_json_str(&mut writer, span.metadata().name())?;
@@ -180,11 +193,10 @@ impl<'a, W: fmt::Write> Members<'a, W> {
         }
     }
 
-    /// Writes `"name":` then the value `value` writes, unless the field is
-    /// the `log` crate's metadata (`log.target`, `log.line`…: the bridge's,
-    /// already in the line's level) or an earlier write failed.
+    /// Writes `"name":` then the value `value` writes, unless an earlier
+    /// write failed.
     fn member(&mut self, field: &Field, value: impl FnOnce(&mut W) -> fmt::Result) {
-        if self.result.is_err() || field.name().starts_with("log.") {
+        if self.result.is_err() {
             return;
         }
         self.result = (|| {
@@ -200,13 +212,10 @@ impl<'a, W: fmt::Write> Members<'a, W> {
 
 impl<W: fmt::Write> Visit for Members<'_, W> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        // `Display` of a finite f64 is a JSON number (never an exponent).
-        self.member(field, |out| {
-            if value.is_finite() {
-                write!(out, "{value}")
-            } else {
-                out.write_str("null")
-            }
+        // As serde_json writes it (`2.0`, not `2`); not a number is null.
+        self.member(field, |out| match serde_json::Number::from_f64(value) {
+            Some(number) => write!(out, "{number}"),
+            None => out.write_str("null"),
         });
     }
 
@@ -238,14 +247,11 @@ impl<W: fmt::Write> Visit for Members<'_, W> {
 
     fn record_bytes(&mut self, field: &Field, value: &[u8]) {
         self.member(field, |out| {
-            out.write_char('[')?;
-            for (i, b) in value.iter().enumerate() {
-                if i > 0 {
-                    out.write_char(',')?;
-                }
-                write!(out, "{b}")?;
+            out.write_char('"')?;
+            for b in value {
+                write!(out, "{b:02x}")?;
             }
-            out.write_char(']')
+            out.write_char('"')
         });
     }
 
@@ -332,7 +338,7 @@ mod tests {
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .fmt_fields(JsonMembers)
-                .event_format(JsonLine)
+                .event_format(JsonLine::default())
                 .with_writer(move || writer.clone()),
         );
         tracing::subscriber::with_default(subscriber, f);
@@ -362,6 +368,7 @@ mod tests {
             tracing::info!(
                 status = 200_u16,
                 latency_ms = 1.25,
+                whole = 2.0,
                 "GET {} {}",
                 "/v1/kv",
                 200
@@ -379,6 +386,9 @@ mod tests {
         assert_eq!(line["message"], "GET /v1/kv 200");
         assert_eq!(line["status"], 200);
         assert_eq!(line["latency_ms"], 1.25);
+        // A float stays a float (`2.0`, which parses back as one, not `2`).
+        assert_eq!(line["whole"], json!(2.0));
+        assert!(line["whole"].is_f64(), "{line}");
         assert_eq!(
             line["spans"],
             json!([
@@ -406,7 +416,7 @@ mod tests {
         assert_eq!(line["message"], nasty);
         assert_eq!(line["value"], nasty);
         assert_eq!(line["nan"], Value::Null);
-        assert_eq!(line["bytes"], json!([0, 255]));
+        assert_eq!(line["bytes"], "00ff");
         assert_eq!(line["spans"][0]["key"], nasty);
         assert_eq!(line["spans"][0]["debug"], format!("{nasty:?}"));
     }
@@ -443,11 +453,46 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_parent_decides_the_span_list() {
+        let lines = lines_of(|| {
+            let job = tracing::info_span!("job", id = 7_u64);
+            let other = tracing::info_span!("other");
+            let _other = other.enter();
+            tracing::info!(parent: &job, "child of job");
+            tracing::info!(parent: None, "a root");
+            tracing::info!("in other");
+        });
+        assert_eq!(lines[0]["spans"], json!([{"name": "job", "id": 7}]));
+        assert!(lines[1].get("spans").is_none(), "{}", lines[1]);
+        assert_eq!(lines[2]["spans"], json!([{"name": "other"}]));
+    }
+
+    #[test]
     fn an_event_outside_any_span_has_no_span_list() {
         let lines = lines_of(|| tracing::error!(code = -1_i64, "alone"));
         assert_eq!(lines[0]["code"], -1);
         assert_eq!(lines[0]["level"], "ERROR");
         assert!(lines[0].get("spans").is_none(), "{}", lines[0]);
+    }
+
+    #[test]
+    fn the_target_is_written_only_when_asked_for() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .fmt_fields(JsonMembers)
+                .event_format(JsonLine::with_target())
+                .with_writer(move || writer.clone()),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "aws_smithy_runtime", "sent");
+        });
+        let bytes = captured.0.lock().unwrap().clone();
+        let line: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(line["target"], "aws_smithy_runtime");
+        let plain = lines_of(|| tracing::info!(target: "aws_smithy_runtime", "sent"));
+        assert!(plain[0].get("target").is_none(), "{}", plain[0]);
     }
 
     #[test]

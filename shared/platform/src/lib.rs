@@ -19,7 +19,7 @@ pub mod config;
 pub mod cursor;
 pub mod events;
 pub mod inbox;
-mod jsonlog;
+pub mod jsonlog;
 #[cfg(feature = "dynamodb")]
 mod lazy;
 #[cfg(feature = "local")]

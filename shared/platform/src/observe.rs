@@ -222,25 +222,37 @@ where
     );
     let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"))
         || std::env::var("CONSTELLATION_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
-    let format = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .with_writer(writer);
     let format = if text {
-        format.boxed()
-    } else {
-        // Each line has the event's fields and every span it is in: the
-        // request's or record's (with its `trace_id` and `request_id`) and
-        // any nested one.
-        format
-            .fmt_fields(crate::jsonlog::JsonMembers)
-            .event_format(crate::jsonlog::JsonLine)
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_writer(writer)
             .boxed()
+    } else {
+        json_format(writer).boxed()
     };
     let _ = tracing_subscriber::registry()
         .with(extra)
         .with(level)
         .with(format)
         .try_init();
+}
+
+/// The format layer of every JSON log line ([`crate::jsonlog`]), writing to
+/// `writer`: each line has the event's fields and every span it is in (the
+/// request's or record's, with its `trace_id` and `request_id`, and any
+/// nested one). What the binaries install; tests that read log lines
+/// install it too.
+pub fn json_format<S, W>(
+    writer: W,
+) -> tracing_subscriber::fmt::Layer<S, crate::jsonlog::JsonMembers, crate::jsonlog::JsonLine, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .fmt_fields(crate::jsonlog::JsonMembers)
+        .event_format(crate::jsonlog::JsonLine::default())
+        .with_writer(writer)
 }
 
 /// The CloudWatch namespace of every metric Constellation emits.

@@ -383,6 +383,12 @@ impl Db {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .context("read the schema version")?;
+        // A newer build's database is not rewritten to this one's schema.
+        anyhow::ensure!(
+            version <= SCHEMA_VERSION,
+            "{} has schema version {version}, newer than this build's {SCHEMA_VERSION}: run a newer constellation",
+            path.display()
+        );
         if version != SCHEMA_VERSION {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -652,6 +658,14 @@ mod tests {
             .filter(|r| r.lock().unwrap().is_some())
             .count();
         assert_eq!(opened, 1, "the schema check's connection is the reader");
+        let read_only: i64 = db.readers[0]
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .query_row("PRAGMA query_only", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(read_only, 1, "the kept reader is read-only");
 
         let tasks: Vec<_> = (0..16)
             .map(|i| {
@@ -693,6 +707,35 @@ mod tests {
                 .expose(),
             "w"
         );
+    }
+
+    /// A database a newer build has written is refused, not rewritten to
+    /// this build's schema, by reads and writes alike.
+    #[tokio::test]
+    async fn a_newer_schema_is_refused() {
+        use crate::secrets::{SecretValue, Secrets as _};
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let conn = Connection::open(dir.path().join("constellation.db")).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let error = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap_err();
+        assert!(format!("{error:#}").contains("newer"), "{error:#}");
+        let backend = LocalBackend::open_on_first_use(dir.path(), Arc::new(SystemClock)).unwrap();
+        assert!(backend.secrets().get("k").await.is_err());
+        assert!(
+            backend
+                .secrets()
+                .put("k", &SecretValue::new("v"))
+                .await
+                .is_err()
+        );
+        let conn = Connection::open(dir.path().join("constellation.db")).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION + 1);
     }
 
     /// A database that cannot be opened fails the operation (not the
