@@ -333,12 +333,17 @@ mod tests {
 
     /// The lines `f` logs, as written.
     fn raw_lines_of(f: impl FnOnce()) -> Vec<String> {
+        raw_lines_in(JsonLine::default(), f)
+    }
+
+    /// The lines `f` logs in the format `line`, as written.
+    fn raw_lines_in(line: JsonLine, f: impl FnOnce()) -> Vec<String> {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
                 .fmt_fields(JsonMembers)
-                .event_format(JsonLine::default())
+                .event_format(line)
                 .with_writer(move || writer.clone()),
         );
         tracing::subscriber::with_default(subscriber, f);
@@ -477,19 +482,10 @@ mod tests {
 
     #[test]
     fn the_target_is_written_only_when_asked_for() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .fmt_fields(JsonMembers)
-                .event_format(JsonLine::with_target())
-                .with_writer(move || writer.clone()),
-        );
-        tracing::subscriber::with_default(subscriber, || {
+        let raw = raw_lines_in(JsonLine::with_target(), || {
             tracing::info!(target: "aws_smithy_runtime", "sent");
         });
-        let bytes = captured.0.lock().unwrap().clone();
-        let line: Value = serde_json::from_slice(&bytes).unwrap();
+        let line: Value = serde_json::from_str(&raw[0]).unwrap();
         assert_eq!(line["target"], "aws_smithy_runtime");
         let plain = lines_of(|| tracing::info!(target: "aws_smithy_runtime", "sent"));
         assert!(plain[0].get("target").is_none(), "{}", plain[0]);
