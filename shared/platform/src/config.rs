@@ -341,10 +341,7 @@ impl Platform {
     /// process, which so need no cursor secret.
     #[cfg(feature = "dynamodb")]
     pub(crate) fn process_table(&self, name: &str) -> Arc<dyn Table> {
-        use rand::RngCore as _;
-        let mut key = [0_u8; 32];
-        rand::rng().fill_bytes(&mut key);
-        self.table_with_key(name, key)
+        self.table_with_key(name, process_key())
     }
 
     /// The table `name` with cursors sealed by `key` (no I/O).
@@ -424,14 +421,20 @@ impl Platform {
     #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
     #[cfg_attr(not(feature = "local"), allow(unused_variables))]
     pub fn outbox(&self, table_name: &str, table: Arc<dyn Table>, bus: &str) -> Outbox {
-        let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone())
-            .with_relay_table(self.process_table(table_name));
+        let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone());
         match &self.backend {
+            // The relay reads its shards one at a time, each page on its
+            // own thread (see `SqliteTable::reading_pages_here`).
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => outbox
+                .with_relay_table(Arc::new(
+                    backend
+                        .table(table_name, process_key())
+                        .reading_pages_here(),
+                ))
                 .with_atomic(Arc::new(backend.outbox(table_name, bus)))
                 .with_relay_concurrency(1),
-            Backend::Aws(_) => outbox,
+            Backend::Aws(_) => outbox.with_relay_table(self.process_table(table_name)),
         }
     }
 
@@ -517,6 +520,15 @@ impl Platform {
             Backend::Aws(_) => Ok(None),
         }
     }
+}
+
+/// A random key of this process's, for cursors that never leave it.
+#[cfg(feature = "dynamodb")]
+fn process_key() -> [u8; 32] {
+    use rand::RngCore as _;
+    let mut key = [0_u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    key
 }
 
 #[cfg(all(test, feature = "local"))]

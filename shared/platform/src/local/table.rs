@@ -30,6 +30,8 @@ pub struct SqliteTable {
     backend: LocalBackend,
     name: String,
     sealer: CursorSealer,
+    /// Query pages are read on the caller's thread, not the blocking pool.
+    pages_here: bool,
 }
 
 impl SqliteTable {
@@ -38,7 +40,20 @@ impl SqliteTable {
             backend,
             name: name.to_owned(),
             sealer: CursorSealer::new(cursor_key, name),
+            pages_here: false,
         }
+    }
+
+    /// This table with its query pages read on the caller's thread, as
+    /// point reads are, instead of through tokio's blocking pool: for a
+    /// caller that owns its thread and reads small pages one after another,
+    /// such as the outbox relay (8 shards, a page of at most 100 records
+    /// each, in a schedule's process or `serve`'s background task). Each
+    /// hop to the pool costs a thread hand-off, and the first one a new
+    /// thread: about 0.8 ms of a local relay's 3.9 ms cold start.
+    pub fn reading_pages_here(mut self) -> Self {
+        self.pages_here = true;
+        self
     }
 
     /// Now as the unix second TTLs are compared with.
@@ -314,14 +329,16 @@ impl Table for SqliteTable {
         };
         let (sql, args) = page_sql(&self.name, query, after.as_ref(), self.now())
             .map_err(|f| f.into_port("query"))?;
-        let mut items = self
-            .backend
-            .read("query", move |conn| {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), read_item)?;
-                rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
-            })
-            .await?;
+        let page = move |conn: &Connection| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args), read_item)?;
+            rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
+        };
+        let mut items = if self.pages_here {
+            self.backend.read_now("query", page)?
+        } else {
+            self.backend.read("query", page).await?
+        };
         let more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);
         let next_cursor = match items.last() {
@@ -447,6 +464,46 @@ mod tests {
         assert_eq!(prefix_successor("a\u{10ffff}").as_deref(), Some("b"));
         assert_eq!(prefix_successor("\u{10ffff}"), None);
         assert_eq!(prefix_successor(""), None);
+    }
+
+    /// A table reading its pages on the caller's thread pages exactly as
+    /// one reading them on the blocking pool, cursors included.
+    #[tokio::test]
+    async fn pages_read_here_are_the_pools_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
+        let pooled = backend.table("t", [1; 32]);
+        let here = backend.table("t", [1; 32]).reading_pages_here();
+        for i in 0..7 {
+            pooled
+                .put(
+                    &Item::new(ItemKey::new("p", format!("s{i}"))).with("n", i),
+                    Condition::None,
+                )
+                .await
+                .unwrap();
+        }
+        let mut query = Query::partition("p");
+        query.limit = 3;
+        let (mut a, mut b) = (query.clone(), query);
+        let mut pages = 0;
+        loop {
+            let (x, y) = (
+                pooled.query(&a).await.unwrap(),
+                here.query(&b).await.unwrap(),
+            );
+            assert_eq!(x.items, y.items);
+            assert_eq!(x.next_cursor.is_some(), y.next_cursor.is_some());
+            pages += 1;
+            match (x.next_cursor, y.next_cursor) {
+                (Some(cx), Some(cy)) => {
+                    a.cursor = Some(cx);
+                    b.cursor = Some(cy);
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(pages, 3);
     }
 
     /// Two backends on one file stand in for two processes (`cargo lambda watch`).
