@@ -12,7 +12,10 @@
 //! `synchronous = FULL`). Reads use their own connections: the database runs
 //! in WAL mode, so a reader never waits for the writer. A point read is a few
 //! microseconds of SQLite work and runs on the caller's thread; reads that
-//! can return many rows run on tokio's blocking pool.
+//! can return many rows run on tokio's blocking pool, except the pages of a
+//! table that owns its thread ([`SqliteTable::reading_pages_here`]: the
+//! outbox relay's). The writer's connection and thread start with the first
+//! write, so a process that only reads opens one connection.
 
 mod blob;
 mod bus;
