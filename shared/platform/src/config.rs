@@ -182,12 +182,17 @@ impl Platform {
                 let public_url =
                     optional(PUBLIC_URL_VAR).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
                 // Opened on first use: a function's cold start (and its
-                // health check) opens no SQLite connection.
+                // health check) opens no SQLite connection. A function
+                // handles one invocation at a time, so its tables read
+                // query pages on its own thread.
                 Self::over_local(
                     PathBuf::from(dir),
                     public_url,
                     Arc::new(SystemClock),
-                    LocalBackend::open_on_first_use,
+                    |dir, clock| {
+                        LocalBackend::open_on_first_use(dir, clock)
+                            .map(LocalBackend::reading_pages_here)
+                    },
                 )
             }
             // A function's deployed build (its default features) has no
@@ -523,11 +528,14 @@ impl Platform {
 }
 
 /// A random key of this process's, for cursors that never leave it.
+/// Straight from the OS: every function builds one at cold start, and the
+/// thread generator's first use costs a CPU feature probe (see
+/// [`crate::ids`]).
 #[cfg(feature = "dynamodb")]
 fn process_key() -> [u8; 32] {
-    use rand::RngCore as _;
+    use rand::{RngCore as _, TryRngCore as _};
     let mut key = [0_u8; 32];
-    rand::rng().fill_bytes(&mut key);
+    rand::rngs::OsRng.unwrap_err().fill_bytes(&mut key);
     key
 }
 

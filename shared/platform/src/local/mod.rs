@@ -128,6 +128,9 @@ CREATE TABLE IF NOT EXISTS secrets (
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
     inner: Arc<Inner>,
+    /// Its tables read query pages on the caller's thread (see
+    /// [`LocalBackend::reading_pages_here`]).
+    pages_here: bool,
 }
 
 #[derive(Debug)]
@@ -183,7 +186,18 @@ impl LocalBackend {
                 db: OnceLock::new(),
                 opening: Mutex::new(()),
             }),
+            pages_here: false,
         })
+    }
+
+    /// This backend with every table's query pages read on the caller's
+    /// thread ([`SqliteTable::reading_pages_here`]): for a function process,
+    /// which handles one invocation at a time, so no other request waits
+    /// for its async threads, and whose first hop to tokio's blocking pool
+    /// would start a thread on its cold start.
+    pub fn reading_pages_here(mut self) -> Self {
+        self.pages_here = true;
+        self
     }
 
     /// A logical table; many share one SQLite table. `cursor_key` signs its query cursors.

@@ -97,6 +97,17 @@ impl Queue for SqliteQueue {
     }
 }
 
+/// The statement selecting up to `want` messages of a queue (`?`: the queue,
+/// now, the sequence number to start after). The limit is in the text: SQLite
+/// plans with a bound LIMIT's value, so it would prepare the statement again
+/// at every run.
+fn receive_sql(want: usize) -> String {
+    format!(
+        "SELECT seq, id, body, sent_at, receive_count FROM messages \
+         WHERE queue = ? AND visible_at <= ? AND seq > ? ORDER BY seq LIMIT {want}"
+    )
+}
+
 /// The consuming side of a local queue, used by the runner and tests.
 #[derive(Debug, Clone)]
 pub struct SqliteReceiver {
@@ -118,10 +129,6 @@ impl SqliteReceiver {
             .write("receive messages", move |tx| {
                     let now = now_millis();
                     let hidden_until = now.saturating_add(millis(spec.visibility_timeout));
-                    let mut select = tx.prepare_cached(
-                        "SELECT seq, id, body, sent_at, receive_count FROM messages \
-                         WHERE queue = ? AND visible_at <= ? AND seq > ? ORDER BY seq LIMIT ?",
-                    )?;
                     let mut redrive = tx.prepare_cached(
                         "UPDATE messages SET queue = ?, receive_count = 0, visible_at = ?, receipt = NULL \
                          WHERE seq = ?",
@@ -134,8 +141,9 @@ impl SqliteReceiver {
                     // Repeat while redriven messages left room for more.
                     while delivered.len() < max as usize {
                         let want = max as usize - delivered.len();
-                        let rows = select
-                            .query_map(params![spec.name, now, after, want as i64], |row| {
+                        let rows = tx
+                            .prepare_cached(&receive_sql(want))?
+                            .query_map(params![spec.name, now, after], |row| {
                                 Ok((
                                     row.get::<_, i64>(0)?,
                                     row.get::<_, String>(1)?,
@@ -282,10 +290,12 @@ impl QueueAdmin for LocalBackend {
                 // One statement: moved and removed together.
                 let moved = tx
                     .prepare_cached(
-                        "UPDATE messages SET queue = ?, receive_count = 0, visible_at = ?, receipt = NULL \
-                         WHERE seq IN (SELECT seq FROM messages WHERE queue = ? ORDER BY seq LIMIT ?)",
+                        &format!(
+                            "UPDATE messages SET queue = ?, receive_count = 0, visible_at = ?, receipt = NULL \
+                             WHERE seq IN (SELECT seq FROM messages WHERE queue = ? ORDER BY seq LIMIT {limit})"
+                        ),
                     )?
-                    .execute(params![to, now_millis(), from, i64::from(limit)])?;
+                    .execute(params![to, now_millis(), from])?;
                 Ok(moved as u64)
             })
         .await
@@ -299,12 +309,12 @@ impl LocalBackend {
     pub async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
         let name = name.to_owned();
         self.read("peek messages", move |conn| {
-            let mut select = conn.prepare_cached(
+            let mut select = conn.prepare_cached(&format!(
                 "SELECT id, body, sent_at, receive_count FROM messages \
-                 WHERE queue = ? ORDER BY seq LIMIT ?",
-            )?;
+                 WHERE queue = ? ORDER BY seq LIMIT {limit}"
+            ))?;
             let rows = select
-                .query_map(params![name, i64::from(limit)], |row| {
+                .query_map(params![name], |row| {
                     Ok(ReceivedMessage {
                         message_id: row.get(0)?,
                         receipt_handle: String::new(),
@@ -331,6 +341,28 @@ mod tests {
 
     use super::*;
     use crate::clock::SystemClock;
+
+    /// The receive statement runs again with new values without SQLite
+    /// preparing it again, as it would with a bound LIMIT.
+    #[test]
+    fn the_receive_statement_is_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let conn = rusqlite::Connection::open(dir.path().join("constellation.db")).unwrap();
+        let mut select = conn.prepare(&receive_sql(10)).unwrap();
+        for (queue, after) in [("a", 0_i64), ("b", 5), ("c", 7)] {
+            let rows = select
+                .query_map(params![queue, now_millis(), after], |_| Ok(()))
+                .unwrap()
+                .count();
+            assert_eq!(rows, 0);
+        }
+        assert_eq!(
+            select.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "SQLite prepared the receive statement again"
+        );
+    }
 
     #[tokio::test]
     async fn redelivers_after_the_timeout_then_dead_letters() {

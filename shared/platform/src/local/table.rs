@@ -37,14 +37,14 @@ pub struct SqliteTable {
 impl SqliteTable {
     pub(super) fn new(backend: LocalBackend, name: &str, cursor_key: [u8; 32]) -> Self {
         Self {
+            pages_here: backend.pages_here,
             backend,
             name: name.to_owned(),
             sealer: CursorSealer::new(cursor_key, name),
-            pages_here: false,
         }
     }
 
-    /// This table with its query pages read on the caller's thread, as
+    /// This table with its query and scan pages read on the caller's thread, as
     /// point reads are, instead of through tokio's blocking pool: for a
     /// caller that owns its thread and reads small pages one after another,
     /// such as the outbox relay (8 shards, a page of at most 100 records
@@ -246,10 +246,13 @@ fn page_sql(
             args.extend([text(isk), text(&pos.pk), text(&pos.sk)]);
         }
     }
+    // The limit is part of the text, not a parameter: SQLite plans with a
+    // bound LIMIT's value, so it prepares such a statement again each time
+    // it is bound (see `statements_are_prepared_once`).
     sql.push_str(&format!(
-        " ORDER BY {sort} {dir}, pk {dir}, sk {dir} LIMIT ?"
+        " ORDER BY {sort} {dir}, pk {dir}, sk {dir} LIMIT {}",
+        u64::from(query.limit) + 1
     ));
-    args.push(SqlValue::Integer(i64::from(query.limit) + 1));
     Ok((sql, args))
 }
 
@@ -265,8 +268,8 @@ fn scan_sql(tbl: &str, limit: u32, after: Option<&Position>, now: i64) -> (Strin
             SqlValue::Text(pos.sk.clone()),
         ]);
     }
-    sql.push_str(" ORDER BY pk, sk LIMIT ?");
-    args.push(SqlValue::Integer(i64::from(limit) + 1));
+    // In the text, as in `page_sql`.
+    sql.push_str(&format!(" ORDER BY pk, sk LIMIT {}", u64::from(limit) + 1));
     (sql, args)
 }
 
@@ -356,14 +359,16 @@ impl Table for SqliteTable {
             None => None,
         };
         let (sql, args) = scan_sql(&self.name, limit, after.as_ref(), self.now());
-        let mut items = self
-            .backend
-            .read("scan", move |conn| {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let rows = stmt.query_map(params_from_iter(args), read_item)?;
-                rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
-            })
-            .await?;
+        let page = move |conn: &Connection| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args), read_item)?;
+            rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
+        };
+        let mut items = if self.pages_here {
+            self.backend.read_now("scan", page)?
+        } else {
+            self.backend.read("scan", page).await?
+        };
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = match items.last() {
@@ -466,51 +471,126 @@ mod tests {
         assert_eq!(prefix_successor(""), None);
     }
 
-    /// A table reading its pages on the caller's thread pages exactly as
-    /// one reading them on the blocking pool, cursors included. Its pages
-    /// are read outside any tokio runtime, where a hop to the blocking pool
-    /// would panic, and each is ready at the first poll: so they are read
-    /// here.
+    /// `f`'s output, which it must have at the first poll: with no runtime
+    /// and nothing to wake, so nothing went to the blocking pool.
+    fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(f.as_mut(), &mut cx) {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("a page read here waited"),
+        }
+    }
+
+    /// A table reading its pages on the caller's thread (by itself, or
+    /// because its backend does, as a function's does) pages exactly as
+    /// one reading them on the blocking pool, cursors included, for queries
+    /// and scans. Its pages are read outside any tokio runtime, where a hop
+    /// to the blocking pool would panic, and each is ready at the first
+    /// poll: so they are read here.
     #[test]
     fn pages_read_here_are_the_pools_pages() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let backend = LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap();
         let pooled = backend.table("t", [1; 32]);
-        let here = backend.table("t", [1; 32]).reading_pages_here();
+        let function = LocalBackend::open(dir.path(), Arc::new(SystemClock))
+            .unwrap()
+            .reading_pages_here();
+        let heres = [
+            backend.table("t", [1; 32]).reading_pages_here(),
+            function.table("t", [1; 32]),
+        ];
         for i in 0..7 {
             let item = Item::new(ItemKey::new("p", format!("s{i}"))).with("n", i);
             runtime
                 .block_on(pooled.put(&item, Condition::None))
                 .unwrap();
         }
-        let mut query = Query::partition("p");
-        query.limit = 3;
-        let (mut a, mut b) = (query.clone(), query);
-        let mut pages = 0;
-        loop {
-            let x = runtime.block_on(pooled.query(&a)).unwrap();
-            // Ready at the first poll, with no runtime and nothing to wake.
-            let y = {
-                let mut read = std::pin::pin!(here.query(&b));
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                match std::future::Future::poll(read.as_mut(), &mut cx) {
-                    std::task::Poll::Ready(page) => page.unwrap(),
-                    std::task::Poll::Pending => panic!("a page read here waited"),
+        for here in &heres {
+            let mut query = Query::partition("p");
+            query.limit = 3;
+            let (mut a, mut b) = (query.clone(), query);
+            let (mut scan_a, mut scan_b) = (None, None);
+            let mut pages = 0;
+            loop {
+                let x = runtime.block_on(pooled.query(&a)).unwrap();
+                let y = ready(here.query(&b)).unwrap();
+                assert_eq!(x.items, y.items);
+                let sx = runtime.block_on(pooled.scan(3, scan_a.take())).unwrap();
+                let sy = ready(here.scan(3, scan_b.take())).unwrap();
+                assert_eq!(sx.items, sy.items);
+                assert_eq!(x.next_cursor.is_some(), y.next_cursor.is_some());
+                assert_eq!(sx.next_cursor.is_some(), sy.next_cursor.is_some());
+                pages += 1;
+                (scan_a, scan_b) = (sx.next_cursor, sy.next_cursor);
+                match (x.next_cursor, y.next_cursor) {
+                    (Some(cx), Some(cy)) => {
+                        a.cursor = Some(cx);
+                        b.cursor = Some(cy);
+                    }
+                    _ => break,
                 }
-            };
-            assert_eq!(x.items, y.items);
-            assert_eq!(x.next_cursor.is_some(), y.next_cursor.is_some());
-            pages += 1;
-            match (x.next_cursor, y.next_cursor) {
-                (Some(cx), Some(cy)) => {
-                    a.cursor = Some(cx);
-                    b.cursor = Some(cy);
-                }
-                _ => break,
             }
+            assert_eq!(pages, 3);
+            assert!(scan_a.is_none() && scan_b.is_none());
         }
-        assert_eq!(pages, 3);
+    }
+
+    /// Page and scan statements run again with other values (another
+    /// partition, cursor or time) without SQLite preparing them again, as it
+    /// does at every run of a statement with a bound LIMIT: the relay runs
+    /// one page statement for each of 8 shards.
+    #[test]
+    fn statements_are_prepared_once() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap());
+        let conn = Connection::open(dir.path().join("constellation.db")).unwrap();
+        let position = |n: usize| Position {
+            pk: format!("p{n}"),
+            sk: format!("s{n}"),
+            ipk: Some(format!("i{n}")),
+            isk: Some(format!("j{n}")),
+        };
+        let runs: Vec<Vec<(String, Vec<SqlValue>)>> = vec![
+            (0..3)
+                .map(|n| {
+                    let mut query = Query::partition(format!("p{n}"));
+                    query.limit = 25;
+                    page_sql("t", &query, None, n as i64).ok().unwrap()
+                })
+                .collect(),
+            (0..3)
+                .map(|n| {
+                    let mut query = Query::partition(format!("g{n}"));
+                    query.index = Some(Index::Gsi1);
+                    query.sort = SortKey::AtMost(format!("{n}#~"));
+                    page_sql("t", &query, Some(&position(n)), n as i64)
+                        .ok()
+                        .unwrap()
+                })
+                .collect(),
+            (0..3)
+                .map(|n| scan_sql("t", 25, Some(&position(n)), n as i64))
+                .collect(),
+        ];
+        for run in runs {
+            let sql = &run[0].0;
+            assert!(run.iter().all(|(s, _)| s == sql), "one statement per shape");
+            let mut stmt = conn.prepare(sql).unwrap();
+            for (_, args) in run.iter().cycle().take(6) {
+                let rows = stmt
+                    .query_map(params_from_iter(args.clone()), |_| Ok(()))
+                    .unwrap()
+                    .count();
+                assert_eq!(rows, 0);
+            }
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "SQLite prepared {sql} again"
+            );
+        }
     }
 
     /// Two backends on one file stand in for two processes (`cargo lambda watch`).
