@@ -18,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod cursor;
 pub mod events;
+pub mod ids;
 pub mod inbox;
 pub mod jsonlog;
 #[cfg(feature = "dynamodb")]

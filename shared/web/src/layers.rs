@@ -111,9 +111,10 @@ fn request_id_from(req: &Request) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_owned)
-        // A v4 UUID from the thread's generator: no system call per request.
+        // A v4 UUID from the thread's id generator: no system call per
+        // request (see `constellation_platform::ids`).
         .unwrap_or_else(|| {
-            uuid::Builder::from_random_bytes(rand::random())
+            uuid::Builder::from_random_bytes(constellation_platform::ids::random())
                 .into_uuid()
                 .to_string()
         })
