@@ -14,7 +14,8 @@ use constellation_platform::tokens::read_public_keys;
 use rand::RngCore as _;
 use time::OffsetDateTime;
 
-use super::{ISSUER_RELOAD_INTERVAL, SigningConfig, ensure_keys, read_signing};
+use super::rotation::ensure_signing_key;
+use super::{ISSUER_RELOAD_INTERVAL, SigningConfig, read_signing};
 
 /// A freshly signed access token.
 pub struct IssuedToken {
@@ -208,9 +209,11 @@ impl LazyIssuer {
 pub async fn load_issuer(platform: &Platform, cfg: &SigningConfig) -> anyhow::Result<TokenIssuer> {
     let secrets = platform.secrets();
     let clock = platform.clock();
-    if platform.kind() == BackendKind::Local {
-        ensure_keys(secrets.as_ref(), cfg, clock.as_ref()).await?;
-    }
+    let ensured = if platform.kind() == BackendKind::Local {
+        Some(ensure_signing_key(secrets.as_ref(), cfg, clock.as_ref()).await?)
+    } else {
+        None
+    };
     // The first reads go to the backend, not through the 5-minute cache: a
     // lazy load that found no key (before the first rotation in AWS) must
     // not keep failing for minutes after the rotation that fixes it.
@@ -223,7 +226,13 @@ pub async fn load_issuer(platform: &Platform, cfg: &SigningConfig) -> anyhow::Re
                 cfg.signing_keys_secret
             )
         })?;
-    let key = doc.key()?;
+    // Read again in case another process made the first key meanwhile;
+    // when it is the document just ensured, so is its key (deriving it
+    // again is a scalar multiplication and a hash).
+    let key = match ensured {
+        Some((seen, key)) if seen == doc => key,
+        _ => doc.key()?,
+    };
     let public = read_public_keys(fresh.as_ref(), &cfg.public_keys_secret)
         .await?
         .unwrap_or_default();

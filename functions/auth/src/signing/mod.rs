@@ -119,7 +119,7 @@ impl SigningConfig {
 }
 
 /// The signing secret's content.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 struct SigningDoc {
     kid: String,

@@ -2,7 +2,7 @@
 //! private key, so a token never names a key verifiers cannot find.
 
 use anyhow::Context as _;
-use constellation_core::token::{ACCESS_TOKEN_TTL, PublicKeyEntry, PublicKeySet};
+use constellation_core::token::{ACCESS_TOKEN_TTL, PublicKeyEntry, PublicKeySet, SigningKey};
 use constellation_platform::Clock;
 use constellation_platform::SecretValue;
 use constellation_platform::secrets::Secrets;
@@ -40,14 +40,14 @@ async fn install_new_key(
     cfg: &SigningConfig,
     public: &mut PublicKeySet,
     now: OffsetDateTime,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<(SigningDoc, SigningKey)> {
     let key = generate_key();
     let doc = SigningDoc::new(&key, now);
     publish(public, PublicKeyEntry::new(&key.public_key(), now), now);
     // Public first: a token must never name a key verifiers cannot find.
     write_public_keys(secrets, &cfg.public_keys_secret, public).await?;
     write_signing(secrets, &cfg.signing_keys_secret, &doc).await?;
-    Ok(doc.kid)
+    Ok((doc, key))
 }
 
 /// Creates a first key pair if there is none (used locally on first start and
@@ -57,6 +57,17 @@ pub async fn ensure_keys(
     cfg: &SigningConfig,
     clock: &dyn Clock,
 ) -> anyhow::Result<()> {
+    ensure_signing_key(secrets, cfg, clock).await.map(drop)
+}
+
+/// [`ensure_keys`], returning the signing document it found or made and its
+/// key, so that a caller reading the document again need not derive the
+/// key again when the document is the same.
+pub(super) async fn ensure_signing_key(
+    secrets: &dyn Secrets,
+    cfg: &SigningConfig,
+    clock: &dyn Clock,
+) -> anyhow::Result<(SigningDoc, SigningKey)> {
     let now = clock.now();
     let signing = read_signing(secrets, &cfg.signing_keys_secret).await?;
     let mut public = read_public_keys(secrets, &cfg.public_keys_secret)
@@ -74,13 +85,14 @@ pub async fn ensure_keys(
                 write_public_keys(secrets, &cfg.public_keys_secret, &public).await?;
                 tracing::warn!(kid = %doc.kid, "public key set lacked the current key; added it");
             }
+            Ok((doc, key))
         }
         None => {
-            let kid = install_new_key(secrets, cfg, &mut public, now).await?;
-            tracing::info!(%kid, "created the first token signing key");
+            let made = install_new_key(secrets, cfg, &mut public, now).await?;
+            tracing::info!(kid = %made.0.kid, "created the first token signing key");
+            Ok(made)
         }
     }
-    Ok(())
 }
 
 /// Adds a new current signing key and returns its `kid`. Previous keys' public
@@ -106,7 +118,7 @@ pub async fn rotate_keys(
                 .push(PublicKeyEntry::new(&prev_key.public_key(), now));
         }
     }
-    let kid = install_new_key(secrets, cfg, &mut public, now).await?;
+    let kid = install_new_key(secrets, cfg, &mut public, now).await?.0.kid;
     tracing::info!(
         %kid,
         previous = previous.as_ref().map(|p| p.kid.as_str()),
