@@ -18,21 +18,24 @@ thread_local! {
     static IDS: RefCell<SmallRng> = RefCell::new(seeded());
 }
 
-/// `N` random bytes for an identifier.
-pub fn random<const N: usize>() -> [u8; N] {
+/// `N` random bytes for an identifier: unique, not secret (never a key,
+/// token, nonce or anything whose unpredictability matters).
+pub fn unique<const N: usize>() -> [u8; N] {
     let mut bytes = [0_u8; N];
     IDS.with_borrow_mut(|rng| rng.fill_bytes(&mut bytes));
     bytes
 }
 
 /// A generator seeded by the OS; if the OS has no randomness to give (which
-/// Linux does not refuse after boot), by the clock and the thread, which
-/// still keeps ids apart.
+/// Linux does not refuse after boot), by the clock, the process and the
+/// thread, hashed with fixed keys (no other draw on the OS), which still
+/// keeps ids apart.
 fn seeded() -> SmallRng {
     SmallRng::try_from_os_rng().unwrap_or_else(|_| {
-        use std::hash::{BuildHasher as _, Hash as _, Hasher as _};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::hash::DefaultHasher::new();
         std::time::SystemTime::now().hash(&mut hasher);
+        std::process::id().hash(&mut hasher);
         std::thread::current().id().hash(&mut hasher);
         SmallRng::seed_from_u64(hasher.finish())
     })
@@ -50,7 +53,7 @@ mod tests {
     #[test]
     fn ids_from_many_threads_are_distinct() {
         let threads: Vec<_> = (0..4)
-            .map(|_| std::thread::spawn(|| (0..5_000).map(|_| random::<8>()).collect::<Vec<_>>()))
+            .map(|_| std::thread::spawn(|| (0..5_000).map(|_| unique::<8>()).collect::<Vec<_>>()))
             .collect();
         let mut seen = HashSet::new();
         for t in threads {
@@ -65,7 +68,7 @@ mod tests {
     /// or a counter in disguise.
     #[test]
     fn every_byte_varies() {
-        let ids: Vec<[u8; 16]> = (0..256).map(|_| random()).collect();
+        let ids: Vec<[u8; 16]> = (0..256).map(|_| unique()).collect();
         for i in 0..16 {
             let values: HashSet<u8> = ids.iter().map(|id| id[i]).collect();
             assert!(values.len() > 100, "byte {i} took {} values", values.len());

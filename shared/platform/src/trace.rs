@@ -69,7 +69,7 @@ pub fn parse(raw: &str) -> Option<String> {
 
 /// A new span id: 16 hex digits, never all zero.
 pub fn new_span_id() -> String {
-    let id = u64::from_le_bytes(crate::ids::random()).max(1);
+    let id = u64::from_le_bytes(crate::ids::unique()).max(1);
     format!("{id:016x}")
 }
 
@@ -122,7 +122,7 @@ impl Work {
 
 /// A new header: a root made of the current time and 96 random bits.
 fn new_header() -> String {
-    let random: [u8; 12] = crate::ids::random();
+    let random: [u8; 12] = crate::ids::unique();
     let secs = time::OffsetDateTime::now_utc().unix_timestamp().max(0);
     format!("Root=1-{:08x}-{}", secs & 0xffff_ffff, hex::encode(random))
 }

@@ -114,7 +114,7 @@ fn request_id_from(req: &Request) -> String {
         // A v4 UUID from the thread's id generator: no system call per
         // request (see `constellation_platform::ids`).
         .unwrap_or_else(|| {
-            uuid::Builder::from_random_bytes(constellation_platform::ids::random())
+            uuid::Builder::from_random_bytes(constellation_platform::ids::unique())
                 .into_uuid()
                 .to_string()
         })

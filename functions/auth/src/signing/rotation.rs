@@ -34,7 +34,8 @@ async fn write_signing(secrets: &dyn Secrets, name: &str, doc: &SigningDoc) -> a
 }
 
 /// Generates a key pair, makes it the current key of `public` and writes
-/// both secrets (the public set first); returns its `kid`.
+/// both secrets (the public set first); returns the signing document and
+/// its key.
 async fn install_new_key(
     secrets: &dyn Secrets,
     cfg: &SigningConfig,

@@ -14,8 +14,10 @@
 //! microseconds of SQLite work and runs on the caller's thread; reads that
 //! can return many rows run on tokio's blocking pool, except the pages of a
 //! table that owns its thread ([`SqliteTable::reading_pages_here`]: the
-//! outbox relay's). The writer's connection and thread start with the first
-//! write, so a process that only reads opens one connection.
+//! outbox relay's) and every table of a function process, which handles one
+//! invocation at a time ([`LocalBackend::reading_pages_here`]). The writer's
+//! connection and thread start with the first write, so a process that only
+//! reads opens one connection.
 
 mod blob;
 mod bus;
@@ -32,6 +34,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use writer::Writer;
@@ -497,6 +500,13 @@ fn restrict_to_owner(_dir: &Path) -> anyhow::Result<()> {
 
 fn connect(db: &Path) -> anyhow::Result<Connection> {
     let conn = Connection::open(db).with_context(|| format!("open {}", db.display()))?;
+    // The query planner stability guarantee: a statement keeps its plan
+    // whatever its parameters. Without it SQLite plans with a bound LIMIT's
+    // value and so prepares the statement again every time the limit is
+    // bound (every page, each of a relay's 8 shard reads, every queue
+    // poll). The plans do not depend on values here: no ANALYZE statistics.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .context("turn on the query planner stability guarantee")?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .context("set busy timeout")?;
     let mode: String = conn

@@ -97,16 +97,10 @@ impl Queue for SqliteQueue {
     }
 }
 
-/// The statement selecting up to `want` messages of a queue (`?`: the queue,
-/// now, the sequence number to start after). The limit is in the text: SQLite
-/// plans with a bound LIMIT's value, so it would prepare the statement again
-/// at every run.
-fn receive_sql(want: usize) -> String {
-    format!(
-        "SELECT seq, id, body, sent_at, receive_count FROM messages \
-         WHERE queue = ? AND visible_at <= ? AND seq > ? ORDER BY seq LIMIT {want}"
-    )
-}
+/// The statement selecting up to `?` messages of a queue (`?`: the queue,
+/// now, the sequence number to start after, the limit).
+const RECEIVE_SQL: &str = "SELECT seq, id, body, sent_at, receive_count FROM messages \
+     WHERE queue = ? AND visible_at <= ? AND seq > ? ORDER BY seq LIMIT ?";
 
 /// The consuming side of a local queue, used by the runner and tests.
 #[derive(Debug, Clone)]
@@ -142,8 +136,8 @@ impl SqliteReceiver {
                     while delivered.len() < max as usize {
                         let want = max as usize - delivered.len();
                         let rows = tx
-                            .prepare_cached(&receive_sql(want))?
-                            .query_map(params![spec.name, now, after], |row| {
+                            .prepare_cached(RECEIVE_SQL)?
+                            .query_map(params![spec.name, now, after, want as i64], |row| {
                                 Ok((
                                     row.get::<_, i64>(0)?,
                                     row.get::<_, String>(1)?,
@@ -290,12 +284,10 @@ impl QueueAdmin for LocalBackend {
                 // One statement: moved and removed together.
                 let moved = tx
                     .prepare_cached(
-                        &format!(
-                            "UPDATE messages SET queue = ?, receive_count = 0, visible_at = ?, receipt = NULL \
-                             WHERE seq IN (SELECT seq FROM messages WHERE queue = ? ORDER BY seq LIMIT {limit})"
-                        ),
+                        "UPDATE messages SET queue = ?, receive_count = 0, visible_at = ?, receipt = NULL \
+                         WHERE seq IN (SELECT seq FROM messages WHERE queue = ? ORDER BY seq LIMIT ?)",
                     )?
-                    .execute(params![to, now_millis(), from])?;
+                    .execute(params![to, now_millis(), from, i64::from(limit)])?;
                 Ok(moved as u64)
             })
         .await
@@ -309,12 +301,12 @@ impl LocalBackend {
     pub async fn peek(&self, name: &str, limit: u32) -> Result<Vec<ReceivedMessage>, QueueError> {
         let name = name.to_owned();
         self.read("peek messages", move |conn| {
-            let mut select = conn.prepare_cached(&format!(
+            let mut select = conn.prepare_cached(
                 "SELECT id, body, sent_at, receive_count FROM messages \
-                 WHERE queue = ? ORDER BY seq LIMIT {limit}"
-            ))?;
+                 WHERE queue = ? ORDER BY seq LIMIT ?",
+            )?;
             let rows = select
-                .query_map(params![name], |row| {
+                .query_map(params![name, i64::from(limit)], |row| {
                     Ok(ReceivedMessage {
                         message_id: row.get(0)?,
                         receipt_handle: String::new(),
@@ -342,17 +334,17 @@ mod tests {
     use super::*;
     use crate::clock::SystemClock;
 
-    /// The receive statement runs again with new values without SQLite
-    /// preparing it again, as it would with a bound LIMIT.
+    /// The receive statement runs again with new values and a new limit
+    /// without SQLite preparing it again (see `connect`).
     #[test]
     fn the_receive_statement_is_prepared_once() {
         let dir = tempfile::tempdir().unwrap();
         drop(LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap());
-        let conn = rusqlite::Connection::open(dir.path().join("constellation.db")).unwrap();
-        let mut select = conn.prepare(&receive_sql(10)).unwrap();
-        for (queue, after) in [("a", 0_i64), ("b", 5), ("c", 7)] {
+        let conn = crate::local::connect(&dir.path().join("constellation.db")).unwrap();
+        let mut select = conn.prepare(RECEIVE_SQL).unwrap();
+        for (queue, after, want) in [("a", 0_i64, 10_i64), ("b", 5, 3), ("c", 7, 1)] {
             let rows = select
-                .query_map(params![queue, now_millis(), after], |_| Ok(()))
+                .query_map(params![queue, now_millis(), after, want], |_| Ok(()))
                 .unwrap()
                 .count();
             assert_eq!(rows, 0);

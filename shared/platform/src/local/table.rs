@@ -30,7 +30,7 @@ pub struct SqliteTable {
     backend: LocalBackend,
     name: String,
     sealer: CursorSealer,
-    /// Query pages are read on the caller's thread, not the blocking pool.
+    /// Query and scan pages are read on the caller's thread, not the blocking pool.
     pages_here: bool,
 }
 
@@ -246,13 +246,13 @@ fn page_sql(
             args.extend([text(isk), text(&pos.pk), text(&pos.sk)]);
         }
     }
-    // The limit is part of the text, not a parameter: SQLite plans with a
-    // bound LIMIT's value, so it prepares such a statement again each time
-    // it is bound (see `statements_are_prepared_once`).
+    // A bound limit: one statement for every limit. (Connections run with
+    // SQLite's query planner stability guarantee, so binding a new limit
+    // does not make SQLite prepare the statement again: see `connect`.)
     sql.push_str(&format!(
-        " ORDER BY {sort} {dir}, pk {dir}, sk {dir} LIMIT {}",
-        u64::from(query.limit) + 1
+        " ORDER BY {sort} {dir}, pk {dir}, sk {dir} LIMIT ?"
     ));
+    args.push(SqlValue::Integer(i64::from(query.limit) + 1));
     Ok((sql, args))
 }
 
@@ -268,8 +268,8 @@ fn scan_sql(tbl: &str, limit: u32, after: Option<&Position>, now: i64) -> (Strin
             SqlValue::Text(pos.sk.clone()),
         ]);
     }
-    // In the text, as in `page_sql`.
-    sql.push_str(&format!(" ORDER BY pk, sk LIMIT {}", u64::from(limit) + 1));
+    sql.push_str(" ORDER BY pk, sk LIMIT ?");
+    args.push(SqlValue::Integer(i64::from(limit) + 1));
     (sql, args)
 }
 
@@ -538,14 +538,17 @@ mod tests {
     }
 
     /// Page and scan statements run again with other values (another
-    /// partition, cursor or time) without SQLite preparing them again, as it
-    /// does at every run of a statement with a bound LIMIT: the relay runs
-    /// one page statement for each of 8 shards.
+    /// partition, cursor, time or limit) without SQLite preparing them
+    /// again on our connections; on a connection without the planner
+    /// stability guarantee, a new LIMIT makes it prepare the statement
+    /// again at every run (the relay runs one page statement per shard).
     #[test]
     fn statements_are_prepared_once() {
         let dir = tempfile::tempdir().unwrap();
         drop(LocalBackend::open(dir.path(), Arc::new(SystemClock)).unwrap());
-        let conn = Connection::open(dir.path().join("constellation.db")).unwrap();
+        let path = dir.path().join("constellation.db");
+        let ours = crate::local::connect(&path).unwrap();
+        let plain = Connection::open(&path).unwrap();
         let position = |n: usize| Position {
             pk: format!("p{n}"),
             sk: format!("s{n}"),
@@ -556,7 +559,7 @@ mod tests {
             (0..3)
                 .map(|n| {
                     let mut query = Query::partition(format!("p{n}"));
-                    query.limit = 25;
+                    query.limit = 25 + n as u32;
                     page_sql("t", &query, None, n as i64).ok().unwrap()
                 })
                 .collect(),
@@ -565,30 +568,34 @@ mod tests {
                     let mut query = Query::partition(format!("g{n}"));
                     query.index = Some(Index::Gsi1);
                     query.sort = SortKey::AtMost(format!("{n}#~"));
+                    query.limit = 100 + n as u32;
                     page_sql("t", &query, Some(&position(n)), n as i64)
                         .ok()
                         .unwrap()
                 })
                 .collect(),
             (0..3)
-                .map(|n| scan_sql("t", 25, Some(&position(n)), n as i64))
+                .map(|n| scan_sql("t", 25 + n as u32, Some(&position(n)), n as i64))
                 .collect(),
         ];
         for run in runs {
             let sql = &run[0].0;
             assert!(run.iter().all(|(s, _)| s == sql), "one statement per shape");
-            let mut stmt = conn.prepare(sql).unwrap();
-            for (_, args) in run.iter().cycle().take(6) {
-                let rows = stmt
-                    .query_map(params_from_iter(args.clone()), |_| Ok(()))
-                    .unwrap()
-                    .count();
-                assert_eq!(rows, 0);
-            }
-            assert_eq!(
-                stmt.get_status(rusqlite::StatementStatus::RePrepare),
-                0,
-                "SQLite prepared {sql} again"
+            let reprepares = |conn: &Connection| {
+                let mut stmt = conn.prepare(sql).unwrap();
+                for (_, args) in run.iter().cycle().take(6) {
+                    let rows = stmt
+                        .query_map(params_from_iter(args.clone()), |_| Ok(()))
+                        .unwrap()
+                        .count();
+                    assert_eq!(rows, 0);
+                }
+                stmt.get_status(rusqlite::StatementStatus::RePrepare)
+            };
+            assert_eq!(reprepares(&ours), 0, "SQLite prepared {sql} again");
+            assert!(
+                reprepares(&plain) > 0,
+                "the control did not re-prepare {sql}"
             );
         }
     }
