@@ -56,6 +56,26 @@ impl SqliteTable {
         self
     }
 
+    /// The items of one page statement: read here or on the blocking pool
+    /// (see [`SqliteTable::reading_pages_here`]).
+    async fn page(
+        &self,
+        op: &'static str,
+        sql: String,
+        args: Vec<SqlValue>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let page = move |conn: &Connection| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args), read_item)?;
+            rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
+        };
+        if self.pages_here {
+            self.backend.read_now(op, page)
+        } else {
+            self.backend.read(op, page).await
+        }
+    }
+
     /// Now as the unix second TTLs are compared with.
     fn now(&self) -> i64 {
         self.backend.now().unix_timestamp()
@@ -332,16 +352,7 @@ impl Table for SqliteTable {
         };
         let (sql, args) = page_sql(&self.name, query, after.as_ref(), self.now())
             .map_err(|f| f.into_port("query"))?;
-        let page = move |conn: &Connection| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args), read_item)?;
-            rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
-        };
-        let mut items = if self.pages_here {
-            self.backend.read_now("query", page)?
-        } else {
-            self.backend.read("query", page).await?
-        };
+        let mut items = self.page("query", sql, args).await?;
         let more = items.len() > query.limit as usize;
         items.truncate(query.limit as usize);
         let next_cursor = match items.last() {
@@ -359,16 +370,7 @@ impl Table for SqliteTable {
             None => None,
         };
         let (sql, args) = scan_sql(&self.name, limit, after.as_ref(), self.now());
-        let page = move |conn: &Connection| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args), read_item)?;
-            rows.map(|row| decode(row?)).collect::<Result<Vec<_>>>()
-        };
-        let mut items = if self.pages_here {
-            self.backend.read_now("scan", page)?
-        } else {
-            self.backend.read("scan", page).await?
-        };
+        let mut items = self.page("scan", sql, args).await?;
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let next_cursor = match items.last() {
