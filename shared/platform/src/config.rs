@@ -181,18 +181,11 @@ impl Platform {
                 let dir = optional(DATA_DIR_VAR).unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
                 let public_url =
                     optional(PUBLIC_URL_VAR).unwrap_or_else(|| "http://127.0.0.1:3000".to_owned());
-                // Opened on first use: a function's cold start (and its
-                // health check) opens no SQLite connection. A function
-                // handles one invocation at a time, so its tables read
-                // query pages on its own thread.
                 Self::over_local(
                     PathBuf::from(dir),
                     public_url,
                     Arc::new(SystemClock),
-                    |dir, clock| {
-                        LocalBackend::open_on_first_use(dir, clock)
-                            .map(LocalBackend::reading_pages_here)
-                    },
+                    open_function_backend,
                 )
             }
             // A function's deployed build (its default features) has no
@@ -527,6 +520,18 @@ impl Platform {
     }
 }
 
+/// The local backend of a function process ([`Platform::from_env`]):
+/// opened on first use, so its cold start (and a health check) opens no
+/// SQLite connection; and, since a function handles one invocation at a
+/// time, its tables read query and scan pages on its own thread.
+#[cfg(feature = "local")]
+fn open_function_backend(
+    dir: &std::path::Path,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<LocalBackend> {
+    LocalBackend::open_on_first_use(dir, clock).map(LocalBackend::reading_pages_here)
+}
+
 /// A random key of this process's, for cursors that never leave it.
 /// Straight from the OS: every function builds one at cold start, and the
 /// thread generator's first use costs a CPU feature probe (see
@@ -543,6 +548,26 @@ fn process_key() -> [u8; 32] {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// A function process's backend opens nothing until used, and its
+    /// tables read their pages on the caller's thread: a query outside any
+    /// runtime is ready at the first poll (a hop to the blocking pool
+    /// would panic there).
+    #[test]
+    fn a_function_backend_reads_its_pages_here() {
+        use crate::table::{Query, Table as _};
+        let dir = tempfile::tempdir().unwrap();
+        let backend = open_function_backend(dir.path(), Arc::new(SystemClock)).unwrap();
+        assert!(!dir.path().join("constellation.db").exists());
+        let table = backend.table("t", [1; 32]);
+        let query = Query::partition("p");
+        let mut read = std::pin::pin!(table.query(&query));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(read.as_mut(), &mut cx) {
+            std::task::Poll::Ready(page) => assert!(page.unwrap().items.is_empty()),
+            std::task::Poll::Pending => panic!("a function's page went to the blocking pool"),
+        }
+    }
 
     /// Processes that find a local secret missing and generate it at once
     /// (functions starting together on a new data directory) all derive

@@ -131,7 +131,7 @@ CREATE TABLE IF NOT EXISTS secrets (
 #[derive(Clone, Debug)]
 pub struct LocalBackend {
     inner: Arc<Inner>,
-    /// Its tables read query pages on the caller's thread (see
+    /// Its tables read query and scan pages on the caller's thread (see
     /// [`LocalBackend::reading_pages_here`]).
     pages_here: bool,
 }

@@ -123,6 +123,7 @@ impl SqliteReceiver {
             .write("receive messages", move |tx| {
                     let now = now_millis();
                     let hidden_until = now.saturating_add(millis(spec.visibility_timeout));
+                    let mut select = tx.prepare_cached(RECEIVE_SQL)?;
                     let mut redrive = tx.prepare_cached(
                         "UPDATE messages SET queue = ?, receive_count = 0, visible_at = ?, receipt = NULL \
                          WHERE seq = ?",
@@ -135,8 +136,7 @@ impl SqliteReceiver {
                     // Repeat while redriven messages left room for more.
                     while delivered.len() < max as usize {
                         let want = max as usize - delivered.len();
-                        let rows = tx
-                            .prepare_cached(RECEIVE_SQL)?
+                        let rows = select
                             .query_map(params![spec.name, now, after, want as i64], |row| {
                                 Ok((
                                     row.get::<_, i64>(0)?,
