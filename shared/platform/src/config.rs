@@ -4,9 +4,10 @@
 //! names template.yaml sets), and a missing variable fails fast with its name.
 //! [`Platform`] is the one object a service's `main` builds; it hands out the
 //! ports, already wired to the chosen backend. Each port's accessor exists
-//! when its cargo feature is on (`dynamodb`, `s3`, `sqs`, `eventbridge`,
-//! `sesv2`; see this crate's Cargo.toml), so a function that forgets to name
-//! a port it uses fails to compile rather than failing in AWS.
+//! when its cargo feature is on (`table`, `blob`, `queue`, `bus`, `mail`),
+//! and on the AWS backend only with its client's (`dynamodb`, `s3`, `sqs`,
+//! `eventbridge`, `sesv2`; see this crate's Cargo.toml), so a function that
+//! forgets to name a port it uses fails to compile rather than failing in AWS.
 
 #[cfg(feature = "local")]
 use std::path::PathBuf;
@@ -14,22 +15,23 @@ use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
+#[cfg(feature = "aws")]
 use crate::aws::AwsBackend;
-#[cfg(feature = "s3")]
+#[cfg(feature = "blob")]
 use crate::blob::BlobStore;
 use crate::clock::{Clock, SystemClock};
-#[cfg(feature = "eventbridge")]
+#[cfg(feature = "bus")]
 use crate::events::EventBus;
 #[cfg(feature = "local")]
 use crate::local::LocalBackend;
-#[cfg(feature = "sesv2")]
+#[cfg(feature = "mail")]
 use crate::mail::Mailer;
-#[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
+#[cfg(all(feature = "table", feature = "bus"))]
 use crate::outbox::Outbox;
-#[cfg(feature = "sqs")]
+#[cfg(feature = "queue")]
 use crate::queue::{Queue, QueueAdmin, QueueReceiver, QueueSpec};
 use crate::secrets::{CachedSecrets, Secrets};
-#[cfg(feature = "dynamodb")]
+#[cfg(feature = "table")]
 use crate::table::Table;
 
 /// Environment variable selecting the backend: `local` or `aws`.
@@ -94,7 +96,7 @@ pub enum PlatformError {
         source: anyhow::Error,
     },
     /// Looking up a queue failed.
-    #[cfg(feature = "sqs")]
+    #[cfg(feature = "queue")]
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
 }
@@ -153,13 +155,14 @@ enum Backend {
     Local {
         backend: LocalBackend,
         /// Where local presigned blob URLs point (blob stores are the `s3` feature's).
-        #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+        #[cfg_attr(not(feature = "blob"), allow(dead_code))]
         public_url: String,
         /// The key local presigned blob URLs are signed with, once read:
         /// one per process, so its buckets and its blob router agree.
-        #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+        #[cfg_attr(not(feature = "blob"), allow(dead_code))]
         blob_key: Arc<tokio::sync::OnceCell<[u8; 32]>>,
     },
+    #[cfg(feature = "aws")]
     Aws(AwsBackend),
 }
 
@@ -189,20 +192,33 @@ impl Platform {
                 )
             }
             // A function's deployed build (its default features) has no
-            // local backend: `cargo lambda watch --features local` has.
+            // local backend: a build with its `local` feature has.
             #[cfg(not(feature = "local"))]
             BackendKind::Local => Err(ConfigError::Invalid {
                 name: BACKEND_VAR,
                 reason: "it asks for the local backend (`local` is also the default outside \
                          Lambda), which this binary was built without: set it to `aws`, or build \
-                         with `--features local`, as `cargo lambda watch --features local` does"
+                         with `--features local` (`cargo lambda watch --no-default-features \
+                         --features local` builds the local backend alone)"
                     .to_owned(),
             }
             .into()),
+            #[cfg(feature = "aws")]
             BackendKind::Aws => Ok(Self::aws(
                 AwsBackend::from_lambda_env(),
                 Arc::new(SystemClock),
             )),
+            // A local-only build (`cargo lambda watch --no-default-features
+            // --features local`) links no AWS SDK.
+            #[cfg(not(feature = "aws"))]
+            BackendKind::Aws => Err(ConfigError::Invalid {
+                name: BACKEND_VAR,
+                reason: "it asks for the AWS backend (the default inside Lambda), which this \
+                         binary was built without: set it to `local`, or build with the \
+                         function's default features"
+                    .to_owned(),
+            }
+            .into()),
         }
     }
 
@@ -245,6 +261,7 @@ impl Platform {
     }
 
     /// An AWS platform.
+    #[cfg(feature = "aws")]
     pub fn aws(backend: AwsBackend, clock: Arc<dyn Clock>) -> Self {
         let secrets = Arc::new(CachedSecrets::new(
             Arc::new(backend.secrets()),
@@ -263,6 +280,7 @@ impl Platform {
         match self.backend {
             #[cfg(feature = "local")]
             Backend::Local { .. } => BackendKind::Local,
+            #[cfg(feature = "aws")]
             Backend::Aws(_) => BackendKind::Aws,
         }
     }
@@ -283,6 +301,7 @@ impl Platform {
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.secrets()),
+            #[cfg(feature = "aws")]
             Backend::Aws(b) => Arc::new(b.secrets()),
         }
     }
@@ -292,6 +311,7 @@ impl Platform {
     pub fn local_backend(&self) -> Option<&LocalBackend> {
         match &self.backend {
             Backend::Local { backend, .. } => Some(backend),
+            #[cfg(feature = "aws")]
             Backend::Aws(_) => None,
         }
     }
@@ -314,6 +334,7 @@ impl Platform {
                 );
                 backend.secrets().get_or_insert(name, &v).await?
             }
+            #[cfg(feature = "aws")]
             (None, _) => return Err(PlatformError::MissingSecret(name.to_owned())),
         };
         if value.expose().len() < MIN_KEY_SECRET_LEN {
@@ -324,7 +345,7 @@ impl Platform {
 
     /// The table `name`, with cursors signed by a key derived from the secret
     /// `cursor_secret`, which is read now: a failure to read it is this call's.
-    #[cfg(feature = "dynamodb")]
+    #[cfg(feature = "table")]
     pub async fn table(
         &self,
         name: &str,
@@ -337,17 +358,18 @@ impl Platform {
     /// The table `name` with cursors sealed by a random key of this
     /// process's (no I/O): for callers whose cursors never leave the
     /// process, which so need no cursor secret.
-    #[cfg(feature = "dynamodb")]
+    #[cfg(feature = "table")]
     pub(crate) fn process_table(&self, name: &str) -> Arc<dyn Table> {
         self.table_with_key(name, process_key())
     }
 
     /// The table `name` with cursors sealed by `key` (no I/O).
-    #[cfg(feature = "dynamodb")]
+    #[cfg(feature = "table")]
     pub(crate) fn table_with_key(&self, name: &str, key: [u8; 32]) -> Arc<dyn Table> {
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.table(name, key)),
+            #[cfg(feature = "dynamodb")]
             Backend::Aws(b) => Arc::new(b.table(name, key, self.clock.clone())),
         }
     }
@@ -359,7 +381,7 @@ impl Platform {
     /// each query or scan tries again and fails as
     /// [`StoreError::Unavailable`](crate::table::StoreError::Unavailable),
     /// which a service answers with 503; the failure is logged.
-    #[cfg(feature = "dynamodb")]
+    #[cfg(feature = "table")]
     pub fn table_on_first_use(&self, name: &str, cursor_secret: &str) -> Arc<dyn Table> {
         Arc::new(crate::lazy::LazyTable::new(
             self.clone(),
@@ -369,19 +391,20 @@ impl Platform {
     }
 
     /// The queue `reference` (a queue URL in AWS, a queue name locally).
-    #[cfg(feature = "sqs")]
+    #[cfg(feature = "queue")]
     pub fn queue(&self, reference: &str) -> Arc<dyn Queue> {
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.queue(reference)),
+            #[cfg(feature = "sqs")]
             Backend::Aws(b) => Arc::new(b.queue(reference)),
         }
     }
 
     /// The consuming side of a queue: `spec` shapes the local queue; in AWS
     /// `reference` is the queue URL and the queue's own attributes apply.
-    #[cfg(feature = "sqs")]
-    #[cfg_attr(not(feature = "local"), allow(unused_variables))]
+    #[cfg(feature = "queue")]
+    #[cfg_attr(not(all(feature = "local", feature = "aws")), allow(unused_variables))]
     pub async fn receiver(
         &self,
         spec: &QueueSpec,
@@ -390,34 +413,37 @@ impl Platform {
         Ok(match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.receiver(spec)),
+            #[cfg(feature = "sqs")]
             Backend::Aws(b) => Arc::new(b.receiver(reference).await?),
         })
     }
 
     /// The operator's view of every queue (`constellation queue`).
-    #[cfg(feature = "sqs")]
+    #[cfg(feature = "queue")]
     pub fn queue_admin(&self) -> Arc<dyn QueueAdmin> {
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.clone()),
+            #[cfg(feature = "sqs")]
             Backend::Aws(b) => Arc::new(b.clone()),
         }
     }
 
     /// The event bus `name` (an EventBridge bus name in AWS).
-    #[cfg(feature = "eventbridge")]
+    #[cfg(feature = "bus")]
     pub fn event_bus(&self, name: &str) -> Arc<dyn EventBus> {
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.event_bus(name)),
+            #[cfg(feature = "eventbridge")]
             Backend::Aws(b) => Arc::new(b.event_bus(name)),
         }
     }
 
     /// The outbox of `table` (opened as table `table_name`) publishing on bus
     /// `bus`. Locally, writes and their events commit in one transaction.
-    #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
-    #[cfg_attr(not(feature = "local"), allow(unused_variables))]
+    #[cfg(all(feature = "table", feature = "bus"))]
+    #[cfg_attr(not(all(feature = "local", feature = "aws")), allow(unused_variables))]
     pub fn outbox(&self, table_name: &str, table: Arc<dyn Table>, bus: &str) -> Outbox {
         let outbox = Outbox::new(table, self.event_bus(bus), self.clock.clone());
         match &self.backend {
@@ -432,24 +458,26 @@ impl Platform {
                 ))
                 .with_atomic(Arc::new(backend.outbox(table_name, bus)))
                 .with_relay_concurrency(1),
+            #[cfg(feature = "aws")]
             Backend::Aws(_) => outbox.with_relay_table(self.process_table(table_name)),
         }
     }
 
     /// The mailer: SES v2 in AWS; locally, the data directory's `mail/`
     /// (see [`crate::local::mail`]).
-    #[cfg(feature = "sesv2")]
+    #[cfg(feature = "mail")]
     pub fn mailer(&self) -> Arc<dyn Mailer> {
         match &self.backend {
             #[cfg(feature = "local")]
             Backend::Local { backend, .. } => Arc::new(backend.mailer()),
+            #[cfg(feature = "sesv2")]
             Backend::Aws(b) => Arc::new(b.mailer(self.clock.clone())),
         }
     }
 
     /// The bucket `name`. Nothing is read now (locally, the URL signing key
     /// is read when the store first presigns).
-    #[cfg(feature = "s3")]
+    #[cfg(feature = "blob")]
     pub async fn blob_store(&self, name: &str) -> Result<Arc<dyn BlobStore>, PlatformError> {
         Ok(match &self.backend {
             // The key presigned URLs are signed with is read when the store
@@ -487,6 +515,7 @@ impl Platform {
                 });
                 Arc::new(backend.blob_store_on_first_use(name, public_url, source))
             }
+            #[cfg(feature = "s3")]
             Backend::Aws(b) => Arc::new(b.blob_store(name)),
         })
     }
@@ -494,7 +523,7 @@ impl Platform {
     /// The key local presigned blob URLs are signed with, kept in `cell`
     /// (the local backend's own): read (or, on a new data directory,
     /// generated) once per process.
-    #[cfg(all(feature = "s3", feature = "local"))]
+    #[cfg(all(feature = "blob", feature = "local"))]
     async fn local_blob_key(
         &self,
         cell: &tokio::sync::OnceCell<[u8; 32]>,
@@ -505,7 +534,7 @@ impl Platform {
     }
 
     /// The router serving local presigned blob URLs (`None` in AWS, where S3 serves them).
-    #[cfg(feature = "s3")]
+    #[cfg(feature = "blob")]
     pub async fn local_blob_router(&self) -> Result<Option<axum::Router>, PlatformError> {
         match &self.backend {
             #[cfg(feature = "local")]
@@ -515,6 +544,7 @@ impl Platform {
                 let key = self.local_blob_key(blob_key).await?;
                 Ok(Some(backend.blob_router(key)))
             }
+            #[cfg(feature = "aws")]
             Backend::Aws(_) => Ok(None),
         }
     }
@@ -536,7 +566,7 @@ fn open_function_backend(
 /// Straight from the OS: every function builds one at cold start, and the
 /// thread generator's first use costs a CPU feature probe (see
 /// [`crate::ids`]).
-#[cfg(feature = "dynamodb")]
+#[cfg(feature = "table")]
 fn process_key() -> [u8; 32] {
     use rand::{RngCore as _, TryRngCore as _};
     let mut key = [0_u8; 32];

@@ -11,6 +11,7 @@
 //! default is all of them. A Lambda function enables only the ones it uses,
 //! so that it links only those clients.
 
+#[cfg(feature = "aws")]
 pub mod aws;
 pub mod blob;
 pub mod breaker;
@@ -21,7 +22,7 @@ pub mod events;
 pub mod ids;
 pub mod inbox;
 pub mod jsonlog;
-#[cfg(feature = "dynamodb")]
+#[cfg(feature = "table")]
 mod lazy;
 #[cfg(feature = "local")]
 pub mod local;
@@ -51,3 +52,18 @@ pub use secrets::{CachedSecrets, SecretValue, Secrets, SecretsError};
 pub use table::{
     Add, Condition, Index, IndexKey, Item, ItemKey, Page, Query, SortKey, StoreError, Table, Write,
 };
+
+#[cfg(not(any(feature = "local", feature = "aws")))]
+compile_error!(
+    "build constellation-platform with a backend: its `local` feature, its `aws` feature, or both"
+);
+#[cfg(all(feature = "aws", feature = "table", not(feature = "dynamodb")))]
+compile_error!("the `table` port on the AWS backend needs the `dynamodb` feature");
+#[cfg(all(feature = "aws", feature = "blob", not(feature = "s3")))]
+compile_error!("the `blob` port on the AWS backend needs the `s3` feature");
+#[cfg(all(feature = "aws", feature = "queue", not(feature = "sqs")))]
+compile_error!("the `queue` port on the AWS backend needs the `sqs` feature");
+#[cfg(all(feature = "aws", feature = "bus", not(feature = "eventbridge")))]
+compile_error!("the `bus` port on the AWS backend needs the `eventbridge` feature");
+#[cfg(all(feature = "aws", feature = "mail", not(feature = "sesv2")))]
+compile_error!("the `mail` port on the AWS backend needs the `sesv2` feature");

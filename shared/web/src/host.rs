@@ -15,8 +15,8 @@
 //! on first use ([`Context::verifier`], [`Context::table`]), so a health
 //! check reads none and a request reads only what it needs, concurrently
 //! when it needs several. The accessors of optional ports exist with this
-//! crate's feature of the same name (`dynamodb`, `s3`, `sqs`, `eventbridge`,
-//! `sesv2`, `provision`), mirroring `constellation-platform`'s.
+//! crate's feature of the same name (`table`, `blob`, `queue`, `bus`,
+//! `mail`), mirroring `constellation-platform`'s; `provision` with its.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,26 +25,26 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-#[cfg(feature = "sqs")]
+#[cfg(feature = "queue")]
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 #[cfg(feature = "provision")]
 use constellation_platform::SecretValue;
 #[cfg(feature = "provision")]
 use constellation_platform::aws::AwsBackend;
 use constellation_platform::config::{BackendKind, ConfigError, Platform, optional, required};
-#[cfg(feature = "eventbridge")]
+#[cfg(feature = "bus")]
 use constellation_platform::events::EventBus;
 use constellation_platform::events::Route;
 use constellation_platform::observe::{MetricsSink, init_tracing};
-#[cfg(feature = "sqs")]
+#[cfg(feature = "queue")]
 use constellation_platform::queue::Queue;
 use constellation_platform::queue::QueueSpec;
 use constellation_platform::schedule::{ScheduleExpr, ScheduledEvent, ScheduledHandler};
-#[cfg(feature = "dynamodb")]
+#[cfg(feature = "table")]
 use constellation_platform::table::Table;
 use constellation_platform::tokens::{TokenVerifier, VerifierConfig};
 use constellation_platform::worker::RecordHandler;
-#[cfg(feature = "sqs")]
+#[cfg(feature = "queue")]
 use constellation_platform::worker::Worker;
 
 /// A boxed future borrowing the context, as the builders return.
@@ -330,7 +330,7 @@ impl Context {
     /// The table named by `var`, with cursors sealed by the secret named by
     /// `cursor_var`; the secret is read by the table's first query or scan
     /// ([`Platform::table_on_first_use`]), so only a missing variable fails here.
-    #[cfg(feature = "dynamodb")]
+    #[cfg(feature = "table")]
     pub async fn table(
         &self,
         var: &'static str,
@@ -342,13 +342,13 @@ impl Context {
     }
 
     /// The queue named by `var`.
-    #[cfg(feature = "sqs")]
+    #[cfg(feature = "queue")]
     pub fn queue(&self, var: &'static str) -> anyhow::Result<Arc<dyn Queue>> {
         Ok(self.platform.queue(self.resource(var)?))
     }
 
     /// The bucket named by `var`.
-    #[cfg(feature = "s3")]
+    #[cfg(feature = "blob")]
     pub async fn blob_store(
         &self,
         var: &'static str,
@@ -358,20 +358,20 @@ impl Context {
 
     /// The mailer (SES v2 in AWS, the data directory's `mail/` locally);
     /// the sender address is the service's [`ResourceKind::MailSender`].
-    #[cfg(feature = "sesv2")]
+    #[cfg(feature = "mail")]
     pub fn mailer(&self) -> Arc<dyn constellation_platform::mail::Mailer> {
         self.platform.mailer()
     }
 
     /// The event bus (the service must list [`EVENT_BUS`]).
-    #[cfg(feature = "eventbridge")]
+    #[cfg(feature = "bus")]
     pub fn event_bus(&self) -> anyhow::Result<Arc<dyn EventBus>> {
         Ok(self.platform.event_bus(self.resource(EVENT_BUS_VAR)?))
     }
 
     /// The outbox of `service`'s table (opened as `table_name`) publishing
     /// on `bus`, counting the events it commits in this context's metrics.
-    #[cfg(all(feature = "dynamodb", feature = "eventbridge"))]
+    #[cfg(all(feature = "table", feature = "bus"))]
     pub fn outbox(
         &self,
         service: &'static str,
@@ -385,7 +385,7 @@ impl Context {
     }
 
     /// The worker of `consumer`, ready for batches.
-    #[cfg(feature = "sqs")]
+    #[cfg(feature = "queue")]
     pub async fn worker(&self, consumer: &ConsumerDef) -> anyhow::Result<Worker> {
         let handler = (consumer.handler)(self).await?;
         Ok(Worker::new(
@@ -612,7 +612,7 @@ pub async fn lambda_http(def: &ServiceDef) -> Result<(), lambda_http::Error> {
 }
 
 /// The `main` of a worker function: SQS batches in, partial batch failures out.
-#[cfg(feature = "sqs")]
+#[cfg(feature = "queue")]
 pub async fn lambda_worker(def: &ServiceDef, name: &str) -> Result<(), lambda_runtime::Error> {
     let consumer = def
         .consumer(name)
