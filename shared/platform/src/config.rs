@@ -154,7 +154,7 @@ enum Backend {
     #[cfg(feature = "local")]
     Local {
         backend: LocalBackend,
-        /// Where local presigned blob URLs point (blob stores are the `s3` feature's).
+        /// Where local presigned blob URLs point (blob stores are the `blob` feature's).
         #[cfg_attr(not(feature = "blob"), allow(dead_code))]
         public_url: String,
         /// The key local presigned blob URLs are signed with, once read:

@@ -6,10 +6,12 @@
 //! stands behind them is decided once, at start-up, by [`config`]. Every
 //! adapter passes the same conformance suite in `constellation-testkit`.
 //!
-//! Each AWS SDK client is behind a cargo feature (`dynamodb`, `s3`, `sqs`,
-//! `eventbridge`, `sesv2`, and `provision` for creating resources); the
-//! default is all of them. A Lambda function enables only the ones it uses,
-//! so that it links only those clients.
+//! Each port's accessor is behind a cargo feature (`table`, `blob`, `queue`,
+//! `bus`, `mail`), each adapter set too (`local`, `aws`), and each AWS SDK
+//! client (`dynamodb`, `s3`, `sqs`, `eventbridge`, `sesv2`, and `provision`
+//! for creating resources); the default is all of them. A Lambda function
+//! enables only the ports it uses and their clients, so that it links only
+//! those clients, and its local-only build links none.
 
 #[cfg(feature = "aws")]
 pub mod aws;
