@@ -178,7 +178,14 @@ impl Platform {
     /// Builds the platform a Lambda function's environment describes (on
     /// AWS, [`AwsBackend::from_lambda_env`]'s configuration).
     pub async fn from_env() -> Result<Self, PlatformError> {
-        match BackendKind::from_env()? {
+        Self::of_kind(BackendKind::from_env()?)
+    }
+
+    /// [`Platform::from_env`] once the backend is chosen: a backend this
+    /// build left out fails at once, naming the variable and the build
+    /// that has it.
+    fn of_kind(kind: BackendKind) -> Result<Self, PlatformError> {
+        match kind {
             #[cfg(feature = "local")]
             BackendKind::Local => {
                 let dir = optional(DATA_DIR_VAR).unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
@@ -667,5 +674,28 @@ mod tests {
             .await
             .unwrap();
         platform.derived_key("long/key").await.unwrap();
+    }
+}
+
+/// A local-only build (`--no-default-features --features local`, which
+/// scripts/test runs this crate's unit tests in).
+#[cfg(all(test, not(feature = "aws")))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod local_only_tests {
+    use super::*;
+
+    /// Asked for the AWS backend, a build without it stops at start,
+    /// naming the variable and the build that has the backend.
+    #[test]
+    fn the_aws_backend_is_refused_by_name() {
+        let err = Platform::of_kind(BackendKind::Aws).unwrap_err();
+        match err {
+            PlatformError::Config(ConfigError::Invalid { name, reason }) => {
+                assert_eq!(name, BACKEND_VAR);
+                assert!(reason.contains("AWS backend"), "{reason}");
+                assert!(reason.contains("default features"), "{reason}");
+            }
+            other => panic!("{other}"),
+        }
     }
 }
