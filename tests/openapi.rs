@@ -384,3 +384,269 @@ fn the_document_is_valid_openapi_3_1() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The most characters a string matching `pattern` can have, or `None` when
+/// the pattern does not bound it. Knows the ECMA-262 subset our documents use:
+/// anchors, classes, `\uXXXX` and one-character escapes, groups (capturing,
+/// `(?:`, and the zero-width `(?=`/`(?!`), alternation, and the quantifiers
+/// `?`, `*`, `+`, `{n}`, `{m,n}` and `{m,}`.
+fn pattern_max_chars(pattern: &str) -> Option<usize> {
+    fn escape_len(c: &[char], i: usize) -> usize {
+        if c.get(i + 1) == Some(&'u') { 6 } else { 2 }
+    }
+    /// The sequence from `i` up to `)` or the end: (its bound, where it ended).
+    fn alternatives(c: &[char], mut i: usize) -> (Option<usize>, usize) {
+        let mut best = Some(0);
+        let mut current = Some(0);
+        while i < c.len() && c[i] != ')' {
+            if c[i] == '|' {
+                best = best.zip(current).map(|(a, b)| a.max(b));
+                current = Some(0);
+                i += 1;
+                continue;
+            }
+            let (atom, next) = match c[i] {
+                '^' | '$' => (Some(0), i + 1),
+                '\\' => (Some(1), i + escape_len(c, i)),
+                '[' => {
+                    let mut j = i + 1;
+                    if c.get(j) == Some(&'^') {
+                        j += 1;
+                    }
+                    if c.get(j) == Some(&']') {
+                        j += 1;
+                    }
+                    while j < c.len() && c[j] != ']' {
+                        j += if c[j] == '\\' { escape_len(c, j) } else { 1 };
+                    }
+                    (Some(1), j + 1)
+                }
+                '(' => {
+                    let (zero_width, start) = match (c.get(i + 1), c.get(i + 2)) {
+                        (Some('?'), Some('=' | '!')) => (true, i + 3),
+                        (Some('?'), Some(':')) => (false, i + 3),
+                        _ => (false, i + 1),
+                    };
+                    let (inner, end) = alternatives(c, start);
+                    (if zero_width { Some(0) } else { inner }, end + 1)
+                }
+                _ => (Some(1), i + 1),
+            };
+            let (times, after) = match c.get(next) {
+                Some('?') => (Some(1), next + 1),
+                Some('*' | '+') => (None, next + 1),
+                Some('{') => {
+                    let close = next + c[next..].iter().position(|&x| x == '}').unwrap();
+                    let inside: String = c[next + 1..close].iter().collect();
+                    let max = match inside.split_once(',') {
+                        None => Some(inside.parse::<usize>().unwrap()),
+                        Some((_, "")) => None,
+                        Some((_, max)) => Some(max.parse::<usize>().unwrap()),
+                    };
+                    (max, close + 1)
+                }
+                _ => (Some(1), next),
+            };
+            // A zero-width atom repeated is still zero characters.
+            let bound = match (atom, times) {
+                (Some(0), _) => Some(0),
+                (a, t) => a.zip(t).map(|(a, t)| a * t),
+            };
+            current = current.zip(bound).map(|(a, b)| a + b);
+            i = after;
+        }
+        (best.zip(current).map(|(a, b)| a.max(b)), i)
+    }
+    let chars: Vec<char> = pattern.chars().collect();
+    alternatives(&chars, 0).0
+}
+
+#[test]
+fn pattern_bounds_are_read_as_written() {
+    assert_eq!(pattern_max_chars("^[0-9a-f]{32}$"), Some(32));
+    assert_eq!(pattern_max_chars("^[A-Z0-9][A-Z0-9-]{0,31}$"), Some(32));
+    assert_eq!(pattern_max_chars(r"^[\u0021-\u007e]{1,64}$"), Some(64));
+    assert_eq!(
+        pattern_max_chars(r"^(?=[0-9.]*[1-9])[0-9]{1,7}(\.[0-9]{1,4})?$"),
+        Some(12)
+    );
+    assert_eq!(pattern_max_chars("^(?:ab|cde)x?$"), Some(4));
+    assert_eq!(pattern_max_chars(r"^[\]a]{2}$"), Some(2));
+    assert_eq!(pattern_max_chars("^a*$"), None);
+    assert_eq!(pattern_max_chars("^a{2,}$"), None);
+    assert_eq!(pattern_max_chars("^(?:a|b+)$"), None);
+}
+
+/// Room for one member or item in a pretty-printed body: a newline and an
+/// indent, and the separator.
+const LAYOUT_BYTES: usize = 64;
+
+/// The longest a JSON text valid against `schema` can reasonably be: every
+/// string at its longest with every character written as the longest escape
+/// of one (a `\uXXXX\uXXXX` surrogate pair, 12 bytes, which is what
+/// `json.dumps` sends for an emoji), every array at `maxItems`, every
+/// property present, numbers and dates in 64 bytes, and [`LAYOUT_BYTES`]
+/// of indentation per member or item. `Err` names what is unbounded.
+fn worst_case_bytes(doc: &Value, schema: &Value, at: &str) -> Result<usize, String> {
+    let schema = match schema["$ref"].as_str() {
+        Some(r) => doc.pointer(r.trim_start_matches('#')).unwrap(),
+        None => schema,
+    };
+    for key in ["oneOf", "anyOf"] {
+        if let Some(options) = schema[key].as_array() {
+            let mut max = 0;
+            for option in options {
+                max = max.max(worst_case_bytes(doc, option, at)?);
+            }
+            return Ok(max);
+        }
+    }
+    if let Some(all) = schema["allOf"].as_array() {
+        let mut min = None::<usize>;
+        for part in all {
+            if let Ok(n) = worst_case_bytes(doc, part, at) {
+                min = Some(min.map_or(n, |m| m.min(n)));
+            }
+        }
+        return min.ok_or_else(|| format!("{at}: no part of allOf is bounded"));
+    }
+    if let Some(values) = schema["enum"].as_array() {
+        return Ok(values
+            .iter()
+            .map(|v| v.to_string().len())
+            .max()
+            .unwrap_or(0));
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ if schema.get("properties").is_some() => vec!["object"],
+        _ => return Err(format!("{at}: no type")),
+    };
+    let mut max = 0;
+    for t in types {
+        let n = match t {
+            "null" | "boolean" | "integer" | "number" => 64,
+            "string" => {
+                let chars = match schema["maxLength"].as_u64() {
+                    Some(n) => usize::try_from(n).unwrap(),
+                    None => match (schema["format"].as_str(), schema["pattern"].as_str()) {
+                        (Some("uuid" | "date" | "date-time"), _) => 64,
+                        (_, Some(p)) => pattern_max_chars(p)
+                            .ok_or_else(|| format!("{at}: the pattern {p} bounds no length"))?,
+                        _ => return Err(format!("{at}: a string without maxLength")),
+                    },
+                };
+                2 + 12 * chars
+            }
+            "array" => {
+                let items = schema["maxItems"]
+                    .as_u64()
+                    .ok_or_else(|| format!("{at}: an array without maxItems"))?;
+                let item = worst_case_bytes(doc, &schema["items"], &format!("{at}[]"))?;
+                2 + usize::try_from(items).unwrap() * (item + LAYOUT_BYTES)
+            }
+            "object" => {
+                if schema["additionalProperties"] != Value::Bool(false) {
+                    return Err(format!("{at}: an object open to other properties"));
+                }
+                let mut n = 2;
+                for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+                    n += name.len() + 3 + LAYOUT_BYTES;
+                    n += worst_case_bytes(doc, property, &format!("{at}.{name}"))?;
+                }
+                n
+            }
+            other => return Err(format!("{at}: type {other}")),
+        };
+        max = max.max(n);
+    }
+    Ok(max)
+}
+
+/// A schema-valid body is never refused for its size, and every body is
+/// bounded: for each operation that takes JSON, a body as long as the
+/// longest the document allows ([`worst_case_bytes`]) is read and parsed
+/// (here it is one unterminated string, so the answer is the 400 of a
+/// malformed body, which proves the body was read), and a body of 4 MiB
+/// past that is refused with 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_json_body_the_document_allows_fits_its_route() {
+    use constellation_auth::signing::{SigningConfig, load_issuer};
+    use constellation_core::OrgId;
+    use constellation_core::auth::{AccountId, Principal, Role};
+
+    let dir = tempfile::tempdir().unwrap();
+    let platform = Platform::local(
+        dir.path().to_path_buf(),
+        String::new(),
+        Arc::new(SystemClock),
+    )
+    .unwrap();
+    let base = Context::new(
+        platform.clone(),
+        Resources::default(),
+        MetricsSink::discard(),
+        VerifierConfig::default(),
+    );
+    let issuer = load_issuer(&platform, &SigningConfig::default())
+        .await
+        .unwrap();
+    // The strongest role, so that no role check answers before the body is read.
+    let principal = Principal {
+        account: AccountId::from_bytes([1; 16]),
+        org: OrgId::parse("org-limits").unwrap(),
+        role: Role::Owner,
+    };
+    let bearer = format!(
+        "Bearer {}",
+        issuer
+            .issue(&principal, time::OffsetDateTime::now_utc())
+            .token
+    );
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for def in SERVICES {
+        let ctx = base.for_service(Resources::from_env(def.resources, BackendKind::Local).unwrap());
+        let app = (def.app)(&ctx).await.unwrap();
+        let doc = serde_json::to_value((def.openapi)()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(schema) = op.pointer("/requestBody/content/application~1json/schema")
+                else {
+                    continue;
+                };
+                let at = format!("{} {path}", method.to_ascii_uppercase());
+                let worst = worst_case_bytes(&doc, schema, "body")
+                    .unwrap_or_else(|e| panic!("{at}: the document bounds no body size: {e}"));
+                for (len, expected) in [(worst, 400), (worst + (4 << 20), 413)] {
+                    let mut body = vec![b'x'; len];
+                    body[0] = b'"';
+                    let request = Request::builder()
+                        .method(Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap())
+                        .uri(concrete(path))
+                        .header("authorization", &bearer)
+                        .header("content-type", "application/json")
+                        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                        .header("if-match", format!("\"{}\"", "0".repeat(32)))
+                        .body(Body::from(body))
+                        .unwrap();
+                    let response = app.clone().oneshot(request).await.unwrap();
+                    let status = response.status().as_u16();
+                    let problem = axum::body::to_bytes(response.into_body(), 1 << 20)
+                        .await
+                        .unwrap();
+                    if status != expected {
+                        failures.push(format!(
+                            "{at}: a {len}-byte body (the document allows {worst}) got {status}: {}",
+                            String::from_utf8_lossy(&problem)
+                        ));
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 20, "only {checked} operations take JSON");
+}

@@ -23,10 +23,11 @@ use utoipa::openapi::{RefOr, schema::AnyOfBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::secret::TOKEN_CHARS;
-use crate::store::MAX_ORG_NAME_CHARS;
+use crate::store::{MAX_ORG_NAME_CHARS, MAX_ORG_NAME_INPUT_CHARS};
 
 /// An organization's name: 1 to [`MAX_ORG_NAME_CHARS`] characters once
-/// surrounding whitespace is trimmed, no control characters inside.
+/// surrounding whitespace is trimmed, no control characters inside, and at
+/// most [`MAX_ORG_NAME_INPUT_CHARS`] as sent.
 pub fn organization() -> Object {
     let ws = class(WHITESPACE_CHARS);
     let ctl = class(CONTROL_CHARS);
@@ -37,9 +38,10 @@ pub fn organization() -> Object {
         .pattern(Some(format!(
             "^[{ws}]*{edge}(?:[^{ctl}]{{0,{inner}}}{edge})?[{ws}]*$"
         )))
+        .max_length(Some(MAX_ORG_NAME_INPUT_CHARS))
         .description(Some(format!(
             "1 to {MAX_ORG_NAME_CHARS} characters, no control characters (surrounding \
-             whitespace is trimmed)"
+             whitespace is trimmed; at most {MAX_ORG_NAME_INPUT_CHARS} characters with it)"
         )))
         .examples(["Acme"])
         .build()

@@ -81,7 +81,9 @@ pub use directory::REPUBLISH_BATCH;
 pub use invites::{INVITE_TTL, Invite, InviteId, PendingInvite};
 pub use legacy::AccountForImport;
 pub use lockout::{LOCKOUT_THRESHOLD, LOCKOUT_WINDOW, METRICS_NAMESPACE};
-pub use orgs::{MAX_ORG_NAME_CHARS, ORG_INDEX_SHARDS, OrgName, Registration};
+pub use orgs::{
+    MAX_ORG_NAME_CHARS, MAX_ORG_NAME_INPUT_CHARS, ORG_INDEX_SHARDS, OrgName, Registration,
+};
 pub use sessions::{REFRESH_REUSE_GRACE, REFRESH_TOKEN_TTL, SESSION_LIFETIME};
 
 fn org_pk(org: &OrgId) -> String {

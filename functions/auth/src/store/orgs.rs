@@ -39,6 +39,9 @@ use crate::client::ClientAddr;
 
 /// The longest organization name, in characters.
 pub const MAX_ORG_NAME_CHARS: usize = 100;
+/// The longest organization name as sent, surrounding whitespace included:
+/// trimming is a courtesy, not a way to send an unbounded string.
+pub const MAX_ORG_NAME_INPUT_CHARS: usize = 4 * MAX_ORG_NAME_CHARS;
 /// How many `gsi1` partitions (`ORGS#0` … `ORGS#7`) index the organizations.
 pub const ORG_INDEX_SHARDS: u32 = 8;
 /// The organization item's attributes.
@@ -103,6 +106,14 @@ pub struct OrgName(String);
 impl OrgName {
     /// Parses a name, trimming surrounding whitespace.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        if raw.chars().nth(MAX_ORG_NAME_INPUT_CHARS).is_some() {
+            return Err(ValidationError::new(
+                "organization",
+                format!(
+                    "must be at most {MAX_ORG_NAME_INPUT_CHARS} characters with surrounding whitespace"
+                ),
+            ));
+        }
         let name = raw.trim();
         let chars = name.chars().count();
         if chars == 0 || chars > MAX_ORG_NAME_CHARS {
@@ -239,6 +250,12 @@ mod tests {
         );
         assert!(OrgName::parse("   ").is_err());
         assert!(OrgName::parse(&"x".repeat(101)).is_err());
+        let padded = |n: usize| format!("{}Acme{}", " ".repeat(n), " ".repeat(n));
+        assert!(OrgName::parse(&padded((MAX_ORG_NAME_INPUT_CHARS - 4) / 2)).is_ok());
+        assert_eq!(
+            OrgName::parse(&padded(MAX_ORG_NAME_INPUT_CHARS / 2)).map_err(|e| e.field),
+            Err("organization")
+        );
         assert_eq!(
             OrgName::parse("a\u{7}b").map_err(|e| e.field),
             Err("organization")

@@ -36,8 +36,12 @@ pub use dto::*;
 
 type Reply<T> = Result<T, ApiError>;
 
-/// The largest request body orders accepts (50 lines and a 500-character note fit well within).
-pub const MAX_BODY_BYTES: usize = 32 * 1024;
+/// The largest request body orders accepts. It holds the longest body the
+/// OpenAPI document allows, written the longest way JSON can write it
+/// (each character a 12-byte `\uXXXX\uXXXX` escape, which is how
+/// `json.dumps` sends an emoji), with room to spare; `tests/openapi.rs`
+/// sends that body to every route.
+pub const MAX_BODY_BYTES: usize = 128 * 1024;
 /// How often `?wait=` reads the order again.
 pub const WAIT_POLL: Duration = Duration::from_millis(100);
 
