@@ -1,7 +1,7 @@
 //! The auth Lambda function: build the service once at cold start, then serve
 //! API Gateway events with the same router `constellation serve` mounts.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     constellation_web::host::lambda_http(&constellation_auth::SERVICE).await
 }

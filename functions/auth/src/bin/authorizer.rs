@@ -9,7 +9,7 @@ use constellation_platform::tokens::{VerifierConfig, load_verifier};
 use constellation_web::authorizer::authorize;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     init_tracing();
     let platform = Platform::from_env().await?;

@@ -1,6 +1,6 @@
 //! The catalog Lambda function over API Gateway.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     constellation_web::host::lambda_http(&constellation_catalog::SERVICE).await
 }

@@ -1,7 +1,7 @@
 //! The comms worker as a Lambda function: other services' events, and
 //! comms' own fan-out, mail and retraction steps.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     constellation_web::host::lambda_worker(
         &constellation_comms::SERVICE,

@@ -1,6 +1,6 @@
 //! The kv outbox relay as a Lambda function, run by an EventBridge Scheduler schedule.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     constellation_web::host::lambda_schedule(
         &constellation_kv::SERVICE,

@@ -1,6 +1,6 @@
 //! The orders worker as a Lambda function: catalog's stock events confirm or reject orders.
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     constellation_web::host::lambda_worker(
         &constellation_orders::SERVICE,
