@@ -481,12 +481,20 @@ fn pattern_bounds_are_read_as_written() {
 /// indent, and the separator.
 const LAYOUT_BYTES: usize = 64;
 
+/// A JSON string of `chars` characters, each escaped in `each` bytes.
+fn escaped(chars: usize, each: usize) -> usize {
+    2 + each * chars
+}
+
 /// The longest a JSON text valid against `schema` can reasonably be: every
 /// string at its longest with every character written as the longest escape
 /// of one (a `\uXXXX\uXXXX` surrogate pair, 12 bytes, which is what
-/// `json.dumps` sends for an emoji), every array at `maxItems`, every
-/// property present, numbers and dates in 64 bytes, and [`LAYOUT_BYTES`]
-/// of indentation per member or item. `Err` names what is unbounded.
+/// `json.dumps` sends for an emoji; an enum value's or a property name's
+/// ASCII as `\u00XX`, 6 bytes), every array at `maxItems`, every property
+/// present, numbers and dates in 64 bytes, and [`LAYOUT_BYTES`] of
+/// indentation per member or item. `Err` names what is unbounded. JSON
+/// itself bounds neither a number's digits nor whitespace, nor RFC 3339 a
+/// fraction of a second: a client that pads those is not a reasonable one.
 fn worst_case_bytes(doc: &Value, schema: &Value, at: &str) -> Result<usize, String> {
     let schema = match schema["$ref"].as_str() {
         Some(r) => doc.pointer(r.trim_start_matches('#')).unwrap(),
@@ -513,7 +521,10 @@ fn worst_case_bytes(doc: &Value, schema: &Value, at: &str) -> Result<usize, Stri
     if let Some(values) = schema["enum"].as_array() {
         return Ok(values
             .iter()
-            .map(|v| v.to_string().len())
+            .map(|v| match v {
+                Value::String(s) => escaped(s.chars().count(), 6),
+                other => other.to_string().len(),
+            })
             .max()
             .unwrap_or(0));
     }
@@ -537,7 +548,7 @@ fn worst_case_bytes(doc: &Value, schema: &Value, at: &str) -> Result<usize, Stri
                         _ => return Err(format!("{at}: a string without maxLength")),
                     },
                 };
-                2 + 12 * chars
+                escaped(chars, 12)
             }
             "array" => {
                 let items = schema["maxItems"]
@@ -552,7 +563,7 @@ fn worst_case_bytes(doc: &Value, schema: &Value, at: &str) -> Result<usize, Stri
                 }
                 let mut n = 2;
                 for (name, property) in schema["properties"].as_object().into_iter().flatten() {
-                    n += name.len() + 3 + LAYOUT_BYTES;
+                    n += escaped(name.chars().count(), 6) + 1 + LAYOUT_BYTES;
                     n += worst_case_bytes(doc, property, &format!("{at}.{name}"))?;
                 }
                 n
@@ -565,11 +576,11 @@ fn worst_case_bytes(doc: &Value, schema: &Value, at: &str) -> Result<usize, Stri
 }
 
 /// A schema-valid body is never refused for its size, and every body is
-/// bounded: for each operation that takes JSON, a body as long as the
-/// longest the document allows ([`worst_case_bytes`]) is read and parsed
-/// (here it is one unterminated string, so the answer is the 400 of a
-/// malformed body, which proves the body was read), and a body of 4 MiB
-/// past that is refused with 413.
+/// bounded, not far past that: for each operation that takes JSON, a body
+/// as long as the longest the document allows ([`worst_case_bytes`]) is
+/// read and parsed (here it is one unterminated string, so the answer is
+/// the 400 `malformed-body` problem, which proves the body was read), and a
+/// body four times the service's longest and 16 KiB more is refused with 413.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_json_body_the_document_allows_fits_its_route() {
     use constellation_auth::signing::{SigningConfig, load_issuer};
@@ -610,41 +621,53 @@ async fn every_json_body_the_document_allows_fits_its_route() {
         let ctx = base.for_service(Resources::from_env(def.resources, BackendKind::Local).unwrap());
         let app = (def.app)(&ctx).await.unwrap();
         let doc = serde_json::to_value((def.openapi)()).unwrap();
+        let mut bodies = Vec::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                let Some(schema) = op.pointer("/requestBody/content/application~1json/schema")
-                else {
-                    continue;
-                };
-                let at = format!("{} {path}", method.to_ascii_uppercase());
-                let worst = worst_case_bytes(&doc, schema, "body")
-                    .unwrap_or_else(|e| panic!("{at}: the document bounds no body size: {e}"));
-                for (len, expected) in [(worst, 400), (worst + (4 << 20), 413)] {
-                    let mut body = vec![b'x'; len];
-                    body[0] = b'"';
-                    let request = Request::builder()
-                        .method(Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap())
-                        .uri(concrete(path))
-                        .header("authorization", &bearer)
-                        .header("content-type", "application/json")
-                        .header("idempotency-key", uuid::Uuid::new_v4().to_string())
-                        .header("if-match", format!("\"{}\"", "0".repeat(32)))
-                        .body(Body::from(body))
-                        .unwrap();
-                    let response = app.clone().oneshot(request).await.unwrap();
-                    let status = response.status().as_u16();
-                    let problem = axum::body::to_bytes(response.into_body(), 1 << 20)
-                        .await
-                        .unwrap();
-                    if status != expected {
-                        failures.push(format!(
-                            "{at}: a {len}-byte body (the document allows {worst}) got {status}: {}",
-                            String::from_utf8_lossy(&problem)
-                        ));
-                    }
+                if let Some(schema) = op.pointer("/requestBody/content/application~1json/schema") {
+                    let at = format!("{} {path}", method.to_ascii_uppercase());
+                    let worst = worst_case_bytes(&doc, schema, "body")
+                        .unwrap_or_else(|e| panic!("{at}: the document bounds no body size: {e}"));
+                    bodies.push((method.to_ascii_uppercase(), path.clone(), at, worst));
                 }
-                checked += 1;
             }
+        }
+        // The service's one limit is for its longest body.
+        let too_long = 4 * bodies.iter().map(|b| b.3).max().unwrap_or(0) + (16 << 10);
+        for (method, path, at, worst) in bodies {
+            for (len, expected) in [(worst, 400), (too_long, 413)] {
+                let mut body = vec![b'x'; len];
+                body[0] = b'"';
+                let request = Request::builder()
+                    .method(Method::from_bytes(method.as_bytes()).unwrap())
+                    .uri(concrete(&path))
+                    .header("authorization", &bearer)
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                    .header("if-match", format!("\"{}\"", "0".repeat(32)))
+                    .body(Body::from(body))
+                    .unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                let status = response.status().as_u16();
+                let problem = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let expected_type = if expected == 400 {
+                    "urn:constellation:problem:malformed-body"
+                } else {
+                    "urn:constellation:problem:payload-too-large"
+                };
+                let problem_type = serde_json::from_slice::<Value>(&problem)
+                    .ok()
+                    .and_then(|p| p["type"].as_str().map(str::to_owned));
+                if status != expected || problem_type.as_deref() != Some(expected_type) {
+                    failures.push(format!(
+                        "{at}: a {len}-byte body (the document allows {worst}) got {status}: {}",
+                        String::from_utf8_lossy(&problem)
+                    ));
+                }
+            }
+            checked += 1;
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -313,7 +313,7 @@ async fn register(
     ClientIp(ip): ClientIp,
     Json(body): Json<RegistrationForCreate>,
 ) -> Reply<Response> {
-    let organization = OrgName::parse(&body.organization)?;
+    let organization = OrgName::parse_input(&body.organization)?;
     let email = Email::parse(&body.email)?;
     let password = Password::new_for(&body.password, &email)?;
     let session = state
