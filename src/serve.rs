@@ -58,6 +58,8 @@ pub struct ServeConfig {
 pub struct Server {
     listener: TcpListener,
     app: axum::Router,
+    /// Checkpointed at shutdown (the local backend).
+    platform: Platform,
     background: JoinSet<()>,
     stop: watch::Sender<bool>,
     /// The address actually bound (useful with port 0).
@@ -260,6 +262,7 @@ impl Server {
         Ok(Self {
             listener,
             app,
+            platform,
             background,
             stop,
             local_addr,
@@ -282,6 +285,19 @@ impl Server {
             .context("http server")?;
         let _ = self.stop.send(true);
         while self.background.join_next().await.is_some() {}
+        // Leave the database whole: the next process to open it (a function
+        // under `cargo lambda watch`, the next serve) reads no log back.
+        if let Some(local) = self.platform.local_backend() {
+            match local.checkpoint().await {
+                Ok(true) => {}
+                Ok(false) => tracing::info!(
+                    "another process is using the database; its write-ahead log is checkpointed later"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&*e), "checkpoint at shutdown failed")
+                }
+            }
+        }
         tracing::info!("constellation stopped");
         Ok(())
     }

@@ -60,6 +60,8 @@ use crate::table::StoreError;
 const POOL_SIZE: usize = 4;
 /// How long a statement waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`LocalBackend::checkpoint`] waits for other processes.
+pub const CHECKPOINT_WAIT: Duration = Duration::from_millis(500);
 
 /// The version of [`SCHEMA`] (SQLite's `user_version`); bump it with every
 /// change to the schema.
@@ -201,6 +203,35 @@ impl LocalBackend {
     pub fn reading_pages_here(mut self) -> Self {
         self.pages_here = true;
         self
+    }
+
+    /// Copies the write-ahead log into the database and empties it
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`), if the database is open: for a
+    /// process that is done writing, such as `serve` at shutdown. The next
+    /// process to open the database then has no log to read back (a function
+    /// that finds no other process on the database rebuilds the log's index
+    /// from every frame in it, at every start). Waits at most
+    /// [`CHECKPOINT_WAIT`] for another process's reads or write; `Ok(false)`
+    /// when one kept the log from being emptied (it is emptied later).
+    pub async fn checkpoint(&self) -> anyhow::Result<bool> {
+        if self.inner.db.get().is_none() {
+            return Ok(true);
+        }
+        let path = self.inner.data_dir.join("constellation.db");
+        tokio::task::spawn_blocking(move || {
+            let conn = connect(&path)?;
+            conn.busy_timeout(CHECKPOINT_WAIT)
+                .context("set the checkpoint's busy timeout")?;
+            // (busy, frames in the log, frames checkpointed)
+            let (busy, _, _): (i64, i64, i64) = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .context("checkpoint the write-ahead log")?;
+            Ok(busy == 0)
+        })
+        .await
+        .context("the checkpoint's thread")?
     }
 
     /// A logical table; many share one SQLite table. `cursor_key` signs its query cursors.
