@@ -119,21 +119,24 @@ fn operations(doc: &Value) -> BTreeSet<(String, String)> {
     ops
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_is_documented_and_every_operation_routed() {
-    let dir = tempfile::tempdir().unwrap();
-    let platform = Platform::local(
-        dir.path().to_path_buf(),
-        String::new(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
+/// A platform on the local backend in `dir`, and the context every
+/// service's app is built from, as `serve` builds it.
+fn local_context(dir: &std::path::Path) -> (Platform, Context) {
+    let platform =
+        Platform::local(dir.to_path_buf(), String::new(), Arc::new(SystemClock)).unwrap();
     let base = Context::new(
         platform.clone(),
         Resources::default(),
         MetricsSink::discard(),
         VerifierConfig::default(),
     );
+    (platform, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_documented_and_every_operation_routed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, base) = local_context(dir.path());
     let mut union = BTreeSet::new();
     for def in SERVICES {
         let ctx = base.for_service(Resources::from_env(def.resources, BackendKind::Local).unwrap());
@@ -588,18 +591,7 @@ async fn every_json_body_the_document_allows_fits_its_route() {
     use constellation_core::auth::{AccountId, Principal, Role};
 
     let dir = tempfile::tempdir().unwrap();
-    let platform = Platform::local(
-        dir.path().to_path_buf(),
-        String::new(),
-        Arc::new(SystemClock),
-    )
-    .unwrap();
-    let base = Context::new(
-        platform.clone(),
-        Resources::default(),
-        MetricsSink::discard(),
-        VerifierConfig::default(),
-    );
+    let (platform, base) = local_context(dir.path());
     let issuer = load_issuer(&platform, &SigningConfig::default())
         .await
         .unwrap();
