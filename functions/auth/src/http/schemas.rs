@@ -1,7 +1,7 @@
 //! The constraints of auth's inputs as the OpenAPI document states them,
 //! built from the constants the parsers enforce ([`Email::parse`],
 //! [`Password::new_for`], [`Role::parse`], [`AccountId::parse`],
-//! [`crate::store::OrgName::parse`], [`SecretToken::presented`]), so that a
+//! [`crate::store::OrgName::parse_input`], [`SecretToken::presented`]), so that a
 //! client generated from the document accepts what the server accepts, and
 //! schemathesis checks that they agree.
 //!
